@@ -1,0 +1,49 @@
+// Errors with stable codes. Every failure headroom reports carries one of these codes; the server maps
+// codes to HTTP statuses in one table.
+
+export type ErrorCode =
+  | "CONFIG_INVALID"
+  | "CONFIG_UNREADABLE"
+  | "SNAPSHOT_INVALID"
+  | "SNAPSHOT_VERSION_MISMATCH"
+  | "BATCH_TOO_LARGE"
+  | "POOL_TOO_LARGE"
+  | "REQUEST_INVALID"
+  | "KERNEL_UNAVAILABLE";
+
+export class HeadroomError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = "HeadroomError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export class ConfigError extends HeadroomError {
+  /** One line per problem, each naming the field and the value found. */
+  readonly problems: string[];
+
+  constructor(problems: string[], code: "CONFIG_INVALID" | "CONFIG_UNREADABLE" = "CONFIG_INVALID") {
+    super(code, `invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+export class SnapshotError extends HeadroomError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("SNAPSHOT_INVALID", message, details);
+    this.name = "SnapshotError";
+  }
+}
+
+export class RequestError extends HeadroomError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("REQUEST_INVALID", message, details);
+    this.name = "RequestError";
+  }
+}
