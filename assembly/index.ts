@@ -1,0 +1,1235 @@
+// The pair-selection kernel (SPEC.md §2, §3): one call picks for a batch of requests against the pool
+// snapshot held in linear memory. Plain exported functions over fixed regions; JS writes inputs and
+// reads results through typed-array views on this module's memory (src/kernel/wasm.ts). No allocation
+// after configure(). Every floating-point expression keeps the operand order of the TypeScript twin
+// (src/kernel/twin.ts), which documents the algorithm; change both together.
+
+// ---- layout -------------------------------------------------------------------------------------
+
+const REQ_STRIDE: i32 = 8; // inputTokens, outputTokens, prefixHit, sloTtftMs, sloTpotMs, priority, seed, flags
+const RES_STRIDE: i32 = 24; // see RES_* below, then MAX_FALLBACKS fallback slots
+const MAX_FALLBACKS: i32 = 8;
+const PARAM_COUNT: i32 = 16;
+
+const REQ_HAS_TTFT: i32 = 1;
+const REQ_HAS_TPOT: i32 = 2;
+
+const RES_OUTCOME: i32 = 0;
+const RES_PREFILL: i32 = 1;
+const RES_DECODE: i32 = 2;
+const RES_DECODE_ONLY: i32 = 3;
+const RES_PREFILL_TTFT: i32 = 4;
+const RES_DECODE_TTFT: i32 = 5;
+const RES_TRANSFER: i32 = 6;
+const RES_TTFT: i32 = 7;
+const RES_TPOT: i32 = 8;
+const RES_H_TTFT: i32 = 9;
+const RES_H_TPOT: i32 = 10;
+const RES_BLENDED: i32 = 11;
+const RES_PAIRS: i32 = 12;
+const RES_POSITIVE: i32 = 13;
+const RES_VERSION: i32 = 14;
+const RES_FALLBACK_COUNT: i32 = 15;
+const RES_FALLBACKS: i32 = 16;
+
+const OUT_POSITIVE: i32 = 0;
+const OUT_NEGATIVE: i32 = 1;
+const OUT_EXPLORE: i32 = 2;
+const OUT_NO_SLO: i32 = 3;
+const OUT_SHED: i32 = 4;
+const OUT_NO_CANDIDATES: i32 = 5;
+const OUT_INVALID: i32 = 6;
+
+const ROLE_PREFILL: i32 = 1;
+const ROLE_DECODE: i32 = 2;
+const ROLE_ELIGIBLE: i32 = 4;
+
+const CLASS_NODE: i32 = 0;
+const CLASS_RACK: i32 = 1;
+const CLASS_CROSS: i32 = 2;
+const CLASS_LOCAL: i32 = 3;
+
+const STRATEGY_MOST: i32 = 0;
+const STRATEGY_LEAST: i32 = 1;
+
+const LOCAL_NEVER: i32 = 0;
+const LOCAL_THRESHOLD: i32 = 1;
+
+const DRAW_MOST: i32 = 0;
+const DRAW_LEAST: i32 = 1;
+const DRAW_NEGATIVE: i32 = 2;
+const DRAW_EXPLORE: i32 = 3;
+
+const ERR_NONE: i32 = 0;
+const ERR_NOT_CONFIGURED: i32 = 1;
+const ERR_TOO_MANY_PODS: i32 = 2;
+const ERR_GRID: i32 = 3;
+const ERR_VALUE: i32 = 4;
+const ERR_VERSION: i32 = 5;
+const ERR_BATCH: i32 = 6;
+const ERR_NO_SNAPSHOT: i32 = 7;
+
+const MAX_TOKENS: f64 = 10000000.0;
+const MAX_SLO_MS: f64 = 1000000000.0;
+
+// Region addresses, published to JS through the info table.
+let INFO: usize = 0;
+let GRID: usize = 0;
+let ROLES: usize = 0;
+let RACK: usize = 0;
+let NODE: usize = 0;
+let PF: usize = 0;
+let LPF: usize = 0;
+let DW: usize = 0;
+let TP: usize = 0;
+let PQ: usize = 0;
+let DQ: usize = 0;
+let TL: usize = 0;
+let WPR: usize = 0;
+let TPR: usize = 0;
+let TPT: usize = 0;
+let PARAMS: usize = 0;
+let REQ: usize = 0;
+let RES: usize = 0;
+// Scratch.
+let WPQ: usize = 0;
+let WDQ: usize = 0;
+let WTL: usize = 0;
+let VA: usize = 0;
+let VPC: usize = 0;
+let VB: usize = 0;
+let VT: usize = 0;
+let VLC: usize = 0;
+let VL: usize = 0;
+let PLIST: usize = 0;
+let DLIST: usize = 0;
+let SORTA: usize = 0;
+let SORTB: usize = 0;
+let MSCR: usize = 0;
+let SPODS: usize = 0;
+let SVALS: usize = 0;
+let SGRP: usize = 0;
+let SNX: usize = 0;
+let SPV: usize = 0;
+let SPRE: usize = 0;
+let ROFF: usize = 0;
+let RLEN: usize = 0;
+let NOFF: usize = 0;
+let NLEN: usize = 0;
+let DROFF: usize = 0;
+let DRLEN: usize = 0;
+let DNOFF: usize = 0;
+let DNLEN: usize = 0;
+let CUR: usize = 0;
+let DL1: usize = 0;
+let DL2: usize = 0;
+let CNT0: usize = 0;
+let CNT1X: usize = 0;
+let CNT1R: usize = 0;
+let CNT2R: usize = 0;
+let CNT2N: usize = 0;
+let G_OFF: usize = 0;
+let G_LEN: usize = 0;
+let G_PRE: usize = 0;
+let G_EX: usize = 0;
+let G_CPOS: usize = 0;
+let G_POS: usize = 0;
+let G_NEG: usize = 0;
+let G_TOTAL: usize = 0;
+let G_FPOS: usize = 0;
+let G_LPOS: usize = 0;
+let G_FNEG: usize = 0;
+let G_LNEG: usize = 0;
+let G_FALL: usize = 0;
+let G_Q: usize = 0;
+let G_SPOS: usize = 0;
+let G_SNEG: usize = 0;
+let LOCAL: usize = 0;
+let WEIGHTS: usize = 0;
+let FB_IDS: usize = 0;
+let FB_KEYS: usize = 0;
+
+let capPods: i32 = 0;
+let capGrid: i32 = 0;
+let capBatch: i32 = 0;
+
+// Snapshot state.
+let loaded: bool = false;
+let nPods: i32 = 0;
+let nGrid: i32 = 0;
+let version: u32 = 0;
+let nPrefill: i32 = 0;
+let nDecode: i32 = 0;
+let nBoth: i32 = 0;
+let nRacks: i32 = 0;
+let nNodes: i32 = 0;
+let hasLinks: bool = false;
+
+// Parameters.
+let wT: f64 = 0.8;
+let wP: f64 = 0.2;
+let overheadMs: f64 = 5.0;
+let bufferFactor: f64 = 0.9;
+let exploreProb: f64 = 0.01;
+let strategy: i32 = 0;
+let localMode: i32 = 1;
+let pdThreshold: f64 = 256.0;
+let fallbackCount: i32 = 2;
+let shedSheddable: bool = true;
+let kvBytesPerToken: f64 = 0.0;
+let bwNode: f64 = 450.0;
+let bwRack: f64 = 50.0;
+let bwCross: f64 = 12.5;
+
+// Per-request state.
+let topo: bool = false;
+let hasT: bool = false;
+let hasP: bool = false;
+let budgetT: f64 = 0;
+let budgetP: f64 = 0;
+let reqIsl: f64 = 0;
+let reqOsl: f64 = 0;
+let uncached: f64 = 0;
+let cNode: f64 = 0;
+let cRack: f64 = 0;
+let cCross: f64 = 0;
+let rng: u32 = 0;
+let chosenP: i32 = -1;
+let chosenD: i32 = -1;
+let chosenK: i32 = 0;
+
+// ---- memory helpers -----------------------------------------------------------------------------
+
+@inline function ldf(base: usize, i: i32): f64 {
+  return load<f64>(base + (<usize>i << 3));
+}
+@inline function stf(base: usize, i: i32, v: f64): void {
+  store<f64>(base + (<usize>i << 3), v);
+}
+@inline function ldi(base: usize, i: i32): i32 {
+  return load<i32>(base + (<usize>i << 2));
+}
+@inline function sti(base: usize, i: i32, v: i32): void {
+  store<i32>(base + (<usize>i << 2), v);
+}
+
+let bump: usize = 0;
+function take(bytes: i32): usize {
+  const at = (bump + 15) & ~(<usize>15);
+  bump = at + <usize>bytes;
+  return at;
+}
+
+/**
+ * Lays out every region for pools of up to maxPods pods, grids of up to maxGrid points and batches of
+ * up to batchCap requests, growing memory as needed. Returns the address of the info table.
+ */
+export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
+  if (maxPods < 1 || maxGrid < 1 || batchCap < 1) return 0;
+  bump = __heap_base;
+  const n = maxPods;
+  const f8 = n << 3;
+  const i4 = n << 2;
+  INFO = take(64 * 4);
+  GRID = take(maxGrid << 3);
+  ROLES = take(i4);
+  RACK = take(i4);
+  NODE = take(i4);
+  PF = take(maxGrid * f8);
+  LPF = take(maxGrid * f8);
+  DW = take(maxGrid * f8);
+  TP = take(maxGrid * f8);
+  PQ = take(f8);
+  DQ = take(f8);
+  TL = take(f8);
+  WPR = take(f8);
+  TPR = take(f8);
+  TPT = take(f8);
+  PARAMS = take(PARAM_COUNT << 3);
+  REQ = take((batchCap * REQ_STRIDE) << 3);
+  RES = take((batchCap * RES_STRIDE) << 3);
+  WPQ = take(f8);
+  WDQ = take(f8);
+  WTL = take(f8);
+  VA = take(f8 + 16);
+  VPC = take(f8 + 16);
+  VB = take(f8 + 16);
+  VT = take(f8 + 16);
+  VLC = take(f8 + 16);
+  VL = take(f8 + 16);
+  PLIST = take(i4);
+  DLIST = take(i4);
+  SORTA = take(i4);
+  SORTB = take(i4);
+  MSCR = take(i4);
+  SPODS = take(3 * i4);
+  SVALS = take(3 * f8);
+  SGRP = take(3 * i4);
+  SNX = take(3 * i4);
+  SPV = take(3 * i4);
+  SPRE = take(5 * f8 + 32);
+  ROFF = take(i4);
+  RLEN = take(i4);
+  NOFF = take(i4);
+  NLEN = take(i4);
+  DROFF = take(i4);
+  DRLEN = take(i4);
+  DNOFF = take(i4);
+  DNLEN = take(i4);
+  CUR = take(i4);
+  DL1 = take(i4);
+  DL2 = take(i4);
+  CNT0 = take(i4);
+  CNT1X = take(i4);
+  CNT1R = take(i4);
+  CNT2R = take(i4);
+  CNT2N = take(i4);
+  G_OFF = take(3 * i4);
+  G_LEN = take(3 * i4);
+  G_PRE = take(3 * i4);
+  G_EX = take(3 * i4);
+  G_CPOS = take(3 * i4);
+  G_POS = take(3 * i4);
+  G_NEG = take(3 * i4);
+  G_TOTAL = take(3 * i4);
+  G_FPOS = take(3 * i4);
+  G_LPOS = take(3 * i4);
+  G_FNEG = take(3 * i4);
+  G_LNEG = take(3 * i4);
+  G_FALL = take(3 * i4);
+  G_Q = take(3 * f8);
+  G_SPOS = take(3 * f8);
+  G_SNEG = take(3 * f8);
+  LOCAL = take(i4);
+  WEIGHTS = take(4 * f8);
+  FB_IDS = take(MAX_FALLBACKS << 2);
+  FB_KEYS = take(MAX_FALLBACKS << 3);
+  const end = bump;
+  const have = <usize>memory.size() << 16;
+  if (end > have) {
+    const pages = <i32>((end - have + 0xffff) >> 16);
+    if (memory.grow(pages) < 0) return 0;
+  }
+  capPods = maxPods;
+  capGrid = maxGrid;
+  capBatch = batchCap;
+  loaded = false;
+  sti(INFO, 0, <i32>GRID);
+  sti(INFO, 1, <i32>ROLES);
+  sti(INFO, 2, <i32>RACK);
+  sti(INFO, 3, <i32>NODE);
+  sti(INFO, 4, <i32>PF);
+  sti(INFO, 5, <i32>LPF);
+  sti(INFO, 6, <i32>DW);
+  sti(INFO, 7, <i32>TP);
+  sti(INFO, 8, <i32>PQ);
+  sti(INFO, 9, <i32>DQ);
+  sti(INFO, 10, <i32>TL);
+  sti(INFO, 11, <i32>WPR);
+  sti(INFO, 12, <i32>TPR);
+  sti(INFO, 13, <i32>TPT);
+  sti(INFO, 14, <i32>PARAMS);
+  sti(INFO, 15, <i32>REQ);
+  sti(INFO, 16, <i32>RES);
+  sti(INFO, 17, <i32>end);
+  return INFO;
+}
+
+// ---- parameters and snapshot --------------------------------------------------------------------
+
+/** Reads PARAMS: wT, wP, overhead, buffer, exploreProb, strategy, localMode, pdThreshold, fallbacks, shed, kvBytes, bw node, rack, cross. */
+export function setParams(): i32 {
+  if (capPods == 0) return ERR_NOT_CONFIGURED;
+  wT = ldf(PARAMS, 0);
+  wP = ldf(PARAMS, 1);
+  overheadMs = ldf(PARAMS, 2);
+  bufferFactor = ldf(PARAMS, 3);
+  exploreProb = ldf(PARAMS, 4);
+  strategy = <i32>ldf(PARAMS, 5);
+  localMode = <i32>ldf(PARAMS, 6);
+  pdThreshold = ldf(PARAMS, 7);
+  fallbackCount = min<i32>(max<i32>(<i32>ldf(PARAMS, 8), 0), MAX_FALLBACKS);
+  shedSheddable = ldf(PARAMS, 9) != 0;
+  kvBytesPerToken = ldf(PARAMS, 10);
+  bwNode = ldf(PARAMS, 11);
+  bwRack = ldf(PARAMS, 12);
+  bwCross = ldf(PARAMS, 13);
+  return ERR_NONE;
+}
+
+function finiteNonNegative(base: usize, count: i32): bool {
+  for (let i = 0; i < count; i++) {
+    const v = ldf(base, i);
+    if (!(v >= 0.0 && v < Infinity)) return false;
+  }
+  return true;
+}
+
+/**
+ * Takes the snapshot JS wrote into the snapshot regions: n pods, g grid points, dense rack and node ids
+ * (racks < nr, nodes < nn). Checks every value and prepares the per-snapshot lists.
+ */
+export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: i32): i32 {
+  loaded = false;
+  if (capPods == 0) return ERR_NOT_CONFIGURED;
+  if (n < 0 || n > capPods || nr > capPods || nn > capPods) return ERR_TOO_MANY_PODS;
+  if (g < 1 || g > capGrid) return ERR_GRID;
+  for (let j = 0; j < g; j++) {
+    const x = ldf(GRID, j);
+    if (!(x >= 0.0 && x < Infinity)) return ERR_GRID;
+    if (j > 0 && !(x > ldf(GRID, j - 1))) return ERR_GRID;
+  }
+  const gn = g * n;
+  if (!finiteNonNegative(PF, gn) || !finiteNonNegative(LPF, gn) || !finiteNonNegative(DW, gn) || !finiteNonNegative(TP, gn)) return ERR_VALUE;
+  if (!finiteNonNegative(PQ, n) || !finiteNonNegative(DQ, n) || !finiteNonNegative(TL, n)) return ERR_VALUE;
+  if (!finiteNonNegative(WPR, n) || !finiteNonNegative(TPR, n) || !finiteNonNegative(TPT, n)) return ERR_VALUE;
+  for (let i = 0; i < n; i++) {
+    const r = ldi(RACK, i);
+    const nd = ldi(NODE, i);
+    if (r < 0 || r >= nr || nd < 0 || nd >= nn) return ERR_VALUE;
+  }
+  nPods = n;
+  nGrid = g;
+  version = ver;
+  nRacks = nr;
+  nNodes = nn;
+  hasLinks = links != 0;
+  nPrefill = 0;
+  nDecode = 0;
+  nBoth = 0;
+  for (let r = 0; r < nr; r++) {
+    sti(RLEN, r, 0);
+    sti(DRLEN, r, 0);
+  }
+  for (let nd = 0; nd < nn; nd++) {
+    sti(NLEN, nd, 0);
+    sti(DNLEN, nd, 0);
+  }
+  for (let i = 0; i < n; i++) {
+    const role = ldi(ROLES, i);
+    if ((role & ROLE_ELIGIBLE) == 0) continue;
+    const r = ldi(RACK, i);
+    const nd = ldi(NODE, i);
+    if ((role & ROLE_PREFILL) != 0) {
+      sti(PLIST, nPrefill, i);
+      sti(SORTA, nPrefill, i);
+      nPrefill++;
+      sti(RLEN, r, ldi(RLEN, r) + 1);
+      sti(NLEN, nd, ldi(NLEN, nd) + 1);
+    }
+    if ((role & ROLE_DECODE) != 0) {
+      sti(DLIST, nDecode, i);
+      sti(SORTB, nDecode, i);
+      nDecode++;
+      sti(DRLEN, r, ldi(DRLEN, r) + 1);
+      sti(DNLEN, nd, ldi(DNLEN, nd) + 1);
+    }
+    if ((role & ROLE_PREFILL) != 0 && (role & ROLE_DECODE) != 0) nBoth++;
+  }
+  let acc = 0;
+  let dacc = 0;
+  for (let r = 0; r < nr; r++) {
+    sti(ROFF, r, acc);
+    acc += ldi(RLEN, r);
+    sti(DROFF, r, dacc);
+    dacc += ldi(DRLEN, r);
+  }
+  acc = 0;
+  dacc = 0;
+  for (let nd = 0; nd < nn; nd++) {
+    sti(NOFF, nd, acc);
+    acc += ldi(NLEN, nd);
+    sti(DNOFF, nd, dacc);
+    dacc += ldi(DNLEN, nd);
+  }
+  loaded = true;
+  return ERR_NONE;
+}
+
+// Segment bases in the unified list arrays: level 0 (all prefill pods), 1 (per rack), 2 (per node).
+@inline function rackSegOff(r: i32): i32 {
+  return capPods + ldi(ROFF, r);
+}
+@inline function rackSegPre(r: i32): i32 {
+  return capPods + 1 + ldi(ROFF, r) + r;
+}
+@inline function nodeSegOff(nd: i32): i32 {
+  return 2 * capPods + ldi(NOFF, nd);
+}
+@inline function nodeSegPre(nd: i32): i32 {
+  return 3 * capPods + 1 + ldi(NOFF, nd) + nd;
+}
+
+// ---- the batch ----------------------------------------------------------------------------------
+
+/** Picks for `count` requests in REQ, writing RES. Fails as a whole on a wrong version or size. */
+export function pickBatch(count: i32, expectedVersion: f64): i32 {
+  if (capPods == 0) return ERR_NOT_CONFIGURED;
+  if (!loaded) return ERR_NO_SNAPSHOT;
+  if (count < 0 || count > capBatch) return ERR_BATCH;
+  if (expectedVersion >= 0 && <u32>expectedVersion != version) return ERR_VERSION;
+  memory.copy(WPQ, PQ, <usize>nPods << 3);
+  memory.copy(WDQ, DQ, <usize>nPods << 3);
+  memory.copy(WTL, TL, <usize>nPods << 3);
+  topo = kvBytesPerToken > 0 && hasLinks;
+  for (let r = 0; r < count; r++) pickOne(r);
+  return ERR_NONE;
+}
+
+function clearResult(res: usize): void {
+  for (let k = 0; k < RES_STRIDE; k++) stf(res, k, NaN);
+  stf(res, RES_PREFILL, -1);
+  stf(res, RES_DECODE, -1);
+  stf(res, RES_DECODE_ONLY, 0);
+  stf(res, RES_PAIRS, 0);
+  stf(res, RES_POSITIVE, 0);
+  stf(res, RES_FALLBACK_COUNT, 0);
+  stf(res, RES_VERSION, <f64>version);
+}
+
+function pickOne(r: i32): void {
+  const req = REQ + ((<usize>(r * REQ_STRIDE)) << 3);
+  const res = RES + ((<usize>(r * RES_STRIDE)) << 3);
+  clearResult(res);
+  const isl = ldf(req, 0);
+  const osl = ldf(req, 1);
+  const hit = ldf(req, 2);
+  const sloT = ldf(req, 3);
+  const sloP = ldf(req, 4);
+  const priority = ldf(req, 5);
+  const seed = ldf(req, 6);
+  const flags = <i32>ldf(req, 7);
+  hasT = (flags & REQ_HAS_TTFT) != 0;
+  hasP = (flags & REQ_HAS_TPOT) != 0;
+  const valid =
+    isl >= 0 && isl <= MAX_TOKENS && osl >= 0 && osl <= MAX_TOKENS && hit >= 0 && hit <= 1 &&
+    (!hasT || (sloT > 0 && sloT <= MAX_SLO_MS)) && (!hasP || (sloP > 0 && sloP <= MAX_SLO_MS)) &&
+    priority - priority == 0 && seed >= 0 && seed <= 4294967295.0 && Math.floor(seed) == seed;
+  if (!valid) {
+    stf(res, RES_OUTCOME, OUT_INVALID);
+    return;
+  }
+  reqIsl = isl;
+  reqOsl = osl;
+  budgetT = hasT ? sloT * bufferFactor : 0;
+  budgetP = hasP ? sloP * bufferFactor : 0;
+  predict(isl, hit);
+
+  const remotePairs = nPrefill * nDecode - nBoth;
+  const localAllowed =
+    nDecode > 0 &&
+    (remotePairs == 0 || localMode == 2 || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
+  const pairs = remotePairs + (localAllowed ? nDecode : 0);
+  stf(res, RES_PAIRS, <f64>pairs);
+  if (pairs == 0) {
+    stf(res, RES_OUTCOME, OUT_NO_CANDIDATES);
+    return;
+  }
+  buildGroups(localAllowed);
+  if (!select(res, priority < 0, <u32>seed)) return;
+  describe(res);
+  fallbacks(res);
+  account();
+}
+
+// ---- predictor stage ----------------------------------------------------------------------------
+
+let posSeg: i32 = 0;
+let posFrac: f64 = 0;
+
+function gridPosition(x: f64): void {
+  posSeg = 0;
+  posFrac = 0;
+  if (nGrid == 1 || x <= ldf(GRID, 0)) return;
+  let s = 0;
+  while (s < nGrid - 2 && ldf(GRID, s + 1) <= x) s++;
+  posSeg = s;
+  posFrac = (x - ldf(GRID, s)) / (ldf(GRID, s + 1) - ldf(GRID, s));
+}
+
+/** out[i] = base[i] + max(lo + frac * (hi - lo), 0) over the curve's segment, two pods per SIMD lane pair. */
+function interpolateInto(out: usize, base: usize, curve: usize, seg: i32, frac: f64): void {
+  const n = nPods;
+  const rowLo = curve + ((<usize>(seg * n)) << 3);
+  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
+  const vf = f64x2.splat(frac);
+  const zero = f64x2.splat(0);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const off = <usize>i << 3;
+    const lo = v128.load(rowLo + off);
+    const hi = v128.load(rowHi + off);
+    const v = f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero);
+    v128.store(out + off, f64x2.add(v128.load(base + off), v));
+  }
+  for (; i < n; i++) {
+    const lo = ldf(rowLo, i);
+    const hi = ldf(rowHi, i);
+    stf(out, i, ldf(base, i) + max<f64>(lo + frac * (hi - lo), 0));
+  }
+}
+
+/** Like interpolateInto without a base (the curve value alone). */
+function curveInto(out: usize, curve: usize, seg: i32, frac: f64): void {
+  const n = nPods;
+  const rowLo = curve + ((<usize>(seg * n)) << 3);
+  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
+  const vf = f64x2.splat(frac);
+  const zero = f64x2.splat(0);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const off = <usize>i << 3;
+    const lo = v128.load(rowLo + off);
+    const hi = v128.load(rowHi + off);
+    v128.store(out + off, f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero));
+  }
+  for (; i < n; i++) {
+    const lo = ldf(rowLo, i);
+    const hi = ldf(rowHi, i);
+    stf(out, i, max<f64>(lo + frac * (hi - lo), 0));
+  }
+}
+
+function addInto(out: usize, a: usize, b: usize): void {
+  const n = nPods;
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const off = <usize>i << 3;
+    v128.store(out + off, f64x2.add(v128.load(a + off), v128.load(b + off)));
+  }
+  for (; i < n; i++) stf(out, i, ldf(a, i) + ldf(b, i));
+}
+
+function predict(isl: f64, hit: f64): void {
+  uncached = isl * (1 - hit);
+  gridPosition(uncached);
+  const ps = posSeg;
+  const pf = posFrac;
+  gridPosition(isl);
+  const ds = posSeg;
+  const df = posFrac;
+  curveInto(VPC, PF, ps, pf);
+  addInto(VA, WPQ, VPC);
+  interpolateInto(VB, WDQ, DW, ds, df);
+  interpolateInto(VT, WTL, TP, ds, df);
+  curveInto(VLC, LPF, ps, pf);
+  addInto(VL, VB, VLC);
+  const bytes = uncached * kvBytesPerToken;
+  cNode = overheadMs + bytes / (bwNode * 1e6);
+  cRack = overheadMs + bytes / (bwRack * 1e6);
+  cCross = overheadMs + bytes / (bwCross * 1e6);
+}
+
+// ---- sorting ------------------------------------------------------------------------------------
+
+@inline function before(vals: usize, x: i32, y: i32): bool {
+  const a = ldf(vals, x);
+  const b = ldf(vals, y);
+  return a < b || (a == b && x < y);
+}
+
+/**
+ * Sorts the pod ids in arr by (vals, id). The order persists between requests and rarely changes
+ * much, so insertion sort runs first; past a budget of moves it hands over to a merge sort.
+ */
+function sortPods(arr: usize, len: i32, vals: usize): void {
+  let moves = 0;
+  const budget = 8 * len + 64;
+  for (let i = 1; i < len; i++) {
+    const x = ldi(arr, i);
+    let j = i - 1;
+    while (j >= 0 && before(vals, x, ldi(arr, j))) {
+      sti(arr, j + 1, ldi(arr, j));
+      j--;
+    }
+    sti(arr, j + 1, x);
+    moves += i - 1 - j;
+    if (moves > budget) {
+      mergeSort(arr, len, vals);
+      return;
+    }
+  }
+}
+
+function mergeSort(arr: usize, len: i32, vals: usize): void {
+  let src = arr;
+  let dst = MSCR;
+  for (let width = 1; width < len; width <<= 1) {
+    for (let lo = 0; lo < len; lo += width << 1) {
+      const mid = min<i32>(lo + width, len);
+      const hi = min<i32>(lo + (width << 1), len);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) {
+        const a = ldi(src, i);
+        const b = ldi(src, j);
+        if (before(vals, b, a)) {
+          sti(dst, k++, b);
+          j++;
+        } else {
+          sti(dst, k++, a);
+          i++;
+        }
+      }
+      while (i < mid) sti(dst, k++, ldi(src, i++));
+      while (j < hi) sti(dst, k++, ldi(src, j++));
+    }
+    const t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != arr) memory.copy(arr, src, <usize>len << 2);
+}
+
+// ---- lists, counts and groups -------------------------------------------------------------------
+
+/** Appends pod p with value v and group label to the list at element index e, prefix index pe. */
+@inline function listPut(e: i32, pe: i32, p: i32, v: f64, label: i32): void {
+  sti(SPODS, e, p);
+  stf(SVALS, e, v);
+  sti(SGRP, e, label);
+  stf(SPRE, pe + 1, ldf(SPRE, pe) + v);
+}
+
+/** Skip links of one list segment: next / previous index whose label differs (relative indices). */
+function linkSeg(off: i32, len: i32): void {
+  for (let j = len - 1; j >= 0; j--) {
+    sti(SNX, off + j, j + 1 >= len || ldi(SGRP, off + j + 1) != ldi(SGRP, off + j) ? j + 1 : ldi(SNX, off + j + 1));
+  }
+  for (let j = 0; j < len; j++) {
+    sti(SPV, off + j, j == 0 || ldi(SGRP, off + j - 1) != ldi(SGRP, off + j) ? j - 1 : ldi(SPV, off + j - 1));
+  }
+}
+
+@inline function firstNot(off: i32, len: i32, i: i32, label: i32): i32 {
+  return i < len && ldi(SGRP, off + i) == label ? ldi(SNX, off + i) : i;
+}
+
+@inline function lastNot(off: i32, i: i32, label: i32): i32 {
+  return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SPV, off + i) : i;
+}
+
+/** For decode pods in ascending B: how many of the segment's prefill pods satisfy A + (B + c) <= budgetT. */
+function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64, out: usize): void {
+  let ptr = len;
+  for (let k = 0; k < dLen; k++) {
+    const d = ldi(decodes, dOff + k);
+    const q = ldf(VB, d) + c;
+    while (ptr > 0 && !(ldf(SVALS, off + ptr - 1) + q <= budgetT)) ptr--;
+    sti(out, d, ptr);
+  }
+}
+
+function buildGroups(localAllowed: bool): void {
+  const np = nPrefill;
+  sortPods(SORTA, np, VA);
+  stf(SPRE, 0, 0);
+  for (let j = 0; j < np; j++) {
+    const p = ldi(SORTA, j);
+    listPut(j, j, p, ldf(VA, p), topo ? ldi(RACK, p) : p);
+  }
+  linkSeg(0, np);
+  if (topo) {
+    for (let r = 0; r < nRacks; r++) {
+      sti(CUR, r, 0);
+      stf(SPRE, rackSegPre(r), 0);
+    }
+    for (let j = 0; j < np; j++) {
+      const p = ldi(SORTA, j);
+      const r = ldi(RACK, p);
+      const at = ldi(CUR, r);
+      sti(CUR, r, at + 1);
+      listPut(rackSegOff(r) + at, rackSegPre(r) + at, p, ldf(VA, p), ldi(NODE, p));
+    }
+    for (let r = 0; r < nRacks; r++) linkSeg(rackSegOff(r), ldi(RLEN, r));
+    for (let nd = 0; nd < nNodes; nd++) {
+      sti(CUR, nd, 0);
+      stf(SPRE, nodeSegPre(nd), 0);
+    }
+    for (let j = 0; j < np; j++) {
+      const p = ldi(SORTA, j);
+      const nd = ldi(NODE, p);
+      const at = ldi(CUR, nd);
+      sti(CUR, nd, at + 1);
+      listPut(nodeSegOff(nd) + at, nodeSegPre(nd) + at, p, ldf(VA, p), p);
+    }
+    for (let nd = 0; nd < nNodes; nd++) linkSeg(nodeSegOff(nd), ldi(NLEN, nd));
+  }
+
+  if (hasT) {
+    sortPods(SORTB, nDecode, VB);
+    sweep(0, np, SORTB, 0, nDecode, cCross, CNT0);
+    if (topo) {
+      for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
+      for (let k = 0; k < nDecode; k++) {
+        const d = ldi(SORTB, k);
+        const r = ldi(RACK, d);
+        const at = ldi(CUR, r);
+        sti(CUR, r, at + 1);
+        sti(DL1, ldi(DROFF, r) + at, d);
+      }
+      for (let nd = 0; nd < nNodes; nd++) sti(CUR, nd, 0);
+      for (let k = 0; k < nDecode; k++) {
+        const d = ldi(SORTB, k);
+        const nd = ldi(NODE, d);
+        const at = ldi(CUR, nd);
+        sti(CUR, nd, at + 1);
+        sti(DL2, ldi(DNOFF, nd) + at, d);
+      }
+      for (let r = 0; r < nRacks; r++) {
+        const dLen = ldi(DRLEN, r);
+        if (dLen == 0) continue;
+        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cCross, CNT1X);
+        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cRack, CNT1R);
+      }
+      for (let nd = 0; nd < nNodes; nd++) {
+        const dLen = ldi(DNLEN, nd);
+        if (dLen == 0) continue;
+        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cRack, CNT2R);
+        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cNode, CNT2N);
+      }
+    }
+  }
+
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    const role = ldi(ROLES, d);
+    const selfIn = (role & ROLE_PREFILL) != 0;
+    const ad = ldf(VA, d);
+    const gi = di * 3;
+    if (topo) {
+      const r = ldi(RACK, d);
+      const nd = ldi(NODE, d);
+      const rOff = rackSegOff(r);
+      const rLen = ldi(RLEN, r);
+      const rPre = rackSegPre(r);
+      const nOff = nodeSegOff(nd);
+      const nLen = ldi(NLEN, nd);
+      const nPre = nodeSegPre(nd);
+      const qNode = ldf(VB, d) + cNode;
+      const selfPos = selfIn && (!hasT || ad + qNode <= budgetT);
+      makeGroup(gi, d, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
+      const c2r = ldi(CNT2R, d);
+      makeGroup(gi + 1, d, rOff, rLen, rPre, nd, ldi(CNT1R, d), ldf(VB, d) + cRack,
+        c2r, ldf(SPRE, nPre + c2r), nLen, ldf(SPRE, nPre + nLen));
+      const c1x = ldi(CNT1X, d);
+      makeGroup(gi + 2, d, 0, np, 0, r, ldi(CNT0, d), ldf(VB, d) + cCross,
+        c1x, ldf(SPRE, rPre + c1x), rLen, ldf(SPRE, rPre + rLen));
+    } else {
+      const q = ldf(VB, d) + cCross;
+      const selfPos = selfIn && (!hasT || ad + q <= budgetT);
+      emptyGroup(gi);
+      emptyGroup(gi + 1);
+      makeGroup(gi + 2, d, 0, np, 0, d, ldi(CNT0, d), q,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
+    }
+    sti(LOCAL, di, localAllowed ? (localPositive(d) ? 1 : 0) : -1);
+  }
+}
+
+@inline function tpotOk(d: i32): bool {
+  return !hasP || ldf(VT, d) <= budgetP;
+}
+
+@inline function localPositive(d: i32): bool {
+  return tpotOk(d) && (!hasT || ldf(VL, d) <= budgetT);
+}
+
+function emptyGroup(gi: i32): void {
+  sti(G_OFF, gi, 0);
+  sti(G_LEN, gi, 0);
+  sti(G_PRE, gi, 0);
+  sti(G_EX, gi, -1);
+  sti(G_CPOS, gi, 0);
+  sti(G_POS, gi, 0);
+  sti(G_NEG, gi, 0);
+  sti(G_TOTAL, gi, 0);
+  sti(G_FPOS, gi, -1);
+  sti(G_LPOS, gi, -1);
+  sti(G_FNEG, gi, -1);
+  sti(G_LNEG, gi, -1);
+  sti(G_FALL, gi, 0);
+  stf(G_Q, gi, 0);
+  stf(G_SPOS, gi, 0);
+  stf(G_SNEG, gi, 0);
+}
+
+function makeGroup(
+  gi: i32, d: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+  exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
+): void {
+  const total = len - exCntAll;
+  const sumAll = ldf(SPRE, pre + len) - exSumAll;
+  let cPos: i32;
+  let pos: i32;
+  let sumPos: f64;
+  if (!tpotOk(d)) {
+    cPos = 0;
+    pos = 0;
+    sumPos = 0;
+  } else if (!hasT) {
+    cPos = len;
+    pos = total;
+    sumPos = sumAll;
+  } else {
+    cPos = count;
+    pos = count - exCntPos;
+    sumPos = ldf(SPRE, pre + count) - exSumPos;
+  }
+  const neg = total - pos;
+  sti(G_OFF, gi, off);
+  sti(G_LEN, gi, len);
+  sti(G_PRE, gi, pre);
+  sti(G_EX, gi, ex);
+  sti(G_CPOS, gi, cPos);
+  sti(G_POS, gi, pos);
+  sti(G_NEG, gi, neg);
+  sti(G_TOTAL, gi, total);
+  stf(G_Q, gi, q);
+  stf(G_SPOS, gi, sumPos);
+  stf(G_SNEG, gi, sumAll - sumPos);
+  const first = firstNot(off, len, 0, ex);
+  sti(G_FALL, gi, first);
+  sti(G_FPOS, gi, pos > 0 ? first : -1);
+  sti(G_LPOS, gi, pos > 0 ? lastNot(off, cPos - 1, ex) : -1);
+  sti(G_FNEG, gi, neg > 0 ? firstNot(off, len, cPos, ex) : -1);
+  sti(G_LNEG, gi, neg > 0 ? lastNot(off, len - 1, ex) : -1);
+}
+
+// ---- selection ----------------------------------------------------------------------------------
+
+@inline function blend(ttft: f64, d: i32): f64 {
+  const th = hasT ? wT * (budgetT - ttft) : 0;
+  const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+  return th + tp;
+}
+
+@inline function intercept(q: f64, d: i32): f64 {
+  const th = hasT ? wT * (budgetT - q) : 0;
+  const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+  return th + tp;
+}
+
+@inline function e2e(ttft: f64, d: i32): f64 {
+  return ttft + ldf(VT, d) * reqOsl;
+}
+
+@inline function memberVal(gi: i32, j: i32): f64 {
+  return ldf(SVALS, ldi(G_OFF, gi) + j);
+}
+
+function nextUniform(): f64 {
+  rng += 0x9e3779b9;
+  let z: u32 = rng;
+  z = (z ^ (z >>> 16)) * 0x85ebca6b;
+  z = (z ^ (z >>> 13)) * 0xc2b2ae35;
+  z = z ^ (z >>> 16);
+  return <f64>z / 4294967296.0;
+}
+
+/** Steps 1–5 of SPEC.md §2. Sets chosenP/D/K and the outcome; false when nothing is picked. */
+function select(res: usize, sheddable: bool, seed: u32): bool {
+  if (!hasT && !hasP) {
+    stf(res, RES_OUTCOME, OUT_NO_SLO);
+    argBest(true, 0);
+    return true;
+  }
+  let posPairs = 0;
+  let negPairs = 0;
+  let minPos = Infinity;
+  let maxPos = -Infinity;
+  let minNeg = Infinity;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    for (let k = 0; k < 3; k++) {
+      const gi = di * 3 + k;
+      const pos = ldi(G_POS, gi);
+      const neg = ldi(G_NEG, gi);
+      posPairs += pos;
+      negPairs += neg;
+      const q = ldf(G_Q, gi);
+      if (pos > 0) {
+        const lo = blend(memberVal(gi, ldi(G_LPOS, gi)) + q, d);
+        const hi = blend(memberVal(gi, ldi(G_FPOS, gi)) + q, d);
+        if (lo < minPos) minPos = lo;
+        if (hi > maxPos) maxPos = hi;
+      }
+      if (neg > 0) {
+        const lo = blend(memberVal(gi, ldi(G_LNEG, gi)) + q, d);
+        if (lo < minNeg) minNeg = lo;
+      }
+    }
+    const local = ldi(LOCAL, di);
+    if (local < 0) continue;
+    const b = blend(ldf(VL, d), d);
+    if (local == 1) {
+      posPairs++;
+      if (b < minPos) minPos = b;
+      if (b > maxPos) maxPos = b;
+    } else {
+      negPairs++;
+      if (b < minNeg) minNeg = b;
+    }
+  }
+  stf(res, RES_POSITIVE, <f64>posPairs);
+  if (posPairs == 0 && sheddable && shedSheddable) {
+    stf(res, RES_OUTCOME, OUT_SHED);
+    return false;
+  }
+  rng = seed;
+  const u1 = nextUniform();
+  if (!sheddable && u1 < exploreProb && negPairs > 0) {
+    stf(res, RES_OUTCOME, OUT_EXPLORE);
+    draw(DRAW_EXPLORE, 0);
+    return true;
+  }
+  if (posPairs > 0) {
+    stf(res, RES_OUTCOME, OUT_POSITIVE);
+    if (strategy == STRATEGY_MOST) draw(DRAW_MOST, minPos);
+    else if (strategy == STRATEGY_LEAST) draw(DRAW_LEAST, maxPos);
+    else argBest(false, maxPos);
+    return true;
+  }
+  stf(res, RES_OUTCOME, OUT_NEGATIVE);
+  draw(DRAW_NEGATIVE, minNeg);
+  return true;
+}
+
+@inline function pairWeight(kind: i32, b: f64, ref: f64): f64 {
+  return kind == DRAW_LEAST ? ref - b + 1 : b - ref + 1;
+}
+
+@inline function memberOf(k: i32, d: i32, p: i32): bool {
+  if (p == d) return false;
+  if (!topo) return true;
+  if (k == CLASS_NODE) return ldi(NODE, p) == ldi(NODE, d);
+  if (k == CLASS_RACK) return ldi(RACK, p) == ldi(RACK, d) && ldi(NODE, p) != ldi(NODE, d);
+  return ldi(RACK, p) != ldi(RACK, d);
+}
+
+@inline function positiveIn(d: i32, q: f64, p: i32): bool {
+  return tpotOk(d) && (!hasT || ldf(VA, p) + q <= budgetT);
+}
+
+function memberWeight(kind: i32, k: i32, d: i32, q: f64, p: i32, ref: f64): f64 {
+  const wantPositive = kind == DRAW_MOST || kind == DRAW_LEAST;
+  if (!memberOf(k, d, p) || positiveIn(d, q, p) != wantPositive) return 0;
+  return kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VA, p) + q, d), ref);
+}
+
+function draw(kind: i32, ref: f64): void {
+  const slope = hasT ? wT : 0;
+  let total: f64 = 0;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    for (let k = 0; k < 3; k++) {
+      const gi = di * 3 + k;
+      const pos = ldi(G_POS, gi);
+      const neg = ldi(G_NEG, gi);
+      let w: f64 = 0;
+      if (kind == DRAW_EXPLORE) w = <f64>neg;
+      else if (kind == DRAW_NEGATIVE) {
+        if (neg > 0) w = <f64>neg * (intercept(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SNEG, gi);
+      } else if (pos > 0) {
+        w = kind == DRAW_MOST
+          ? <f64>pos * (intercept(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SPOS, gi)
+          : <f64>pos * (ref - intercept(ldf(G_Q, gi), d) + 1) + slope * ldf(G_SPOS, gi);
+      }
+      stf(WEIGHTS, di * 4 + k, w);
+      total += w;
+    }
+    const local = ldi(LOCAL, di);
+    let w: f64 = 0;
+    if (local >= 0) {
+      const wanted = kind == DRAW_MOST || kind == DRAW_LEAST ? local == 1 : local == 0;
+      if (wanted) w = kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VL, d), d), ref);
+    }
+    stf(WEIGHTS, di * 4 + 3, w);
+    total += w;
+  }
+  const target = nextUniform() * total;
+  let acc: f64 = 0;
+  let chosen = -1;
+  const slots = nDecode * 4;
+  for (let i = 0; i < slots; i++) {
+    const w = ldf(WEIGHTS, i);
+    if (w <= 0) continue;
+    acc += w;
+    chosen = i;
+    if (target < acc) break;
+  }
+  const di = chosen / 4;
+  const k = chosen % 4;
+  const d = ldi(DLIST, di);
+  chosenD = d;
+  chosenK = k;
+  if (k == CLASS_LOCAL) {
+    chosenP = d;
+    return;
+  }
+  const q = ldf(G_Q, di * 3 + k);
+  let sum: f64 = 0;
+  for (let j = 0; j < nPrefill; j++) sum += memberWeight(kind, k, d, q, ldi(PLIST, j), ref);
+  const inner = nextUniform() * sum;
+  let acc2: f64 = 0;
+  let pick = -1;
+  for (let j = 0; j < nPrefill; j++) {
+    const p = ldi(PLIST, j);
+    const w = memberWeight(kind, k, d, q, p, ref);
+    if (w <= 0) continue;
+    acc2 += w;
+    pick = p;
+    if (inner < acc2) break;
+  }
+  chosenP = pick;
+}
+
+/** First index after i (relative) in the segment whose value is larger than at i. */
+function runEnd(off: i32, len: i32, i: i32): i32 {
+  let lo = i + 1;
+  let hi = len;
+  const v = ldf(SVALS, off + i);
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ldf(SVALS, off + mid) <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+@inline function score(noSlo: bool, ttft: f64, d: i32): f64 {
+  return noSlo ? e2e(ttft, d) : -blend(ttft, d);
+}
+
+/** Lowest e2e latency (noSlo) or largest blended headroom among positives; ties to the lowest (p, d). */
+function argBest(noSlo: bool, maxPos: f64): void {
+  let target = -maxPos;
+  if (noSlo) {
+    target = Infinity;
+    for (let di = 0; di < nDecode; di++) {
+      const d = ldi(DLIST, di);
+      for (let k = 0; k < 3; k++) {
+        const gi = di * 3 + k;
+        if (ldi(G_TOTAL, gi) == 0) continue;
+        const e = e2e(memberVal(gi, ldi(G_FALL, gi)) + ldf(G_Q, gi), d);
+        if (e < target) target = e;
+      }
+      if (ldi(LOCAL, di) < 0) continue;
+      const e = ldf(VL, d) + ldf(VT, d) * reqOsl;
+      if (e < target) target = e;
+    }
+  }
+  let bestP = -1;
+  let bestD = -1;
+  let bestK = 0;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    for (let k = 0; k < 3; k++) {
+      const gi = di * 3 + k;
+      const count = noSlo ? ldi(G_TOTAL, gi) : ldi(G_POS, gi);
+      if (count == 0) continue;
+      const off = ldi(G_OFF, gi);
+      const len = ldi(G_LEN, gi);
+      const ex = ldi(G_EX, gi);
+      const q = ldf(G_Q, gi);
+      const end = noSlo ? len : ldi(G_CPOS, gi);
+      let j = noSlo ? ldi(G_FALL, gi) : ldi(G_FPOS, gi);
+      while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
+        const p = ldi(SPODS, off + j);
+        if (bestP < 0 || p < bestP || (p == bestP && d < bestD)) {
+          bestP = p;
+          bestD = d;
+          bestK = k;
+        }
+        j = firstNot(off, len, runEnd(off, len, j), ex);
+      }
+    }
+    const local = ldi(LOCAL, di);
+    if (local >= 0 && (noSlo || local == 1) && score(noSlo, ldf(VL, d), d) == target) {
+      if (bestP < 0 || d < bestP || (d == bestP && d < bestD)) {
+        bestP = d;
+        bestD = d;
+        bestK = CLASS_LOCAL;
+      }
+    }
+  }
+  chosenP = bestP;
+  chosenD = bestD;
+  chosenK = bestK;
+}
+
+@inline function transferOf(k: i32): f64 {
+  return k == CLASS_NODE ? cNode : k == CLASS_RACK ? cRack : cCross;
+}
+
+function describe(res: usize): void {
+  const d = chosenD;
+  const local = chosenK == CLASS_LOCAL;
+  stf(res, RES_DECODE, <f64>d);
+  stf(res, RES_DECODE_ONLY, local ? 1 : 0);
+  stf(res, RES_PREFILL, local ? -1 : <f64>chosenP);
+  stf(res, RES_DECODE_TTFT, ldf(VB, d));
+  stf(res, RES_TPOT, ldf(VT, d));
+  let ttft: f64;
+  if (local) {
+    stf(res, RES_PREFILL_TTFT, ldf(VLC, d));
+    stf(res, RES_TRANSFER, 0);
+    ttft = ldf(VL, d);
+  } else {
+    const c = transferOf(chosenK);
+    stf(res, RES_PREFILL_TTFT, ldf(VA, chosenP));
+    stf(res, RES_TRANSFER, c);
+    ttft = ldf(VA, chosenP) + (ldf(VB, d) + c);
+  }
+  stf(res, RES_TTFT, ttft);
+  stf(res, RES_H_TTFT, hasT ? budgetT - ttft : NaN);
+  stf(res, RES_H_TPOT, hasP ? budgetP - ldf(VT, d) : NaN);
+  stf(res, RES_BLENDED, hasT || hasP ? blend(ttft, d) : NaN);
+}
+
+function linkClass(p: i32, d: i32): i32 {
+  if (!topo) return CLASS_CROSS;
+  if (ldi(NODE, p) == ldi(NODE, d)) return CLASS_NODE;
+  return ldi(RACK, p) == ldi(RACK, d) ? CLASS_RACK : CLASS_CROSS;
+}
+
+function fallbacks(res: usize): void {
+  const want = fallbackCount;
+  if (want == 0) return;
+  const local = chosenK == CLASS_LOCAL;
+  const cp = chosenP;
+  const ap = ldf(VA, cp);
+  let have = 0;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    if (d == chosenD || (!local && d == cp)) continue;
+    const ttft = local ? ldf(VL, d) : ap + (ldf(VB, d) + transferOf(linkClass(cp, d)));
+    const key = hasT || hasP ? blend(ttft, d) : -e2e(ttft, d);
+    let at = have;
+    while (at > 0 && key > ldf(FB_KEYS, at - 1)) at--;
+    if (at >= want) continue;
+    const last = have < want ? have : want - 1;
+    for (let s = last; s > at; s--) {
+      sti(FB_IDS, s, ldi(FB_IDS, s - 1));
+      stf(FB_KEYS, s, ldf(FB_KEYS, s - 1));
+    }
+    sti(FB_IDS, at, d);
+    stf(FB_KEYS, at, key);
+    if (have < want) have++;
+  }
+  stf(res, RES_FALLBACK_COUNT, <f64>have);
+  for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(FB_IDS, s));
+}
+
+function account(): void {
+  const d = chosenD;
+  if (chosenK == CLASS_LOCAL) stf(WDQ, d, ldf(WDQ, d) + (ldf(VLC, d) + ldf(WPR, d)));
+  else {
+    const p = chosenP;
+    stf(WPQ, p, ldf(WPQ, p) + ldf(VPC, p));
+    stf(WDQ, d, ldf(WDQ, d) + ldf(WPR, d));
+  }
+  stf(WTL, d, ldf(WTL, d) + (ldf(TPR, d) + ldf(TPT, d) * (reqIsl + reqOsl)));
+}
