@@ -1,0 +1,135 @@
+// Reading a configuration: YAML text -> plain data -> schema -> a frozen HeadroomConfig, or a ConfigError
+// listing every problem, one line each, naming the field and the value found.
+
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parseDocument } from "yaml";
+import type { z } from "zod";
+import { ConfigError } from "../errors.js";
+import { fromEndpointPickerConfig } from "./epp.js";
+import { ConfigSchema, deepFreeze, type HeadroomConfig } from "./schema.js";
+
+export interface LoadedConfig {
+  config: HeadroomConfig;
+  /** Things that were read but change nothing (fields of a seed EndpointPickerConfig, YAML notices). */
+  warnings: string[];
+}
+
+/**
+ * Parses and validates one configuration document: a headroom configuration, or a seed-shaped
+ * `EndpointPickerConfig` (recognised by its `kind`). Empty text or a missing section means defaults.
+ * With `source`, relative `predictors.profiles` paths resolve against the file's directory.
+ */
+export function parseConfig(text: string, source?: string): LoadedConfig {
+  const data = parseYaml(text);
+  const warnings = data.warnings;
+  let input: unknown = data.value ?? {};
+  let rename = (path: string) => path;
+  const problems: string[] = [];
+
+  if (isPlainObject(input) && "kind" in input) {
+    const epp = fromEndpointPickerConfig(input);
+    input = epp.input;
+    rename = epp.rename;
+    warnings.push(...epp.warnings);
+    problems.push(...epp.problems);
+  }
+
+  const result = ConfigSchema.safeParse(input, { reportInput: true });
+  if (!result.success) problems.push(...result.error.issues.flatMap((issue) => describeIssue(issue, input, rename)));
+  if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
+
+  const config = result.data;
+  if (source !== undefined) {
+    const base = dirname(source);
+    for (const [name, csvPath] of Object.entries(config.predictors.profiles)) {
+      if (!isAbsolute(csvPath)) config.predictors.profiles[name] = resolve(base, csvPath);
+    }
+  }
+  deepFreeze(config);
+  return { config, warnings };
+}
+
+/** Reads and validates a configuration file; an unreadable file is a ConfigError with code CONFIG_UNREADABLE. */
+export function loadConfigFile(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError([`${path}: cannot read the file (${reason})`], "CONFIG_UNREADABLE");
+  }
+  return parseConfig(text, path);
+}
+
+let defaults: HeadroomConfig | undefined;
+
+/** The configuration of an empty file (shared and frozen). */
+export function defaultConfig(): HeadroomConfig {
+  defaults ??= parseConfig("").config;
+  return defaults;
+}
+
+function parseYaml(text: string): { value: unknown; warnings: string[] } {
+  const doc = parseDocument(text);
+  const where = (e: { message: string; linePos?: [{ line: number; col: number }, ...unknown[]] }) => {
+    const pos = e.linePos?.[0];
+    const message = e.message.replace(/ at line \d+, column \d+:[\s\S]*$/, "");
+    return pos ? `line ${pos.line}, column ${pos.col}: ${message}` : message;
+  };
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) =>
+        e.code === "MULTIPLE_DOCS"
+          ? where({ ...e, message: "a configuration is one YAML document, found a second one" })
+          : where(e),
+      ),
+    );
+  }
+  return { value: doc.toJS(), warnings: doc.warnings.map((w) => `yaml: ${where(w)}`) };
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const key of path) {
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out === "" ? String(key) : `.${String(key)}`;
+  }
+  return out === "" ? "(top level)" : out;
+}
+
+/** The value as the user wrote it, short; never an admin token. */
+function show(value: unknown, path: string): string {
+  if (value === undefined) return "nothing";
+  if (path.endsWith("adminToken") && typeof value === "string") return `a token of ${value.length} characters`;
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value !== "object" || value === null) return String(value);
+  const json = JSON.stringify(value);
+  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let node = root;
+  for (const key of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown, rename: (path: string) => string): string[] {
+  if (issue.code === "unrecognized_keys") {
+    const holder = isPlainObject(issue.input) ? issue.input : {};
+    return issue.keys.map((key) => {
+      const path = rename(formatPath([...issue.path, key]));
+      return `${path}: unknown key, got ${show(holder[key], path)}`;
+    });
+  }
+  const path = rename(formatPath(issue.path));
+  const asWritten = issue.code === "custom" && issue.params?.asWritten === true;
+  const value = asWritten ? (valueAt(input, issue.path) ?? issue.input) : issue.input;
+  return [`${path}: ${issue.message}, got ${show(value, path)}`];
+}

@@ -1,0 +1,550 @@
+// The configuration file's schema (SPEC.md §7) and its defaults. Every option is validated here, with a
+// message that says what is allowed; src/config/load.ts turns failures into ConfigError problem lines.
+
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
+import { MAX_FALLBACKS } from "../kernel/types.js";
+
+/** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
+export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";
+
+/** `pods.reflectDelayMs` defaults to this many scrape intervals. */
+export const REFLECT_DELAY_SCRAPES = 2;
+
+type DeepReadonly<T> = T extends (infer E)[]
+  ? readonly DeepReadonly<E>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export function deepFreeze<const T>(value: T): DeepReadonly<T> {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value as DeepReadonly<T>;
+}
+
+const plannerDefaults = {
+  high: {
+    adjustmentIntervalMs: 30_000,
+    scaleUpThreshold: 0.5,
+    bufferRatio: 0.8,
+    percentile: 95,
+    violationsAllowed: 0.05,
+    loadPredictor: "arima",
+    proactive: true,
+    burstProtection: true,
+    costOptimization: false,
+  },
+  medium: {
+    adjustmentIntervalMs: 30_000,
+    scaleUpThreshold: 0.7,
+    bufferRatio: 0.85,
+    percentile: 90,
+    violationsAllowed: 0.1,
+    loadPredictor: "arima",
+    proactive: true,
+    burstProtection: false,
+    costOptimization: false,
+  },
+  low: {
+    adjustmentIntervalMs: 30_000,
+    scaleUpThreshold: 0.9,
+    bufferRatio: 0.95,
+    percentile: 80,
+    violationsAllowed: 0.2,
+    loadPredictor: "constant",
+    proactive: false,
+    burstProtection: false,
+    costOptimization: true,
+  },
+} as const;
+
+/**
+ * Every default in one place. `pools` is what an absent `pools` section means (SPEC.md §6, an 8-GPU
+ * cluster); a configured pool whose sloLevel is high, medium or low takes its missing fields from the
+ * row of the same level, any other level from the medium row (targets and sloPriority then required).
+ */
+export const DEFAULTS = deepFreeze({
+  server: {
+    host: "127.0.0.1",
+    port: 8080,
+    maxBodyBytes: 1024 * 1024,
+    maxInflightPerConnection: 1024,
+  },
+  optimizer: {
+    ttftWeight: 0.8,
+    tpotWeight: 0.2,
+    transferOverheadMs: 5.0,
+    sloBufferFactor: 0.9,
+    negativeHeadroomProb: 0.01,
+    headroomStrategy: "most",
+    localPrefill: "threshold",
+    pdThreshold: 256,
+    fallbacks: 2,
+    shedSheddable: true,
+  },
+  topology: {
+    kvBytesPerToken: 0,
+    bandwidthGBps: { node: 450, rack: 50, cross: 12.5 },
+  },
+  predictors: {
+    prefillTtft: "profile",
+    decodeTtft: "profile",
+    decodeTpot: "profile",
+    profiles: {},
+    defaultProfile: BUILTIN_PROFILE,
+    tpEfficiency: 0.85,
+    refreshMs: 100,
+    remote: { timeoutMs: 50, gridPoints: 4 },
+  },
+  pods: {
+    scrapeIntervalMs: 100,
+    scrapeTimeoutMs: 80,
+    staleAfterMs: 1000,
+    inflightTtlFactor: 2,
+    /** Used when a `pods.kubernetes` section turns discovery on. */
+    kubernetes: { namespace: "default" },
+  },
+  pools: [
+    {
+      name: "high",
+      sloLevel: "high",
+      sloPriority: 1,
+      description: "Premium service with strict latency requirements",
+      targets: { ttftMs: 300, tpotMs: 30 },
+      expected: { isl: 2000, osl: 150 },
+      tp: 2,
+      maxGpus: 4,
+      gpuMemoryUtilization: 0.95,
+      planner: plannerDefaults.high,
+      pods: [],
+    },
+    {
+      name: "medium",
+      sloLevel: "medium",
+      sloPriority: 2,
+      description: "Standard service balancing latency and cost",
+      targets: { ttftMs: 600, tpotMs: 50 },
+      expected: { isl: 2000, osl: 150 },
+      tp: 1,
+      maxGpus: 3,
+      gpuMemoryUtilization: 0.9,
+      planner: plannerDefaults.medium,
+      pods: [],
+    },
+    {
+      name: "low",
+      sloLevel: "low",
+      sloPriority: 3,
+      description: "Best-effort service optimised for cost",
+      targets: { ttftMs: 2000, tpotMs: 100 },
+      expected: { isl: 2000, osl: 150 },
+      tp: 1,
+      maxGpus: 1,
+      gpuMemoryUtilization: 0.85,
+      planner: plannerDefaults.low,
+      pods: [],
+    },
+  ],
+  cluster: { gpuBudget: 8, gpuHourPrice: 2.5 },
+  workers: {
+    // One thread stays free for the main thread (HTTP, scraping, planners).
+    threads: Math.max(1, availableParallelism() - 1),
+    inlineBelowPairs: 65_536,
+    batchCapacity: 256,
+    batchWindowUs: 0,
+  },
+});
+
+// ---- field builders: one message per field, used for both wrong type and out of range ----
+
+interface Bounds {
+  int?: boolean;
+  gt?: number;
+  ge?: number;
+  lt?: number;
+  le?: number;
+}
+
+function describeBounds(b: Bounds): string {
+  const parts: string[] = [];
+  if (b.gt !== undefined) parts.push(`> ${b.gt}`);
+  if (b.ge !== undefined) parts.push(`>= ${b.ge}`);
+  if (b.lt !== undefined) parts.push(`< ${b.lt}`);
+  if (b.le !== undefined) parts.push(`<= ${b.le}`);
+  const kind = b.int ? "an integer" : "a number";
+  return parts.length === 0 ? `must be ${kind}` : `must be ${kind} ${parts.join(" and ")}`;
+}
+
+function num(b: Bounds) {
+  const error = describeBounds(b);
+  return z.number({ error }).refine(
+    (v) =>
+      (!b.int || Number.isInteger(v)) &&
+      (b.gt === undefined || v > b.gt) &&
+      (b.ge === undefined || v >= b.ge) &&
+      (b.lt === undefined || v < b.lt) &&
+      (b.le === undefined || v <= b.le),
+    { error },
+  );
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, { error: `must be one of ${values.join(", ")}` });
+}
+
+const bool = () => z.boolean({ error: "must be true or false" });
+const text = () => z.string({ error: "must be a non-empty string" }).min(1, { error: "must be a non-empty string" });
+
+/** Names that appear in metric labels and URLs. */
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const name = () =>
+  z.string({ error: "must be a name of letters, digits, '.', '_' or '-' (at most 63)" }).regex(NAME_RE, {
+    error: "must be a name of letters, digits, '.', '_' or '-' (at most 63)",
+  });
+
+const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$/;
+const address = () =>
+  z
+    .string({ error: "must be host:port with a port in 1..65535" })
+    .refine((s) => {
+      const m = ADDRESS_RE.exec(s);
+      const port = m ? Number(m[1]) : 0;
+      return port >= 1 && port <= 65535;
+    }, { error: "must be host:port with a port in 1..65535" });
+
+const httpUrl = () =>
+  z.string({ error: "must be an http(s) URL" }).refine((s) => {
+    if (!URL.canParse(s)) return false;
+    const protocol = new URL(s).protocol;
+    return protocol === "http:" || protocol === "https:";
+  }, { error: "must be an http(s) URL" });
+
+function mapping<S extends z.core.$ZodLooseShape>(shape: S, what: string) {
+  return z.strictObject(shape, { error: `must be a mapping of ${what}` });
+}
+
+/** A section or sub-mapping that may be absent or left empty in YAML (`optimizer:` parses as null). */
+function section<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.prefault({} as z.input<T>));
+}
+
+// ---- sections ----
+
+const D = DEFAULTS;
+
+const ServerSchema = mapping(
+  {
+    host: text().default(D.server.host),
+    port: num({ int: true, ge: 0, le: 65535 }).default(D.server.port),
+    adminToken: z
+      .string({ error: "must be a string of at least 16 characters" })
+      .min(16, { error: "must be a string of at least 16 characters" })
+      .optional(),
+    maxBodyBytes: num({ int: true, ge: 1, le: 64 * 1024 * 1024 }).default(D.server.maxBodyBytes),
+    maxInflightPerConnection: num({ int: true, ge: 1, le: 65_536 }).default(D.server.maxInflightPerConnection),
+  },
+  "host, port, adminToken, maxBodyBytes, maxInflightPerConnection",
+);
+
+const OptimizerSchema = mapping(
+  {
+    ttftWeight: num({ ge: 0 }).default(D.optimizer.ttftWeight),
+    tpotWeight: num({ ge: 0 }).default(D.optimizer.tpotWeight),
+    transferOverheadMs: num({ ge: 0 }).default(D.optimizer.transferOverheadMs),
+    sloBufferFactor: num({ gt: 0, le: 1 }).default(D.optimizer.sloBufferFactor),
+    negativeHeadroomProb: num({ ge: 0, le: 1 }).default(D.optimizer.negativeHeadroomProb),
+    headroomStrategy: oneOf(["most", "least", "best"]).default(D.optimizer.headroomStrategy),
+    localPrefill: oneOf(["never", "threshold", "compete"]).default(D.optimizer.localPrefill),
+    pdThreshold: num({ int: true, ge: 0 }).default(D.optimizer.pdThreshold),
+    fallbacks: num({ int: true, ge: 0, le: MAX_FALLBACKS }).default(D.optimizer.fallbacks),
+    shedSheddable: bool().default(D.optimizer.shedSheddable),
+  },
+  "optimizer options",
+);
+
+const TopologySchema = mapping(
+  {
+    kvBytesPerToken: num({ int: true, ge: 0 }).default(D.topology.kvBytesPerToken),
+    bandwidthGBps: section(
+      mapping(
+        {
+          node: num({ gt: 0 }).default(D.topology.bandwidthGBps.node),
+          rack: num({ gt: 0 }).default(D.topology.bandwidthGBps.rack),
+          cross: num({ gt: 0 }).default(D.topology.bandwidthGBps.cross),
+        },
+        "node, rack, cross",
+      ),
+    ),
+  },
+  "kvBytesPerToken, bandwidthGBps",
+);
+
+const predictorKind = () => oneOf(["profile", "online", "remote"]);
+
+const PredictorsSchema = mapping(
+  {
+    prefillTtft: predictorKind().default(D.predictors.prefillTtft),
+    decodeTtft: predictorKind().default(D.predictors.decodeTtft),
+    decodeTpot: predictorKind().default(D.predictors.decodeTpot),
+    profiles: z
+      .record(z.string(), text(), { error: "must be a mapping of profile name to CSV path" })
+      .prefault({}),
+    defaultProfile: name().default(D.predictors.defaultProfile),
+    tpEfficiency: num({ gt: 0, le: 1 }).default(D.predictors.tpEfficiency),
+    refreshMs: num({ int: true, ge: 1 }).default(D.predictors.refreshMs),
+    remote: section(
+      mapping(
+        {
+          timeoutMs: num({ int: true, ge: 1 }).default(D.predictors.remote.timeoutMs),
+          gridPoints: num({ int: true, ge: 2, le: 64 }).default(D.predictors.remote.gridPoints),
+        },
+        "timeoutMs, gridPoints",
+      ),
+    ),
+  },
+  "predictor options",
+);
+
+const KubernetesSchema = mapping(
+  {
+    namespace: text().default(D.pods.kubernetes.namespace),
+    /** Pool name -> label selector of that pool's inference pods. */
+    selectors: z
+      .record(z.string(), text(), { error: "must be a mapping of pool name to label selector" })
+      .prefault({}),
+  },
+  "namespace, selectors",
+);
+
+const PodsSchema = mapping(
+  {
+    scrapeIntervalMs: num({ int: true, ge: 1 }).default(D.pods.scrapeIntervalMs),
+    scrapeTimeoutMs: num({ int: true, ge: 1 }).default(D.pods.scrapeTimeoutMs),
+    staleAfterMs: num({ int: true, ge: 1 }).default(D.pods.staleAfterMs),
+    /** Absent: REFLECT_DELAY_SCRAPES x scrapeIntervalMs. */
+    reflectDelayMs: num({ int: true, ge: 0 }).optional(),
+    inflightTtlFactor: num({ ge: 1 }).default(D.pods.inflightTtlFactor),
+    kubernetes: KubernetesSchema.optional(),
+  },
+  "pod options",
+).transform((p) => ({ ...p, reflectDelayMs: p.reflectDelayMs ?? REFLECT_DELAY_SCRAPES * p.scrapeIntervalMs }));
+
+const PlannerSchema = mapping(
+  {
+    adjustmentIntervalMs: num({ int: true, ge: 1 }),
+    scaleUpThreshold: num({ gt: 0, le: 1 }),
+    bufferRatio: num({ gt: 0, le: 1 }),
+    /** The latency percentile the planner watches, e.g. 95 for p95. */
+    percentile: num({ gt: 0, lt: 100 }),
+    /** Fraction of requests allowed to miss the SLO, in [0, 1]. */
+    violationsAllowed: num({ ge: 0, le: 1 }),
+    loadPredictor: oneOf(["constant", "arima", "kalman"]),
+    proactive: bool(),
+    burstProtection: bool(),
+    costOptimization: bool(),
+  },
+  "planner options",
+);
+
+const PodSchema = mapping(
+  {
+    address: address(),
+    role: oneOf(["prefill", "decode", "both"]),
+    node: text().optional(),
+    rack: text().optional(),
+    /** Absent: the pool's tp. */
+    tp: num({ int: true, ge: 1, le: 64 }).optional(),
+    /** Absent: predictors.defaultProfile. */
+    profile: name().optional(),
+    /** Absent: the pod is unscraped; its state is its in-flight load alone. */
+    metricsUrl: httpUrl().optional(),
+    draining: bool().default(false),
+  },
+  "address, role, node, rack, tp, profile, metricsUrl, draining",
+);
+
+const PoolSchema = mapping(
+  {
+    name: name(),
+    sloLevel: name().transform((s) => s.toLowerCase()),
+    sloPriority: num({ int: true, ge: 1 }),
+    description: z.string({ error: "must be a string" }),
+    targets: mapping({ ttftMs: num({ gt: 0 }), tpotMs: num({ gt: 0 }) }, "ttftMs, tpotMs"),
+    expected: mapping({ isl: num({ int: true, ge: 1 }), osl: num({ int: true, ge: 1 }) }, "isl, osl"),
+    tp: num({ int: true, ge: 1, le: 64 }),
+    maxGpus: num({ int: true, ge: 1 }),
+    gpuMemoryUtilization: num({ gt: 0, le: 1 }),
+    planner: PlannerSchema,
+    pods: z.array(PodSchema, { error: "must be a list of pods" }),
+  },
+  "pool fields",
+);
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * Fills a configured pool's missing fields from the default pool of its level (SPEC.md §6), so
+ * `{sloLevel: high, pods: [...]}` is a complete pool. Values the user wrote are kept as written, so
+ * validation reports them; name and sloLevel default to each other.
+ */
+function withLevelDefaults(raw: unknown): unknown {
+  if (!isPlainObject(raw)) return raw;
+  const written = typeof raw.sloLevel === "string" ? raw.sloLevel : raw.name;
+  const level = typeof written === "string" ? written.toLowerCase() : undefined;
+  const row = DEFAULTS.pools.find((p) => p.sloLevel === level);
+  const medium = DEFAULTS.pools.find((p) => p.sloLevel === "medium")!;
+  const base: Record<string, unknown> = row
+    ? { ...row }
+    : {
+        description: "",
+        expected: medium.expected,
+        tp: medium.tp,
+        maxGpus: medium.maxGpus,
+        gpuMemoryUtilization: medium.gpuMemoryUtilization,
+        planner: medium.planner,
+        pods: [],
+      };
+  delete base.name;
+  delete base.sloLevel;
+  const out: Record<string, unknown> = { ...base, ...raw };
+  for (const key of ["targets", "expected", "planner", "pods"]) {
+    if (raw[key] === null) out[key] = base[key];
+  }
+  for (const key of ["targets", "expected", "planner"]) {
+    if (isPlainObject(base[key]) && isPlainObject(raw[key])) out[key] = { ...base[key], ...raw[key] };
+  }
+  if (out.name === undefined && typeof raw.sloLevel === "string") out.name = raw.sloLevel.toLowerCase();
+  if (out.sloLevel === undefined && typeof raw.name === "string") out.sloLevel = raw.name;
+  return out;
+}
+
+const ClusterSchema = mapping(
+  {
+    gpuBudget: num({ int: true, ge: 1 }).default(D.cluster.gpuBudget),
+    /** Price of one GPU-hour, any currency; used to report cost next to GPU-hours. */
+    gpuHourPrice: num({ ge: 0 }).default(D.cluster.gpuHourPrice),
+  },
+  "gpuBudget, gpuHourPrice",
+);
+
+const WorkersSchema = mapping(
+  {
+    /** 0 runs every batch on the main thread. */
+    threads: num({ int: true, ge: 0, le: 256 }).default(D.workers.threads),
+    /** Batches with fewer (pool pairs x requests) than this run inline on the main thread. */
+    inlineBelowPairs: num({ int: true, ge: 0 }).default(D.workers.inlineBelowPairs),
+    batchCapacity: num({ int: true, ge: 1, le: 4096 }).default(D.workers.batchCapacity),
+    /** 0 batches what arrived in the same event-loop turn. */
+    batchWindowUs: num({ int: true, ge: 0, le: 100_000 }).default(D.workers.batchWindowUs),
+  },
+  "threads, inlineBelowPairs, batchCapacity, batchWindowUs",
+);
+
+const RootSchema = z.strictObject(
+  {
+    server: section(ServerSchema),
+    optimizer: section(OptimizerSchema),
+    topology: section(TopologySchema),
+    predictors: section(PredictorsSchema),
+    pods: section(PodsSchema),
+    pools: z
+      .preprocess(
+        (v) => (v === null ? undefined : v),
+        z
+          .array(z.preprocess(withLevelDefaults, PoolSchema), { error: "must be a list of pools" })
+          .min(1, { error: "must list at least one pool (leave pools out for the default three)" })
+          .prefault(() => DEFAULTS.pools.map((p) => ({ ...p }))),
+      ),
+    cluster: section(ClusterSchema),
+    workers: section(WorkersSchema),
+  },
+  { error: "must be a mapping of the sections server, optimizer, topology, predictors, pods, pools, cluster, workers" },
+);
+
+/** Checks that span fields; each issue names the field to change. */
+export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
+  const at = (path: (string | number)[], message: string, input: unknown) =>
+    ctx.addIssue({ code: "custom", path, message, input });
+  // For values the schema rewrote (sloLevel is lower-cased), report what the file says.
+  const asWritten = (path: (string | number)[], message: string, input: unknown) =>
+    ctx.addIssue({ code: "custom", path, message, input, params: { asWritten: true } });
+
+  if (c.optimizer.ttftWeight === 0 && c.optimizer.tpotWeight === 0) {
+    at(["optimizer", "ttftWeight"], "must be > 0 when optimizer.tpotWeight is 0 (one weight must be > 0)", 0);
+  }
+
+  if (c.pods.staleAfterMs <= c.pods.scrapeIntervalMs) {
+    at(["pods", "staleAfterMs"], `must be > pods.scrapeIntervalMs (${c.pods.scrapeIntervalMs})`, c.pods.staleAfterMs);
+  }
+
+  for (const profile of Object.keys(c.predictors.profiles)) {
+    if (!NAME_RE.test(profile)) {
+      at(["predictors", "profiles", profile], "profile names must be letters, digits, '.', '_' or '-' (at most 63)", profile);
+    }
+  }
+  const knownProfiles = new Set([BUILTIN_PROFILE, ...Object.keys(c.predictors.profiles)]);
+  const profileList = [...knownProfiles].join(", ");
+  if (!knownProfiles.has(c.predictors.defaultProfile)) {
+    at(["predictors", "defaultProfile"], `must name a profile (${profileList})`, c.predictors.defaultProfile);
+  }
+
+  const poolByName = new Map<string, number>();
+  const poolByLevel = new Map<string, number>();
+  const podByAddress = new Map<string, string>();
+  let minimumGpus = 0;
+  c.pools.forEach((pool, i) => {
+    const sameName = poolByName.get(pool.name);
+    if (sameName !== undefined) at(["pools", i, "name"], `must be unique (pools[${sameName}] has it too)`, pool.name);
+    else poolByName.set(pool.name, i);
+    const sameLevel = poolByLevel.get(pool.sloLevel);
+    if (sameLevel !== undefined) {
+      asWritten(["pools", i, "sloLevel"], `must be unique, case-insensitively (pools[${sameLevel}] has it too)`, pool.sloLevel);
+    } else poolByLevel.set(pool.sloLevel, i);
+    if (pool.tp > pool.maxGpus) at(["pools", i, "tp"], `must be <= maxGpus (${pool.maxGpus})`, pool.tp);
+    minimumGpus += pool.tp;
+    pool.pods.forEach((pod, j) => {
+      const key = pod.address.toLowerCase();
+      const other = podByAddress.get(key);
+      if (other === undefined) podByAddress.set(key, `pools[${i}].pods[${j}]`);
+      else at(["pools", i, "pods", j, "address"], `must be unique across pools (${other} has it too)`, pod.address);
+      if (pod.profile !== undefined && !knownProfiles.has(pod.profile)) {
+        at(["pools", i, "pods", j, "profile"], `must name a profile (${profileList})`, pod.profile);
+      }
+    });
+  });
+
+  if (minimumGpus > c.cluster.gpuBudget) {
+    at(
+      ["cluster", "gpuBudget"],
+      `must cover every pool's minimum of one worker (${minimumGpus} GPUs: the sum of the pools' tp)`,
+      c.cluster.gpuBudget,
+    );
+  }
+
+  for (const pool of Object.keys(c.pods.kubernetes?.selectors ?? {})) {
+    if (!poolByName.has(pool)) {
+      at(["pods", "kubernetes", "selectors", pool], `must name a pool (${[...poolByName.keys()].join(", ")})`, pool);
+    }
+  }
+});
+
+export type HeadroomConfig = z.output<typeof ConfigSchema>;
+export type ServerConfig = HeadroomConfig["server"];
+export type PredictorsConfig = HeadroomConfig["predictors"];
+export type PodsConfig = HeadroomConfig["pods"];
+export type PoolConfig = HeadroomConfig["pools"][number];
+export type PodConfig = PoolConfig["pods"][number];
+export type PlannerConfig = PoolConfig["planner"];
+export type ClusterConfig = HeadroomConfig["cluster"];
+export type WorkersConfig = HeadroomConfig["workers"];
+
+// The kernel consumes these sections as they are: keep them exactly the kernel's types.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+type OptimizerSectionIsOptimizerParams = Assert<Same<HeadroomConfig["optimizer"], OptimizerParams>>;
+type TopologySectionIsTopologyParams = Assert<Same<HeadroomConfig["topology"], TopologyParams>>;

@@ -1,0 +1,103 @@
+// The `headroom` command: dispatch, help, and `validate`, driven through runCli with captured output.
+
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "vitest";
+import { runCli } from "../src/cli.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const example = join(root, "deploy/config/headroom.yaml");
+const eppExample = join(root, "deploy/config/pd-slo-epp-config.yaml");
+const invalid = join(root, "test/fixtures/config/invalid.yaml");
+
+async function run(...argv: string[]) {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(argv, {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+  });
+  return { code, stdout, stderr };
+}
+
+const COMMANDS = ["serve", "validate", "sim", "bench", "pod-sim", "client"];
+
+describe("dispatch and help", () => {
+  test("--help lists every command", async () => {
+    const { code, stdout, stderr } = await run("--help");
+    expect(code).toBe(0);
+    expect(stderr).toBe("");
+    for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"));
+  });
+
+  test("no command is a usage error", async () => {
+    const { code, stderr } = await run();
+    expect(code).toBe(2);
+    expect(stderr).toContain("Usage: headroom <command>");
+  });
+
+  test("an unknown command is a usage error", async () => {
+    const { code, stderr } = await run("deploy");
+    expect(code).toBe(2);
+    expect(stderr).toContain('unknown command "deploy"');
+  });
+
+  test.each(COMMANDS)("%s --help prints its usage", async (command) => {
+    const { code, stdout } = await run(command, "--help");
+    expect(code).toBe(0);
+    expect(stdout).toContain(`Usage: headroom ${command}`);
+  });
+
+  test.each(COMMANDS.filter((c) => c !== "validate"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
+    const { code, stdout, stderr } = await run(command);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(`headroom ${command}: not available yet in this build\n`);
+  });
+});
+
+describe("validate", () => {
+  test("a valid file prints ok", async () => {
+    const { code, stdout, stderr } = await run("validate", "--config", example);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`ok: ${example}\n`);
+    expect(stderr).toBe("");
+  });
+
+  test("an EndpointPickerConfig prints ok and its warnings", async () => {
+    const { code, stdout } = await run("validate", "-c", eppExample);
+    expect(code).toBe(0);
+    expect(stdout.startsWith(`ok: ${eppExample}\n`)).toBe(true);
+    expect(stdout).toContain("  warning: plugins[0] (prefill-filter): ignored");
+  });
+
+  test("an invalid file prints its problems and exits 1", async () => {
+    const { code, stdout, stderr } = await run("validate", "--config", invalid);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(
+      `invalid: ${invalid}\n` +
+        "  - optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5\n" +
+        "  - optimizer.ttftWieght: unknown key, got 0.7\n",
+    );
+  });
+
+  test("several files: each is reported, exit 1 if any is invalid", async () => {
+    const { code, stdout, stderr } = await run("validate", "--config", example, "--config", invalid);
+    expect(code).toBe(1);
+    expect(stdout).toBe(`ok: ${example}\n`);
+    expect(stderr).toContain(`invalid: ${invalid}`);
+  });
+
+  test("a missing file is reported, exit 1", async () => {
+    const { code, stderr } = await run("validate", "--config", "/nonexistent/headroom.yaml");
+    expect(code).toBe(1);
+    expect(stderr).toContain("/nonexistent/headroom.yaml: cannot read the file (ENOENT)");
+  });
+
+  test.each([[[]], [["--verbose"]], [["extra.yaml"]]])("usage errors %j exit 2", async (args) => {
+    const { code, stderr } = await run("validate", ...args);
+    expect(code).toBe(2);
+    expect(stderr).toContain("Usage: headroom validate");
+  });
+});

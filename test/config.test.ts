@@ -1,0 +1,415 @@
+// Configuration: defaults, every option validated with the field and the value named, strictness.
+
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "vitest";
+import { stringify } from "yaml";
+import { defaultConfig, loadConfigFile, parseConfig } from "../src/config/load.js";
+import { DEFAULTS } from "../src/config/schema.js";
+import { ConfigError } from "../src/errors.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const fixtures = join(root, "test/fixtures/config");
+
+function problemsOf(text: string): string[] {
+  try {
+    parseConfig(text);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error(`expected a ConfigError for:\n${text}`);
+}
+
+/** A config with one pool carrying one pod, so pool and pod fields have somewhere to go. */
+function base(): Record<string, unknown> {
+  return {
+    pools: [{ sloLevel: "high", pods: [{ address: "10.0.0.1:8000", role: "both" }] }],
+    pods: { kubernetes: { namespace: "llm-d", selectors: { high: "app=vllm" } } },
+  };
+}
+
+function setPath(doc: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const keys = path.split(/\.|\[(\d+)\]/).filter((k) => k !== undefined && k !== "");
+  let node = doc as Record<string | number, unknown>;
+  keys.slice(0, -1).forEach((key, i) => {
+    if (node[key] === undefined) node[key] = /^\d+$/.test(keys[i + 1]!) ? [] : {};
+    node = node[key] as Record<string | number, unknown>;
+  });
+  node[keys[keys.length - 1]!] = value;
+  return doc;
+}
+
+/** How a problem line shows a value: strings quoted, structures as JSON. */
+const shown = (v: unknown) => (typeof v === "string" || typeof v === "object" ? JSON.stringify(v) : String(v));
+
+describe("defaults", () => {
+  test("an empty file, a comment-only file and empty sections give the defaults", () => {
+    const config = defaultConfig();
+    expect(parseConfig("").config).toEqual(config);
+    expect(parseConfig("# nothing here\n").config).toEqual(config);
+    expect(parseConfig("optimizer:\ntopology:\n  bandwidthGBps:\npools:\n").config).toEqual(config);
+    expect(parseConfig("").warnings).toEqual([]);
+  });
+
+  test("the SPEC's defaults", () => {
+    const c = defaultConfig();
+    expect(c.optimizer).toEqual({
+      ttftWeight: 0.8,
+      tpotWeight: 0.2,
+      transferOverheadMs: 5.0,
+      sloBufferFactor: 0.9,
+      negativeHeadroomProb: 0.01,
+      headroomStrategy: "most",
+      localPrefill: "threshold",
+      pdThreshold: 256,
+      fallbacks: 2,
+      shedSheddable: true,
+    });
+    expect(c.topology).toEqual({ kvBytesPerToken: 0, bandwidthGBps: { node: 450, rack: 50, cross: 12.5 } });
+    expect(c.pods.scrapeIntervalMs).toBe(100);
+    expect(c.pods.reflectDelayMs).toBe(200);
+    expect(c.pods.inflightTtlFactor).toBe(2);
+    expect(c.predictors.refreshMs).toBe(100);
+    expect(c.predictors.remote.gridPoints).toBe(4);
+    expect(c.cluster.gpuBudget).toBe(8);
+    expect(c.workers.batchCapacity).toBe(256);
+    expect(c.server).toEqual(DEFAULTS.server);
+    expect(c.workers).toEqual(DEFAULTS.workers);
+  });
+
+  test("three pools as in SPEC §6, with no pods, whose GPU maxima add up to the budget", () => {
+    const rows = defaultConfig().pools.map((p) => [
+      p.name,
+      p.sloLevel,
+      p.sloPriority,
+      p.targets.ttftMs,
+      p.targets.tpotMs,
+      p.tp,
+      p.maxGpus,
+      p.gpuMemoryUtilization,
+      p.planner.scaleUpThreshold,
+      p.planner.bufferRatio,
+      p.planner.percentile,
+      p.planner.violationsAllowed,
+      p.planner.loadPredictor,
+      p.planner.adjustmentIntervalMs,
+      p.pods.length,
+    ]);
+    expect(rows).toEqual([
+      ["high", "high", 1, 300, 30, 2, 4, 0.95, 0.5, 0.8, 95, 0.05, "arima", 30000, 0],
+      ["medium", "medium", 2, 600, 50, 1, 3, 0.9, 0.7, 0.85, 90, 0.1, "arima", 30000, 0],
+      ["low", "low", 3, 2000, 100, 1, 1, 0.85, 0.9, 0.95, 80, 0.2, "constant", 30000, 0],
+    ]);
+    const high = defaultConfig().pools[0]!.planner;
+    expect([high.proactive, high.burstProtection, high.costOptimization]).toEqual([true, true, false]);
+    const low = defaultConfig().pools[2]!.planner;
+    expect([low.proactive, low.burstProtection, low.costOptimization]).toEqual([false, false, true]);
+    expect(defaultConfig().pools.reduce((sum, p) => sum + p.maxGpus, 0)).toBe(defaultConfig().cluster.gpuBudget);
+  });
+
+  test("the configuration and DEFAULTS are frozen", () => {
+    const c = defaultConfig();
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.optimizer)).toBe(true);
+    expect(Object.isFrozen(c.pools[0]!.planner)).toBe(true);
+    expect(Object.isFrozen(DEFAULTS.pools[0]!.targets)).toBe(true);
+    expect(() => {
+      (c.optimizer as { fallbacks: number }).fallbacks = 3;
+    }).toThrow(TypeError);
+  });
+
+  test("reflectDelayMs follows the scrape interval unless given", () => {
+    expect(parseConfig("pods: { scrapeIntervalMs: 250 }").config.pods.reflectDelayMs).toBe(500);
+    expect(parseConfig("pods: { scrapeIntervalMs: 250, reflectDelayMs: 300 }").config.pods.reflectDelayMs).toBe(300);
+  });
+});
+
+// Every option with values it must refuse, some through a cross-field rule (pools[0].tp 8 exceeds the
+// pool's maxGpus of 4). `got` is the value reported when it is not the one set (a selector's pool name).
+// The completeness test below keeps this table honest.
+const INVALID: { path: string; values: unknown[]; got?: string }[] = [
+  { path: "server.host", values: ["", 3] },
+  { path: "server.port", values: [-1, 65536, 80.5, "8080"] },
+  { path: "server.adminToken", values: ["short", 12345] },
+  { path: "server.maxBodyBytes", values: [0, 1.5, 1e9] },
+  { path: "server.maxInflightPerConnection", values: [0, 70000] },
+  { path: "optimizer.ttftWeight", values: [-0.1, "0.8", null] },
+  { path: "optimizer.tpotWeight", values: [-1, true] },
+  { path: "optimizer.transferOverheadMs", values: [-5, "5ms"] },
+  { path: "optimizer.sloBufferFactor", values: [0, 1.5, -1, "0.9"] },
+  { path: "optimizer.negativeHeadroomProb", values: [-0.01, 1.01] },
+  { path: "optimizer.headroomStrategy", values: ["random", 1, "MOST"] },
+  { path: "optimizer.localPrefill", values: ["always", false] },
+  { path: "optimizer.pdThreshold", values: [-1, 2.5] },
+  { path: "optimizer.fallbacks", values: [-1, 9, 1.5] },
+  { path: "optimizer.shedSheddable", values: ["yes", 1] },
+  { path: "topology.kvBytesPerToken", values: [-1, 0.5] },
+  { path: "topology.bandwidthGBps.node", values: [0, -1, "fast"] },
+  { path: "topology.bandwidthGBps.rack", values: [0] },
+  { path: "topology.bandwidthGBps.cross", values: [-12.5] },
+  { path: "predictors.prefillTtft", values: ["ml", 0] },
+  { path: "predictors.decodeTtft", values: ["heuristic"] },
+  { path: "predictors.decodeTpot", values: ["Profile"] },
+  { path: "predictors.profiles", values: ["a100.csv", ["a100.csv"]] },
+  { path: "predictors.profiles.a100", values: ["", 3] },
+  { path: "predictors.defaultProfile", values: ["a100", "bad name"] },
+  { path: "predictors.tpEfficiency", values: [0, 1.2] },
+  { path: "predictors.refreshMs", values: [0, 2.5] },
+  { path: "predictors.remote.timeoutMs", values: [0] },
+  { path: "predictors.remote.gridPoints", values: [1, 65] },
+  { path: "pods.scrapeIntervalMs", values: [0, 1.5] },
+  { path: "pods.scrapeTimeoutMs", values: [0] },
+  { path: "pods.staleAfterMs", values: [0, 100, 50] },
+  { path: "pods.reflectDelayMs", values: [-1] },
+  { path: "pods.inflightTtlFactor", values: [0.5, "2"] },
+  { path: "pods.kubernetes.namespace", values: ["", 7] },
+  { path: "pods.kubernetes.selectors", values: ["app=vllm"] },
+  { path: "pods.kubernetes.selectors.high", values: [""] },
+  { path: "pods.kubernetes.selectors.nope", values: ["app=vllm"], got: '"nope"' },
+  { path: "pools", values: [[], "high"] },
+  { path: "pools[0].name", values: ["bad name!", ""] },
+  { path: "pools[0].sloLevel", values: ["", 1] },
+  { path: "pools[0].sloPriority", values: [0, 1.5] },
+  { path: "pools[0].description", values: [3] },
+  { path: "pools[0].targets.ttftMs", values: [0, "300ms"] },
+  { path: "pools[0].targets.tpotMs", values: [-1] },
+  { path: "pools[0].expected.isl", values: [0, 1.5] },
+  { path: "pools[0].expected.osl", values: [0] },
+  { path: "pools[0].tp", values: [0, 65, 8] },
+  { path: "pools[0].maxGpus", values: [0] },
+  { path: "pools[0].gpuMemoryUtilization", values: [0, 1.1] },
+  { path: "pools[0].planner.adjustmentIntervalMs", values: [0] },
+  { path: "pools[0].planner.scaleUpThreshold", values: [0, 1.5] },
+  { path: "pools[0].planner.bufferRatio", values: [0, 2] },
+  { path: "pools[0].planner.percentile", values: [0, 100] },
+  { path: "pools[0].planner.violationsAllowed", values: [-0.1, 1.1] },
+  { path: "pools[0].planner.loadPredictor", values: ["prophet"] },
+  { path: "pools[0].planner.proactive", values: ["true"] },
+  { path: "pools[0].planner.burstProtection", values: [0] },
+  { path: "pools[0].planner.costOptimization", values: ["no"] },
+  { path: "pools[0].pods", values: ["10.0.0.1:8000"] },
+  { path: "pools[0].pods[0].address", values: ["nohost", "a:0", "a:70000", "http://a:80", 8000] },
+  { path: "pools[0].pods[0].role", values: ["worker", "Prefill"] },
+  { path: "pools[0].pods[0].node", values: [""] },
+  { path: "pools[0].pods[0].rack", values: [3] },
+  { path: "pools[0].pods[0].tp", values: [0, 1.5] },
+  { path: "pools[0].pods[0].profile", values: ["a100"] },
+  { path: "pools[0].pods[0].metricsUrl", values: ["ftp://a/metrics", "not a url"] },
+  { path: "pools[0].pods[0].draining", values: ["no"] },
+  { path: "cluster.gpuBudget", values: [0, 1, 2.5] },
+  { path: "cluster.gpuHourPrice", values: [-1, "2.5"] },
+  { path: "workers.threads", values: [-1, 257, 1.5] },
+  { path: "workers.inlineBelowPairs", values: [-1] },
+  { path: "workers.batchCapacity", values: [0, 4097] },
+  { path: "workers.batchWindowUs", values: [-1, 1e6] },
+];
+
+describe("every option is validated", () => {
+  const cases = INVALID.flatMap(({ path, values, got }) => values.map((value) => ({ path, value, got: got ?? shown(value) })));
+
+  test.each(cases)("$path = $value is rejected, naming the field and the value", ({ path, value, got }) => {
+    const problems = problemsOf(stringify(setPath(base(), path, value)));
+    const line = problems.find((p) => p.startsWith(`${path}: `));
+    expect(line, problems.join("\n")).toBeDefined();
+    if (path === "server.adminToken" && typeof value === "string") {
+      expect(line).toContain(`got a token of ${value.length} characters`);
+      expect(line).not.toContain(value);
+    } else {
+      expect(line).toContain(`got ${got}`);
+    }
+  });
+
+  test("the table covers every option", () => {
+    const leaves = (value: unknown, path: string): string[] => {
+      if (Array.isArray(value)) return [path, ...value.flatMap((v, i) => (i === 0 ? leaves(v, `${path}[0]`) : []))];
+      if (value !== null && typeof value === "object") {
+        return Object.entries(value).flatMap(([k, v]) => leaves(v, path === "" ? k : `${path}.${k}`));
+      }
+      return [path];
+    };
+    const full = base();
+    setPath(full, "server.adminToken", "0123456789abcdef");
+    setPath(full, "predictors.profiles.a100", "a100.csv");
+    Object.assign((full.pools as Record<string, unknown>[])[0]!.pods as object, [
+      {
+        address: "10.0.0.1:8000",
+        role: "both",
+        node: "n1",
+        rack: "r1",
+        tp: 2,
+        profile: "a100",
+        metricsUrl: "http://10.0.0.1:8000/metrics",
+        draining: false,
+      },
+    ]);
+    const options = leaves(parseConfig(stringify(full)).config, "");
+    const tested = new Set(INVALID.map((c) => c.path));
+    expect(options.filter((o) => !tested.has(o))).toEqual([]);
+  });
+
+  test("values are rejected, never clamped, and every problem is reported at once", () => {
+    const problems = problemsOf(
+      "optimizer:\n  sloBufferFactor: 1.5\n  negativeHeadroomProb: 2\nworkers:\n  batchCapacity: 5000\n",
+    );
+    expect(problems).toEqual([
+      "optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5",
+      "optimizer.negativeHeadroomProb: must be a number >= 0 and <= 1, got 2",
+      "workers.batchCapacity: must be an integer >= 1 and <= 4096, got 5000",
+    ]);
+  });
+
+  test("at least one weight is > 0", () => {
+    expect(problemsOf("optimizer: { ttftWeight: 0, tpotWeight: 0 }")).toEqual([
+      "optimizer.ttftWeight: must be > 0 when optimizer.tpotWeight is 0 (one weight must be > 0), got 0",
+    ]);
+    expect(parseConfig("optimizer: { ttftWeight: 0, tpotWeight: 1 }").config.optimizer.ttftWeight).toBe(0);
+  });
+});
+
+describe("strictness", () => {
+  test.each([
+    ["a section", "optimiser: { ttftWeight: 0.5 }", "optimiser: unknown key, got {\"ttftWeight\":0.5}"],
+    ["an option", "optimizer: { ttftWieght: 0.5 }", "optimizer.ttftWieght: unknown key, got 0.5"],
+    ["a nested option", "topology: { bandwidthGBps: { nvlink: 900 } }", "topology.bandwidthGBps.nvlink: unknown key, got 900"],
+    ["a pool field", "pools: [{ sloLevel: low, gpus: 2 }]", "pools[0].gpus: unknown key, got 2"],
+    ["a planner field", "pools: [{ sloLevel: low, planner: { cooldownMs: 1 } }]", "pools[0].planner.cooldownMs: unknown key, got 1"],
+    [
+      "a pod field",
+      "pools: [{ sloLevel: low, pods: [{ address: 'a:1', role: both, weight: 2 }] }]",
+      "pools[0].pods[0].weight: unknown key, got 2",
+    ],
+  ])("an unknown key in %s is an error", (_, text, problem) => {
+    expect(problemsOf(text)).toEqual([problem]);
+  });
+
+  test("a document that is not a mapping is an error", () => {
+    expect(problemsOf("- optimizer\n")[0]).toMatch(/^\(top level\): must be a mapping of the sections .*, got \["optimizer"\]$/);
+    expect(problemsOf("optimizer: 3\n")).toEqual(["optimizer: must be a mapping of optimizer options, got 3"]);
+  });
+});
+
+describe("YAML syntax", () => {
+  test("a syntax error names its line and column", () => {
+    const problems = problemsOf("optimizer:\n  ttftWeight: [0.8\nserver:\n  port: 1\n");
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^line \d+, column \d+: /);
+  });
+
+  test("duplicate keys and a second document are errors", () => {
+    expect(problemsOf("server:\n  port: 1\nserver:\n  port: 2\n")).toEqual(["line 3, column 1: Map keys must be unique"]);
+    expect(problemsOf("server: {}\n---\nserver: {}\n")).toEqual([
+      "line 2, column 1: a configuration is one YAML document, found a second one",
+    ]);
+  });
+
+  test("ConfigError carries its code", () => {
+    try {
+      parseConfig("a: [");
+    } catch (err) {
+      expect((err as ConfigError).code).toBe("CONFIG_INVALID");
+      expect((err as ConfigError).message).toContain("invalid configuration");
+    }
+    expect.assertions(2);
+  });
+});
+
+describe("pools", () => {
+  test("a pool of a known level takes its missing fields from that level; sloLevel is stored lower-case", () => {
+    const { pools } = parseConfig("pools:\n  - sloLevel: HIGH\n    targets: { ttftMs: 250 }\n").config;
+    expect(pools).toHaveLength(1);
+    expect(pools[0]).toMatchObject({
+      name: "high",
+      sloLevel: "high",
+      sloPriority: 1,
+      targets: { ttftMs: 250, tpotMs: 30 },
+      tp: 2,
+      maxGpus: 4,
+      pods: [],
+    });
+  });
+
+  test("a pool's empty sub-mappings take the level's defaults", () => {
+    const { pools } = parseConfig("pools:\n  - sloLevel: low\n    planner:\n    pods:\n").config;
+    expect(pools).toEqual([defaultConfig().pools[2]]);
+  });
+
+  test("a pool of another level needs its targets and priority", () => {
+    expect(problemsOf("pools: [{ name: batch }]")).toEqual([
+      "pools[0].sloPriority: must be an integer >= 1, got nothing",
+      "pools[0].targets: must be a mapping of ttftMs, tpotMs, got nothing",
+    ]);
+    const { pools } = parseConfig("pools: [{ name: batch, sloPriority: 4, targets: { ttftMs: 10000, tpotMs: 200 } }]").config;
+    expect(pools[0]).toMatchObject({ name: "batch", sloLevel: "batch", tp: 1, planner: { loadPredictor: "arima" } });
+  });
+
+  test("names and levels are unique, levels case-insensitively", () => {
+    expect(problemsOf("pools: [{ sloLevel: high }, { sloLevel: High, name: premium }]")).toEqual([
+      'pools[1].sloLevel: must be unique, case-insensitively (pools[0] has it too), got "High"',
+    ]);
+    expect(problemsOf("pools: [{ sloLevel: high }, { sloLevel: low, name: high }]")).toEqual([
+      'pools[1].name: must be unique (pools[0] has it too), got "high"',
+    ]);
+  });
+
+  test("pod addresses are unique across pools", () => {
+    const text = stringify({
+      pools: [
+        { sloLevel: "high", pods: [{ address: "10.0.0.1:8000", role: "prefill" }] },
+        { sloLevel: "low", pods: [{ address: "10.0.0.1:8000", role: "decode" }] },
+      ],
+    });
+    expect(problemsOf(text)).toEqual([
+      'pools[1].pods[0].address: must be unique across pools (pools[0].pods[0] has it too), got "10.0.0.1:8000"',
+    ]);
+  });
+
+  test("pod addresses may be IPv6 or host names", () => {
+    const text = stringify({
+      pools: [
+        {
+          sloLevel: "medium",
+          pods: [
+            { address: "[fd00::1]:8000", role: "prefill" },
+            { address: "vllm-decode-0.vllm.llm-d.svc:8000", role: "decode" },
+          ],
+        },
+      ],
+    });
+    expect(parseConfig(text).config.pools[0]!.pods.map((p) => p.address)).toHaveLength(2);
+  });
+
+  test("the GPU budget covers one worker per pool", () => {
+    expect(problemsOf("cluster: { gpuBudget: 3 }")).toEqual([
+      "cluster.gpuBudget: must cover every pool's minimum of one worker (4 GPUs: the sum of the pools' tp), got 3",
+    ]);
+  });
+});
+
+describe("files", () => {
+  test("a missing file is CONFIG_UNREADABLE", () => {
+    const path = join(fixtures, "does-not-exist.yaml");
+    try {
+      loadConfigFile(path);
+    } catch (err) {
+      expect((err as ConfigError).code).toBe("CONFIG_UNREADABLE");
+      expect((err as ConfigError).problems).toEqual([`${path}: cannot read the file (ENOENT)`]);
+    }
+    expect.assertions(2);
+  });
+
+  test("profile paths resolve against the file's directory", () => {
+    const { config } = loadConfigFile(join(fixtures, "relative-profile.yaml"));
+    expect(config.predictors.profiles).toEqual({ a100: join(fixtures, "profiles/a100.csv") });
+    expect(config.pools[0]!.pods[0]!.profile).toBe("a100");
+  });
+
+  test("the shipped example validates, without warnings, and documents the defaults", () => {
+    const { config, warnings } = loadConfigFile(join(root, "deploy/config/headroom.yaml"));
+    expect(warnings).toEqual([]);
+    expect(config.optimizer).toEqual(DEFAULTS.optimizer);
+    expect(config.pools.map(({ pods, ...pool }) => pool)).toEqual(defaultConfig().pools.map(({ pods, ...pool }) => pool));
+    expect(config.pools.map((p) => p.pods.length)).toEqual([2, 3, 1]);
+    expect(config.topology.kvBytesPerToken).toBe(131072);
+  });
+});
