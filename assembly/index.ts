@@ -106,6 +106,9 @@ let DLIST: usize = 0;
 let SORTA: usize = 0;
 let SORTB: usize = 0;
 let MSCR: usize = 0;
+let SK: usize = 0;
+let SK2: usize = 0;
+let HIST: usize = 0;
 let SPODS: usize = 0;
 let SVALS: usize = 0;
 let SGRP: usize = 0;
@@ -130,17 +133,10 @@ let CNT2R: usize = 0;
 let CNT2N: usize = 0;
 let G_OFF: usize = 0;
 let G_LEN: usize = 0;
-let G_PRE: usize = 0;
 let G_EX: usize = 0;
 let G_CPOS: usize = 0;
 let G_POS: usize = 0;
 let G_NEG: usize = 0;
-let G_TOTAL: usize = 0;
-let G_FPOS: usize = 0;
-let G_LPOS: usize = 0;
-let G_FNEG: usize = 0;
-let G_LNEG: usize = 0;
-let G_FALL: usize = 0;
 let G_Q: usize = 0;
 let G_SPOS: usize = 0;
 let G_SNEG: usize = 0;
@@ -262,6 +258,9 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   SORTA = take(i4);
   SORTB = take(i4);
   MSCR = take(i4);
+  SK = take(f8);
+  SK2 = take(f8);
+  HIST = take(8 * 256 * 4);
   SPODS = take(3 * i4);
   SVALS = take(3 * f8);
   SGRP = take(3 * i4);
@@ -286,17 +285,10 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   CNT2N = take(i4);
   G_OFF = take(3 * i4);
   G_LEN = take(3 * i4);
-  G_PRE = take(3 * i4);
   G_EX = take(3 * i4);
   G_CPOS = take(3 * i4);
   G_POS = take(3 * i4);
   G_NEG = take(3 * i4);
-  G_TOTAL = take(3 * i4);
-  G_FPOS = take(3 * i4);
-  G_LPOS = take(3 * i4);
-  G_FNEG = take(3 * i4);
-  G_LNEG = take(3 * i4);
-  G_FALL = take(3 * i4);
   G_Q = take(3 * f8);
   G_SPOS = take(3 * f8);
   G_SNEG = take(3 * f8);
@@ -526,7 +518,7 @@ function pickOne(r: i32): void {
     return;
   }
   buildGroups(localAllowed);
-  if (!select(res, priority < 0, <u32>seed)) return;
+  if (!choose(res, priority < 0, <u32>seed)) return;
   describe(res);
   fallbacks(res);
   account();
@@ -622,64 +614,88 @@ function predict(isl: f64, hit: f64): void {
 
 // ---- sorting ------------------------------------------------------------------------------------
 
-@inline function before(vals: usize, x: i32, y: i32): bool {
-  const a = ldf(vals, x);
-  const b = ldf(vals, y);
-  return a < b || (a == b && x < y);
+@inline function keyBefore(ka: f64, ia: i32, kb: f64, ib: i32): bool {
+  return ka < kb || (ka == kb && ia < ib);
+}
+
+/** Insertion sort of (SK, ids) pairs in [lo, hi). */
+function insertionRun(keys: usize, ids: usize, lo: i32, hi: i32): void {
+  for (let i = lo + 1; i < hi; i++) {
+    const k = ldf(keys, i);
+    const x = ldi(ids, i);
+    let j = i - 1;
+    while (j >= lo && keyBefore(k, x, ldf(keys, j), ldi(ids, j))) {
+      stf(keys, j + 1, ldf(keys, j));
+      sti(ids, j + 1, ldi(ids, j));
+      j--;
+    }
+    stf(keys, j + 1, k);
+    sti(ids, j + 1, x);
+  }
 }
 
 /**
- * Sorts the pod ids in arr by (vals, id). The order persists between requests and rarely changes
- * much, so insertion sort runs first; past a budget of moves it hands over to a merge sort.
+ * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. The order
+ * persists between requests and often changes little, so an almost sorted list is finished by
+ * insertion. Otherwise an LSD radix sort on the values' bits (non-negative doubles order like their
+ * bit patterns), which is stable, so starting from id order breaks ties by id. Radix rather than a
+ * comparison sort: its cost has no branch mispredictions and does not depend on the input.
  */
-function sortPods(arr: usize, len: i32, vals: usize): void {
-  let moves = 0;
-  const budget = 8 * len + 64;
-  for (let i = 1; i < len; i++) {
-    const x = ldi(arr, i);
-    let j = i - 1;
-    while (j >= 0 && before(vals, x, ldi(arr, j))) {
-      sti(arr, j + 1, ldi(arr, j));
-      j--;
-    }
-    sti(arr, j + 1, x);
-    moves += i - 1 - j;
-    if (moves > budget) {
-      mergeSort(arr, len, vals);
-      return;
+function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
+  let descents = 0;
+  for (let j = 0; j < len; j++) {
+    const id = ldi(arr, j);
+    const k = ldf(vals, id);
+    stf(SK, j, k);
+    if (j > 0 && keyBefore(k, id, ldf(SK, j - 1), ldi(arr, j - 1))) descents++;
+  }
+  if (descents == 0) return;
+  if (descents <= 8) {
+    insertionRun(SK, arr, 0, len);
+    return;
+  }
+  memory.fill(HIST, 0, 8 * 256 * 4);
+  for (let j = 0; j < len; j++) {
+    const id = ldi(byId, j);
+    const key = reinterpret<u64>(ldf(vals, id));
+    store<u64>(SK + (<usize>j << 3), key);
+    sti(MSCR, j, id);
+    for (let b = 0; b < 8; b++) {
+      const h = HIST + ((<usize>((b << 8) + <i32>((key >> (<u64>(b << 3))) & 255))) << 2);
+      store<i32>(h, load<i32>(h) + 1);
     }
   }
-}
-
-function mergeSort(arr: usize, len: i32, vals: usize): void {
-  let src = arr;
-  let dst = MSCR;
-  for (let width = 1; width < len; width <<= 1) {
-    for (let lo = 0; lo < len; lo += width << 1) {
-      const mid = min<i32>(lo + width, len);
-      const hi = min<i32>(lo + (width << 1), len);
-      let i = lo;
-      let j = mid;
-      let k = lo;
-      while (i < mid && j < hi) {
-        const a = ldi(src, i);
-        const b = ldi(src, j);
-        if (before(vals, b, a)) {
-          sti(dst, k++, b);
-          j++;
-        } else {
-          sti(dst, k++, a);
-          i++;
-        }
-      }
-      while (i < mid) sti(dst, k++, ldi(src, i++));
-      while (j < hi) sti(dst, k++, ldi(src, j++));
+  let srcK = SK;
+  let srcI = MSCR;
+  let dstK = SK2;
+  let dstI = arr;
+  for (let b = 0; b < 8; b++) {
+    const shift = <u64>(b << 3);
+    const hist = HIST + ((<usize>(b << 8)) << 2);
+    const first = <i32>((load<u64>(srcK) >> shift) & 255);
+    if (ldi(hist, first) == len) continue;
+    let acc = 0;
+    for (let d = 0; d < 256; d++) {
+      const c = ldi(hist, d);
+      sti(hist, d, acc);
+      acc += c;
     }
-    const t = src;
-    src = dst;
-    dst = t;
+    for (let j = 0; j < len; j++) {
+      const key = load<u64>(srcK + (<usize>j << 3));
+      const d = <i32>((key >> shift) & 255);
+      const at = ldi(hist, d);
+      sti(hist, d, at + 1);
+      store<u64>(dstK + (<usize>at << 3), key);
+      sti(dstI, at, ldi(srcI, j));
+    }
+    const tk = srcK;
+    srcK = dstK;
+    dstK = tk;
+    const ti = srcI;
+    srcI = dstI;
+    dstI = ti;
   }
-  if (src != arr) memory.copy(arr, src, <usize>len << 2);
+  if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
 }
 
 // ---- lists, counts and groups -------------------------------------------------------------------
@@ -723,7 +739,7 @@ function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64,
 
 function buildGroups(localAllowed: bool): void {
   const np = nPrefill;
-  sortPods(SORTA, np, VA);
+  sortPods(SORTA, PLIST, np, VA);
   stf(SPRE, 0, 0);
   for (let j = 0; j < np; j++) {
     const p = ldi(SORTA, j);
@@ -758,7 +774,7 @@ function buildGroups(localAllowed: bool): void {
   }
 
   if (hasT) {
-    sortPods(SORTB, nDecode, VB);
+    sortPods(SORTB, DLIST, nDecode, VB);
     sweep(0, np, SORTB, 0, nDecode, cCross, CNT0);
     if (topo) {
       for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
@@ -792,12 +808,20 @@ function buildGroups(localAllowed: bool): void {
     }
   }
 
+  posPairs = 0;
+  negPairs = 0;
+  minPos = Infinity;
+  maxPos = -Infinity;
+  minNeg = Infinity;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     const role = ldi(ROLES, d);
     const selfIn = (role & ROLE_PREFILL) != 0;
     const ad = ldf(VA, d);
+    const bd = ldf(VB, d);
     const gi = di * 3;
+    okP = tpotOk(d);
+    tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     if (topo) {
       const r = ldi(RACK, d);
       const nd = ldi(NODE, d);
@@ -807,25 +831,40 @@ function buildGroups(localAllowed: bool): void {
       const nOff = nodeSegOff(nd);
       const nLen = ldi(NLEN, nd);
       const nPre = nodeSegPre(nd);
-      const qNode = ldf(VB, d) + cNode;
+      const qNode = bd + cNode;
       const selfPos = selfIn && (!hasT || ad + qNode <= budgetT);
-      makeGroup(gi, d, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
+      makeGroup(gi, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
       const c2r = ldi(CNT2R, d);
-      makeGroup(gi + 1, d, rOff, rLen, rPre, nd, ldi(CNT1R, d), ldf(VB, d) + cRack,
+      makeGroup(gi + 1, rOff, rLen, rPre, nd, ldi(CNT1R, d), bd + cRack,
         c2r, ldf(SPRE, nPre + c2r), nLen, ldf(SPRE, nPre + nLen));
       const c1x = ldi(CNT1X, d);
-      makeGroup(gi + 2, d, 0, np, 0, r, ldi(CNT0, d), ldf(VB, d) + cCross,
+      makeGroup(gi + 2, 0, np, 0, r, ldi(CNT0, d), bd + cCross,
         c1x, ldf(SPRE, rPre + c1x), rLen, ldf(SPRE, rPre + rLen));
     } else {
-      const q = ldf(VB, d) + cCross;
+      const q = bd + cCross;
       const selfPos = selfIn && (!hasT || ad + q <= budgetT);
       emptyGroup(gi);
       emptyGroup(gi + 1);
-      makeGroup(gi + 2, d, 0, np, 0, d, ldi(CNT0, d), q,
+      makeGroup(gi + 2, 0, np, 0, d, ldi(CNT0, d), q,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
     }
-    sti(LOCAL, di, localAllowed ? (localPositive(d) ? 1 : 0) : -1);
+    if (!localAllowed) {
+      sti(LOCAL, di, -1);
+      continue;
+    }
+    const positive = localPositive(d);
+    sti(LOCAL, di, positive ? 1 : 0);
+    if (!hasT && !hasP) continue;
+    const b = blendWith(ldf(VL, d));
+    if (positive) {
+      posPairs++;
+      if (b < minPos) minPos = b;
+      if (b > maxPos) maxPos = b;
+    } else {
+      negPairs++;
+      if (b < minNeg) minNeg = b;
+    }
   }
 }
 
@@ -838,26 +877,29 @@ function buildGroups(localAllowed: bool): void {
 }
 
 function emptyGroup(gi: i32): void {
-  sti(G_OFF, gi, 0);
-  sti(G_LEN, gi, 0);
-  sti(G_PRE, gi, 0);
-  sti(G_EX, gi, -1);
-  sti(G_CPOS, gi, 0);
   sti(G_POS, gi, 0);
   sti(G_NEG, gi, 0);
-  sti(G_TOTAL, gi, 0);
-  sti(G_FPOS, gi, -1);
-  sti(G_LPOS, gi, -1);
-  sti(G_FNEG, gi, -1);
-  sti(G_LNEG, gi, -1);
-  sti(G_FALL, gi, 0);
-  stf(G_Q, gi, 0);
-  stf(G_SPOS, gi, 0);
-  stf(G_SNEG, gi, 0);
+  sti(G_LEN, gi, 0);
 }
 
-function makeGroup(
-  gi: i32, d: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+// Totals over every candidate pair of the request, gathered while the groups are built, in the order
+// the twin visits them: per decode pod its node, rack and cross groups, then its local pair.
+let posPairs: i32 = 0;
+let negPairs: i32 = 0;
+let minPos: f64 = 0;
+let maxPos: f64 = 0;
+let minNeg: f64 = 0;
+/** The decode pod's TPOT term of blended (computed once per decode pod) and whether it meets TPOT. */
+let tpTerm: f64 = 0;
+let okP: bool = true;
+
+@inline function blendWith(ttft: f64): f64 {
+  const th = hasT ? wT * (budgetT - ttft) : 0;
+  return th + tpTerm;
+}
+
+@inline function makeGroup(
+  gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
   exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
 ): void {
   const total = len - exCntAll;
@@ -865,7 +907,7 @@ function makeGroup(
   let cPos: i32;
   let pos: i32;
   let sumPos: f64;
-  if (!tpotOk(d)) {
+  if (!okP) {
     cPos = 0;
     pos = 0;
     sumPos = 0;
@@ -881,21 +923,26 @@ function makeGroup(
   const neg = total - pos;
   sti(G_OFF, gi, off);
   sti(G_LEN, gi, len);
-  sti(G_PRE, gi, pre);
   sti(G_EX, gi, ex);
   sti(G_CPOS, gi, cPos);
   sti(G_POS, gi, pos);
   sti(G_NEG, gi, neg);
-  sti(G_TOTAL, gi, total);
   stf(G_Q, gi, q);
   stf(G_SPOS, gi, sumPos);
   stf(G_SNEG, gi, sumAll - sumPos);
-  const first = firstNot(off, len, 0, ex);
-  sti(G_FALL, gi, first);
-  sti(G_FPOS, gi, pos > 0 ? first : -1);
-  sti(G_LPOS, gi, pos > 0 ? lastNot(off, cPos - 1, ex) : -1);
-  sti(G_FNEG, gi, neg > 0 ? firstNot(off, len, cPos, ex) : -1);
-  sti(G_LNEG, gi, neg > 0 ? lastNot(off, len - 1, ex) : -1);
+  if (!hasT && !hasP) return;
+  posPairs += pos;
+  negPairs += neg;
+  if (pos > 0) {
+    const lo = blendWith(ldf(SVALS, off + lastNot(off, cPos - 1, ex)) + q);
+    const hi = blendWith(ldf(SVALS, off + firstNot(off, len, 0, ex)) + q);
+    if (lo < minPos) minPos = lo;
+    if (hi > maxPos) maxPos = hi;
+  }
+  if (neg > 0) {
+    const lo = blendWith(ldf(SVALS, off + lastNot(off, len - 1, ex)) + q);
+    if (lo < minNeg) minNeg = lo;
+  }
 }
 
 // ---- selection ----------------------------------------------------------------------------------
@@ -916,9 +963,6 @@ function makeGroup(
   return ttft + ldf(VT, d) * reqOsl;
 }
 
-@inline function memberVal(gi: i32, j: i32): f64 {
-  return ldf(SVALS, ldi(G_OFF, gi) + j);
-}
 
 function nextUniform(): f64 {
   rng += 0x9e3779b9;
@@ -930,48 +974,11 @@ function nextUniform(): f64 {
 }
 
 /** Steps 1–5 of SPEC.md §2. Sets chosenP/D/K and the outcome; false when nothing is picked. */
-function select(res: usize, sheddable: bool, seed: u32): bool {
+function choose(res: usize, sheddable: bool, seed: u32): bool {
   if (!hasT && !hasP) {
     stf(res, RES_OUTCOME, OUT_NO_SLO);
     argBest(true, 0);
     return true;
-  }
-  let posPairs = 0;
-  let negPairs = 0;
-  let minPos = Infinity;
-  let maxPos = -Infinity;
-  let minNeg = Infinity;
-  for (let di = 0; di < nDecode; di++) {
-    const d = ldi(DLIST, di);
-    for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
-      const pos = ldi(G_POS, gi);
-      const neg = ldi(G_NEG, gi);
-      posPairs += pos;
-      negPairs += neg;
-      const q = ldf(G_Q, gi);
-      if (pos > 0) {
-        const lo = blend(memberVal(gi, ldi(G_LPOS, gi)) + q, d);
-        const hi = blend(memberVal(gi, ldi(G_FPOS, gi)) + q, d);
-        if (lo < minPos) minPos = lo;
-        if (hi > maxPos) maxPos = hi;
-      }
-      if (neg > 0) {
-        const lo = blend(memberVal(gi, ldi(G_LNEG, gi)) + q, d);
-        if (lo < minNeg) minNeg = lo;
-      }
-    }
-    const local = ldi(LOCAL, di);
-    if (local < 0) continue;
-    const b = blend(ldf(VL, d), d);
-    if (local == 1) {
-      posPairs++;
-      if (b < minPos) minPos = b;
-      if (b > maxPos) maxPos = b;
-    } else {
-      negPairs++;
-      if (b < minNeg) minNeg = b;
-    }
   }
   stf(res, RES_POSITIVE, <f64>posPairs);
   if (posPairs == 0 && sheddable && shedSheddable) {
@@ -1112,8 +1119,9 @@ function argBest(noSlo: bool, maxPos: f64): void {
       const d = ldi(DLIST, di);
       for (let k = 0; k < 3; k++) {
         const gi = di * 3 + k;
-        if (ldi(G_TOTAL, gi) == 0) continue;
-        const e = e2e(memberVal(gi, ldi(G_FALL, gi)) + ldf(G_Q, gi), d);
+        if (ldi(G_POS, gi) + ldi(G_NEG, gi) == 0) continue;
+        const off = ldi(G_OFF, gi);
+        const e = e2e(ldf(SVALS, off + firstNot(off, ldi(G_LEN, gi), 0, ldi(G_EX, gi))) + ldf(G_Q, gi), d);
         if (e < target) target = e;
       }
       if (ldi(LOCAL, di) < 0) continue;
@@ -1128,14 +1136,14 @@ function argBest(noSlo: bool, maxPos: f64): void {
     const d = ldi(DLIST, di);
     for (let k = 0; k < 3; k++) {
       const gi = di * 3 + k;
-      const count = noSlo ? ldi(G_TOTAL, gi) : ldi(G_POS, gi);
+      const count = noSlo ? ldi(G_POS, gi) + ldi(G_NEG, gi) : ldi(G_POS, gi);
       if (count == 0) continue;
       const off = ldi(G_OFF, gi);
       const len = ldi(G_LEN, gi);
       const ex = ldi(G_EX, gi);
       const q = ldf(G_Q, gi);
       const end = noSlo ? len : ldi(G_CPOS, gi);
-      let j = noSlo ? ldi(G_FALL, gi) : ldi(G_FPOS, gi);
+      let j = firstNot(off, len, 0, ex);
       while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
         const p = ldi(SPODS, off + j);
         if (bestP < 0 || p < bestP || (p == bestP && d < bestD)) {
