@@ -47,3 +47,20 @@ export class RequestError extends HeadroomError {
     this.name = "RequestError";
   }
 }
+
+export class SnapshotVersionError extends HeadroomError {
+  constructor(loaded: number, expected: number) {
+    super("SNAPSHOT_VERSION_MISMATCH", `kernel holds snapshot version ${loaded}, the batch expects ${expected}`, {
+      loaded,
+      expected,
+    });
+    this.name = "SnapshotVersionError";
+  }
+}
+
+export class BatchTooLargeError extends HeadroomError {
+  constructor(size: number, capacity: number) {
+    super("BATCH_TOO_LARGE", `batch of ${size} requests exceeds the kernel's capacity of ${capacity}`, { size, capacity });
+    this.name = "BatchTooLargeError";
+  }
+}
