@@ -174,13 +174,14 @@ export class WasmKernel {
     for (let i = 0; i < count; i++) {
       const r = requests[i];
       const at = i * REQ_STRIDE;
-      req[at] = r.inputTokens;
-      req[at + 1] = r.outputTokens;
-      req[at + 2] = r.prefixHit;
-      req[at + 3] = r.sloTtftMs ?? 0;
-      req[at + 4] = r.sloTpotMs ?? 0;
-      req[at + 5] = r.priority;
-      req[at + 6] = r.seed;
+      // Typed arrays coerce ("300" becomes 300); the kernel must see a non-number as invalid.
+      req[at] = num(r.inputTokens);
+      req[at + 1] = num(r.outputTokens);
+      req[at + 2] = num(r.prefixHit);
+      req[at + 3] = r.sloTtftMs === undefined ? 0 : num(r.sloTtftMs);
+      req[at + 4] = r.sloTpotMs === undefined ? 0 : num(r.sloTpotMs);
+      req[at + 5] = num(r.priority);
+      req[at + 6] = num(r.seed);
       req[at + 7] = (r.sloTtftMs !== undefined ? REQ_HAS_TTFT : 0) | (r.sloTpotMs !== undefined ? REQ_HAS_TPOT : 0);
     }
     this.check(this.exports.pickBatch(count, expectedVersion ?? -1));
@@ -195,6 +196,10 @@ export class WasmKernel {
     if (code === 4 || code === 3) throw new SnapshotError(ERRORS[code]);
     throw new HeadroomError(code === 2 ? "POOL_TOO_LARGE" : "KERNEL_UNAVAILABLE", ERRORS[code] ?? `kernel error ${code}`);
   }
+}
+
+function num(v: unknown): number {
+  return typeof v === "number" ? v : NaN;
 }
 
 function readResult(res: Float64Array, at: number): PickResult {
