@@ -634,6 +634,56 @@ function insertionRun(keys: usize, ids: usize, lo: i32, hi: i32): void {
   }
 }
 
+/** Below this length a merge sort beats the radix sort's fixed cost (eight 256-bucket passes). */
+const RADIX_FROM: i32 = 256;
+
+/** Merge sort of (SK, arr) pairs: insertion-sorted runs of 4, then branch-free merges. */
+function mergeSort(arr: usize, len: i32): void {
+  const RUN = 4;
+  for (let lo = 0; lo < len; lo += RUN) insertionRun(SK, arr, lo, min<i32>(lo + RUN, len));
+  let srcK = SK;
+  let srcI = arr;
+  let dstK = SK2;
+  let dstI = MSCR;
+  for (let width = RUN; width < len; width <<= 1) {
+    for (let lo = 0; lo < len; lo += width << 1) {
+      const mid = min<i32>(lo + width, len);
+      const hi = min<i32>(lo + (width << 1), len);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) {
+        // Branch-free: the comparison is unpredictable and a misprediction costs more than the selects.
+        const ki = ldf(srcK, i);
+        const kj = ldf(srcK, j);
+        const ii = ldi(srcI, i);
+        const ij = ldi(srcI, j);
+        const takeJ = (<i32>(kj < ki)) | ((<i32>(kj == ki)) & (<i32>(ij < ii)));
+        stf(dstK, k, select<f64>(kj, ki, takeJ != 0));
+        sti(dstI, k, select<i32>(ij, ii, takeJ != 0));
+        j += takeJ;
+        i += 1 - takeJ;
+        k++;
+      }
+      for (; i < mid; i++, k++) {
+        stf(dstK, k, ldf(srcK, i));
+        sti(dstI, k, ldi(srcI, i));
+      }
+      for (; j < hi; j++, k++) {
+        stf(dstK, k, ldf(srcK, j));
+        sti(dstI, k, ldi(srcI, j));
+      }
+    }
+    const tk = srcK;
+    srcK = dstK;
+    dstK = tk;
+    const ti = srcI;
+    srcI = dstI;
+    dstI = ti;
+  }
+  if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
+}
+
 /**
  * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. The order
  * persists between requests and often changes little, so an almost sorted list is finished by
@@ -652,6 +702,10 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
   if (descents == 0) return;
   if (descents <= 8) {
     insertionRun(SK, arr, 0, len);
+    return;
+  }
+  if (len <= RADIX_FROM) {
+    mergeSort(arr, len);
     return;
   }
   memory.fill(HIST, 0, 8 * 256 * 4);
