@@ -92,7 +92,7 @@ function calibrate(kernel: WasmKernel, share: number, sloTpotMs: number): number
   let hi = 10_000;
   for (let i = 0; i < 40; i++) {
     const mid = (lo + hi) / 2;
-    const reqs = requests(16, mid, sloTpotMs);
+    const reqs = requests(64, mid, sloTpotMs);
     const positive = kernel.pick(reqs).reduce((s, r) => s + r.positivePairs / r.pairs, 0) / reqs.length;
     if (positive < share) lo = mid;
     else hi = mid;
