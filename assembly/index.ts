@@ -52,7 +52,7 @@ const CLASS_LOCAL: i32 = 3;
 const STRATEGY_MOST: i32 = 0;
 const STRATEGY_LEAST: i32 = 1;
 
-const LOCAL_NEVER: i32 = 0;
+const LOCAL_COMPETE: i32 = 2;
 const LOCAL_THRESHOLD: i32 = 1;
 
 const DRAW_MOST: i32 = 0;
@@ -510,7 +510,7 @@ function pickOne(r: i32): void {
   const remotePairs = nPrefill * nDecode - nBoth;
   const localAllowed =
     nDecode > 0 &&
-    (remotePairs == 0 || localMode == 2 || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
+    (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
   const pairs = remotePairs + (localAllowed ? nDecode : 0);
   stf(res, RES_PAIRS, <f64>pairs);
   if (pairs == 0) {

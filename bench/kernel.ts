@@ -3,6 +3,7 @@
 // prefill times that differ per request. JSON lines on stdout, progress on stderr. --quick for CI.
 
 import Benchmark from "benchmark";
+import { DEFAULTS } from "../src/config/schema.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import type { OptimizerParams, PickRequest, PoolSnapshot, TopologyParams } from "../src/kernel/types.js";
 import { WasmKernel } from "../src/kernel/wasm.js";
@@ -12,19 +13,9 @@ const MAX_TIME_S = quick ? 0.25 : 2;
 const SIZES = [8, 64, 256, 1024];
 const GRID = [16, 128, 1024, 4096, 16384];
 
-const PARAMS: OptimizerParams = {
-  ttftWeight: 0.8,
-  tpotWeight: 0.2,
-  transferOverheadMs: 5,
-  sloBufferFactor: 0.9,
-  negativeHeadroomProb: 0.01,
-  headroomStrategy: "most",
-  localPrefill: "threshold",
-  pdThreshold: 256,
-  fallbacks: 2,
-  shedSheddable: true,
-};
-const TOPOLOGY: TopologyParams = { kvBytesPerToken: 131072, bandwidthGBps: { node: 450, rack: 50, cross: 12.5 } };
+const PARAMS: OptimizerParams = { ...DEFAULTS.optimizer };
+/** Llama-3-8B bf16 KV: 128 KiB per token, over the default bandwidths. */
+const TOPOLOGY: TopologyParams = { kvBytesPerToken: 131072, bandwidthGBps: { ...DEFAULTS.topology.bandwidthGBps } };
 
 /** A deterministic generator, so every run measures the same pools. */
 function lcg(seed: number): () => number {
