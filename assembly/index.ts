@@ -1007,12 +1007,6 @@ let okP: bool = true;
   return th + tp;
 }
 
-@inline function intercept(q: f64, d: i32): f64 {
-  const th = hasT ? wT * (budgetT - q) : 0;
-  const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
-  return th + tp;
-}
-
 @inline function e2e(ttft: f64, d: i32): f64 {
   return ttft + ldf(VT, d) * reqOsl;
 }
@@ -1092,11 +1086,11 @@ function draw(kind: i32, ref: f64): void {
       let w: f64 = 0;
       if (kind == DRAW_EXPLORE) w = <f64>neg;
       else if (kind == DRAW_NEGATIVE) {
-        if (neg > 0) w = <f64>neg * (intercept(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SNEG, gi);
+        if (neg > 0) w = <f64>neg * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SNEG, gi);
       } else if (pos > 0) {
         w = kind == DRAW_MOST
-          ? <f64>pos * (intercept(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SPOS, gi)
-          : <f64>pos * (ref - intercept(ldf(G_Q, gi), d) + 1) + slope * ldf(G_SPOS, gi);
+          ? <f64>pos * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SPOS, gi)
+          : <f64>pos * (ref - blend(ldf(G_Q, gi), d) + 1) + slope * ldf(G_SPOS, gi);
       }
       stf(WEIGHTS, di * 4 + k, w);
       total += w;

@@ -6,7 +6,7 @@ import { describe, expect, test } from "vitest";
 import { stringify } from "yaml";
 import { SELECTION_STRATEGIES } from "../src/config/epp.js";
 import { defaultConfig, loadConfigFile, parseConfig } from "../src/config/load.js";
-import { ConfigError } from "../src/errors.js";
+import { problemsOf } from "./fixtures/config.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -25,15 +25,6 @@ const handlerPlugin = (parameters: Record<string, unknown>) => ({
   parameters,
 });
 
-function problemsOf(text: string): string[] {
-  try {
-    parseConfig(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error(`expected a ConfigError for:\n${text}`);
-}
 
 describe("the shipped seed-shaped file", () => {
   test("maps the two plugins' parameters and warns about everything else", () => {

@@ -7,19 +7,11 @@ import { stringify } from "yaml";
 import { defaultConfig, loadConfigFile, parseConfig } from "../src/config/load.js";
 import { DEFAULTS } from "../src/config/schema.js";
 import { ConfigError } from "../src/errors.js";
+import { problemsOf } from "./fixtures/config.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const fixtures = join(root, "test/fixtures/config");
 
-function problemsOf(text: string): string[] {
-  try {
-    parseConfig(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error(`expected a ConfigError for:\n${text}`);
-}
 
 /** A config with one pool carrying one pod, so pool and pod fields have somewhere to go. */
 function base(): Record<string, unknown> {

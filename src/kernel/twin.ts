@@ -208,14 +208,6 @@ class RequestFrame {
     return th + tp;
   }
 
-  /** The blended value at A = 0 of a group, so that a member's blended is about K - slope * A. */
-  intercept(q: number, d: number): number {
-    const p = this.twin.params;
-    const th = this.hasT ? p.ttftWeight * (this.budgetT - q) : 0;
-    const tp = this.hasP ? p.tpotWeight * (this.budgetP - this.v.t[d]) : 0;
-    return th + tp;
-  }
-
   e2e(ttft: number, d: number): number {
     return ttft + this.v.t[d] * this.req.outputTokens;
   }
@@ -230,8 +222,8 @@ class RequestFrame {
 
   memberOf(g: Group, p: number): boolean {
     if (p === g.d) return false;
-    const { rackOf, nodeOf } = this.twin.links;
     if (!this.twin.topologyMode) return true;
+    const { rackOf, nodeOf } = this.twin.links;
     if (g.k === CLASS_NODE) return nodeOf[p] === nodeOf[g.d];
     if (g.k === CLASS_RACK) return rackOf[p] === rackOf[g.d] && nodeOf[p] !== nodeOf[g.d];
     return rackOf[p] !== rackOf[g.d];
@@ -482,9 +474,10 @@ export class TwinKernel {
         let w = 0;
         if (kind === "explore") w = g.neg;
         else if (kind === "negative") {
-          if (g.neg > 0) w = g.neg * (f.intercept(g.q, d) - ref + 1) - slope * g.sumNeg;
+          if (g.neg > 0) w = g.neg * (f.blend(g.q, d) - ref + 1) - slope * g.sumNeg;
         } else if (g.pos > 0) {
-          w = kind === "most" ? g.pos * (f.intercept(g.q, d) - ref + 1) - slope * g.sumPos : g.pos * (ref - f.intercept(g.q, d) + 1) + slope * g.sumPos;
+          // A member's blended is about blend(q) - slope * A, so a group's weight needs only its count and sum of A.
+          w = kind === "most" ? g.pos * (f.blend(g.q, d) - ref + 1) - slope * g.sumPos : g.pos * (ref - f.blend(g.q, d) + 1) + slope * g.sumPos;
         }
         weights.push(w);
         total += w;
@@ -734,7 +727,7 @@ function getList(map: Map<number, number[]>, key: number): number[] {
   return s;
 }
 
-export function emptyResult(version: number): PickResult {
+function emptyResult(version: number): PickResult {
   return {
     outcome: "invalid_request" as Outcome,
     prefill: -1,
