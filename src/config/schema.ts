@@ -105,8 +105,9 @@ export const DEFAULTS = deepFreeze({
     scrapeTimeoutMs: 80,
     staleAfterMs: 1000,
     inflightTtlFactor: 2,
+    scrapeConcurrency: 32,
     /** Used when a `pods.kubernetes` section turns discovery on. */
-    kubernetes: { namespace: "default" },
+    kubernetes: { namespace: "default", port: 8000, metricsPath: "/metrics", resyncMs: 300_000 },
   },
   pools: [
     {
@@ -312,12 +313,21 @@ const PredictorsSchema = mapping(
 const KubernetesSchema = mapping(
   {
     namespace: text().default(D.pods.kubernetes.namespace),
+    /** Port of the inference server on each discovered pod (its address is podIP:port). */
+    port: num({ int: true, ge: 1, le: 65535 }).default(D.pods.kubernetes.port),
+    /** Path of the pod's Prometheus endpoint on the same port; "" leaves discovered pods unscraped. */
+    metricsPath: z
+      .string({ error: "must be \"\" or a path starting with /" })
+      .refine((s) => s === "" || s.startsWith("/"), { error: "must be \"\" or a path starting with /" })
+      .default(D.pods.kubernetes.metricsPath),
+    /** Full re-list this often, on top of the watch. */
+    resyncMs: num({ int: true, ge: 1000 }).default(D.pods.kubernetes.resyncMs),
     /** Pool name -> label selector of that pool's inference pods. */
     selectors: z
       .record(z.string(), text(), { error: "must be a mapping of pool name to label selector" })
       .prefault({}),
   },
-  "namespace, selectors",
+  "namespace, port, metricsPath, resyncMs, selectors",
 );
 
 const PodsSchema = mapping(
@@ -328,6 +338,8 @@ const PodsSchema = mapping(
     /** Absent: REFLECT_DELAY_SCRAPES x scrapeIntervalMs. */
     reflectDelayMs: num({ int: true, ge: 0 }).optional(),
     inflightTtlFactor: num({ ge: 1 }).default(D.pods.inflightTtlFactor),
+    /** Scrapes in progress at once, across all pods. */
+    scrapeConcurrency: num({ int: true, ge: 1, le: 4096 }).default(D.pods.scrapeConcurrency),
     kubernetes: KubernetesSchema.optional(),
   },
   "pod options",
