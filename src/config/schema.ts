@@ -98,7 +98,8 @@ export const DEFAULTS = deepFreeze({
     defaultProfile: BUILTIN_PROFILE,
     tpEfficiency: 0.85,
     refreshMs: 100,
-    remote: { timeoutMs: 50, gridPoints: 4 },
+    remote: { timeoutMs: 50, gridPoints: 4, trainingBufferSize: 10_000, trainingFlushMs: 1000 },
+    online: { quantile: 0.9, minPodSamples: 50 },
   },
   pods: {
     scrapeIntervalMs: 100,
@@ -302,8 +303,22 @@ const PredictorsSchema = mapping(
         {
           timeoutMs: num({ int: true, ge: 1 }).default(D.predictors.remote.timeoutMs),
           gridPoints: num({ int: true, ge: 2, le: 64 }).default(D.predictors.remote.gridPoints),
+          /** Training entries kept while the service is down; the oldest are dropped (and counted) beyond it. */
+          trainingBufferSize: num({ int: true, ge: 100, le: 1_000_000 }).default(D.predictors.remote.trainingBufferSize),
+          trainingFlushMs: num({ int: true, ge: 10 }).default(D.predictors.remote.trainingFlushMs),
         },
-        "timeoutMs, gridPoints",
+        "timeoutMs, gridPoints, trainingBufferSize, trainingFlushMs",
+      ),
+    ),
+    online: section(
+      mapping(
+        {
+          /** The quantile the online correction tracks (0.9: p90). */
+          quantile: num({ gt: 0, lt: 1 }).default(D.predictors.online.quantile),
+          /** Samples a pod needs before its own correction replaces its hardware class's. */
+          minPodSamples: num({ int: true, ge: 1 }).default(D.predictors.online.minPodSamples),
+        },
+        "quantile, minPodSamples",
       ),
     ),
   },

@@ -1,0 +1,127 @@
+// The `profile` predictor, headroom's embedded default: per pod, from its latency profile, TP and live
+// state, the prefill compute and queue, the wait until a decode pod can admit a request (KV included),
+// the time per output token, and the marginal effect of one more request (SPEC.md §4).
+
+import type { LatencyProfile } from "./latency-profile.js";
+import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
+
+/** Predictions are bounded so a pod that can never admit a request still has a finite (huge) wait. */
+export const MAX_PREDICTION_MS = 10_000_000;
+
+export interface ProfilePredictorOptions {
+  /** Profiles by name; every pod's `profile` must be here. */
+  profiles: ReadonlyMap<string, LatencyProfile>;
+  /** A TP=t worker runs t x tpEfficiency times faster than one GPU (t > 1). */
+  tpEfficiency: number;
+}
+
+/** How much faster than one GPU a worker of `tp` GPUs runs. */
+export function tpSpeedup(tp: number, tpEfficiency: number): number {
+  return tp > 1 ? tp * tpEfficiency : 1;
+}
+
+export class ProfilePredictor implements Predictor {
+  readonly kind = "profile" as const;
+
+  constructor(private readonly options: ProfilePredictorOptions) {}
+
+  profileOf(pod: PodFeatures): LatencyProfile {
+    const profile = this.options.profiles.get(pod.profile);
+    if (profile === undefined) throw new RangeError(`pod ${pod.address} names unknown profile ${pod.profile}`);
+    return profile;
+  }
+
+  speedup(pod: PodFeatures): number {
+    return tpSpeedup(pod.tp, this.options.tpEfficiency);
+  }
+
+  fill(quantity: Quantity, pods: readonly PodFeatures[], out: PoolPredictions): void {
+    for (let i = 0; i < pods.length; i++) {
+      if (quantity === "prefill-ttft") this.fillPrefill(pods[i], i, out);
+      else if (quantity === "decode-ttft") this.fillDecodeWait(pods[i], i, out);
+      else this.fillTpot(pods[i], i, out);
+    }
+  }
+
+  /** Prefill compute of `tokens` uncached tokens on this pod. */
+  prefillMs(pod: PodFeatures, tokens: number): number {
+    return bound(this.profileOf(pod).prefillMs(tokens) / this.speedup(pod));
+  }
+
+  /** Work ahead of a new prompt on a prefill pod: our in-flight prompts, the scraped queue, half a running batch. */
+  prefillQueueMs(pod: PodFeatures): number {
+    const typical = this.prefillMs(pod, pod.meanIsl);
+    return bound(pod.prefillMsInFlight + pod.waiting * typical + (pod.running > 0 ? typical / 2 : 0));
+  }
+
+  private fillPrefill(pod: PodFeatures, i: number, out: PoolPredictions): void {
+    const n = out.pods;
+    const grid = out.gridTokens;
+    for (let g = 0; g < grid.length; g++) {
+      const compute = this.prefillMs(pod, grid[g]);
+      out.prefillMs[g * n + i] = compute;
+      // A decode pod prefilling locally spends the same compute; its cost to the requests it is decoding
+      // shows in their step times, and the pick's own wait comes from the decode-ttft prediction.
+      out.localPrefillMs[g * n + i] = compute;
+    }
+    out.prefillQueueMs[i] = pod.role === "decode" ? 0 : this.prefillQueueMs(pod);
+  }
+
+  /** Sequences a new request would decode with: running, admitted-soon waiting and our unreflected picks. */
+  batchAhead(pod: PodFeatures): number {
+    return pod.running + pod.waiting + pod.decodeRequestsInFlight;
+  }
+
+  /** KV tokens held or claimed on a decode pod (scraped use plus our unreflected picks). */
+  kvClaimed(pod: PodFeatures): number {
+    return pod.kvTokensUsed + pod.decodeTokensInFlight + pod.waiting * pod.meanIsl;
+  }
+
+  /** One decode step with one more sequence of `isl` prompt tokens, half way through a typical output. */
+  stepMs(pod: PodFeatures, isl: number): number {
+    const profile = this.profileOf(pod);
+    const kv = this.kvClaimed(pod) + isl + pod.meanOsl / 2;
+    return bound(profile.stepMs(this.batchAhead(pod) + 1, kv) / this.speedup(pod));
+  }
+
+  /**
+   * Wait until a decode pod can admit a request of `isl` tokens: half a step when its KV fits, else the
+   * time for running sequences to finish and free the missing tokens (each sequence lives meanOsl steps
+   * and frees its prompt and output when done).
+   */
+  decodeWaitMs(pod: PodFeatures, isl: number, extraRequests = 0): number {
+    const step = this.stepMs(pod, isl);
+    const claimed = this.kvClaimed(pod) + extraRequests * (pod.meanIsl + pod.meanOsl / 2);
+    const deficit = claimed + isl - pod.kvCapacityTokens;
+    if (deficit <= 0) return step / 2;
+    const running = this.batchAhead(pod) + extraRequests;
+    if (running <= 0) return MAX_PREDICTION_MS;
+    const tokensFreedPerMs = (running * (pod.meanIsl + pod.meanOsl)) / (Math.max(pod.meanOsl, 1) * step);
+    return bound(step / 2 + deficit / tokensFreedPerMs);
+  }
+
+  private fillDecodeWait(pod: PodFeatures, i: number, out: PoolPredictions): void {
+    const n = out.pods;
+    const grid = out.gridTokens;
+    for (let g = 0; g < grid.length; g++) out.decodeWaitMs[g * n + i] = this.decodeWaitMs(pod, grid[g]);
+    out.decodeQueueMs[i] = 0;
+    // One more typical request claims KV that later requests may have to wait for.
+    const now = this.decodeWaitMs(pod, pod.meanIsl);
+    out.waitPerRequestMs[i] = Math.max(0, this.decodeWaitMs(pod, pod.meanIsl, 1) - now);
+  }
+
+  private fillTpot(pod: PodFeatures, i: number, out: PoolPredictions): void {
+    const n = out.pods;
+    const grid = out.gridTokens;
+    for (let g = 0; g < grid.length; g++) out.tpotMs[g * n + i] = this.stepMs(pod, grid[g]);
+    out.tpotLoadMs[i] = 0;
+    const model = this.profileOf(pod).decode;
+    const speedup = this.speedup(pod);
+    out.tpotPerRequestMs[i] = model.perSequenceMs / speedup;
+    out.tpotPerTokenMs[i] = model.perKvTokenMs / speedup;
+  }
+}
+
+function bound(ms: number): number {
+  return ms > MAX_PREDICTION_MS ? MAX_PREDICTION_MS : ms >= 0 ? ms : 0;
+}
