@@ -1,0 +1,275 @@
+// One pool's picture for the kernel: at every refresh, the pool's pods with their live state and
+// in-flight load become predictor features, the predictors fill the per-pod curves, and the result is
+// published as a versioned snapshot (a plain copy for the main thread, a shared one for workers).
+// Between refreshes each pick's own load is added in place through the pods' marginal effects.
+
+import type { Clock } from "../clock.js";
+import { gridPosition } from "../kernel/twin.js";
+import { SharedSnapshotWriter } from "../kernel/shared-snapshot.js";
+import type { PickRequest, PickResult, PoolSnapshot } from "../kernel/types.js";
+import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
+import { validateSnapshot } from "../kernel/validate.js";
+import type { Logger } from "../log.js";
+import { OncePerCause } from "../log.js";
+import type { InflightLoad, InflightPick } from "../pods/inflight.js";
+import type { PodRegistry, PodState, PodStatus } from "../pods/registry.js";
+import type { LatencyProfile } from "../predictors/latency-profile.js";
+import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "../predictors/types.js";
+import { allocatePredictions, QUANTITIES } from "../predictors/types.js";
+
+/** Snapshot versions whose pod order stays known, so a late worker result still maps to addresses. */
+export const VERSIONS_KEPT = 8;
+
+/** Weight of one pick in the pool's running means of ISL and OSL. */
+const MEAN_ALPHA = 0.01;
+
+export interface PoolStateOptions {
+  name: string;
+  /** TP of pods that do not say. */
+  tp: number;
+  gpuMemoryUtilization: number;
+  expected: { isl: number; osl: number };
+  gridTokens: Float64Array;
+  defaultProfile: string;
+  profiles: ReadonlyMap<string, LatencyProfile>;
+  predictors: Readonly<Record<Quantity, Predictor>>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** What a published version knows about its pods. */
+export interface PublishedPods {
+  version: number;
+  addresses: readonly string[];
+  features: readonly PodFeatures[];
+  statuses: readonly PodStatus[];
+}
+
+export class PoolState {
+  private version = 0;
+  private current: PoolSnapshot | null = null;
+  private readonly published: PublishedPods[] = [];
+  readonly shared = new SharedSnapshotWriter();
+  private meanIsl: number;
+  private meanOsl: number;
+  private readonly nodeIds = new Map<string, number>();
+  private readonly rackIds = new Map<string, number>();
+  private readonly problems: OncePerCause;
+  /** Wall time the last refresh took on this thread, ms. */
+  lastRefreshMs = 0;
+
+  constructor(
+    readonly options: PoolStateOptions,
+    private readonly registry: PodRegistry,
+    private readonly inflight: InflightLoad,
+  ) {
+    this.meanIsl = options.expected.isl;
+    this.meanOsl = options.expected.osl;
+    this.problems = new OncePerCause(options.logger);
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** The latest published snapshot (its load arrays include picks since). */
+  get snapshot(): PoolSnapshot | null {
+    return this.current;
+  }
+
+  /** Pods of a still-known version, or undefined when it is too old. */
+  podsAt(version: number): PublishedPods | undefined {
+    return this.published.find((p) => p.version === version);
+  }
+
+  get latestPods(): PublishedPods | undefined {
+    return this.published[this.published.length - 1];
+  }
+
+  get means(): { isl: number; osl: number } {
+    return { isl: this.meanIsl, osl: this.meanOsl };
+  }
+
+  /** Features of each pod now, in snapshot order. */
+  features(pods: readonly PodState[]): PodFeatures[] {
+    return pods.map((pod) => this.featuresOf(pod));
+  }
+
+  /** Rebuilds and publishes the snapshot; starts the asynchronous predictors' next fetch. */
+  refresh(): PoolSnapshot {
+    const started = performance.now();
+    const pods = this.registry.podsOf(this.options.name);
+    const features = this.features(pods);
+    const statuses = pods.map((pod) => this.registry.status(pod));
+    const grid = this.options.gridTokens;
+    const predictions = allocatePredictions(pods.length, grid);
+    const fetching = new Set<Predictor>();
+    for (const quantity of QUANTITIES) {
+      const predictor = this.options.predictors[quantity];
+      this.fillSafely(predictor, quantity, features, predictions);
+      if (predictor.refresh && !fetching.has(predictor)) {
+        fetching.add(predictor);
+        void predictor.refresh(features, grid);
+      }
+    }
+    const snap = this.toSnapshot(pods, statuses, predictions);
+    this.current = snap;
+    this.shared.publish(snap);
+    this.published.push({ version: snap.version, addresses: pods.map((p) => p.spec.address), features, statuses });
+    if (this.published.length > VERSIONS_KEPT) this.published.shift();
+    this.lastRefreshMs = performance.now() - started;
+    return snap;
+  }
+
+  /**
+   * A pick on this pool's latest snapshot: records its in-flight entry and adds its load to its pods
+   * (the same increments the kernel applies inside a batch). Returns the entry's pick, or null when
+   * the result names no pods or a version that is no longer known.
+   */
+  recordPick(requestId: string, req: PickRequest, result: PickResult): InflightPick | null {
+    const pods = this.podsAt(result.version);
+    const snap = this.current;
+    if (result.decode < 0 || pods === undefined || snap === null) return null;
+    const now = this.options.clock.nowMs();
+    const uncached = req.inputTokens * (1 - req.prefixHit);
+    const local = result.prefill < 0;
+    const computePod = local ? result.decode : result.prefill;
+    const compute = curveAt(snap, local ? snap.localPrefillMs : snap.prefillMs, computePod, uncached);
+    const pick: InflightPick = {
+      requestId,
+      pool: this.options.name,
+      prefill: local ? undefined : pods.addresses[result.prefill],
+      decode: pods.addresses[result.decode],
+      prefillTokens: uncached,
+      prefillComputeMs: compute,
+      kvTokens: req.inputTokens + req.outputTokens / 2,
+      prefillDoneMs: now + result.ttftMs,
+      decodeDoneMs: now + result.ttftMs + result.tpotMs * req.outputTokens,
+    };
+    this.inflight.add(pick);
+    this.meanIsl += MEAN_ALPHA * (req.inputTokens - this.meanIsl);
+    this.meanOsl += MEAN_ALPHA * (req.outputTokens - this.meanOsl);
+    // Loads apply only to the version they were computed for; a newer snapshot already counts the pick.
+    if (result.version === snap.version) {
+      const d = result.decode;
+      const tpot = snap.tpotPerRequestMs[d] + snap.tpotPerTokenMs[d] * (req.inputTokens + req.outputTokens);
+      if (local) this.addLoad(snap, d, 0, compute + snap.waitPerRequestMs[d], tpot);
+      else {
+        this.addLoad(snap, result.prefill, compute, 0, 0);
+        this.addLoad(snap, d, 0, snap.waitPerRequestMs[d], tpot);
+      }
+    }
+    return pick;
+  }
+
+  private addLoad(snap: PoolSnapshot, i: number, prefillMs: number, decodeMs: number, tpotMs: number): void {
+    snap.prefillQueueMs[i] += prefillMs;
+    snap.decodeQueueMs[i] += decodeMs;
+    snap.tpotLoadMs[i] += tpotMs;
+    this.shared.addLoad(i, prefillMs, decodeMs, tpotMs);
+  }
+
+  private featuresOf(pod: PodState): PodFeatures {
+    const spec = pod.spec;
+    const tp = spec.tp ?? this.options.tp;
+    const profileName = spec.profile ?? this.options.defaultProfile;
+    const profile = this.options.profiles.get(profileName);
+    const metrics = pod.metrics;
+    const capacity =
+      metrics?.kvCapacityTokens ?? profile?.kvCapacityTokens(tp, this.options.gpuMemoryUtilization) ?? 0;
+    const load = this.inflight.podLoad(spec.address);
+    return {
+      address: spec.address,
+      role: spec.role,
+      tp,
+      profile: profileName,
+      waiting: metrics?.waiting ?? 0,
+      running: metrics?.running ?? 0,
+      kvTokensUsed: (metrics?.kvUsage ?? 0) * capacity,
+      kvCapacityTokens: capacity,
+      prefillRequestsInFlight: load.prefillRequests,
+      prefillTokensInFlight: load.prefillTokens,
+      prefillMsInFlight: load.prefillMsAhead,
+      decodeRequestsInFlight: load.decodeRequests,
+      decodeTokensInFlight: load.decodeTokens,
+      meanIsl: this.meanIsl,
+      meanOsl: this.meanOsl,
+    };
+  }
+
+  /** A predictor that throws leaves zeros behind; make it loud once and keep the pool serving. */
+  private fillSafely(predictor: Predictor, quantity: Quantity, features: PodFeatures[], out: PoolPredictions): void {
+    try {
+      predictor.fill(quantity, features, out);
+      this.problems.clear(`${quantity}`, "predictor recovered", { pool: this.name, predictor: predictor.kind });
+    } catch (err) {
+      this.problems.fail(`${quantity}`, (err as Error).message, "predictor failed; its pods are left out of this refresh", {
+        pool: this.name,
+        predictor: predictor.kind,
+      });
+      out.prefillMs.fill(NaN);
+    }
+  }
+
+  private toSnapshot(pods: readonly PodState[], statuses: readonly PodStatus[], p: PoolPredictions): PoolSnapshot {
+    const n = pods.length;
+    const roles = new Uint8Array(n);
+    const nodeIds = new Int32Array(n);
+    const rackIds = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const spec = pods[i].spec;
+      let bits = 0;
+      if (spec.role !== "decode") bits |= ROLE_PREFILL;
+      if (spec.role !== "prefill") bits |= ROLE_DECODE;
+      if (statuses[i].eligible && podPredictionsValid(p, i)) bits |= ROLE_ELIGIBLE;
+      roles[i] = bits;
+      nodeIds[i] = spec.node === undefined ? -1 : intern(this.nodeIds, spec.node);
+      rackIds[i] = spec.rack === undefined ? -1 : intern(this.rackIds, spec.rack);
+    }
+    sanitize(p);
+    this.version = (this.version + 1) >>> 0;
+    const snap: PoolSnapshot = { version: this.version, roles, nodeIds, rackIds, ...p };
+    validateSnapshot(snap);
+    return snap;
+  }
+}
+
+function intern(ids: Map<string, number>, key: string): number {
+  let id = ids.get(key);
+  if (id === undefined) {
+    id = ids.size;
+    ids.set(key, id);
+  }
+  return id;
+}
+
+const CURVE_NAMES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
+const PER_POD_NAMES = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs", "waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const;
+
+/** Every value of pod i is finite and >= 0. */
+function podPredictionsValid(p: PoolPredictions, i: number): boolean {
+  const n = p.pods;
+  for (const name of CURVE_NAMES) {
+    for (let g = 0; g < p.gridTokens.length; g++) if (!(p[name][g * n + i] >= 0 && p[name][g * n + i] < Infinity)) return false;
+  }
+  for (const name of PER_POD_NAMES) if (!(p[name][i] >= 0 && p[name][i] < Infinity)) return false;
+  return true;
+}
+
+/** Invalid values (already excluded from the candidates) become 0 so the snapshot stays well formed. */
+function sanitize(p: PoolPredictions): void {
+  for (const name of [...CURVE_NAMES, ...PER_POD_NAMES]) {
+    const a = p[name];
+    for (let j = 0; j < a.length; j++) if (!(a[j] >= 0 && a[j] < Infinity)) a[j] = 0;
+  }
+}
+
+/** A curve's value for pod i at x tokens, as the kernel interpolates it. */
+function curveAt(snap: PoolSnapshot, curve: Float64Array, i: number, x: number): number {
+  const n = snap.pods;
+  const g = snap.gridTokens.length;
+  const pos = gridPosition(snap.gridTokens, x);
+  const lo = curve[pos.seg * n + i];
+  const hi = curve[(g > 1 ? pos.seg + 1 : pos.seg) * n + i];
+  return Math.max(lo + pos.frac * (hi - lo), 0);
+}

@@ -1,0 +1,234 @@
+// Every known pod, merged by address from its sources (config, Kubernetes, the push API), with its
+// latest scrape and whether it is a candidate now (SPEC.md §5). The registry decides freshness from
+// scrape outcomes and the clock; it knows nothing of predictions or picks.
+
+import type { Clock } from "../clock.js";
+import type { Freshness, PodMetrics, PodSource, PodSpec } from "./types.js";
+import { POD_SOURCES } from "./types.js";
+
+/** Consecutive failed scrapes after which a pod leaves the candidates until a scrape succeeds. */
+export const FAILURES_BEFORE_FAILING = 3;
+
+export type ScrapeOutcome = { ok: true; metrics: PodMetrics } | { ok: false; cause: string; message: string };
+
+/** A pod as the rest of headroom sees it: merged spec plus live scrape state. */
+export interface PodState {
+  readonly spec: Readonly<PodSpec>;
+  /** Which sources know this address, lowest precedence first. */
+  readonly sources: readonly PodSource[];
+  readonly addedAtMs: number;
+  /** Latest successful scrape. */
+  readonly metrics?: PodMetrics;
+  readonly consecutiveFailures: number;
+  readonly lastFailure?: { cause: string; message: string; atMs: number };
+}
+
+export interface PodStatus {
+  freshness: Freshness;
+  eligible: boolean;
+  /** Why the pod is not a candidate; absent when it is. */
+  excludedBecause?: string;
+}
+
+interface Entry {
+  spec: PodSpec;
+  sources: PodSource[];
+  addedAtMs: number;
+  metrics?: PodMetrics;
+  consecutiveFailures: number;
+  lastFailure?: { cause: string; message: string; atMs: number };
+}
+
+export interface PodRegistryOptions {
+  clock: Clock;
+  staleAfterMs: number;
+}
+
+/** Called with the pools whose membership, specs or drain state changed. Not called for scrapes. */
+export type PodChangeListener = (pools: ReadonlySet<string>) => void;
+
+export class PodRegistry {
+  /** Per source: address -> what it says, or null for a push-API deletion that hides other sources. */
+  private readonly layers = new Map<PodSource, Map<string, PodSpec | null>>(POD_SOURCES.map((s) => [s, new Map()]));
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners: PodChangeListener[] = [];
+
+  constructor(private readonly options: PodRegistryOptions) {}
+
+  onChange(listener: PodChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Replaces what `source` says about `pool` (static config and Kubernetes resyncs give whole sets). */
+  replacePool(source: PodSource, pool: string, specs: readonly PodSpec[]): void {
+    const layer = this.layers.get(source)!;
+    const touched = new Set<string>();
+    for (const [address, spec] of layer) {
+      if (spec !== null && spec.pool === pool) {
+        layer.delete(address);
+        touched.add(address);
+      }
+    }
+    for (const spec of specs) {
+      const address = normalizeAddress(spec.address);
+      layer.set(address, { ...spec, address: spec.address });
+      touched.add(address);
+    }
+    this.remerge(touched);
+  }
+
+  /** Adds or updates one pod from `source`; fields it leaves out keep what lower sources say. */
+  upsert(source: PodSource, spec: PodSpec): void {
+    const address = normalizeAddress(spec.address);
+    this.layers.get(source)!.set(address, { ...spec });
+    this.remerge(new Set([address]));
+  }
+
+  /**
+   * Deletes a pod. From `push`, the deletion also hides what config and Kubernetes say about the
+   * address until it is pushed again (or the config is reloaded); returns false for an unknown pod.
+   */
+  remove(source: PodSource, address: string): boolean {
+    const key = normalizeAddress(address);
+    if (!this.entries.has(key)) return false;
+    const layer = this.layers.get(source)!;
+    if (source === "push") layer.set(key, null);
+    else layer.delete(key);
+    this.remerge(new Set([key]));
+    return true;
+  }
+
+  /** Forgets the push API's deletions of config pods (a config reload restores them). */
+  clearTombstones(): void {
+    const push = this.layers.get("push")!;
+    const touched = new Set<string>();
+    for (const [address, spec] of push) {
+      if (spec === null) {
+        push.delete(address);
+        touched.add(address);
+      }
+    }
+    this.remerge(touched);
+  }
+
+  get(address: string): PodState | undefined {
+    return this.entries.get(normalizeAddress(address));
+  }
+
+  /** The pods of `pool` in address order (the snapshot order, which breaks ties). */
+  podsOf(pool: string): PodState[] {
+    const out: PodState[] = [];
+    for (const entry of this.entries.values()) if (entry.spec.pool === pool) out.push(entry);
+    return out.sort((a, b) => (a.spec.address < b.spec.address ? -1 : a.spec.address > b.spec.address ? 1 : 0));
+  }
+
+  all(): PodState[] {
+    return [...this.entries.values()];
+  }
+
+  /** Pods with a metrics URL, for the scraper. */
+  scrapeTargets(): { address: string; metricsUrl: string }[] {
+    const out: { address: string; metricsUrl: string }[] = [];
+    for (const e of this.entries.values()) if (e.spec.metricsUrl) out.push({ address: e.spec.address, metricsUrl: e.spec.metricsUrl });
+    return out;
+  }
+
+  /** Records a scrape; outcomes for pods no longer known are ignored (the pod left while it was scraped). */
+  recordScrape(address: string, outcome: ScrapeOutcome): void {
+    const entry = this.entries.get(normalizeAddress(address));
+    if (entry === undefined) return;
+    if (outcome.ok) {
+      if (entry.metrics !== undefined && outcome.metrics.scrapedAtMs < entry.metrics.scrapedAtMs) return;
+      entry.metrics = outcome.metrics;
+      entry.consecutiveFailures = 0;
+    } else {
+      entry.consecutiveFailures++;
+      entry.lastFailure = { cause: outcome.cause, message: outcome.message, atMs: this.options.clock.nowMs() };
+    }
+  }
+
+  /** Freshness and candidacy of a pod now. */
+  status(pod: PodState): PodStatus {
+    const freshness = this.freshness(pod);
+    let excludedBecause: string | undefined;
+    if (pod.spec.draining) excludedBecause = "draining";
+    else if (freshness === "pending") excludedBecause = "awaiting its first scrape";
+    else if (freshness === "failing") {
+      excludedBecause = `last ${pod.consecutiveFailures} scrapes failed (${pod.lastFailure?.cause}: ${pod.lastFailure?.message})`;
+    } else if (freshness === "stale") {
+      const age = pod.metrics ? `${Math.round(this.options.clock.nowMs() - pod.metrics.scrapedAtMs)} ms` : "ever";
+      excludedBecause = `no good scrape for ${age} (staleAfterMs ${this.options.staleAfterMs})`;
+    }
+    return { freshness, eligible: excludedBecause === undefined, excludedBecause };
+  }
+
+  private freshness(pod: PodState): Freshness {
+    if (!pod.spec.metricsUrl) return "unscraped";
+    if (pod.consecutiveFailures >= FAILURES_BEFORE_FAILING) return "failing";
+    const now = this.options.clock.nowMs();
+    if (pod.metrics === undefined) {
+      return now - pod.addedAtMs > this.options.staleAfterMs ? "stale" : "pending";
+    }
+    return now - pod.metrics.scrapedAtMs > this.options.staleAfterMs ? "stale" : "fresh";
+  }
+
+  private remerge(addresses: Set<string>): void {
+    const pools = new Set<string>();
+    for (const address of addresses) {
+      const before = this.entries.get(address);
+      const merged = this.merge(address);
+      if (before) pools.add(before.spec.pool);
+      if (merged === null) {
+        this.entries.delete(address);
+        continue;
+      }
+      pools.add(merged.spec.pool);
+      if (before === undefined) {
+        this.entries.set(address, { ...merged, addedAtMs: this.options.clock.nowMs(), consecutiveFailures: 0 });
+      } else if (!sameSpec(before.spec, merged.spec) || before.sources.join() !== merged.sources.join()) {
+        const metricsChanged = before.spec.metricsUrl !== merged.spec.metricsUrl;
+        before.spec = merged.spec;
+        before.sources = merged.sources;
+        // A new metrics endpoint starts over: old numbers describe another server.
+        if (metricsChanged) {
+          before.metrics = undefined;
+          before.consecutiveFailures = 0;
+          before.lastFailure = undefined;
+          before.addedAtMs = this.options.clock.nowMs();
+        }
+      } else pools.delete(merged.spec.pool);
+    }
+    if (pools.size > 0) for (const listener of this.listeners) listener(pools);
+  }
+
+  private merge(address: string): { spec: PodSpec; sources: PodSource[] } | null {
+    const said: PodSpec[] = [];
+    const sources: PodSource[] = [];
+    for (const source of POD_SOURCES) {
+      const spec = this.layers.get(source)!.get(address);
+      if (spec === undefined) continue;
+      if (spec === null) return null;
+      sources.push(source);
+      said.push(spec);
+    }
+    if (said.length === 0) return null;
+    return { spec: Object.assign({}, said[0], ...said.slice(1).map(definedFields)) as PodSpec, sources };
+  }
+}
+
+/** Host names are case-insensitive; addresses compare as lower case. */
+export function normalizeAddress(address: string): string {
+  return address.toLowerCase();
+}
+
+function definedFields(spec: PodSpec): Partial<PodSpec> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(spec)) if (v !== undefined) out[k] = v;
+  return out as Partial<PodSpec>;
+}
+
+function sameSpec(a: PodSpec, b: PodSpec): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof PodSpec>;
+  for (const k of keys) if (a[k] !== b[k]) return false;
+  return true;
+}

@@ -1,0 +1,59 @@
+// The injectable clock: virtual time runs timers in order and only when advanced; `every` repeats.
+
+import { describe, expect, it } from "vitest";
+import { every, ManualClock, realClock } from "../src/clock.js";
+
+describe("ManualClock", () => {
+  it("runs timers in due order, ties in scheduling order, and only when time reaches them", () => {
+    const clock = new ManualClock(1000);
+    const ran: string[] = [];
+    clock.schedule(30, () => ran.push(`c@${clock.nowMs()}`));
+    clock.schedule(10, () => ran.push(`a@${clock.nowMs()}`));
+    clock.schedule(10, () => ran.push(`b@${clock.nowMs()}`));
+    clock.advance(9);
+    expect(ran).toEqual([]);
+    clock.advance(25);
+    expect(ran).toEqual(["a@1010", "b@1010", "c@1030"]);
+    expect(clock.nowMs()).toBe(1034);
+  });
+
+  it("runs a timer scheduled while advancing if it falls due before the end", () => {
+    const clock = new ManualClock();
+    const ran: number[] = [];
+    clock.schedule(5, () => {
+      ran.push(clock.nowMs());
+      clock.schedule(5, () => ran.push(clock.nowMs()));
+    });
+    clock.advance(20);
+    expect(ran).toEqual([5, 10]);
+  });
+
+  it("does not run a cancelled timer and refuses to go back in time", () => {
+    const clock = new ManualClock(50);
+    let ran = false;
+    const cancel = clock.schedule(1, () => (ran = true));
+    cancel();
+    clock.advance(5);
+    expect(ran).toBe(false);
+    expect(() => clock.advanceTo(10)).toThrow(RangeError);
+    expect(() => clock.advanceTo(NaN)).toThrow(RangeError);
+  });
+
+  it("every() repeats each period until cancelled", () => {
+    const clock = new ManualClock();
+    const at: number[] = [];
+    const cancel = every(clock, 100, () => at.push(clock.nowMs()));
+    clock.advance(350);
+    cancel();
+    clock.advance(1000);
+    expect(at).toEqual([100, 200, 300]);
+  });
+});
+
+describe("realClock", () => {
+  it("is monotonic and runs a scheduled function", async () => {
+    const t0 = realClock.nowMs();
+    const ranAt = await new Promise<number>((resolve) => realClock.schedule(5, () => resolve(realClock.nowMs())));
+    expect(ranAt).toBeGreaterThan(t0);
+  });
+});

@@ -1,0 +1,126 @@
+// The pod registry: sources merged by address with precedence, drain, deletions, and freshness from
+// scrape outcomes and the clock (SPEC.md §5).
+
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../src/clock.js";
+import { FAILURES_BEFORE_FAILING, PodRegistry } from "../src/pods/registry.js";
+import type { PodMetrics } from "../src/pods/types.js";
+
+function setup() {
+  const clock = new ManualClock(10_000);
+  const registry = new PodRegistry({ clock, staleAfterMs: 1000 });
+  const changes: string[][] = [];
+  registry.onChange((pools) => changes.push([...pools].sort()));
+  return { clock, registry, changes };
+}
+
+const metrics = (scrapedAtMs: number, waiting = 0): PodMetrics => ({ scrapedAtMs, waiting, running: 1, kvUsage: 0.5 });
+
+describe("sources", () => {
+  it("merges by address: push over Kubernetes over static, field by field", () => {
+    const { registry } = setup();
+    registry.replacePool("static", "high", [{ address: "10.0.0.1:8000", pool: "high", role: "both", rack: "r1", tp: 2 }]);
+    registry.replacePool("kubernetes", "high", [{ address: "10.0.0.1:8000", pool: "high", role: "decode", node: "n1" }]);
+    registry.upsert("push", { address: "10.0.0.1:8000", pool: "high", role: "prefill", draining: true });
+    const pod = registry.get("10.0.0.1:8000")!;
+    expect(pod.spec).toEqual({ address: "10.0.0.1:8000", pool: "high", role: "prefill", rack: "r1", tp: 2, node: "n1", draining: true });
+    expect(pod.sources).toEqual(["static", "kubernetes", "push"]);
+  });
+
+  it("lists a pool's pods in address order and reports which pools changed", () => {
+    const { registry, changes } = setup();
+    registry.replacePool("static", "high", [
+      { address: "b:1", pool: "high", role: "decode" },
+      { address: "a:1", pool: "high", role: "prefill" },
+    ]);
+    registry.upsert("push", { address: "c:1", pool: "low", role: "both" });
+    expect(registry.podsOf("high").map((p) => p.spec.address)).toEqual(["a:1", "b:1"]);
+    expect(changes).toEqual([["high"], ["low"]]);
+    // The same spec again changes nothing and says nothing.
+    registry.upsert("push", { address: "c:1", pool: "low", role: "both" });
+    expect(changes).toHaveLength(2);
+    // Moving a pod between pools touches both.
+    registry.upsert("push", { address: "c:1", pool: "high", role: "both" });
+    expect(changes[2]).toEqual(["high", "low"]);
+  });
+
+  it("a Kubernetes resync replaces that pool's discovered set and leaves static pods alone", () => {
+    const { registry } = setup();
+    registry.replacePool("static", "p", [{ address: "s:1", pool: "p", role: "both" }]);
+    registry.replacePool("kubernetes", "p", [{ address: "k1:1", pool: "p", role: "decode" }, { address: "k2:1", pool: "p", role: "prefill" }]);
+    registry.replacePool("kubernetes", "p", [{ address: "k2:1", pool: "p", role: "prefill" }]);
+    expect(registry.podsOf("p").map((p) => p.spec.address)).toEqual(["k2:1", "s:1"]);
+  });
+
+  it("a pushed deletion hides a static pod until it is pushed again or tombstones are cleared", () => {
+    const { registry } = setup();
+    registry.replacePool("static", "p", [{ address: "s:1", pool: "p", role: "both" }]);
+    expect(registry.remove("push", "S:1")).toBe(true);
+    expect(registry.get("s:1")).toBeUndefined();
+    expect(registry.remove("push", "s:1")).toBe(false);
+    registry.clearTombstones();
+    expect(registry.get("s:1")?.spec.role).toBe("both");
+    registry.remove("push", "s:1");
+    registry.upsert("push", { address: "s:1", pool: "p", role: "decode" });
+    expect(registry.get("s:1")?.spec.role).toBe("decode");
+  });
+});
+
+describe("freshness", () => {
+  it("an unscraped pod is always a candidate unless draining", () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "u:1", pool: "p", role: "both" });
+    clock.advance(60_000);
+    expect(registry.status(registry.get("u:1")!)).toEqual({ freshness: "unscraped", eligible: true, excludedBecause: undefined });
+    registry.upsert("push", { address: "u:1", pool: "p", role: "both", draining: true });
+    expect(registry.status(registry.get("u:1")!)).toMatchObject({ eligible: false, excludedBecause: "draining" });
+  });
+
+  it("a scraped pod waits for its first scrape, goes stale without good scrapes, and returns when one arrives", () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:9/metrics" });
+    const pod = () => registry.get("m:1")!;
+    expect(registry.status(pod())).toMatchObject({ freshness: "pending", eligible: false });
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    expect(registry.status(pod())).toMatchObject({ freshness: "fresh", eligible: true });
+    clock.advance(1001);
+    expect(registry.status(pod())).toMatchObject({ freshness: "stale", eligible: false });
+    expect(registry.status(pod()).excludedBecause).toContain("no good scrape for 1001 ms");
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    expect(registry.status(pod()).eligible).toBe(true);
+  });
+
+  it(`${FAILURES_BEFORE_FAILING} failed scrapes in a row make a pod failing, with the cause; a good one restores it`, () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:9/metrics" });
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    for (let i = 0; i < FAILURES_BEFORE_FAILING; i++) {
+      expect(registry.status(registry.get("m:1")!).eligible).toBe(true);
+      registry.recordScrape("m:1", { ok: false, cause: "timeout", message: "no answer in 80 ms" });
+    }
+    const status = registry.status(registry.get("m:1")!);
+    expect(status).toMatchObject({ freshness: "failing", eligible: false });
+    expect(status.excludedBecause).toContain("timeout: no answer in 80 ms");
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    expect(registry.status(registry.get("m:1")!).freshness).toBe("fresh");
+  });
+
+  it("ignores an older scrape arriving after a newer one, and scrapes of unknown pods", () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:9/metrics" });
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs(), 7) });
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs() - 50, 1) });
+    expect(registry.get("m:1")!.metrics?.waiting).toBe(7);
+    registry.recordScrape("nobody:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    expect(registry.get("nobody:1")).toBeUndefined();
+  });
+
+  it("a new metrics URL starts over: the old numbers belonged to another server", () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:9/metrics" });
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs(), 7) });
+    registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:10/metrics" });
+    expect(registry.get("m:1")!.metrics).toBeUndefined();
+    expect(registry.status(registry.get("m:1")!).freshness).toBe("pending");
+  });
+});
