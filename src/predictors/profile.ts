@@ -85,19 +85,19 @@ export class ProfilePredictor implements Predictor {
   }
 
   /**
-   * Wait until a decode pod can admit a request of `isl` tokens: half a step when its KV fits, else the
-   * time for running sequences to finish and free the missing tokens (each sequence lives meanOsl steps
-   * and frees its prompt and output when done).
+   * Wait until a decode pod can admit a request of `isl` tokens: half a step when its KV fits, else
+   * the time to free the missing tokens, taking the pod to free a whole KV cache's worth of tokens
+   * per typical sequence lifetime (meanOsl steps). A request larger than the cache never fits.
    */
   decodeWaitMs(pod: PodFeatures, isl: number, extraRequests = 0): number {
     const step = this.stepMs(pod, isl);
-    const claimed = this.kvClaimed(pod) + extraRequests * (pod.meanIsl + pod.meanOsl / 2);
+    if (isl > pod.kvCapacityTokens) return MAX_PREDICTION_MS;
+    const sequences = this.batchAhead(pod) + extraRequests;
+    // With no sequence on the pod, KV a scrape still shows in use is about to be freed.
+    const claimed = sequences > 0 ? this.kvClaimed(pod) + extraRequests * (pod.meanIsl + pod.meanOsl / 2) : 0;
     const deficit = claimed + isl - pod.kvCapacityTokens;
     if (deficit <= 0) return step / 2;
-    const running = this.batchAhead(pod) + extraRequests;
-    if (running <= 0) return MAX_PREDICTION_MS;
-    const tokensFreedPerMs = (running * (pod.meanIsl + pod.meanOsl)) / (Math.max(pod.meanOsl, 1) * step);
-    return bound(step / 2 + deficit / tokensFreedPerMs);
+    return bound(step / 2 + (deficit / pod.kvCapacityTokens) * Math.max(pod.meanOsl, 1) * step);
   }
 
   private fillDecodeWait(pod: PodFeatures, i: number, out: PoolPredictions): void {
