@@ -213,6 +213,7 @@ export class PoolState {
 
   private toSnapshot(pods: readonly PodState[], statuses: readonly PodStatus[], p: PoolPredictions): PoolSnapshot {
     const n = pods.length;
+    const invalid = sanitize(p);
     const roles = new Uint8Array(n);
     const nodeIds = new Int32Array(n);
     const rackIds = new Int32Array(n);
@@ -221,12 +222,11 @@ export class PoolState {
       let bits = 0;
       if (spec.role !== "decode") bits |= ROLE_PREFILL;
       if (spec.role !== "prefill") bits |= ROLE_DECODE;
-      if (statuses[i].eligible && podPredictionsValid(p, i)) bits |= ROLE_ELIGIBLE;
+      if (statuses[i].eligible && invalid[i] === 0) bits |= ROLE_ELIGIBLE;
       roles[i] = bits;
       nodeIds[i] = spec.node === undefined ? -1 : intern(this.nodeIds, spec.node);
       rackIds[i] = spec.rack === undefined ? -1 : intern(this.rackIds, spec.rack);
     }
-    sanitize(p);
     this.version = (this.version + 1) >>> 0;
     const snap: PoolSnapshot = { version: this.version, roles, nodeIds, rackIds, ...p };
     validateSnapshot(snap);
@@ -246,22 +246,23 @@ function intern(ids: Map<string, number>, key: string): number {
 const CURVE_NAMES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
 const PER_POD_NAMES = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs", "waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const;
 
-/** Every value of pod i is finite and >= 0. */
-function podPredictionsValid(p: PoolPredictions, i: number): boolean {
+/**
+ * Marks pods with a value that is not finite and >= 0 (they leave the candidates) and sets such values
+ * to 0 so the snapshot stays well formed.
+ */
+function sanitize(p: PoolPredictions): Uint8Array {
   const n = p.pods;
-  for (const name of CURVE_NAMES) {
-    for (let g = 0; g < p.gridTokens.length; g++) if (!(p[name][g * n + i] >= 0 && p[name][g * n + i] < Infinity)) return false;
-  }
-  for (const name of PER_POD_NAMES) if (!(p[name][i] >= 0 && p[name][i] < Infinity)) return false;
-  return true;
-}
-
-/** Invalid values (already excluded from the candidates) become 0 so the snapshot stays well formed. */
-function sanitize(p: PoolPredictions): void {
+  const invalid = new Uint8Array(n);
   for (const name of [...CURVE_NAMES, ...PER_POD_NAMES]) {
     const a = p[name];
-    for (let j = 0; j < a.length; j++) if (!(a[j] >= 0 && a[j] < Infinity)) a[j] = 0;
+    for (let j = 0, i = 0; j < a.length; j++, i = i + 1 === n ? 0 : i + 1) {
+      if (!(a[j] >= 0 && a[j] < Infinity)) {
+        a[j] = 0;
+        invalid[i] = 1;
+      }
+    }
   }
+  return invalid;
 }
 
 /** A curve's value for pod i at x tokens, as the kernel interpolates it. */

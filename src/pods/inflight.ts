@@ -24,6 +24,9 @@ export interface InflightPick {
 
 export interface InflightEntry extends InflightPick {
   dispatchMs: number;
+  /** Normalised addresses, compared on every load query. */
+  prefillKey?: string;
+  decodeKey: string;
   /** Sides still counted as load: the prefill pod's queue and the decode pod's batch. */
   prefillHeld: boolean;
   decodeHeld: boolean;
@@ -74,15 +77,26 @@ export class InflightLoad {
       this.counters.duplicatePicks++;
       this.drop(existing);
     }
+    // Built field by field (not spread) so every entry has one shape: load queries walk many of them.
     const entry: InflightEntry = {
-      ...pick,
+      requestId: pick.requestId,
+      pool: pick.pool,
+      prefill: pick.prefill,
+      decode: pick.decode,
+      prefillTokens: pick.prefillTokens,
+      prefillComputeMs: pick.prefillComputeMs,
+      kvTokens: pick.kvTokens,
+      prefillDoneMs: pick.prefillDoneMs,
+      decodeDoneMs: pick.decodeDoneMs,
       dispatchMs: this.options.clock.nowMs(),
+      prefillKey: pick.prefill === undefined ? undefined : normalizeAddress(pick.prefill),
+      decodeKey: normalizeAddress(pick.decode),
       prefillHeld: pick.prefill !== undefined,
       decodeHeld: true,
     };
     this.byRequest.set(pick.requestId, entry);
-    if (pick.prefill !== undefined) this.podSet(pick.prefill).add(entry);
-    this.podSet(pick.decode).add(entry);
+    if (entry.prefillKey !== undefined) this.podSet(entry.prefillKey).add(entry);
+    this.podSet(entry.decodeKey).add(entry);
     return entry;
   }
 
@@ -104,14 +118,14 @@ export class InflightLoad {
    * The entry itself stays until its report or expiry, so a late report is still recognised.
    */
   onScrape(address: string, scrapedAtMs: number): void {
-    const set = this.byPod.get(normalizeAddress(address));
-    if (set === undefined) return;
     const key = normalizeAddress(address);
+    const set = this.byPod.get(key);
+    if (set === undefined) return;
     for (const entry of set) {
       if (entry.dispatchMs + this.options.reflectDelayMs > scrapedAtMs) continue;
       const wasHeld = entry.prefillHeld || entry.decodeHeld;
-      if (entry.prefill !== undefined && normalizeAddress(entry.prefill) === key) entry.prefillHeld = false;
-      if (normalizeAddress(entry.decode) === key) entry.decodeHeld = false;
+      if (entry.prefillKey === key) entry.prefillHeld = false;
+      if (entry.decodeKey === key) entry.decodeHeld = false;
       set.delete(entry);
       if (wasHeld && !entry.prefillHeld && !entry.decodeHeld) this.counters.released.scrape++;
     }
@@ -143,14 +157,13 @@ export class InflightLoad {
     const now = this.options.clock.nowMs();
     for (const entry of set) {
       // A local prefill runs on the decode pod and is held as long as the decode side is.
-      const prefillHere =
-        entry.prefill === undefined ? entry.decodeHeld : entry.prefillHeld && normalizeAddress(entry.prefill) === key;
+      const prefillHere = entry.prefillKey === undefined ? entry.decodeHeld : entry.prefillHeld && entry.prefillKey === key;
       if (prefillHere && now < entry.prefillDoneMs) {
         load.prefillRequests++;
         load.prefillTokens += entry.prefillTokens;
         load.prefillMsAhead += Math.min(entry.prefillComputeMs, entry.prefillDoneMs - now);
       }
-      if (entry.decodeHeld && normalizeAddress(entry.decode) === key) {
+      if (entry.decodeHeld && entry.decodeKey === key) {
         load.decodeRequests++;
         load.decodeTokens += entry.kvTokens;
       }
@@ -173,14 +186,13 @@ export class InflightLoad {
     const set = this.byPod.get(key);
     if (set === undefined) return;
     for (const entry of set) {
-      if (entry.prefill !== undefined && normalizeAddress(entry.prefill) === key) entry.prefillHeld = false;
-      if (normalizeAddress(entry.decode) === key) entry.decodeHeld = false;
+      if (entry.prefillKey === key) entry.prefillHeld = false;
+      if (entry.decodeKey === key) entry.decodeHeld = false;
     }
     this.byPod.delete(key);
   }
 
-  private podSet(address: string): Set<InflightEntry> {
-    const key = normalizeAddress(address);
+  private podSet(key: string): Set<InflightEntry> {
     let set = this.byPod.get(key);
     if (set === undefined) {
       set = new Set();
@@ -191,8 +203,7 @@ export class InflightLoad {
 
   private drop(entry: InflightEntry): void {
     this.byRequest.delete(entry.requestId);
-    for (const address of entry.prefill !== undefined ? [entry.prefill, entry.decode] : [entry.decode]) {
-      const key = normalizeAddress(address);
+    for (const key of entry.prefillKey !== undefined ? [entry.prefillKey, entry.decodeKey] : [entry.decodeKey]) {
       const set = this.byPod.get(key);
       if (set === undefined) continue;
       set.delete(entry);
