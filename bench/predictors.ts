@@ -2,7 +2,11 @@
 // predictor, and with the `remote` predictor against a loopback stand-in of the latency-predictor
 // service. JSON lines on stdout, progress on stderr. --quick for CI.
 
-import { ManualClock } from "../src/clock.js";
+import { once } from "node:events";
+import { performance } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
+import { Registry } from "prom-client";
+import { ManualClock, realClock } from "../src/clock.js";
 import { PoolState } from "../src/engine/pool-state.js";
 import { silentLogger } from "../src/log.js";
 import { InflightLoad } from "../src/pods/inflight.js";
@@ -10,8 +14,9 @@ import { PodRegistry } from "../src/pods/registry.js";
 import type { PodSpec } from "../src/pods/types.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ProfilePredictor } from "../src/predictors/profile.js";
+import { RemotePredictor } from "../src/predictors/remote.js";
 import { logGrid, type Predictor, type Quantity } from "../src/predictors/types.js";
-import { emit, medianSeconds, note, round } from "./measure.js";
+import { emit, median, medianSeconds, note, round } from "./measure.js";
 
 const quick = process.argv.includes("--quick");
 const MAX_TIME_S = quick ? 0.5 : 3;
@@ -80,4 +85,50 @@ const profilePredictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
   const refreshMs = 1e3 * medianSeconds(() => pool.refresh(), MAX_TIME_S);
   note(`profile: ${PODS} pods, ${grid.length} grid points: refresh ${refreshMs.toFixed(2)} ms`);
   emit({ bench: "predictor-cache", predictor: "profile", pods: PODS, gridPoints: grid.length, refreshMs: round(refreshMs, 3) });
+}
+
+{
+  const worker = new Worker(new URL("./stand-in.worker.js", import.meta.url));
+  const [{ url }] = (await once(worker, "message")) as [{ url: string }];
+  const endpoints = { trainingUrl: url, predictionUrls: [url] };
+  const remote = new RemotePredictor({
+    endpoints: { "prefill-ttft": endpoints, "decode-ttft": endpoints, "decode-tpot": endpoints },
+    fallback: profilePredictor,
+    options: { timeoutMs: 2000, trainingBufferSize: 10_000, trainingFlushMs: 1000 },
+    clock: realClock,
+    registry: new Registry(),
+    logger: silentLogger,
+  });
+  const gridPoints = 4;
+  const grid = logGrid(gridPoints, 64, 32768);
+  const pool = cluster({ "prefill-ttft": remote, "decode-ttft": remote, "decode-tpot": remote }, grid);
+  // Main-thread time of a refresh: filling the snapshot, building and sending the rows, and reading the
+  // answers (the stand-in answers from its own thread, so its work is not counted).
+  const rounds = quick ? 5 : 30;
+  const times: number[] = [];
+  const totals = async () => {
+    worker.postMessage("totals");
+    const [t] = (await once(worker, "message")) as [{ predictCalls: number; predictRows: number }];
+    return t;
+  };
+  let calls = 0;
+  let rows = 0;
+  for (let r = 0; r < rounds + 1; r++) {
+    const before = await totals();
+    const elu = performance.eventLoopUtilization();
+    pool.refresh();
+    await pool.lastFetch;
+    const busyMs = performance.eventLoopUtilization(elu).active;
+    const after = await totals();
+    if (r === 0) continue; // warm-up
+    times.push(busyMs);
+    calls = after.predictCalls - before.predictCalls;
+    rows = after.predictRows - before.predictRows;
+  }
+  const fresh = remote.freshPods("decode-tpot", grid);
+  remote.close();
+  worker.postMessage("close");
+  const refreshMs = median(times);
+  note(`remote: ${PODS} pods x ${gridPoints} grid points: ${rows} rows in ${calls} calls per refresh, main thread ${refreshMs.toFixed(2)} ms, ${fresh} decode pods fresh`);
+  emit({ bench: "predictor-cache", predictor: "remote", pods: PODS, gridPoints, refreshMs: round(refreshMs, 3), calls, rows });
 }

@@ -57,6 +57,8 @@ export class PoolState {
   private readonly problems: OncePerCause;
   /** Wall time the last refresh took on this thread, ms. */
   lastRefreshMs = 0;
+  /** Settles when the fetches the last refresh started (remote predictors) are done; never rejects. */
+  lastFetch: Promise<void> = Promise.resolve();
 
   constructor(
     readonly options: PoolStateOptions,
@@ -103,15 +105,13 @@ export class PoolState {
     const statuses = pods.map((pod) => this.registry.status(pod));
     const grid = this.options.gridTokens;
     const predictions = allocatePredictions(pods.length, grid);
-    const fetching = new Set<Predictor>();
+    const fetching = new Map<Predictor, Promise<void>>();
     for (const quantity of QUANTITIES) {
       const predictor = this.options.predictors[quantity];
       this.fillSafely(predictor, quantity, features, predictions);
-      if (predictor.refresh && !fetching.has(predictor)) {
-        fetching.add(predictor);
-        void predictor.refresh(features, grid);
-      }
+      if (predictor.refresh && !fetching.has(predictor)) fetching.set(predictor, predictor.refresh(features, grid));
     }
+    this.lastFetch = Promise.all(fetching.values()).then(() => undefined);
     const snap = this.toSnapshot(pods, statuses, predictions);
     this.current = snap;
     this.shared.publish(snap);
