@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { ManualClock, realClock } from "../src/clock.js";
-import { PoolState } from "../src/engine/pool-state.js";
+import { PoolState, type PickContext } from "../src/engine/pool-state.js";
 import { silentLogger } from "../src/log.js";
 import { InflightLoad } from "../src/pods/inflight.js";
 import { PodRegistry } from "../src/pods/registry.js";
@@ -29,7 +29,7 @@ const profiles = new Map([[profile.name, profile]]);
 function cluster(predictors: Record<Quantity, Predictor>, gridTokens: Float64Array) {
   const clock = new ManualClock(1_000_000);
   const registry = new PodRegistry({ clock, staleAfterMs: 1000 });
-  const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2 });
+  const inflight = new InflightLoad<PickContext>({ clock, reflectDelayMs: 200, ttlFactor: 2 });
   const specs: PodSpec[] = Array.from({ length: PODS }, (_, i) => ({
     address: `10.${i >> 8}.${i & 255}.1:8000`,
     pool: "medium",

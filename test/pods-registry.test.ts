@@ -52,6 +52,17 @@ describe("sources", () => {
     expect(registry.podsOf("p").map((p) => p.spec.address)).toEqual(["k2:1", "s:1"]);
   });
 
+  it("tells removal listeners which pods left, once each", () => {
+    const { registry } = setup();
+    const removed: string[] = [];
+    registry.onRemove((address) => removed.push(address));
+    registry.replacePool("kubernetes", "p", [{ address: "K1:1", pool: "p", role: "decode" }, { address: "k2:1", pool: "p", role: "prefill" }]);
+    registry.replacePool("kubernetes", "p", [{ address: "k2:1", pool: "p", role: "prefill" }]);
+    registry.remove("push", "k2:1");
+    registry.remove("push", "k2:1");
+    expect(removed).toEqual(["K1:1", "k2:1"]);
+  });
+
   it("a pushed deletion hides a static pod until it is pushed again or tombstones are cleared", () => {
     const { registry } = setup();
     registry.replacePool("static", "p", [{ address: "s:1", pool: "p", role: "both" }]);

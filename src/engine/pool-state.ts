@@ -17,6 +17,18 @@ import type { LatencyProfile } from "../predictors/latency-profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "../predictors/types.js";
 import { allocatePredictions, QUANTITIES } from "../predictors/types.js";
 
+/** What a pick's completion report is compared with, to learn (kept with its in-flight entry). */
+export interface PickContext {
+  inputTokens: number;
+  /** Prompt tokens that needed prefill. */
+  uncachedTokens: number;
+  outputTokens: number;
+  /** The pods' features at dispatch; no prefillFeatures when the decode pod prefilled locally. */
+  prefillFeatures?: PodFeatures;
+  decodeFeatures: PodFeatures;
+  predicted: { prefillTtftMs: number; decodeTtftMs: number; transferMs: number; ttftMs: number; tpotMs: number };
+}
+
 /** Snapshot versions whose pod order stays known, so a late worker result still maps to addresses. */
 export const VERSIONS_KEPT = 8;
 
@@ -63,7 +75,7 @@ export class PoolState {
   constructor(
     readonly options: PoolStateOptions,
     private readonly registry: PodRegistry,
-    private readonly inflight: InflightLoad,
+    private readonly inflight: InflightLoad<PickContext>,
   ) {
     this.meanIsl = options.expected.isl;
     this.meanOsl = options.expected.osl;
@@ -126,7 +138,7 @@ export class PoolState {
    * (the same increments the kernel applies inside a batch). Returns the entry's pick, or null when
    * the result names no pods or a version that is no longer known.
    */
-  recordPick(requestId: string, req: PickRequest, result: PickResult): InflightPick | null {
+  recordPick(requestId: string, req: PickRequest, result: PickResult): InflightPick<PickContext> | null {
     const pods = this.podsAt(result.version);
     const snap = this.current;
     if (result.decode < 0 || pods === undefined || snap === null) return null;
@@ -135,7 +147,7 @@ export class PoolState {
     const local = result.prefill < 0;
     const computePod = local ? result.decode : result.prefill;
     const compute = curveAt(snap, local ? snap.localPrefillMs : snap.prefillMs, computePod, uncached);
-    const pick: InflightPick = {
+    const pick: InflightPick<PickContext> = {
       requestId,
       pool: this.options.name,
       prefill: local ? undefined : pods.addresses[result.prefill],
@@ -145,6 +157,20 @@ export class PoolState {
       kvTokens: req.inputTokens + req.outputTokens / 2,
       prefillDoneMs: now + result.ttftMs,
       decodeDoneMs: now + result.ttftMs + result.tpotMs * req.outputTokens,
+      context: {
+        inputTokens: req.inputTokens,
+        uncachedTokens: uncached,
+        outputTokens: req.outputTokens,
+        prefillFeatures: local ? undefined : pods.features[result.prefill],
+        decodeFeatures: pods.features[result.decode],
+        predicted: {
+          prefillTtftMs: result.prefillTtftMs,
+          decodeTtftMs: result.decodeTtftMs,
+          transferMs: result.transferMs,
+          ttftMs: result.ttftMs,
+          tpotMs: result.tpotMs,
+        },
+      },
     };
     this.inflight.add(pick);
     this.meanIsl += MEAN_ALPHA * (req.inputTokens - this.meanIsl);

@@ -5,7 +5,8 @@
 import type { Clock } from "../clock.js";
 import { normalizeAddress } from "./registry.js";
 
-export interface InflightPick {
+/** `C` is what the engine keeps with a pick to learn from its report; the in-flight load never reads it. */
+export interface InflightPick<C = unknown> {
   requestId: string;
   pool: string;
   /** Absent when the decode pod prefills locally. */
@@ -20,9 +21,10 @@ export interface InflightPick {
   /** Predicted completion of prefill (first token) and of the whole request, in clock ms. */
   prefillDoneMs: number;
   decodeDoneMs: number;
+  context?: C;
 }
 
-export interface InflightEntry extends InflightPick {
+export interface InflightEntry<C = unknown> extends InflightPick<C> {
   dispatchMs: number;
   /** Normalised addresses, compared on every load query. */
   prefillKey?: string;
@@ -58,10 +60,10 @@ export interface InflightCounters {
   duplicatePicks: number;
 }
 
-export class InflightLoad {
-  private readonly byRequest = new Map<string, InflightEntry>();
+export class InflightLoad<C = unknown> {
+  private readonly byRequest = new Map<string, InflightEntry<C>>();
   /** Per pod address: entries holding a side on it. */
-  private readonly byPod = new Map<string, Set<InflightEntry>>();
+  private readonly byPod = new Map<string, Set<InflightEntry<C>>>();
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {}
@@ -71,14 +73,14 @@ export class InflightLoad {
   }
 
   /** Records a pick; a second pick with the same request id replaces the first (a gateway retry). */
-  add(pick: InflightPick): InflightEntry {
+  add(pick: InflightPick<C>): InflightEntry<C> {
     const existing = this.byRequest.get(pick.requestId);
     if (existing !== undefined) {
       this.counters.duplicatePicks++;
       this.drop(existing);
     }
     // Built field by field (not spread) so every entry has one shape: load queries walk many of them.
-    const entry: InflightEntry = {
+    const entry: InflightEntry<C> = {
       requestId: pick.requestId,
       pool: pick.pool,
       prefill: pick.prefill,
@@ -88,6 +90,7 @@ export class InflightLoad {
       kvTokens: pick.kvTokens,
       prefillDoneMs: pick.prefillDoneMs,
       decodeDoneMs: pick.decodeDoneMs,
+      context: pick.context,
       dispatchMs: this.options.clock.nowMs(),
       prefillKey: pick.prefill === undefined ? undefined : normalizeAddress(pick.prefill),
       decodeKey: normalizeAddress(pick.decode),
@@ -101,7 +104,7 @@ export class InflightLoad {
   }
 
   /** A completion report: releases the request everywhere. Unknown ids are counted and ignored. */
-  report(requestId: string): InflightEntry | undefined {
+  report(requestId: string): InflightEntry<C> | undefined {
     const entry = this.byRequest.get(requestId);
     if (entry === undefined) {
       this.counters.unknownReports++;
@@ -176,7 +179,7 @@ export class InflightLoad {
     return this.byPod.get(normalizeAddress(address))?.size ?? 0;
   }
 
-  get(requestId: string): InflightEntry | undefined {
+  get(requestId: string): InflightEntry<C> | undefined {
     return this.byRequest.get(requestId);
   }
 
@@ -192,7 +195,7 @@ export class InflightLoad {
     this.byPod.delete(key);
   }
 
-  private podSet(key: string): Set<InflightEntry> {
+  private podSet(key: string): Set<InflightEntry<C>> {
     let set = this.byPod.get(key);
     if (set === undefined) {
       set = new Set();
@@ -201,7 +204,7 @@ export class InflightLoad {
     return set;
   }
 
-  private drop(entry: InflightEntry): void {
+  private drop(entry: InflightEntry<C>): void {
     this.byRequest.delete(entry.requestId);
     for (const key of entry.prefillKey !== undefined ? [entry.prefillKey, entry.decodeKey] : [entry.decodeKey]) {
       const set = this.byPod.get(key);

@@ -52,11 +52,17 @@ export class PodRegistry {
   private readonly layers = new Map<PodSource, Map<string, PodSpec | null>>(POD_SOURCES.map((s) => [s, new Map()]));
   private readonly entries = new Map<string, Entry>();
   private readonly listeners: PodChangeListener[] = [];
+  private readonly removalListeners: ((address: string) => void)[] = [];
 
   constructor(private readonly options: PodRegistryOptions) {}
 
   onChange(listener: PodChangeListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Called with the address of every pod that leaves (its state elsewhere can be dropped). */
+  onRemove(listener: (address: string) => void): void {
+    this.removalListeners.push(listener);
   }
 
   /** Replaces what `source` says about `pool` (static config and Kubernetes resyncs give whole sets). */
@@ -179,7 +185,10 @@ export class PodRegistry {
       const merged = this.merge(address);
       if (before) pools.add(before.spec.pool);
       if (merged === null) {
-        this.entries.delete(address);
+        if (before !== undefined) {
+          this.entries.delete(address);
+          for (const listener of this.removalListeners) listener(before.spec.address);
+        }
         continue;
       }
       pools.add(merged.spec.pool);

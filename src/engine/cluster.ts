@@ -1,0 +1,319 @@
+// Everything headroom knows about its pods, assembled from the configuration: the pod registry and its
+// sources (config, Kubernetes, the push API), scraping, in-flight load, the predictors, and one
+// PoolState per pool whose snapshot is refreshed every `predictors.refreshMs` and on pod changes.
+// Completion reports release in-flight load and teach the online and remote predictors.
+
+import { Counter, Gauge, type Registry } from "prom-client";
+import { every, type Cancel, type Clock } from "../clock.js";
+import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
+import { BUILTIN_PROFILE } from "../config/schema.js";
+import { ConfigError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { registered } from "../metrics.js";
+import { InflightLoad } from "../pods/inflight.js";
+import { PodRegistry, type ScrapeOutcome } from "../pods/registry.js";
+import { Scraper } from "../pods/scraper.js";
+import type { PodSpec } from "../pods/types.js";
+import { LatencyProfile } from "../predictors/latency-profile.js";
+import { OnlinePredictor } from "../predictors/online.js";
+import { ProfilePredictor } from "../predictors/profile.js";
+import { checkRemoteConfig, RemotePredictor, remoteEndpointsFromEnv, remoteQuantities } from "../predictors/remote.js";
+import { logGrid, QUANTITIES, type Predictor, type Quantity } from "../predictors/types.js";
+import { PoolState, type PickContext } from "./pool-state.js";
+
+/** ISL grid of the profile and online predictors: 12 log-spaced points, 16 to 32,768 tokens. */
+export const PROFILE_GRID = logGrid(12, 16, 32_768);
+/** The remote predictor's grid spans the same range with `predictors.remote.gridPoints` points. */
+export function remoteGrid(points: number): Float64Array {
+  return logGrid(points, 16, 32_768);
+}
+
+/** A completion report (SPEC.md §7, POST /v1/report), already validated by the server. */
+export interface CompletionReport {
+  requestId: string;
+  ok: boolean;
+  ttftMs?: number;
+  tpotMs?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  /** The address that actually served the decode, when a fallback did. */
+  decode?: string;
+}
+
+export interface ClusterOptions {
+  config: HeadroomConfig;
+  clock: Clock;
+  logger: Logger;
+  registry: Registry;
+  /** Where the remote predictor's URLs come from (process.env by default). */
+  env?: Record<string, string | undefined>;
+}
+
+export class Cluster {
+  readonly pods: PodRegistry;
+  readonly inflight: InflightLoad<PickContext>;
+  readonly pools = new Map<string, PoolState>();
+  readonly profiles: ReadonlyMap<string, LatencyProfile>;
+  readonly profile: ProfilePredictor;
+  readonly online?: OnlinePredictor;
+  readonly remote?: RemotePredictor;
+  private readonly scraper: Scraper;
+  private readonly stops: Cancel[] = [];
+  private readonly dirty = new Set<string>();
+  private flushScheduled = false;
+  private readonly reports: Counter<"result">;
+  private closed = false;
+
+  /** Builds the cluster; a profile that cannot be read or a remote predictor without URLs is a ConfigError. */
+  constructor(readonly options: ClusterOptions) {
+    const { config, clock, logger, registry } = options;
+    this.profiles = loadProfiles(config);
+    this.profile = new ProfilePredictor({ profiles: this.profiles, tpEfficiency: config.predictors.tpEfficiency });
+
+    const env = options.env ?? process.env;
+    const remoteCheck = checkRemoteConfig(config.predictors, env);
+    if (remoteCheck.problems.length > 0) throw new ConfigError(remoteCheck.problems);
+    for (const warning of remoteCheck.warnings) logger.log("warn", warning);
+
+    const kinds = new Set(QUANTITIES.map((q) => kindOf(config, q)));
+    if (kinds.has("online")) {
+      this.online = new OnlinePredictor(this.profile, clock, {
+        quantile: config.predictors.online.quantile,
+        minPodSamples: config.predictors.online.minPodSamples,
+      });
+    }
+    if (kinds.has("remote")) {
+      this.remote = new RemotePredictor({
+        endpoints: remoteEndpointsFromEnv(env, remoteQuantities(config.predictors)),
+        fallback: this.profile,
+        options: { ...config.predictors.remote, refreshMs: config.predictors.refreshMs },
+        clock,
+        registry,
+        logger,
+      });
+    }
+    const predictors = Object.fromEntries(QUANTITIES.map((q) => [q, this.predictorFor(kindOf(config, q))])) as Record<Quantity, Predictor>;
+    const grid = kinds.has("remote") ? remoteGrid(config.predictors.remote.gridPoints) : PROFILE_GRID;
+
+    this.pods = new PodRegistry({ clock, staleAfterMs: config.pods.staleAfterMs });
+    this.inflight = new InflightLoad<PickContext>({
+      clock,
+      reflectDelayMs: config.pods.reflectDelayMs,
+      ttlFactor: config.pods.inflightTtlFactor,
+    });
+    for (const pool of config.pools) {
+      this.pools.set(
+        pool.name,
+        new PoolState(
+          {
+            name: pool.name,
+            tp: pool.tp,
+            gpuMemoryUtilization: pool.gpuMemoryUtilization,
+            expected: pool.expected,
+            gridTokens: grid,
+            defaultProfile: config.predictors.defaultProfile,
+            profiles: this.profiles,
+            predictors,
+            clock,
+            logger,
+          },
+          this.pods,
+          this.inflight,
+        ),
+      );
+    }
+    this.scraper = new Scraper({
+      clock,
+      logger,
+      registry,
+      scrapeIntervalMs: config.pods.scrapeIntervalMs,
+      scrapeTimeoutMs: config.pods.scrapeTimeoutMs,
+      scrapeConcurrency: config.pods.scrapeConcurrency,
+      targets: () => this.pods.scrapeTargets(),
+      onOutcome: (address, outcome) => this.onScrape(address, outcome),
+    });
+    this.reports = this.registerMetrics(registry);
+  }
+
+  /** Loads the configured pods, publishes every pool's first snapshot and starts refreshing and scraping. */
+  start(): void {
+    const { config, clock } = this.options;
+    for (const pool of config.pools) this.pods.replacePool("static", pool.name, staticPods(pool));
+    this.pods.onChange((pools) => this.markDirty(pools));
+    this.pods.onRemove((address) => {
+      this.inflight.forgetPod(address);
+      this.online?.forget(address);
+    });
+    this.refreshAll();
+    this.stops.push(every(clock, config.predictors.refreshMs, () => this.refreshAll()));
+    this.scraper.start();
+  }
+
+  /** Pushed pods and Kubernetes sets arrive here; they win over the configuration's. */
+  upsertPod(source: "push" | "kubernetes", spec: PodSpec): void {
+    if (!this.pools.has(spec.pool)) throw new RangeError(`unknown pool ${spec.pool} (known: ${[...this.pools.keys()].join(", ")})`);
+    this.pods.upsert(source, spec);
+  }
+
+  /**
+   * A completion report: releases the request's in-flight load and, when it succeeded on the pods it
+   * was sent to, teaches the online and remote predictors. Returns false for an unknown request id.
+   */
+  report(report: CompletionReport): boolean {
+    const entry = this.inflight.report(report.requestId);
+    if (entry === undefined) {
+      this.reports.inc({ result: "unknown" });
+      return false;
+    }
+    this.reports.inc({ result: report.ok ? "ok" : "failed" });
+    const context = entry.context;
+    const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
+    if (!report.ok || context === undefined || servedElsewhere) return true;
+    for (const sample of learningSamples(context, report)) {
+      const address = sample.quantity === "prefill-ttft" && entry.prefill !== undefined ? entry.prefill : entry.decode;
+      const features = sample.quantity === "prefill-ttft" ? (context.prefillFeatures ?? context.decodeFeatures) : context.decodeFeatures;
+      const tokens = sample.quantity === "prefill-ttft" ? context.uncachedTokens : context.inputTokens;
+      if (this.kind(sample.quantity) === "online") {
+        this.online?.observe({ address, quantity: sample.quantity, features, inputTokens: tokens, actualMs: sample.actualMs });
+      }
+      if (this.kind(sample.quantity) === "remote") {
+        const actual = sample.quantity === "decode-tpot" ? { tpotMs: sample.actualMs } : { ttftMs: sample.actualMs };
+        this.remote?.addTrainingSample(sample.quantity, features, tokens, actual, Date.now());
+      }
+    }
+    return true;
+  }
+
+  /** Refreshes the pools whose pods changed, once, after the current event-loop turn. */
+  private markDirty(pools: ReadonlySet<string>): void {
+    for (const pool of pools) if (this.pools.has(pool)) this.dirty.add(pool);
+    if (this.flushScheduled || this.dirty.size === 0) return;
+    this.flushScheduled = true;
+    this.options.clock.schedule(0, () => {
+      this.flushScheduled = false;
+      if (this.closed) return;
+      for (const pool of this.dirty) this.pools.get(pool)?.refresh();
+      this.dirty.clear();
+    });
+  }
+
+  refreshAll(): void {
+    this.inflight.expire();
+    for (const pool of this.pools.values()) pool.refresh();
+    this.dirty.clear();
+  }
+
+  private onScrape(address: string, outcome: ScrapeOutcome): void {
+    const before = this.pods.get(address)?.metrics;
+    this.pods.recordScrape(address, outcome);
+    if (!outcome.ok) return;
+    this.inflight.onScrape(address, outcome.metrics.scrapedAtMs);
+    const pod = this.pods.get(address);
+    const pool = pod && this.pools.get(pod.spec.pool);
+    if (!this.online || !pod || !pool || !before) return;
+    // Pods that send no completion reports still teach the online predictor through their histograms.
+    const [features] = pool.features([pod]);
+    const after = outcome.metrics;
+    if (this.kind("prefill-ttft") === "online" && before.ttft && after.ttft) {
+      this.online.observeHistogramDelta(address, "prefill-ttft", features, pool.means.isl, before.ttft, after.ttft);
+    }
+    if (this.kind("decode-tpot") === "online" && before.tpot && after.tpot) {
+      this.online.observeHistogramDelta(address, "decode-tpot", features, pool.means.isl, before.tpot, after.tpot);
+    }
+  }
+
+  private kind(quantity: Quantity): "profile" | "online" | "remote" {
+    return kindOf(this.options.config, quantity);
+  }
+
+  private predictorFor(kind: "profile" | "online" | "remote"): Predictor {
+    if (kind === "online") return this.online!;
+    if (kind === "remote") return this.remote!;
+    return this.profile;
+  }
+
+  private registerMetrics(registry: Registry): Counter<"result"> {
+    const inflight = this.inflight;
+    registered(registry, "headroom_inflight_entries", Gauge, () =>
+      new Gauge({
+        name: "headroom_inflight_entries",
+        help: "Picks awaiting their completion report or expiry",
+        registers: [registry],
+        collect() {
+          this.set(inflight.size);
+        },
+      }),
+    );
+    registered(registry, "headroom_inflight_released_total", Counter, () =>
+      new Counter({
+        name: "headroom_inflight_released_total",
+        help: "In-flight load released, by reason: report, scrape (the pod's own counts include it) or expired",
+        labelNames: ["reason"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [reason, n] of Object.entries(inflight.counters.released)) this.inc({ reason }, n);
+        },
+      }),
+    );
+    return registered(registry, "headroom_reports_total", Counter, () =>
+      new Counter({
+        name: "headroom_reports_total",
+        help: "Completion reports by result: ok, failed, or unknown (no in-flight pick with that request id; ignored)",
+        labelNames: ["result"],
+        registers: [registry],
+      }),
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const stop of this.stops) stop();
+    this.scraper.close();
+    this.remote?.close();
+  }
+}
+
+function kindOf(config: HeadroomConfig, quantity: Quantity): "profile" | "online" | "remote" {
+  const p = config.predictors;
+  return quantity === "prefill-ttft" ? p.prefillTtft : quantity === "decode-ttft" ? p.decodeTtft : p.decodeTpot;
+}
+
+function loadProfiles(config: HeadroomConfig): Map<string, LatencyProfile> {
+  const profiles = new Map<string, LatencyProfile>();
+  if (!(BUILTIN_PROFILE in config.predictors.profiles)) profiles.set(BUILTIN_PROFILE, LatencyProfile.shipped(BUILTIN_PROFILE));
+  const problems: string[] = [];
+  for (const [name, path] of Object.entries(config.predictors.profiles)) {
+    try {
+      profiles.set(name, LatencyProfile.load(name, path));
+    } catch (err) {
+      problems.push(...(err instanceof ConfigError ? err.problems : [`predictors.profiles.${name}: ${(err as Error).message}`]));
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return profiles;
+}
+
+function staticPods(pool: PoolConfig): PodSpec[] {
+  return pool.pods.map((pod) => ({ ...pod, pool: pool.name }));
+}
+
+/**
+ * Per-quantity actuals from a report. A TTFT covers prefill, the decode pod's wait and the transfer;
+ * with no way to observe the parts, the measured TTFT less the predicted transfer is split between
+ * prefill and decode wait in proportion to their predictions.
+ */
+export function learningSamples(context: PickContext, report: CompletionReport): { quantity: Quantity; actualMs: number }[] {
+  const out: { quantity: Quantity; actualMs: number }[] = [];
+  const p = context.predicted;
+  if (report.ttftMs !== undefined && report.ttftMs > 0) {
+    const parts = p.prefillTtftMs + p.decodeTtftMs;
+    const measured = report.ttftMs - p.transferMs;
+    if (parts > 0 && measured > 0) {
+      out.push({ quantity: "prefill-ttft", actualMs: (measured * p.prefillTtftMs) / parts });
+      out.push({ quantity: "decode-ttft", actualMs: (measured * p.decodeTtftMs) / parts });
+    }
+  }
+  if (report.tpotMs !== undefined && report.tpotMs > 0) out.push({ quantity: "decode-tpot", actualMs: report.tpotMs });
+  return out.filter((s) => s.actualMs > 0 && Number.isFinite(s.actualMs));
+}

@@ -1,0 +1,180 @@
+// The assembled pod picture (SPEC.md §4–5) on real loopback metrics endpoints: configured pods wait for
+// their first scrape, scraped state reaches the snapshot, a pod that stops answering leaves and comes
+// back, scrapes and reports release in-flight load, and reports teach the online predictor.
+
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { realClock } from "../src/clock.js";
+import { parseConfig } from "../src/config/load.js";
+import { Cluster, learningSamples } from "../src/engine/cluster.js";
+import type { PickContext } from "../src/engine/pool-state.js";
+import { ConfigError } from "../src/errors.js";
+import { TwinKernel } from "../src/kernel/twin.js";
+import { ROLE_ELIGIBLE } from "../src/kernel/types.js";
+import { MemoryLogger } from "../src/log.js";
+import { request } from "./fixtures/pools.js";
+
+/** A vLLM-shaped metrics endpoint whose numbers and health the test sets. */
+class FakeVllm {
+  waiting = 0;
+  running = 0;
+  kvUsage = 0.1;
+  healthy = true;
+  private constructor(private readonly server: Server) {}
+
+  static async start(): Promise<FakeVllm> {
+    let fake: FakeVllm | null = null;
+    const server = createServer((_req, res) => {
+      const f = fake!;
+      if (!f.healthy) {
+        res.writeHead(500).end("engine dead");
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+      res.end(
+        [
+          "# TYPE vllm:num_requests_waiting gauge",
+          `vllm:num_requests_waiting{model_name="m"} ${f.waiting}`,
+          "# TYPE vllm:num_requests_running gauge",
+          `vllm:num_requests_running{model_name="m"} ${f.running}`,
+          "# TYPE vllm:kv_cache_usage_perc gauge",
+          `vllm:kv_cache_usage_perc{model_name="m"} ${f.kvUsage}`,
+          "",
+        ].join("\n"),
+      );
+    });
+    fake = new FakeVllm(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return fake;
+  }
+
+  get metricsUrl(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/metrics`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const closers: (() => unknown)[] = [];
+afterEach(async () => {
+  while (closers.length > 0) await closers.pop()!();
+});
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function cluster(yaml: string, env: Record<string, string> = {}) {
+  const logger = new MemoryLogger();
+  const registry = new Registry();
+  const c = new Cluster({ config: parseConfig(yaml).config, clock: realClock, logger, registry, env });
+  closers.push(() => c.close());
+  return { cluster: c, logger, registry };
+}
+
+describe("scraped pods", () => {
+  it("join the candidates after their first scrape, carry its numbers, leave when it fails and come back", async () => {
+    const prefill = await FakeVllm.start();
+    const decode = await FakeVllm.start();
+    closers.push(() => prefill.close(), () => decode.close());
+    decode.running = 40;
+    decode.kvUsage = 0.5;
+    const { cluster: c } = await cluster(`
+pods: { scrapeIntervalMs: 20, scrapeTimeoutMs: 200, staleAfterMs: 2000 }
+predictors: { refreshMs: 20 }
+pools:
+  - sloLevel: medium
+    pods:
+      - { address: "127.0.0.1:9001", role: prefill, metricsUrl: "${prefill.metricsUrl}" }
+      - { address: "127.0.0.1:9002", role: decode, metricsUrl: "${decode.metricsUrl}" }
+`);
+    c.start();
+    const pool = c.pools.get("medium")!;
+    const eligible = () => [...(pool.snapshot?.roles ?? [])].map((r) => (r & ROLE_ELIGIBLE) !== 0);
+    expect(eligible()).toEqual([false, false]);
+    await until("both pods are candidates", () => eligible().every(Boolean));
+    const features = pool.latestPods!.features[1];
+    expect(features.running).toBe(40);
+    expect(features.kvTokensUsed).toBeCloseTo(0.5 * features.kvCapacityTokens, 6);
+
+    decode.healthy = false;
+    await until("the failing pod leaves", () => eligible()[1] === false);
+    expect(pool.latestPods!.statuses[1].excludedBecause).toMatch(/scrapes failed \(http_500/);
+    decode.healthy = true;
+    await until("it returns", () => eligible()[1] === true);
+  });
+});
+
+describe("in-flight load and reports", () => {
+  it("a pick loads its pods until a scrape late enough counts it; its report teaches the online predictor", async () => {
+    const prefill = await FakeVllm.start();
+    const decode = await FakeVllm.start();
+    closers.push(() => prefill.close(), () => decode.close());
+    const { cluster: c, registry } = await cluster(`
+pods: { scrapeIntervalMs: 20, scrapeTimeoutMs: 200, staleAfterMs: 2000, reflectDelayMs: 100 }
+predictors: { refreshMs: 20, prefillTtft: online, decodeTpot: online }
+pools:
+  - sloLevel: medium
+    pods:
+      - { address: "127.0.0.1:9001", role: prefill, metricsUrl: "${prefill.metricsUrl}" }
+      - { address: "127.0.0.1:9002", role: decode, metricsUrl: "${decode.metricsUrl}" }
+`);
+    c.start();
+    const pool = c.pools.get("medium")!;
+    await until("both pods are candidates", () => [...(pool.snapshot?.roles ?? [])].every((r) => (r & ROLE_ELIGIBLE) !== 0));
+    const twin = new TwinKernel(c.options.config.optimizer, c.options.config.topology);
+    twin.loadSnapshot(pool.snapshot!);
+    const req = request({ inputTokens: 2000, outputTokens: 100, sloTtftMs: 600, sloTpotMs: 50, seed: 7 });
+    const [result] = twin.pick([req]);
+    expect(result.prefill).toBe(0);
+    expect(pool.recordPick("req-1", req, result)).not.toBeNull();
+    expect(c.inflight.podLoad("127.0.0.1:9002").decodeRequests).toBe(1);
+    await until("a scrape counts the pick", () => c.inflight.podLoad("127.0.0.1:9002").decodeRequests === 0);
+    expect(c.inflight.get("req-1")).toBeDefined();
+
+    const before = c.online!.stats("127.0.0.1:9002");
+    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 2 * result.ttftMs, tpotMs: 3 * result.tpotMs, inputTokens: 2000, outputTokens: 100 })).toBe(true);
+    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 100 })).toBe(false);
+    const after = c.online!.stats("127.0.0.1:9002");
+    expect(JSON.stringify(after)).not.toBe(JSON.stringify(before));
+    const reports = await registry.getSingleMetric("headroom_reports_total")!.get();
+    expect(Object.fromEntries(reports.values.map((v) => [v.labels.result, v.value]))).toEqual({ ok: 1, unknown: 1 });
+  });
+
+  it("splits a measured TTFT between prefill and decode wait in proportion to their predictions", () => {
+    const context = {
+      inputTokens: 1000,
+      uncachedTokens: 1000,
+      outputTokens: 10,
+      predicted: { prefillTtftMs: 30, decodeTtftMs: 10, transferMs: 5, ttftMs: 45, tpotMs: 8 },
+    } as PickContext;
+    expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 85, tpotMs: 12 })).toEqual([
+      { quantity: "prefill-ttft", actualMs: 60 },
+      { quantity: "decode-ttft", actualMs: 20 },
+      { quantity: "decode-tpot", actualMs: 12 },
+    ]);
+    expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 3 })).toEqual([]);
+  });
+});
+
+describe("configuration", () => {
+  it("a remote predictor without its URLs is refused; URLs without remote are ignored with a warning", async () => {
+    expect(() => new Cluster({ config: parseConfig("predictors: { decodeTpot: remote }").config, clock: realClock, logger: new MemoryLogger(), registry: new Registry(), env: {} })).toThrow(ConfigError);
+    const { logger } = await cluster("{}", { PREFILL_TTFT_PREDICTION_URL: "http://127.0.0.1:1", PREFILL_TTFT_TRAINING_URL: "http://127.0.0.1:1" });
+    expect(logger.lines.some((l) => l.level === "warn" && /PREFILL_TTFT/.test(l.message))).toBe(true);
+  });
+
+  it("a profile file that cannot be read is a ConfigError naming it", () => {
+    const config = parseConfig("predictors: { profiles: { a100: /nonexistent/a100.csv } }").config;
+    expect(() => new Cluster({ config, clock: realClock, logger: new MemoryLogger(), registry: new Registry() })).toThrow(/a100.*\/nonexistent\/a100\.csv/);
+  });
+});
