@@ -213,10 +213,10 @@ describe("load", () => {
     // Give a fourth request every chance to arrive if the bound were not kept.
     await sleep(50);
     expect(g.state.current).toBe(3);
-    while (outcomes.length < 10) {
+    await until(() => {
       g.release();
-      await sleep(5);
-    }
+      return outcomes.length === 10;
+    });
     await round;
     expect(g.state.peak).toBe(3);
     expect(g.state.total).toBe(10);
