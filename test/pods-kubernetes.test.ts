@@ -1,0 +1,480 @@
+// Kubernetes discovery against a loopback server that speaks the pods list/watch API (no cluster):
+// the first set, watch events, dropped and failing watches with their recovery, 410 Gone, resync,
+// role labels that are missing or wrong, and close().
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, test } from "vitest";
+import { realClock } from "../src/clock.js";
+import { MemoryLogger } from "../src/log.js";
+import { KubernetesDiscovery, ROLE_LABEL, ZONE_LABEL, type KubernetesDiscoveryOptions } from "../src/pods/kubernetes.js";
+import type { PodSpec } from "../src/pods/types.js";
+
+const NAMESPACE = "llm";
+
+interface PodJson {
+  metadata: { name: string; namespace: string; uid: string; resourceVersion?: string; labels: Record<string, string>; deletionTimestamp?: string };
+  spec: { nodeName?: string };
+  status: { phase: string; podIP?: string; conditions: { type: string; status: string }[] };
+}
+
+interface PodOptions {
+  ip?: string | null;
+  ready?: boolean;
+  /** null: no role label at all. */
+  role?: string | null;
+  pool?: string;
+  node?: string;
+  zone?: string;
+}
+
+function pod(name: string, o: PodOptions = {}): PodJson {
+  const labels: Record<string, string> = { app: "vllm", pool: o.pool ?? "high" };
+  if (o.role !== null) labels[ROLE_LABEL] = o.role ?? "decode";
+  if (o.zone !== undefined) labels[ZONE_LABEL] = o.zone;
+  return {
+    metadata: { name, namespace: NAMESPACE, uid: `uid-${name}`, labels },
+    spec: { nodeName: o.node },
+    status: {
+      phase: "Running",
+      ...(o.ip === null ? {} : { podIP: o.ip ?? "10.0.0.1" }),
+      conditions: [
+        { type: "PodScheduled", status: "True" },
+        { type: "Ready", status: o.ready === false ? "False" : "True" },
+      ],
+    },
+  };
+}
+
+type WatchEvent = { rv: number; type: "ADDED" | "MODIFIED" | "DELETED"; object: PodJson };
+
+/**
+ * The pods part of the Kubernetes API: a list with a resourceVersion, and watches as chunked
+ * newline-delimited JSON events that stay open, replaying what happened after the resourceVersion
+ * they start from. Tests change pods through it and can break it.
+ */
+class FakeKubeApi {
+  private readonly server: Server;
+  private port = 0;
+  private rv = 100;
+  readonly pods = new Map<string, PodJson>();
+  private readonly history: WatchEvent[] = [];
+  private readonly watches = new Set<{ res: ServerResponse; selector: string }>();
+  readonly requests: { kind: "list" | "watch"; query: URLSearchParams }[] = [];
+  /** Answers to give instead of the real one, consumed first come first served per kind. */
+  readonly failures: { kind: "list" | "watch"; status: number }[] = [];
+
+  constructor() {
+    this.server = createServer((req, res) => this.handle(req, res));
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "loopback", server: `http://127.0.0.1:${this.port}`, skipTLSVerify: true }],
+      users: [{ name: "nobody" }],
+      contexts: [{ name: "loopback", cluster: "loopback", user: "nobody" }],
+      currentContext: "loopback",
+    });
+    return kc;
+  }
+
+  get openWatches(): number {
+    return this.watches.size;
+  }
+
+  count(kind: "list" | "watch"): number {
+    return this.requests.filter((r) => r.kind === kind).length;
+  }
+
+  add(p: PodJson): void {
+    this.pods.set(p.metadata.name, p);
+    this.emit("ADDED", p);
+  }
+
+  modify(name: string, change: (p: PodJson) => void): void {
+    const p = structuredClone(this.pods.get(name)!);
+    change(p);
+    this.pods.set(name, p);
+    this.emit("MODIFIED", p);
+  }
+
+  remove(name: string): void {
+    const p = this.pods.get(name)!;
+    this.pods.delete(name);
+    this.emit("DELETED", p);
+  }
+
+  /** Changes a pod without telling any watch, as if the event were lost: only a relist sees it. */
+  modifySilently(name: string, change: (p: PodJson) => void): void {
+    const p = structuredClone(this.pods.get(name)!);
+    change(p);
+    p.metadata.resourceVersion = String(++this.rv);
+    this.pods.set(name, p);
+  }
+
+  dropWatches(): void {
+    for (const w of this.watches) w.res.socket?.destroy();
+  }
+
+  endWatches(): void {
+    for (const w of this.watches) w.res.end();
+    this.watches.clear();
+  }
+
+  sendWatchError(code: number): void {
+    for (const w of this.watches) {
+      w.res.write(`${JSON.stringify({ type: "ERROR", object: { kind: "Status", apiVersion: "v1", status: "Failure", code, message: `code ${code}` } })}\n`);
+    }
+  }
+
+  private emit(type: WatchEvent["type"], p: PodJson): void {
+    p.metadata.resourceVersion = String(++this.rv);
+    const event: WatchEvent = { rv: this.rv, type, object: structuredClone(p) };
+    this.history.push(event);
+    for (const w of this.watches) if (matches(w.selector, p)) w.res.write(`${JSON.stringify({ type, object: p })}\n`);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://loopback");
+    if (req.method !== "GET" || url.pathname !== `/api/v1/namespaces/${NAMESPACE}/pods`) {
+      res.writeHead(404, { "content-type": "application/json" }).end("{}");
+      return;
+    }
+    const kind = url.searchParams.get("watch") === "true" ? "watch" : "list";
+    this.requests.push({ kind, query: url.searchParams });
+    const failure = this.failures.findIndex((f) => f.kind === kind);
+    if (failure !== -1) {
+      const { status } = this.failures.splice(failure, 1)[0]!;
+      res
+        .writeHead(status, { "content-type": "application/json" })
+        .end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code: status }));
+      return;
+    }
+    const selector = url.searchParams.get("labelSelector") ?? "";
+    if (kind === "list") {
+      const items = [...this.pods.values()].filter((p) => matches(selector, p));
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ kind: "PodList", apiVersion: "v1", metadata: { resourceVersion: String(this.rv) }, items }));
+      return;
+    }
+    const from = Number(url.searchParams.get("resourceVersion") || 0);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.flushHeaders();
+    for (const e of this.history) {
+      if (e.rv > from && matches(selector, e.object)) res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
+    }
+    const w = { res, selector };
+    this.watches.add(w);
+    res.on("close", () => this.watches.delete(w));
+  }
+}
+
+/** Equality-based selectors (`a=b,c=d`), which is all these tests use. */
+function matches(selector: string, p: PodJson): boolean {
+  return selector
+    .split(",")
+    .filter((term) => term !== "")
+    .every((term) => {
+      const [key, value] = term.split("=");
+      return p.metadata.labels[key!] === value;
+    });
+}
+
+const apis: FakeKubeApi[] = [];
+const discoveries: KubernetesDiscovery[] = [];
+
+afterEach(async () => {
+  for (const d of discoveries.splice(0)) d.close();
+  for (const api of apis.splice(0)) await api.close();
+});
+
+async function fakeApi(...pods: PodJson[]): Promise<FakeKubeApi> {
+  const api = new FakeKubeApi();
+  for (const p of pods) api.pods.set(p.metadata.name, p);
+  await api.listen();
+  apis.push(api);
+  return api;
+}
+
+function discover(api: FakeKubeApi, overrides: Partial<KubernetesDiscoveryOptions> = {}) {
+  const calls: { pool: string; pods: PodSpec[] }[] = [];
+  const logger = new MemoryLogger();
+  const registry = new Registry();
+  const discovery = new KubernetesDiscovery(api.kubeConfig(), {
+    namespace: NAMESPACE,
+    port: 8000,
+    metricsPath: "/metrics",
+    resyncMs: 60_000,
+    selectors: { high: "app=vllm,pool=high" },
+    clock: realClock,
+    logger,
+    registry,
+    onPods: (pool, pods) => calls.push({ pool, pods }),
+    backoffInitialMs: 50,
+    backoffMaxMs: 200,
+    ...overrides,
+  });
+  discoveries.push(discovery);
+  discovery.start();
+  const latest = (pool = "high") => calls.filter((c) => c.pool === pool).at(-1)?.pods;
+  const addresses = (pool = "high") => latest(pool)?.map((p) => p.address);
+  const errors = async () => {
+    const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === "headroom_kubernetes_watch_errors_total");
+    return Object.fromEntries((metric?.values ?? []).map((v) => [`${v.labels.pool}/${v.labels.cause}`, v.value]));
+  };
+  const warnings = () => logger.lines.filter((l) => l.level === "warn").map((l) => `${l.message} [${l.fields?.cause}]`);
+  return { discovery, calls, logger, latest, addresses, errors, warnings };
+}
+
+describe("the pods of a pool", () => {
+  test("the first list gives every ready pod with an IP, as PodSpecs; other pools get theirs", async () => {
+    const api = await fakeApi(
+      pod("p1", { ip: "10.0.0.1", role: "prefill", node: "gpu-node-1", zone: "us-east-1a" }),
+      pod("d1", { ip: "10.0.0.2", role: "decode", node: "gpu-node-2" }),
+      pod("b1", { ip: "10.0.0.3", role: "both" }),
+      pod("pd1", { ip: "10.0.0.4", role: "prefill-decode" }),
+      pod("starting", { ip: "10.0.0.5", ready: false }),
+      pod("unscheduled", { ip: null }),
+      pod("l1", { ip: "10.0.1.1", pool: "low" }),
+      pod("v6", { ip: "fd00::7", pool: "low", role: "both" }),
+    );
+    const d = discover(api, { selectors: { high: "app=vllm,pool=high", low: "app=vllm,pool=low" } });
+    await until(() => d.latest("high") !== undefined && d.latest("low") !== undefined);
+    expect(d.latest("high")).toEqual([
+      { address: "10.0.0.1:8000", pool: "high", role: "prefill", node: "gpu-node-1", rack: "us-east-1a", metricsUrl: "http://10.0.0.1:8000/metrics" },
+      { address: "10.0.0.2:8000", pool: "high", role: "decode", node: "gpu-node-2", metricsUrl: "http://10.0.0.2:8000/metrics" },
+      { address: "10.0.0.3:8000", pool: "high", role: "both", metricsUrl: "http://10.0.0.3:8000/metrics" },
+      { address: "10.0.0.4:8000", pool: "high", role: "both", metricsUrl: "http://10.0.0.4:8000/metrics" },
+    ]);
+    expect(d.addresses("low")).toEqual(["10.0.1.1:8000", "[fd00::7]:8000"]);
+    expect(d.latest("low")![1]!.metricsUrl).toBe("http://[fd00::7]:8000/metrics");
+    expect(d.calls).toHaveLength(2);
+    expect(api.requests.filter((r) => r.kind === "list").map((r) => r.query.get("labelSelector")).sort()).toEqual([
+      "app=vllm,pool=high",
+      "app=vllm,pool=low",
+    ]);
+  });
+
+  test("an empty pool is reported once, and metricsPath \"\" leaves pods unscraped", async () => {
+    const api = await fakeApi();
+    const d = discover(api, { metricsPath: "" });
+    await until(() => d.calls.length === 1);
+    expect(d.latest()).toEqual([]);
+    api.add(pod("d1", { ip: "10.0.0.9" }));
+    await until(() => d.calls.length === 2);
+    expect(d.latest()).toEqual([{ address: "10.0.0.9:8000", pool: "high", role: "decode" }]);
+  });
+});
+
+describe("watch events", () => {
+  test("added, no longer ready, relabelled, terminating and deleted pods; no call when nothing changed", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }), pod("b", { ip: "10.0.0.2" }));
+    const d = discover(api);
+    await until(() => d.calls.length === 1 && api.openWatches === 1);
+    expect(api.requests.find((r) => r.kind === "watch")!.query.get("resourceVersion")).toBe("100");
+
+    api.add(pod("c", { ip: "10.0.0.3", ready: false }));
+    api.modify("c", (p) => (p.status.conditions[1]!.status = "True"));
+    await until(() => d.calls.length === 2);
+    expect(d.addresses()).toEqual(["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]);
+
+    api.modify("a", (p) => (p.status.conditions[1]!.status = "False"));
+    await until(() => d.calls.length === 3);
+    expect(d.addresses()).toEqual(["10.0.0.2:8000", "10.0.0.3:8000"]);
+
+    api.modify("b", (p) => (p.metadata.labels[ROLE_LABEL] = "prefill"));
+    await until(() => d.calls.length === 4);
+    expect(d.latest()!.find((p) => p.address === "10.0.0.2:8000")!.role).toBe("prefill");
+
+    api.modify("b", (p) => (p.metadata.deletionTimestamp = "2025-07-19T10:00:00Z"));
+    await until(() => d.calls.length === 5);
+    expect(d.latest()!.find((p) => p.address === "10.0.0.2:8000")!.draining).toBe(true);
+
+    // An annotation-like change that does not touch the PodSpec: no call.
+    api.modify("c", (p) => (p.metadata.labels.unrelated = "x"));
+    api.remove("b");
+    await until(() => d.calls.length === 6);
+    expect(d.addresses()).toEqual(["10.0.0.3:8000"]);
+    await sleep(50);
+    expect(d.calls).toHaveLength(6);
+    expect(await d.errors()).toEqual({});
+  });
+
+  test("pods without a valid role label are skipped and warned about once each, until fixed", async () => {
+    const api = await fakeApi(pod("ok", { ip: "10.0.0.1" }), pod("gpu", { ip: "10.0.0.2", role: "gpu" }), pod("none", { ip: "10.0.0.3", role: null }));
+    const d = discover(api);
+    await until(() => d.calls.length === 1 && api.openWatches === 1);
+    expect(d.addresses()).toEqual(["10.0.0.1:8000"]);
+    api.modify("gpu", (p) => (p.metadata.labels.touched = "1"));
+    api.modify("ok", (p) => (p.metadata.labels[ROLE_LABEL] = "constructor"));
+    await until(() => d.calls.length === 2);
+    expect(d.addresses()).toEqual([]);
+    const skipped = d.logger.lines.filter((l) => l.message === "kubernetes pod skipped: no valid role label");
+    expect(skipped.map((l) => [l.fields?.pod, l.fields?.value])).toEqual([
+      ["llm/gpu", "gpu"],
+      ["llm/none", null],
+      ["llm/ok", "constructor"],
+    ]);
+
+    api.modify("gpu", (p) => (p.metadata.labels[ROLE_LABEL] = "decode"));
+    await until(() => d.calls.length === 3);
+    expect(d.addresses()).toEqual(["10.0.0.2:8000"]);
+    expect(d.logger.lines.filter((l) => l.message === "kubernetes pod role label fixed").map((l) => l.fields?.pod)).toEqual(["llm/gpu"]);
+    expect(await d.errors()).toEqual({});
+  });
+});
+
+describe("failures and recovery", () => {
+  test("a dropped watch is counted and logged once, relisted with what changed meanwhile, and its recovery logged", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    const d = discover(api);
+    await until(() => d.calls.length === 1 && api.openWatches === 1);
+    api.dropWatches();
+    api.modifySilently("a", (p) => (p.metadata.labels[ROLE_LABEL] = "prefill"));
+    await until(() => d.calls.length === 2);
+    expect(d.latest()![0]!.role).toBe("prefill");
+    expect(api.count("list")).toBe(2);
+    expect(await d.errors()).toEqual({ "high/connection": 1 });
+    expect(d.warnings()).toEqual(["kubernetes pod discovery failed [connection]"]);
+    expect(d.logger.lines.filter((l) => l.message === "kubernetes pod discovery recovered")).toHaveLength(1);
+    await until(() => api.openWatches === 1);
+    api.add(pod("b", { ip: "10.0.0.2" }));
+    await until(() => d.calls.length === 3);
+  });
+
+  test("a failing API server is retried with growing pauses and logged once per cause", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    api.failures.push({ kind: "list", status: 500 }, { kind: "list", status: 500 }, { kind: "list", status: 503 }, { kind: "list", status: 403 });
+    const startedMs = performance.now();
+    const d = discover(api);
+    await until(() => d.calls.length === 1);
+    // Pauses of 50, 100, 200 and 200 ms (the cap) before the fifth list.
+    expect(performance.now() - startedMs).toBeGreaterThanOrEqual(500);
+    expect(api.count("list")).toBe(5);
+    expect(await d.errors()).toEqual({ "high/http_5xx": 3, "high/http_4xx": 1 });
+    expect(d.warnings()).toEqual([
+      "kubernetes pod discovery failed [http_500]",
+      "kubernetes pod discovery failed [http_503]",
+      "kubernetes pod discovery failed [http_403]",
+    ]);
+    expect(d.logger.lines.filter((l) => l.message === "kubernetes pod discovery recovered")).toHaveLength(1);
+  });
+
+  test("410 Gone, as an answer or as an event in the stream, leads to a fresh list", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    api.failures.push({ kind: "watch", status: 410 });
+    const d = discover(api);
+    await until(() => api.openWatches === 1);
+    expect(api.count("list")).toBe(2);
+    api.sendWatchError(410);
+    await until(() => api.count("list") === 3 && api.openWatches === 1);
+    expect(await d.errors()).toEqual({ "high/gone": 2 });
+    expect(d.calls).toHaveLength(1);
+  });
+
+  test("a watch the server ends cleanly is resumed from its resourceVersion, without a relist or an error", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    const d = discover(api);
+    await until(() => d.calls.length === 1 && api.openWatches === 1);
+    api.add(pod("b", { ip: "10.0.0.2" }));
+    await until(() => d.calls.length === 2);
+    api.endWatches();
+    api.add(pod("c", { ip: "10.0.0.3" }));
+    await until(() => d.calls.length === 3);
+    expect(d.addresses()).toEqual(["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]);
+    expect(api.count("list")).toBe(1);
+    expect(api.requests.filter((r) => r.kind === "watch").map((r) => r.query.get("resourceVersion"))).toEqual(["100", "101"]);
+    expect(await d.errors()).toEqual({});
+  });
+
+  test("resync relists every resyncMs and catches changes no event announced", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    const d = discover(api, { resyncMs: 150 });
+    await until(() => d.calls.length === 1);
+    api.modifySilently("a", (p) => (p.status.podIP = "10.0.0.77"));
+    await until(() => d.calls.length === 2);
+    expect(d.addresses()).toEqual(["10.0.0.77:8000"]);
+    await until(() => api.count("list") >= 4);
+    expect(d.calls).toHaveLength(2);
+    expect(await d.errors()).toEqual({});
+  });
+});
+
+describe("lifecycle", () => {
+  test("close() ends the watch and the timers; nothing is reported after", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    const d = discover(api, { resyncMs: 100 });
+    await until(() => api.openWatches === 1);
+    d.discovery.close();
+    await until(() => api.openWatches === 0);
+    const requests = api.requests.length;
+    api.add(pod("b", { ip: "10.0.0.2" }));
+    await sleep(250);
+    expect(api.requests.length).toBe(requests);
+    expect(d.calls).toHaveLength(1);
+  });
+
+  test("close() during the first list drops its answer", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    const d = discover(api);
+    d.discovery.close();
+    await sleep(100);
+    expect(d.calls).toHaveLength(0);
+    expect(api.openWatches).toBe(0);
+  });
+
+  test("the default KubeConfig is kubectl's ($KUBECONFIG here)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "headroom-kube-"));
+    const file = join(dir, "config");
+    writeFileSync(
+      file,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]",
+        "users: [{name: u, user: {token: t}}]",
+        "contexts: [{name: x, context: {cluster: c, user: u, namespace: llm}}]",
+        "current-context: x",
+      ].join("\n"),
+    );
+    const saved = process.env.KUBECONFIG;
+    process.env.KUBECONFIG = file;
+    try {
+      expect(KubernetesDiscovery.defaultKubeConfig().getCurrentCluster()?.server).toBe("https://127.0.0.1:6443");
+    } finally {
+      if (saved === undefined) delete process.env.KUBECONFIG;
+      else process.env.KUBECONFIG = saved;
+      rmSync(dir, { recursive: true });
+    }
+  });
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls until `condition` holds; fails the test after 3 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 3000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error("condition not met within 3 s");
+    await sleep(5);
+  }
+}
