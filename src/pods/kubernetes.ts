@@ -6,6 +6,7 @@ import { Counter, type Registry } from "prom-client";
 import type { Cancel, Clock } from "../clock.js";
 import type { PodsConfig } from "../config/schema.js";
 import { OncePerCause, type Logger } from "../log.js";
+import { registered } from "../metrics.js";
 import type { PodRole, PodSpec } from "./types.js";
 
 /** The label llm-d's inference scheduler reads a pod's role from. */
@@ -51,14 +52,18 @@ export class KubernetesDiscovery {
 
   constructor(kubeConfig: KubeConfig, options: KubernetesDiscoveryOptions) {
     const name = "headroom_kubernetes_watch_errors_total";
-    const errors =
-      (options.registry.getSingleMetric(name) as Counter<"pool" | "cause"> | undefined) ??
-      new Counter({
-        name,
-        help: "Failed pod lists and dropped or failed pod watches, by pool and cause (HTTP statuses by class); each is retried with backoff",
-        labelNames: ["pool", "cause"],
-        registers: [options.registry],
-      });
+    const errors = registered(
+      options.registry,
+      name,
+      Counter<"pool" | "cause">,
+      () =>
+        new Counter({
+          name,
+          help: "Failed pod lists and dropped or failed pod watches, by pool and cause (HTTP statuses by class); each is retried with backoff",
+          labelNames: ["pool", "cause"],
+          registers: [options.registry],
+        }),
+    );
     const shared: Shared = {
       options,
       api: kubeConfig.makeApiClient(CoreV1Api),

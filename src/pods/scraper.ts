@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { every, type Cancel, type Clock } from "../clock.js";
 import { OncePerCause, type Logger } from "../log.js";
+import { registered } from "../metrics.js";
 import type { PodMetrics } from "./types.js";
 import { parseVllmMetrics } from "./vllm-metrics.js";
 
@@ -60,6 +61,7 @@ export class Scraper {
     this.scrapes = registered(
       options.registry,
       "headroom_pod_scrapes_total",
+      Counter,
       () =>
         new Counter({
           name: "headroom_pod_scrapes_total",
@@ -71,6 +73,7 @@ export class Scraper {
     this.durationSeconds = registered(
       options.registry,
       "headroom_pod_scrape_duration_seconds",
+      Histogram,
       () =>
         new Histogram({
           name: "headroom_pod_scrape_duration_seconds",
@@ -249,9 +252,4 @@ function describe(error: unknown): string {
   const cause = error.cause;
   if (cause instanceof Error) return `${error.message} (${(cause as NodeJS.ErrnoException).code ?? cause.message})`;
   return error.message;
-}
-
-/** The metric of that name on the registry, created there the first time (a Scraper may be rebuilt on reload). */
-function registered<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
 }
