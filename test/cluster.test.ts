@@ -14,6 +14,7 @@ import { ConfigError } from "../src/errors.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import { ROLE_ELIGIBLE } from "../src/kernel/types.js";
 import { MemoryLogger } from "../src/log.js";
+import { FakeKubeApi, NAMESPACE, pod } from "./fixtures/kube-api.js";
 import { request } from "./fixtures/pools.js";
 
 /** A vLLM-shaped metrics endpoint whose numbers and health the test sets. */
@@ -111,6 +112,31 @@ pools:
     expect(pool.latestPods!.statuses[1].excludedBecause).toMatch(/scrapes failed \(http_500/);
     decode.healthy = true;
     await until("it returns", () => eligible()[1] === true);
+  });
+});
+
+describe("Kubernetes discovery", () => {
+  it("discovered pods join their pool's snapshot and leave it when deleted", async () => {
+    const api = new FakeKubeApi();
+    api.pods.set("p0", pod("p0", { role: "prefill", ip: "10.1.0.1", pool: "medium" }));
+    api.pods.set("d0", pod("d0", { role: "decode", ip: "10.1.0.2", pool: "medium" }));
+    await api.listen();
+    closers.push(() => api.close());
+    const logger = new MemoryLogger();
+    const config = parseConfig(`
+predictors: { refreshMs: 20 }
+pods:
+  kubernetes: { namespace: ${NAMESPACE}, port: 8000, metricsPath: "", selectors: { medium: "app=vllm,pool=medium" } }
+`).config;
+    const c = new Cluster({ config, clock: realClock, logger, registry: new Registry(), kubeConfig: api.kubeConfig() });
+    closers.push(() => c.close());
+    c.start();
+    const pool = c.pools.get("medium")!;
+    await until("both pods are discovered", () => pool.latestPods?.addresses.length === 2);
+    expect(pool.latestPods!.addresses).toEqual(["10.1.0.1:8000", "10.1.0.2:8000"]);
+    expect([...pool.snapshot!.roles].every((r) => (r & ROLE_ELIGIBLE) !== 0)).toBe(true);
+    api.remove("d0");
+    await until("the deleted pod leaves", () => pool.latestPods?.addresses.length === 1);
   });
 });
 

@@ -11,9 +11,11 @@ import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import { InflightLoad } from "../pods/inflight.js";
-import { PodRegistry, type ScrapeOutcome } from "../pods/registry.js";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { KubernetesDiscovery } from "../pods/kubernetes.js";
+import { PodRegistry } from "../pods/registry.js";
 import { Scraper } from "../pods/scraper.js";
-import type { PodSpec } from "../pods/types.js";
+import type { PodSpec, ScrapeOutcome } from "../pods/types.js";
 import { LatencyProfile } from "../predictors/latency-profile.js";
 import { OnlinePredictor } from "../predictors/online.js";
 import { ProfilePredictor } from "../predictors/profile.js";
@@ -47,6 +49,8 @@ export interface ClusterOptions {
   registry: Registry;
   /** Where the remote predictor's URLs come from (process.env by default). */
   env?: Record<string, string | undefined>;
+  /** The Kubernetes API to discover pods from, when `pods.kubernetes` is configured (kubectl's by default). */
+  kubeConfig?: KubeConfig;
 }
 
 export class Cluster {
@@ -58,6 +62,7 @@ export class Cluster {
   readonly online?: OnlinePredictor;
   readonly remote?: RemotePredictor;
   private readonly scraper: Scraper;
+  private readonly discovery?: KubernetesDiscovery;
   private readonly stops: Cancel[] = [];
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
@@ -132,6 +137,16 @@ export class Cluster {
       targets: () => this.pods.scrapeTargets(),
       onOutcome: (address, outcome) => this.onScrape(address, outcome),
     });
+    const kubernetes = config.pods.kubernetes;
+    if (kubernetes !== undefined) {
+      this.discovery = new KubernetesDiscovery(options.kubeConfig ?? KubernetesDiscovery.defaultKubeConfig(), {
+        ...kubernetes,
+        clock,
+        logger,
+        registry,
+        onPods: (pool, pods) => this.pods.replacePool("kubernetes", pool, pods),
+      });
+    }
     this.reports = this.registerMetrics(registry);
   }
 
@@ -147,6 +162,7 @@ export class Cluster {
     this.refreshAll();
     this.stops.push(every(clock, config.predictors.refreshMs, () => this.refreshAll()));
     this.scraper.start();
+    this.discovery?.start();
   }
 
   /** Pushed pods and Kubernetes sets arrive here; they win over the configuration's. */
@@ -270,6 +286,7 @@ export class Cluster {
     this.closed = true;
     for (const stop of this.stops) stop();
     this.scraper.close();
+    this.discovery?.close();
     this.remote?.close();
   }
 }

@@ -3,13 +3,11 @@
 // scrape outcomes and the clock; it knows nothing of predictions or picks.
 
 import type { Clock } from "../clock.js";
-import type { Freshness, PodMetrics, PodSource, PodSpec } from "./types.js";
+import type { Freshness, PodMetrics, PodSource, PodSpec, ScrapeOutcome } from "./types.js";
 import { POD_SOURCES } from "./types.js";
 
 /** Consecutive failed scrapes after which a pod leaves the candidates until a scrape succeeds. */
 export const FAILURES_BEFORE_FAILING = 3;
-
-export type ScrapeOutcome = { ok: true; metrics: PodMetrics } | { ok: false; cause: string; message: string };
 
 /** A pod as the rest of headroom sees it: merged spec plus live scrape state. */
 export interface PodState {

@@ -7,7 +7,7 @@ import { Counter, Histogram, type Registry } from "prom-client";
 import { every, type Cancel, type Clock } from "../clock.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
-import type { PodMetrics } from "./types.js";
+import type { ScrapeOutcome } from "./types.js";
 import { parseVllmMetrics } from "./vllm-metrics.js";
 
 /** A vLLM metrics page is tens to hundreds of KiB; anything far larger is not one. */
@@ -17,12 +17,6 @@ export interface ScrapeTarget {
   address: string;
   metricsUrl: string;
 }
-
-/**
- * `cause` is `timeout`, `connection` (refused, reset, closed mid-body), `http_<status>`, `too_large`,
- * or one of the parser's VLLM_PARSE_CAUSES.
- */
-export type ScrapeOutcome = { ok: true; metrics: PodMetrics } | { ok: false; cause: string; message: string };
 
 export interface ScraperOptions {
   clock: Clock;

@@ -47,6 +47,9 @@ export interface PodMetrics {
   tpot?: ScrapedHistogram;
 }
 
+/** One scrape's result: the metrics, or a stable cause (timeout, connection, http_<status>, too_large, a parser cause). */
+export type ScrapeOutcome = { ok: true; metrics: PodMetrics } | { ok: false; cause: string; message: string };
+
 /**
  * Why a pod is or is not a candidate. `fresh` and `unscraped` pods are candidates unless draining;
  * `pending` pods await their first scrape; `stale` ones have not been scraped successfully for

@@ -19,6 +19,7 @@ import type { Clock, Cancel } from "../clock.js";
 import { every } from "../clock.js";
 import { DEFAULTS, type PredictorsConfig } from "../config/schema.js";
 import { OncePerCause, type Logger } from "../log.js";
+import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
 import type { ProfilePredictor } from "./profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
@@ -240,10 +241,7 @@ export function featureRow(quantity: Quantity, pod: PodFeatures, inputTokens: nu
 
 /** A counter on `registry`, reusing one another module registered under the same name. */
 export function counterOn<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
-  const existing = registry.getSingleMetric(name);
-  if (existing === undefined) return new Counter({ name, help, labelNames, registers: [registry] });
-  if (!(existing instanceof Counter)) throw new TypeError(`metric ${name} is already registered and is not a counter`);
-  return existing as Counter<L>;
+  return registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry] }));
 }
 
 interface RemoteMetrics {
