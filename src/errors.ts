@@ -9,7 +9,19 @@ export type ErrorCode =
   | "BATCH_TOO_LARGE"
   | "POOL_TOO_LARGE"
   | "REQUEST_INVALID"
-  | "KERNEL_UNAVAILABLE";
+  | "KERNEL_UNAVAILABLE"
+  | "UNKNOWN_LEVEL"
+  | "UNKNOWN_POOL"
+  | "NO_CANDIDATES"
+  | "SHED"
+  | "OVERLOADED"
+  | "WORKER_FAILED"
+  | "NOT_READY"
+  | "UNAUTHORIZED"
+  | "NOT_FOUND"
+  | "METHOD_NOT_ALLOWED"
+  | "BODY_TOO_LARGE"
+  | "UNSUPPORTED_MEDIA_TYPE";
 
 export class HeadroomError extends Error {
   readonly code: ErrorCode;
