@@ -394,6 +394,9 @@ const PodSchema = mapping(
   "address, role, node, rack, tp, profile, metricsUrl, draining",
 );
 
+/** A pod as the push API and the configuration describe it (without its pool). */
+export const PodInputSchema = PodSchema;
+
 const PoolSchema = mapping(
   {
     name: name(),

@@ -69,6 +69,8 @@ export class PoolState {
   private readonly problems: OncePerCause;
   /** Wall time the last refresh took on this thread, ms. */
   lastRefreshMs = 0;
+  /** Moves whenever the snapshot's numbers do: each refresh and each pick's load (kernels reload on a change). */
+  loadSeq = 0;
   /** Settles when the fetches the last refresh started (remote predictors) are done; never rejects. */
   lastFetch: Promise<void> = Promise.resolve();
 
@@ -126,6 +128,7 @@ export class PoolState {
     this.lastFetch = Promise.all(fetching.values()).then(() => undefined);
     const snap = this.toSnapshot(pods, statuses, predictions);
     this.current = snap;
+    this.loadSeq++;
     this.shared.publish(snap);
     this.published.push({ version: snap.version, addresses: pods.map((p) => p.spec.address), features, statuses });
     if (this.published.length > VERSIONS_KEPT) this.published.shift();
@@ -192,6 +195,7 @@ export class PoolState {
     snap.prefillQueueMs[i] += prefillMs;
     snap.decodeQueueMs[i] += decodeMs;
     snap.tpotLoadMs[i] += tpotMs;
+    this.loadSeq++;
     this.shared.addLoad(i, prefillMs, decodeMs, tpotMs);
   }
 

@@ -1,0 +1,447 @@
+// The engine: route -> snapshot -> score -> select -> account (SPEC.md §3, §6). Picks that arrive
+// together are micro-batched per pool; a batch runs on the main thread's kernel below the measured
+// crossover and on a Piscina worker above it; the main thread then applies the batch's in-flight load
+// in pick order and maps pod indices to addresses with the snapshot version the result names.
+
+import { randomUUID } from "node:crypto";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { Piscina } from "piscina";
+import { Counter, type Registry } from "prom-client";
+import { realClock, type Clock } from "../clock.js";
+import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
+import { PodInputSchema } from "../config/schema.js";
+import { HeadroomError } from "../errors.js";
+import { oracle } from "../kernel/oracle.js";
+import { TwinKernel } from "../kernel/twin.js";
+import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
+import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
+import { requestProblem } from "../kernel/validate.js";
+import { WasmKernel } from "../kernel/wasm.js";
+import type { Logger } from "../log.js";
+import { registered } from "../metrics.js";
+import { shippedFile } from "../paths.js";
+import { Cluster, type CompletionReport } from "./cluster.js";
+import type { PoolState } from "./pool-state.js";
+import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
+import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
+
+/** The pool a request without a level goes to (SPEC.md §6); the first configured pool when none has it. */
+export const DEFAULT_LEVEL = "medium";
+/** Pairs listed by `explain`. */
+export const EXPLAIN_PAIRS = 10;
+/** Explaining enumerates every pair; beyond this many it is refused rather than stall the main thread. */
+export const EXPLAIN_MAX_PAIRS = 1_000_000;
+
+export interface EngineOptions {
+  config: HeadroomConfig;
+  logger: Logger;
+  registry: Registry;
+  clock?: Clock;
+  env?: Record<string, string | undefined>;
+  kubeConfig?: KubeConfig;
+}
+
+interface Pending {
+  pool: PoolState;
+  input: PickInput;
+  requestId: string;
+  request: PickRequest;
+  resolve: (answer: PickAnswer | HeadroomError) => void;
+}
+
+/** The main thread's kernel for one pool, reloaded when the pool's numbers move. */
+interface InlineKernel {
+  kernel: WasmKernel | TwinKernel;
+  loadSeq: number;
+}
+
+export class Engine implements EngineApi {
+  readonly cluster: Cluster;
+  private readonly config: HeadroomConfig;
+  private readonly byLevel = new Map<string, PoolConfig>();
+  private readonly defaultPool: PoolConfig;
+  private readonly inline = new Map<string, InlineKernel>();
+  private readonly workers: Piscina<WorkerTask, PickResult[]> | null;
+  private readonly queue: Pending[] = [];
+  private flushScheduled = false;
+  private readonly paramsVersion = 1;
+  private readonly selections: Counter<"outcome">;
+  private readonly pairsEvaluated: Counter;
+  private readonly picks: Counter<"pool" | "outcome">;
+  private readonly batches: Counter<"where">;
+  private readonly workerFailures: Counter;
+  private closed = false;
+
+  private constructor(private readonly options: EngineOptions) {
+    const { config, registry } = options;
+    this.config = config;
+    this.cluster = new Cluster({
+      config,
+      clock: options.clock ?? realClock,
+      logger: options.logger,
+      registry,
+      env: options.env,
+      kubeConfig: options.kubeConfig,
+    });
+    for (const pool of config.pools) this.byLevel.set(pool.sloLevel, pool);
+    this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? config.pools[0];
+    for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), loadSeq: -1 });
+    this.workers =
+      config.workers.threads > 0
+        ? new Piscina<WorkerTask, PickResult[]>({
+            filename: workerFile(),
+            minThreads: config.workers.threads,
+            maxThreads: config.workers.threads,
+            idleTimeout: Infinity,
+          })
+        : null;
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry] }));
+    this.selections = counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
+    this.pairsEvaluated = counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
+    this.picks = counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
+    this.batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+    this.workerFailures = counter("headroom_worker_failures_total", "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", []);
+  }
+
+  /** Builds the engine (profiles, predictors, kernels, workers). Throws ConfigError for what the schema cannot see. */
+  static async create(options: EngineOptions): Promise<Engine> {
+    return new Engine(options);
+  }
+
+  start(): void {
+    this.cluster.start();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cluster.close();
+    for (const pending of this.queue.splice(0)) pending.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
+    await this.workers?.destroy();
+  }
+
+  route(sloLevel: string | undefined): RouteAnswer {
+    const pool = this.poolFor(sloLevel);
+    return { pool: pool.name, targets: { ...pool.targets }, sloPriority: pool.sloPriority };
+  }
+
+  pick(inputs: readonly PickInput[]): Promise<(PickAnswer | HeadroomError)[]> {
+    return Promise.all(inputs.map((input) => this.enqueue(input)));
+  }
+
+  report(reports: readonly CompletionReport[]): { known: number; unknown: number } {
+    reports.forEach((r, i) => {
+      const problem = reportProblem(r);
+      if (problem) throw new HeadroomError("REQUEST_INVALID", `reports[${i}]: ${problem}`);
+    });
+    let known = 0;
+    for (const r of reports) if (this.cluster.report(r)) known++;
+    return { known, unknown: reports.length - known };
+  }
+
+  upsertPods(pods: readonly PodPush[]): void {
+    const specs = pods.map((pod, i) => {
+      if (pod === null || typeof pod !== "object") throw new HeadroomError("REQUEST_INVALID", `pods[${i}]: must be an object`);
+      if (!this.cluster.pools.has(pod.pool)) {
+        throw new HeadroomError("UNKNOWN_POOL", `pods[${i}].pool: unknown pool ${JSON.stringify(pod.pool)} (known: ${[...this.cluster.pools.keys()].join(", ")})`);
+      }
+      const { pool, ...rest } = pod;
+      const parsed = PodInputSchema.safeParse(rest);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new HeadroomError("REQUEST_INVALID", `pods[${i}].${issue.path.join(".")}: ${issue.message}`);
+      }
+      if (parsed.data.profile !== undefined && !this.cluster.profiles.has(parsed.data.profile)) {
+        throw new HeadroomError("REQUEST_INVALID", `pods[${i}].profile: unknown profile ${parsed.data.profile} (known: ${[...this.cluster.profiles.keys()].join(", ")})`);
+      }
+      return { ...parsed.data, draining: rest.draining, pool };
+    });
+    for (const spec of specs) this.cluster.upsertPod("push", spec);
+  }
+
+  deletePod(address: string): boolean {
+    return this.cluster.pods.remove("push", address);
+  }
+
+  ready(): Readiness {
+    const reasons: string[] = [];
+    if (this.closed) reasons.push("shutting down");
+    if (this.workers !== null && this.workers.threads.length === 0) reasons.push("no kernel worker is running");
+    for (const [name, pool] of this.cluster.pools) {
+      const snap = pool.snapshot;
+      if (snap === null) {
+        reasons.push(`pool ${name}: no snapshot yet`);
+        continue;
+      }
+      let prefill = false;
+      let decode = false;
+      for (const role of snap.roles) {
+        if ((role & ROLE_ELIGIBLE) === 0) continue;
+        prefill ||= (role & ROLE_PREFILL) !== 0;
+        decode ||= (role & ROLE_DECODE) !== 0;
+      }
+      if (!decode || !prefill) reasons.push(`pool ${name}: no candidate pair (${snap.pods} pods, none eligible for ${decode ? "prefill" : "decode"})`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  state(): unknown {
+    return {
+      pools: [...this.cluster.pools.values()].map((pool) => {
+        const published = pool.latestPods;
+        const config = this.config.pools.find((p) => p.name === pool.name)!;
+        return {
+          name: pool.name,
+          sloLevel: config.sloLevel,
+          sloPriority: config.sloPriority,
+          targets: config.targets,
+          snapshotVersion: pool.snapshot?.version ?? null,
+          refreshMs: round(pool.lastRefreshMs),
+          means: { isl: round(pool.means.isl), osl: round(pool.means.osl) },
+          pods: (published?.addresses ?? []).map((address, i) => {
+            const pod = this.cluster.pods.get(address);
+            const status = published!.statuses[i];
+            return {
+              address,
+              role: pod?.spec.role,
+              sources: pod?.sources,
+              freshness: status.freshness,
+              eligible: status.eligible,
+              excludedBecause: status.excludedBecause,
+              draining: pod?.spec.draining ?? false,
+              metrics: pod?.metrics && { waiting: pod.metrics.waiting, running: pod.metrics.running, kvUsage: pod.metrics.kvUsage, scrapedAtMs: round(pod.metrics.scrapedAtMs) },
+              inflight: this.cluster.inflight.podLoad(address),
+            };
+          }),
+        };
+      }),
+      inflight: { entries: this.cluster.inflight.size, ...this.cluster.inflight.counters },
+      predictors: { prefillTtft: this.config.predictors.prefillTtft, decodeTtft: this.config.predictors.decodeTtft, decodeTpot: this.config.predictors.decodeTpot },
+      workers: { threads: this.workers?.threads.length ?? 0, inlineBelowPairs: this.config.workers.inlineBelowPairs },
+    };
+  }
+
+  planner(): unknown {
+    return { planners: [], note: "SLA planners are not part of this build yet" };
+  }
+
+  private poolFor(sloLevel: string | undefined): PoolConfig {
+    if (sloLevel === undefined || sloLevel === "") return this.defaultPool;
+    const pool = this.byLevel.get(sloLevel.toLowerCase());
+    if (pool === undefined) {
+      throw new HeadroomError("UNKNOWN_LEVEL", `unknown SLO level ${JSON.stringify(sloLevel)} (known: ${[...this.byLevel.keys()].join(", ")})`, {
+        known: [...this.byLevel.keys()],
+      });
+    }
+    return pool;
+  }
+
+  private enqueue(input: PickInput): Promise<PickAnswer | HeadroomError> {
+    if (this.closed) return Promise.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
+    let poolConfig: PoolConfig;
+    try {
+      poolConfig = this.poolFor(input.sloLevel);
+    } catch (err) {
+      return Promise.resolve(err as HeadroomError);
+    }
+    const pool = this.cluster.pools.get(poolConfig.name)!;
+    const means = pool.means;
+    const request: PickRequest = {
+      inputTokens: input.inputTokens ?? Math.round(means.isl),
+      outputTokens: input.outputTokens ?? Math.round(means.osl),
+      prefixHit: input.prefixHit ?? 0,
+      sloTtftMs: input.sloTtftMs ?? poolConfig.targets.ttftMs,
+      sloTpotMs: input.sloTpotMs ?? poolConfig.targets.tpotMs,
+      priority: input.priority ?? 0,
+      seed: input.seed ?? (Math.random() * 4294967296) >>> 0,
+    };
+    const problem = requestProblem(request);
+    if (problem) return Promise.resolve(new HeadroomError("REQUEST_INVALID", problem));
+    const requestId = input.requestId ?? randomUUID();
+    return new Promise((resolve) => {
+      this.queue.push({ pool, input, requestId, request, resolve });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const run = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    const windowUs = this.config.workers.batchWindowUs;
+    if (windowUs > 0) setTimeout(run, windowUs / 1000);
+    else setImmediate(run);
+  }
+
+  /** Runs every queued pick: per pool, in arrival order, in batches of at most batchCapacity. */
+  private flush(): void {
+    const byPool = new Map<PoolState, Pending[]>();
+    for (const pending of this.queue.splice(0)) {
+      let list = byPool.get(pending.pool);
+      if (list === undefined) byPool.set(pending.pool, (list = []));
+      list.push(pending);
+    }
+    const capacity = this.config.workers.batchCapacity;
+    for (const [pool, list] of byPool) {
+      for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
+    }
+  }
+
+  private async runBatch(pool: PoolState, batch: Pending[]): Promise<void> {
+    const snap = pool.snapshot;
+    if (snap === null) {
+      for (const p of batch) p.resolve(new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
+      return;
+    }
+    const requests = batch.map((p) => p.request);
+    let results: PickResult[];
+    const pairs = candidatePairs(snap.roles) * batch.length;
+    try {
+      if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
+        this.batches.inc({ where: "worker" });
+        results = await this.workers.run({
+          pool: pool.name,
+          buffer: pool.shared.shared,
+          params: this.config.optimizer,
+          topology: this.config.topology,
+          paramsVersion: this.paramsVersion,
+          batchCapacity: this.config.workers.batchCapacity,
+          requests: encodeRequests(requests),
+        });
+      } else {
+        this.batches.inc({ where: "inline" });
+        results = this.pickInline(pool, requests);
+      }
+    } catch (err) {
+      this.workerFailures.inc();
+      this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
+      for (const p of batch) p.resolve(new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+      return;
+    }
+    batch.forEach((p, k) => p.resolve(this.answer(pool, p, results[k])));
+  }
+
+  private pickInline(pool: PoolState, requests: PickRequest[]): PickResult[] {
+    const inline = this.inline.get(pool.name)!;
+    if (inline.loadSeq !== pool.loadSeq) {
+      inline.kernel.loadSnapshot(pool.snapshot!);
+      inline.loadSeq = pool.loadSeq;
+    }
+    return inline.kernel.pick(requests);
+  }
+
+  /** A result becomes an answer or an error; a pick's load joins its pods in pick order. */
+  private answer(pool: PoolState, pending: Pending, r: PickResult): PickAnswer | HeadroomError {
+    this.selections.inc({ outcome: r.outcome });
+    this.picks.inc({ pool: pool.name, outcome: r.outcome });
+    this.pairsEvaluated.inc(r.pairs);
+    if (r.outcome === "shed") {
+      return new HeadroomError("SHED", `sheddable request (priority ${pending.request.priority}) with no pair predicted to meet its SLO`);
+    }
+    if (r.outcome === "no_candidates") return new HeadroomError("NO_CANDIDATES", `pool ${pool.name} has no candidate pair`);
+    if (r.outcome === "invalid_request") return new HeadroomError("REQUEST_INVALID", "the kernel refused the request");
+    const pods = pool.podsAt(r.version);
+    if (pods === undefined) return new HeadroomError("WORKER_FAILED", `snapshot version ${r.version} of pool ${pool.name} is no longer known`);
+    // Explained on the numbers the pick saw, before its own load joins its pods.
+    const explain = pending.input.explain ? this.explain(pool, pending.request, pods.addresses) : undefined;
+    pool.recordPick(pending.requestId, pending.request, r);
+    const decode = pods.addresses[r.decode];
+    const prefill = r.prefill >= 0 ? pods.addresses[r.prefill] : undefined;
+    const headers: Record<string, string> = { "x-gateway-destination-endpoint": decode };
+    if (prefill !== undefined) headers["x-prefiller-host-port"] = prefill;
+    const answer: PickAnswer = {
+      requestId: pending.requestId,
+      pool: pool.name,
+      outcome: r.outcome,
+      decodeOnly: r.decodeOnly,
+      prefill,
+      decode,
+      fallbacks: r.fallbacks.map((i) => pods.addresses[i]),
+      predicted: { prefillTtftMs: r.prefillTtftMs, decodeTtftMs: r.decodeTtftMs, transferMs: r.transferMs, ttftMs: r.ttftMs, tpotMs: r.tpotMs },
+      headroom: {
+        ttftMs: Number.isNaN(r.headroomTtftMs) ? undefined : r.headroomTtftMs,
+        tpotMs: Number.isNaN(r.headroomTpotMs) ? undefined : r.headroomTpotMs,
+        blended: Number.isNaN(r.blended) ? undefined : r.blended,
+      },
+      headers,
+      pairs: r.pairs,
+      positivePairs: r.positivePairs,
+    };
+    if (explain !== undefined) answer.explain = explain;
+    return answer;
+  }
+
+  /** The best pairs by blended headroom (by end-to-end latency without an SLO), from the brute-force oracle. */
+  private explain(pool: PoolState, request: PickRequest, addresses: readonly string[]): ExplainedPair[] | undefined {
+    const snap = pool.snapshot!;
+    if (candidatePairs(snap.roles) > EXPLAIN_MAX_PAIRS) return undefined;
+    const { pairs } = oracle(snap, this.config.optimizer, this.config.topology, request);
+    const hasSlo = request.sloTtftMs !== undefined || request.sloTpotMs !== undefined;
+    const budget = (slo: number | undefined) => (slo === undefined ? undefined : slo * this.config.optimizer.sloBufferFactor);
+    const ttftBudget = budget(request.sloTtftMs);
+    const tpotBudget = budget(request.sloTpotMs);
+    // Ties in snapshot order, as the kernel breaks them.
+    return pairs
+      .sort((a, b) => (hasSlo ? b.blended - a.blended : a.e2eMs - b.e2eMs) || a.p - b.p || a.d - b.d)
+      .slice(0, EXPLAIN_PAIRS)
+      .map((p) => ({
+        prefill: p.local ? undefined : addresses[p.p],
+        decode: addresses[p.d],
+        link: p.linkClass,
+        ttftMs: p.ttftMs,
+        tpotMs: p.tpotMs,
+        headroomTtftMs: ttftBudget === undefined ? undefined : ttftBudget - p.ttftMs,
+        headroomTpotMs: tpotBudget === undefined ? undefined : tpotBudget - p.tpotMs,
+        blended: Number.isNaN(p.blended) ? undefined : p.blended,
+        positive: p.positive,
+      }));
+  }
+}
+
+/** The built worker; from sources (tests under a TypeScript loader) the build's copy in dist/. */
+function workerFile(): string {
+  const here = new URL(import.meta.url);
+  return here.pathname.endsWith(".ts") ? shippedFile("dist", "src", "engine", "worker.js") : new URL("./worker.js", here).href;
+}
+
+function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {
+  const params: OptimizerParams = config.optimizer;
+  const topology: TopologyParams = config.topology;
+  try {
+    return new WasmKernel(params, topology, { batchCapacity: config.workers.batchCapacity });
+  } catch {
+    // The twin is the documented fallback when WebAssembly is unavailable.
+    return new TwinKernel(params, topology);
+  }
+}
+
+/** Eligible prefill candidates x eligible decode candidates: the size of a pick's search. */
+function candidatePairs(roles: Uint8Array): number {
+  let prefill = 0;
+  let decode = 0;
+  for (const role of roles) {
+    if ((role & ROLE_ELIGIBLE) === 0) continue;
+    if (role & ROLE_PREFILL) prefill++;
+    if (role & ROLE_DECODE) decode++;
+  }
+  return Math.max(prefill, 1) * Math.max(decode, 1);
+}
+
+function reportProblem(r: CompletionReport): string | null {
+  if (r === null || typeof r !== "object") return "must be an object";
+  if (typeof r.requestId !== "string" || r.requestId === "") return "requestId must be a non-empty string";
+  if (typeof r.ok !== "boolean") return "ok must be true or false";
+  for (const key of ["ttftMs", "tpotMs", "inputTokens", "outputTokens"] as const) {
+    const v = r[key];
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0)) return `${key} must be a number >= 0, got ${JSON.stringify(v)}`;
+  }
+  if (r.decode !== undefined && typeof r.decode !== "string") return "decode must be a host:port string";
+  return null;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,0 +1,34 @@
+// A Piscina worker: one WASM kernel per pool, fed from the pool's shared snapshot. A task is a batch of
+// requests in a compact typed-array encoding plus the pool's id; the kernel copies a new snapshot
+// version (or only the in-flight loads) before picking, never per request.
+
+import { SharedSnapshotReader } from "../kernel/shared-snapshot.js";
+import type { OptimizerParams, PickResult, TopologyParams } from "../kernel/types.js";
+import { WasmKernel } from "../kernel/wasm.js";
+import { decodeRequests, type WorkerTask } from "./worker-protocol.js";
+
+interface PoolKernel {
+  reader: SharedSnapshotReader;
+  kernel: WasmKernel;
+  paramsVersion: number;
+}
+
+const kernels = new Map<string, PoolKernel>();
+
+export default function pickBatch(task: WorkerTask): PickResult[] {
+  let entry = kernels.get(task.pool);
+  if (entry === undefined || entry.reader.buffer !== task.buffer) {
+    entry = {
+      reader: new SharedSnapshotReader(task.buffer),
+      kernel: new WasmKernel(task.params as OptimizerParams, task.topology as TopologyParams, { batchCapacity: task.batchCapacity }),
+      paramsVersion: task.paramsVersion,
+    };
+    kernels.set(task.pool, entry);
+  } else if (entry.paramsVersion !== task.paramsVersion) {
+    entry.kernel.setParams(task.params as OptimizerParams, task.topology as TopologyParams);
+    entry.paramsVersion = task.paramsVersion;
+  }
+  const { snapshot, changed } = entry.reader.read();
+  if (changed !== "none") entry.kernel.loadSnapshot(snapshot);
+  return entry.kernel.pick(decodeRequests(task.requests), snapshot.version);
+}

@@ -1,0 +1,139 @@
+// The engine on a configuration of unscraped static pods: routing, picks on the main thread and on
+// real Piscina workers (same answers for the same seeds), errors per item, in-flight load and reports.
+
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config/load.js";
+import { Engine } from "../src/engine/engine.js";
+import type { PickAnswer } from "../src/engine/types.js";
+import { HeadroomError } from "../src/errors.js";
+import { MemoryLogger } from "../src/log.js";
+
+const POOLS = `
+pools:
+  - sloLevel: high
+    pods:
+      - { address: "10.0.0.1:8000", role: prefill }
+      - { address: "10.0.0.2:8000", role: prefill }
+      - { address: "10.0.0.3:8000", role: decode }
+      - { address: "10.0.0.4:8000", role: decode }
+  - sloLevel: medium
+    pods:
+      - { address: "10.0.1.1:8000", role: both }
+  - sloLevel: low
+    pods: []
+`;
+
+const engines: Engine[] = [];
+afterEach(async () => {
+  for (const e of engines.splice(0)) await e.close();
+});
+
+async function engine(extra = "") {
+  const registry = new Registry();
+  const e = await Engine.create({ config: parseConfig(`${POOLS}\n${extra}`).config, logger: new MemoryLogger(), registry });
+  engines.push(e);
+  e.start();
+  return { engine: e, registry };
+}
+
+const answer = (x: PickAnswer | HeadroomError): PickAnswer => {
+  if (x instanceof HeadroomError) throw x;
+  return x;
+};
+
+describe("routing", () => {
+  it("maps levels case-insensitively, defaults to medium and names the known levels otherwise", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    expect(e.route("HIGH")).toEqual({ pool: "high", targets: { ttftMs: 300, tpotMs: 30 }, sloPriority: 1 });
+    expect(e.route(undefined).pool).toBe("medium");
+    expect(() => e.route("gold")).toThrow(/unknown SLO level "gold" \(known: high, medium, low\)/);
+  });
+});
+
+describe("picks", () => {
+  it("answers with addresses, predictions and gateway headers; a one-worker pool prefills locally", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const [high, medium] = (await e.pick([
+      { sloLevel: "high", inputTokens: 1000, outputTokens: 100, seed: 1, requestId: "a" },
+      { inputTokens: 100, outputTokens: 10, seed: 2 },
+    ])).map(answer);
+    expect(high.pool).toBe("high");
+    expect(high.requestId).toBe("a");
+    expect(["10.0.0.1:8000", "10.0.0.2:8000"]).toContain(high.prefill);
+    expect(["10.0.0.3:8000", "10.0.0.4:8000"]).toContain(high.decode);
+    expect(high.headers).toEqual({ "x-gateway-destination-endpoint": high.decode, "x-prefiller-host-port": high.prefill });
+    expect(high.predicted.ttftMs).toBeCloseTo(high.predicted.prefillTtftMs + high.predicted.decodeTtftMs + high.predicted.transferMs, 9);
+    expect(high.headroom.ttftMs).toBeCloseTo(300 * 0.9 - high.predicted.ttftMs, 9);
+    expect(medium).toMatchObject({ pool: "medium", decode: "10.0.1.1:8000", prefill: undefined, decodeOnly: true });
+    expect(medium.headers["x-prefiller-host-port"]).toBeUndefined();
+    expect(e.cluster.inflight.size).toBe(2);
+    expect(typeof medium.requestId).toBe("string");
+  });
+
+  it("a kernel on a worker thread picks what the main thread's kernel picks", async () => {
+    const inputs = Array.from({ length: 20 }, (_, k) => ({ sloLevel: "high", inputTokens: 200 + 500 * k, outputTokens: 50, seed: 100 + k }));
+    const { engine: inline } = await engine("workers: { threads: 0 }");
+    const { engine: pooled, registry } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }");
+    const a = (await inline.pick(inputs)).map(answer);
+    const b = (await pooled.pick(inputs)).map(answer);
+    const strip = (x: PickAnswer) => ({ ...x, requestId: "" });
+    expect(b.map(strip)).toEqual(a.map(strip));
+    const batches = await registry.getSingleMetric("headroom_pick_batches_total")!.get();
+    expect(batches.values.find((v) => v.labels.where === "worker")?.value).toBeGreaterThan(0);
+  });
+
+  it("answers each bad item with its own error and serves the rest", async () => {
+    const { engine: e, registry } = await engine("workers: { threads: 0 }");
+    const results = await e.pick([
+      { sloLevel: "gold" },
+      { sloLevel: "low" },
+      { sloLevel: "high", inputTokens: -5 },
+      { sloLevel: "high", sloTtftMs: 0.001, priority: -1, seed: 3 },
+      { sloLevel: "high", seed: 4 },
+    ]);
+    expect(results.map((r) => (r instanceof HeadroomError ? r.code : r.outcome))).toEqual([
+      "UNKNOWN_LEVEL",
+      "NO_CANDIDATES",
+      "REQUEST_INVALID",
+      "SHED",
+      "positive_headroom",
+    ]);
+    const selections = await registry.getSingleMetric("llm_d_inference_scheduler_pd_slo_pair_selections_total")!.get();
+    expect(Object.fromEntries(selections.values.map((v) => [v.labels.outcome, v.value]))).toMatchObject({ shed: 1, no_candidates: 1, positive_headroom: 1 });
+  });
+
+  it("explain lists the best pairs, the picked pair's numbers among them", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }\noptimizer: { headroomStrategy: best }");
+    const [a] = (await e.pick([{ sloLevel: "high", inputTokens: 800, outputTokens: 100, seed: 9, explain: true }])).map(answer);
+    expect(a.explain).toHaveLength(4);
+    expect(a.explain![0]).toMatchObject({ prefill: a.prefill, decode: a.decode, positive: true });
+    expect(a.explain![0].blended).toBeCloseTo(a.headroom.blended!, 9);
+  });
+});
+
+describe("reports and pods", () => {
+  it("a report releases the pick; unknown ids are counted; a bad report changes nothing", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const [a] = (await e.pick([{ sloLevel: "high", requestId: "r1", seed: 1 }])).map(answer);
+    expect(() => e.report([{ requestId: "r1", ok: true }, { requestId: "", ok: true }])).toThrow(/reports\[1\]: requestId/);
+    expect(e.cluster.inflight.size).toBe(1);
+    expect(e.report([{ requestId: "r1", ok: true, ttftMs: a.predicted.ttftMs, tpotMs: a.predicted.tpotMs }, { requestId: "nope", ok: true }])).toEqual({ known: 1, unknown: 1 });
+    expect(e.cluster.inflight.size).toBe(0);
+  });
+
+  it("pushed pods join a pool at once, all or none; deleted ones leave", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    expect(() => e.upsertPods([{ address: "10.0.2.1:8000", pool: "low", role: "both" }, { address: "bad", pool: "low", role: "both" }])).toThrow(/pods\[1\]\.address/);
+    expect(() => e.upsertPods([{ address: "10.0.2.1:8000", pool: "nope", role: "both" }])).toThrow(/unknown pool "nope"/);
+    expect(e.ready().reasons).toEqual(["pool low: no candidate pair (0 pods, none eligible for decode)"]);
+    e.upsertPods([{ address: "10.0.2.1:8000", pool: "low", role: "both" }]);
+    // The pool's snapshot is rebuilt right after the current event-loop turn.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(e.ready()).toEqual({ ready: true, reasons: [] });
+    const [low] = (await e.pick([{ sloLevel: "low", seed: 1 }])).map(answer);
+    expect(low.decode).toBe("10.0.2.1:8000");
+    expect(e.deletePod("10.0.2.1:8000")).toBe(true);
+    expect(e.deletePod("10.0.2.1:8000")).toBe(false);
+  });
+});
