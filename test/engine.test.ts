@@ -137,3 +137,18 @@ describe("reports and pods", () => {
     expect(e.deletePod("10.0.2.1:8000")).toBe(false);
   });
 });
+
+describe("reload", () => {
+  it("applies targets, optimizer and static pods; refuses what needs a restart and keeps the old config", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const next = parseConfig(`${POOLS.replace("pods: []", 'pods: [{ address: "10.0.3.1:8000", role: both }]').replace("sloLevel: high", "sloLevel: high\n    targets: { ttftMs: 500 }")}\nworkers: { threads: 0 }\noptimizer: { headroomStrategy: least }`).config;
+    e.reload(next);
+    expect(e.route("high").targets).toEqual({ ttftMs: 500, tpotMs: 30 });
+    await new Promise((r) => setTimeout(r, 20));
+    const [low] = (await e.pick([{ sloLevel: "low", seed: 1 }])).map(answer);
+    expect(low.decode).toBe("10.0.3.1:8000");
+    const restart = parseConfig(`${POOLS}\nworkers: { threads: 0 }\nserver: { port: 9999 }\npredictors: { refreshMs: 50 }`).config;
+    expect(() => e.reload(restart)).toThrow(/need a restart: server, predictors/);
+    expect(e.route("high").targets.ttftMs).toBe(500);
+  });
+});

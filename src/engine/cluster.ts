@@ -165,6 +165,12 @@ export class Cluster {
     this.discovery?.start();
   }
 
+  /** A reloaded configuration's static pods replace the old ones; pushed deletions of config pods are forgotten. */
+  reloadPods(pools: readonly PoolConfig[]): void {
+    this.pods.clearTombstones();
+    for (const pool of pools) this.pods.replacePool("static", pool.name, staticPods(pool));
+  }
+
   /** Pushed pods and Kubernetes sets arrive here; they win over the configuration's. */
   upsertPod(source: "push" | "kubernetes", spec: PodSpec): void {
     if (!this.pools.has(spec.pool)) throw new RangeError(`unknown pool ${spec.pool} (known: ${[...this.pools.keys()].join(", ")})`);

@@ -10,7 +10,7 @@ import { Counter, type Registry } from "prom-client";
 import { realClock, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { PodInputSchema } from "../config/schema.js";
-import { HeadroomError } from "../errors.js";
+import { ConfigError, HeadroomError } from "../errors.js";
 import { oracle } from "../kernel/oracle.js";
 import { TwinKernel } from "../kernel/twin.js";
 import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
@@ -57,14 +57,14 @@ interface InlineKernel {
 
 export class Engine implements EngineApi {
   readonly cluster: Cluster;
-  private readonly config: HeadroomConfig;
+  private config: HeadroomConfig;
   private readonly byLevel = new Map<string, PoolConfig>();
   private readonly defaultPool: PoolConfig;
   private readonly inline = new Map<string, InlineKernel>();
   private readonly workers: Piscina<WorkerTask, PickResult[]> | null;
   private readonly queue: Pending[] = [];
   private flushScheduled = false;
-  private readonly paramsVersion = 1;
+  private paramsVersion = 1;
   private readonly selections: Counter<"outcome">;
   private readonly pairsEvaluated: Counter;
   private readonly picks: Counter<"pool" | "outcome">;
@@ -118,6 +118,25 @@ export class Engine implements EngineApi {
     this.cluster.close();
     for (const pending of this.queue.splice(0)) pending.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
     await this.workers?.destroy();
+  }
+
+  /**
+   * Applies a reloaded configuration: optimizer, topology, and each pool's targets, description and
+   * static pods. Anything else needs a restart; such a configuration is refused (ConfigError) and
+   * nothing changes.
+   */
+  reload(next: HeadroomConfig): void {
+    const restart = restartSections(this.config, next);
+    if (restart.length > 0) throw new ConfigError([`these changes need a restart: ${restart.join(", ")}`]);
+    this.config = next;
+    this.byLevel.clear();
+    for (const pool of next.pools) this.byLevel.set(pool.sloLevel, pool);
+    for (const inline of this.inline.values()) {
+      inline.kernel.setParams(next.optimizer, next.topology);
+      inline.loadSeq = -1;
+    }
+    this.paramsVersion++;
+    this.cluster.reloadPods(next.pools);
   }
 
   route(sloLevel: string | undefined): RouteAnswer {
@@ -440,6 +459,19 @@ function reportProblem(r: CompletionReport): string | null {
   }
   if (r.decode !== undefined && typeof r.decode !== "string") return "decode must be a host:port string";
   return null;
+}
+
+/** Sections (or pool fields) that differ between two configurations and cannot change while running. */
+function restartSections(a: HeadroomConfig, b: HeadroomConfig): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(a) as (keyof HeadroomConfig)[]) {
+    if (key === "optimizer" || key === "topology" || key === "pools") continue;
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) out.push(key);
+  }
+  const fixed = (pools: HeadroomConfig["pools"]) =>
+    JSON.stringify(pools.map(({ pods: _pods, targets: _targets, description: _description, ...rest }) => rest));
+  if (fixed(a.pools) !== fixed(b.pools)) out.push("pools (other than targets, description and pods)");
+  return out;
 }
 
 function round(x: number): number {
