@@ -14,7 +14,7 @@ import { PodRegistry } from "../src/pods/registry.js";
 import type { PodSpec } from "../src/pods/types.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ProfilePredictor } from "../src/predictors/profile.js";
-import { RemotePredictor } from "../src/predictors/remote.js";
+import { ThreadedRemotePredictor } from "../src/predictors/remote-threaded.js";
 import { logGrid, type Predictor, type Quantity } from "../src/predictors/types.js";
 import { emit, median, medianSeconds, note, round } from "./measure.js";
 
@@ -91,7 +91,7 @@ const profilePredictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
   const worker = new Worker(new URL("./stand-in.worker.js", import.meta.url));
   const [{ url }] = (await once(worker, "message")) as [{ url: string }];
   const endpoints = { trainingUrl: url, predictionUrls: [url] };
-  const remote = new RemotePredictor({
+  const remote = new ThreadedRemotePredictor({
     endpoints: { "prefill-ttft": endpoints, "decode-ttft": endpoints, "decode-tpot": endpoints },
     fallback: profilePredictor,
     options: { timeoutMs: 2000, trainingBufferSize: 10_000, trainingFlushMs: 1000 },
@@ -102,8 +102,8 @@ const profilePredictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
   const gridPoints = 4;
   const grid = logGrid(gridPoints, 64, 32768);
   const pool = cluster({ "prefill-ttft": remote, "decode-ttft": remote, "decode-tpot": remote }, grid);
-  // Main-thread time of a refresh: filling the snapshot, building and sending the rows, and reading the
-  // answers (the stand-in answers from its own thread, so its work is not counted).
+  // Main-thread time of a refresh: filling the snapshot, handing the pods' features to the remote
+  // predictor's thread and taking its curves back. The stand-in answers from a thread of its own.
   const rounds = quick ? 5 : 30;
   const times: number[] = [];
   const totals = async () => {

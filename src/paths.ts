@@ -3,7 +3,7 @@
 
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 let root: string | null = null;
 
@@ -18,4 +18,16 @@ export function packageRoot(): string {
 
 export function shippedFile(...parts: string[]): string {
   return join(packageRoot(), ...parts);
+}
+
+/**
+ * A built module beside the calling one, for worker threads (which need JavaScript): next to the
+ * caller in dist/, or, when the caller runs from src/ under a TypeScript loader (tests), its build in
+ * dist/src/.
+ */
+export function builtSibling(callerUrl: string, file: string): URL {
+  const sibling = new URL(file, callerUrl);
+  if (!callerUrl.endsWith(".ts")) return sibling;
+  const relative = fileURLToPath(sibling).slice(packageRoot().length);
+  return pathToFileURL(join(packageRoot(), "dist", relative));
 }

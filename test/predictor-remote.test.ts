@@ -571,3 +571,37 @@ describe("environment and configuration", () => {
     ]);
   });
 });
+
+describe("in its own thread", () => {
+  test("the threaded predictor fills what the in-thread one fills, mirrors its counters and forwards training", async () => {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const ep = { trainingUrl: service.url, predictionUrls: [service.url] };
+    const endpoints = { "prefill-ttft": ep, "decode-tpot": ep };
+    const options = { timeoutMs: 2000, trainingBufferSize: 1000, trainingFlushMs: 50 };
+    const pods = [pod(0, "prefill"), pod(1, "decode"), pod(2, "both")];
+    const direct = remote(endpoints, options);
+    await direct.predictor.refresh(pods, GRID);
+    const registry = new Registry();
+    const threaded = new ThreadedRemotePredictor({ endpoints, fallback: profile, options, clock: direct.clock, registry, logger: new MemoryLogger() });
+    try {
+      await threaded.refresh(pods, GRID);
+      for (const q of ["prefill-ttft", "decode-ttft", "decode-tpot"] as const) {
+        const a = allocatePredictions(pods.length, GRID);
+        const b = allocatePredictions(pods.length, GRID);
+        direct.predictor.fill(q, pods, a);
+        threaded.fill(q, pods, b);
+        expect(b).toEqual(a);
+      }
+      expect(threaded.freshPods("decode-tpot", GRID)).toBe(2);
+      expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
+      const before = service.trainingEntriesAccepted;
+      threaded.addTrainingSample("decode-tpot", pods[1], 1000, { tpotMs: 12 }, Date.now());
+      const deadline = Date.now() + 3000;
+      while (service.trainingEntriesAccepted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(service.trainingEntriesAccepted).toBe(before + 1);
+    } finally {
+      threaded.close();
+    }
+  });
+});

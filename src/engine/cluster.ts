@@ -19,7 +19,8 @@ import type { PodSpec, ScrapeOutcome } from "../pods/types.js";
 import { LatencyProfile } from "../predictors/latency-profile.js";
 import { OnlinePredictor } from "../predictors/online.js";
 import { ProfilePredictor } from "../predictors/profile.js";
-import { checkRemoteConfig, RemotePredictor, remoteEndpointsFromEnv, remoteQuantities } from "../predictors/remote.js";
+import { checkRemoteConfig, remoteEndpointsFromEnv, remoteQuantities } from "../predictors/remote.js";
+import { ThreadedRemotePredictor } from "../predictors/remote-threaded.js";
 import { logGrid, QUANTITIES, type Predictor, type Quantity } from "../predictors/types.js";
 import { PoolState, type PickContext } from "./pool-state.js";
 
@@ -60,7 +61,7 @@ export class Cluster {
   readonly profiles: ReadonlyMap<string, LatencyProfile>;
   readonly profile: ProfilePredictor;
   readonly online?: OnlinePredictor;
-  readonly remote?: RemotePredictor;
+  readonly remote?: ThreadedRemotePredictor;
   private readonly scraper: Scraper;
   private readonly discovery?: KubernetesDiscovery;
   private readonly stops: Cancel[] = [];
@@ -88,7 +89,7 @@ export class Cluster {
       });
     }
     if (kinds.has("remote")) {
-      this.remote = new RemotePredictor({
+      this.remote = new ThreadedRemotePredictor({
         endpoints: remoteEndpointsFromEnv(env, remoteQuantities(config.predictors)),
         fallback: this.profile,
         options: { ...config.predictors.remote, refreshMs: config.predictors.refreshMs },

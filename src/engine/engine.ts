@@ -19,7 +19,7 @@ import { requestProblem } from "../kernel/validate.js";
 import { WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
-import { shippedFile } from "../paths.js";
+import { builtSibling } from "../paths.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
 import type { PoolState } from "./pool-state.js";
 import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
@@ -89,7 +89,7 @@ export class Engine implements EngineApi {
     this.workers =
       config.workers.threads > 0
         ? new Piscina<WorkerTask, PickResult[]>({
-            filename: workerFile(),
+            filename: builtSibling(import.meta.url, "./worker.js").href,
             minThreads: config.workers.threads,
             maxThreads: config.workers.threads,
             idleTimeout: Infinity,
@@ -418,12 +418,6 @@ export class Engine implements EngineApi {
         positive: p.positive,
       }));
   }
-}
-
-/** The built worker; from sources (tests under a TypeScript loader) the build's copy in dist/. */
-function workerFile(): string {
-  const here = new URL(import.meta.url);
-  return here.pathname.endsWith(".ts") ? shippedFile("dist", "src", "engine", "worker.js") : new URL("./worker.js", here).href;
 }
 
 function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {

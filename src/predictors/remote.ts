@@ -332,6 +332,31 @@ export class BoundedQueue<T> {
 
 // ---- the predictor ----
 
+/**
+ * Overwrites the curve of `quantity` with the remote values of pods that have fresh ones (from a
+ * refresh at most maxAgeMs ago, on the same grid); the others keep what is already there (the profile).
+ */
+export function overlayRemote(
+  quantity: Quantity,
+  pods: readonly PodFeatures[],
+  out: PoolPredictions,
+  latest: ReadonlyMap<string, RemoteValues> | undefined,
+  nowMs: number,
+  maxAgeMs: number,
+): void {
+  if (latest === undefined) return;
+  const n = out.pods;
+  const grid = out.gridTokens;
+  const curve = quantity === "prefill-ttft" ? out.prefillMs : quantity === "decode-ttft" ? out.decodeWaitMs : out.tpotMs;
+  for (let i = 0; i < pods.length; i++) {
+    const entry = latest.get(pods[i].address);
+    if (entry === undefined || nowMs - entry.atMs > maxAgeMs || !sameGrid(entry.grid, grid)) continue;
+    for (let g = 0; g < grid.length; g++) curve[g * n + i] = entry.values[g];
+    // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue.
+    if (quantity === "prefill-ttft") out.prefillQueueMs[i] = 0;
+  }
+}
+
 export interface RemotePredictorOptions {
   /** Each prediction call is abandoned after this long (real time: it bounds network I/O). */
   timeoutMs: number;
@@ -354,7 +379,7 @@ export interface RemotePredictorInit {
   logger: Logger;
 }
 
-interface PodValues {
+export interface RemoteValues {
   /** One value per grid point. */
   values: Float64Array;
   grid: Float64Array;
@@ -368,7 +393,7 @@ interface QuantityState {
   trainingUrl: string;
   predictionUrls: readonly string[];
   nextUrl: number;
-  latest: Map<string, PodValues>;
+  latest: Map<string, RemoteValues>;
   training: BoundedQueue<TrainingEntry>;
   uploading: Promise<void> | null;
 }
@@ -432,19 +457,24 @@ export class RemotePredictor implements Predictor {
   /** Profile values first (marginals, queues, local prefill), then the fresh remote curves over them. */
   fill(quantity: Quantity, pods: readonly PodFeatures[], out: PoolPredictions): void {
     this.fallback.fill(quantity, pods, out);
-    const state = this.states.get(quantity);
-    if (state === undefined) return;
-    const now = this.clock.nowMs();
-    const n = out.pods;
-    const grid = out.gridTokens;
-    const curve = quantity === "prefill-ttft" ? out.prefillMs : quantity === "decode-ttft" ? out.decodeWaitMs : out.tpotMs;
-    for (let i = 0; i < pods.length; i++) {
-      const entry = state.latest.get(pods[i].address);
-      if (entry === undefined || now - entry.atMs > this.maxAgeMs || !sameGrid(entry.grid, grid)) continue;
-      for (let g = 0; g < grid.length; g++) curve[g * n + i] = entry.values[g];
-      // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue.
-      if (quantity === "prefill-ttft") out.prefillQueueMs[i] = 0;
+    overlayRemote(quantity, pods, out, this.states.get(quantity)?.latest, this.clock.nowMs(), this.maxAgeMs);
+  }
+
+  /** The values the last refresh stored, per quantity (for a predictor thread to hand to the main thread). */
+  latestOf(refresh: number): { quantity: Quantity; addresses: string[]; values: Float64Array; points: number }[] {
+    const out: { quantity: Quantity; addresses: string[]; values: Float64Array; points: number }[] = [];
+    for (const state of this.states.values()) {
+      const fresh = [...state.latest].filter(([, v]) => v.refresh === refresh);
+      const points = fresh[0]?.[1].values.length ?? 0;
+      const values = new Float64Array(fresh.length * points);
+      fresh.forEach(([, v], k) => values.set(v.values, k * points));
+      out.push({ quantity: state.quantity, addresses: fresh.map(([a]) => a), values, points });
     }
+    return out;
+  }
+
+  get refreshCount(): number {
+    return this.refreshes;
   }
 
   /** How many pods have fresh remote values for `quantity` on `grid` (for state pages and tests). */
