@@ -16,6 +16,7 @@ import { ROLE_ELIGIBLE } from "../src/kernel/types.js";
 import { MemoryLogger } from "../src/log.js";
 import { FakeKubeApi, NAMESPACE, pod } from "./fixtures/kube-api.js";
 import { request } from "./fixtures/pools.js";
+import { until } from "./fixtures/wait.js";
 
 /** A vLLM-shaped metrics endpoint whose numbers and health the test sets. */
 class FakeVllm {
@@ -66,13 +67,6 @@ afterEach(async () => {
   while (closers.length > 0) await closers.pop()!();
 });
 
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function cluster(yaml: string, env: Record<string, string> = {}) {
   const logger = new MemoryLogger();
@@ -102,16 +96,16 @@ pools:
     const pool = c.pools.get("medium")!;
     const eligible = () => [...(pool.snapshot?.roles ?? [])].map((r) => (r & ROLE_ELIGIBLE) !== 0);
     expect(eligible()).toEqual([false, false]);
-    await until("both pods are candidates", () => eligible().every(Boolean));
+    await until(() => eligible().every(Boolean), "both pods are candidates", 5000);
     const features = pool.latestPods!.features[1];
     expect(features.running).toBe(40);
     expect(features.kvTokensUsed).toBeCloseTo(0.5 * features.kvCapacityTokens, 6);
 
     decode.healthy = false;
-    await until("the failing pod leaves", () => eligible()[1] === false);
+    await until(() => eligible()[1] === false, "the failing pod leaves", 5000);
     expect(pool.latestPods!.statuses[1].excludedBecause).toMatch(/scrapes failed \(http_500/);
     decode.healthy = true;
-    await until("it returns", () => eligible()[1] === true);
+    await until(() => eligible()[1] === true, "it returns", 5000);
   });
 });
 
@@ -132,11 +126,11 @@ pods:
     closers.push(() => c.close());
     c.start();
     const pool = c.pools.get("medium")!;
-    await until("both pods are discovered", () => pool.latestPods?.addresses.length === 2);
+    await until(() => pool.latestPods?.addresses.length === 2, "both pods are discovered", 5000);
     expect(pool.latestPods!.addresses).toEqual(["10.1.0.1:8000", "10.1.0.2:8000"]);
     expect([...pool.snapshot!.roles].every((r) => (r & ROLE_ELIGIBLE) !== 0)).toBe(true);
     api.remove("d0");
-    await until("the deleted pod leaves", () => pool.latestPods?.addresses.length === 1);
+    await until(() => pool.latestPods?.addresses.length === 1, "the deleted pod leaves", 5000);
   });
 });
 
@@ -156,7 +150,7 @@ pools:
 `);
     c.start();
     const pool = c.pools.get("medium")!;
-    await until("both pods are candidates", () => [...(pool.snapshot?.roles ?? [])].every((r) => (r & ROLE_ELIGIBLE) !== 0));
+    await until(() => [...(pool.snapshot?.roles ?? [])].every((r) => (r & ROLE_ELIGIBLE) !== 0), "both pods are candidates", 5000);
     const twin = new TwinKernel(c.options.config.optimizer, c.options.config.topology);
     twin.loadSnapshot(pool.snapshot!);
     const req = request({ inputTokens: 2000, outputTokens: 100, sloTtftMs: 600, sloTpotMs: 50, seed: 7 });
@@ -164,7 +158,7 @@ pools:
     expect(result.prefill).toBe(0);
     expect(pool.recordPick("req-1", req, result)).not.toBeNull();
     expect(c.inflight.podLoad("127.0.0.1:9002").decodeRequests).toBe(1);
-    await until("a scrape counts the pick", () => c.inflight.podLoad("127.0.0.1:9002").decodeRequests === 0);
+    await until(() => c.inflight.podLoad("127.0.0.1:9002").decodeRequests === 0, "a scrape counts the pick", 5000);
     expect(c.inflight.get("req-1")).toBeDefined();
 
     const before = c.online!.stats("127.0.0.1:9002");

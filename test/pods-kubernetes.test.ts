@@ -12,6 +12,7 @@ import { MemoryLogger } from "../src/log.js";
 import { KubernetesDiscovery, ROLE_LABEL, ZONE_LABEL, type KubernetesDiscoveryOptions } from "../src/pods/kubernetes.js";
 import type { PodSpec } from "../src/pods/types.js";
 import { FakeKubeApi, NAMESPACE, pod, type PodJson } from "./fixtures/kube-api.js";
+import { sleep, until } from "./fixtures/wait.js";
 
 const apis: FakeKubeApi[] = [];
 const discoveries: KubernetesDiscovery[] = [];
@@ -281,16 +282,3 @@ describe("lifecycle", () => {
     }
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls until `condition` holds; fails the test after 3 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 3000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error("condition not met within 3 s");
-    await sleep(5);
-  }
-}

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ManualClock, realClock, type Clock } from "../src/clock.js";
 import { MemoryLogger } from "../src/log.js";
 import { Scraper, type ScrapeOutcome, type ScrapeTarget } from "../src/pods/scraper.js";
+import { sleep, until } from "./fixtures/wait.js";
 
 const GOOD = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "fixtures/vllm-metrics.txt"), "utf8");
 const CAP_BYTES = 64 * 1024;
@@ -345,16 +346,3 @@ describe("the loop", () => {
     await s.close();
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls until `condition` holds; fails the test after 3 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 3000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error("condition not met within 3 s");
-    await sleep(2);
-  }
-}

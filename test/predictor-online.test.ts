@@ -9,6 +9,7 @@ import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ONLINE_DEFAULTS, OnlinePredictor, type LatencySample, type OnlineOptions } from "../src/predictors/online.js";
 import { MAX_PREDICTION_MS, ProfilePredictor } from "../src/predictors/profile.js";
 import { allocatePredictions, logGrid, QUANTITIES, type PodFeatures, type PoolPredictions, type Quantity } from "../src/predictors/types.js";
+import { podFeatures } from "./fixtures/features.js";
 
 const H100 = "h100";
 const profile = new ProfilePredictor({ profiles: new Map([[H100, LatencyProfile.shipped(H100)]]), tpEfficiency: 0.85 });
@@ -17,24 +18,7 @@ const GRID = logGrid(4, 128, 16_384);
 const Z90 = 1.2815515655446004;
 
 function pod(over: Partial<PodFeatures> = {}): PodFeatures {
-  return {
-    address: "10.0.0.1:8000",
-    role: "both",
-    tp: 1,
-    profile: H100,
-    waiting: 0,
-    running: 0,
-    kvTokensUsed: 0,
-    kvCapacityTokens: 400_000,
-    prefillRequestsInFlight: 0,
-    prefillTokensInFlight: 0,
-    prefillMsInFlight: 0,
-    decodeRequestsInFlight: 0,
-    decodeTokensInFlight: 0,
-    meanIsl: 1024,
-    meanOsl: 256,
-    ...over,
-  };
+  return podFeatures(H100, over);
 }
 
 function online(options: Partial<OnlineOptions> = {}, clock = new ManualClock()): OnlinePredictor {

@@ -8,6 +8,7 @@ import { ConfigError } from "../src/errors.js";
 import { LatencyProfile, SHIPPED_PROFILE_CSV } from "../src/predictors/latency-profile.js";
 import { MAX_PREDICTION_MS, ProfilePredictor, tpSpeedup } from "../src/predictors/profile.js";
 import { allocatePredictions, logGrid, type PodFeatures } from "../src/predictors/types.js";
+import { podFeatures } from "./fixtures/features.js";
 
 const csv = readFileSync(SHIPPED_PROFILE_CSV, "utf8");
 const rows = csv
@@ -21,24 +22,7 @@ const profiles = new Map([["h100", profile]]);
 const predictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
 
 function pod(over: Partial<PodFeatures> = {}): PodFeatures {
-  return {
-    address: "10.0.0.1:8000",
-    role: "both",
-    tp: 1,
-    profile: "h100",
-    waiting: 0,
-    running: 0,
-    kvTokensUsed: 0,
-    kvCapacityTokens: 400_000,
-    prefillRequestsInFlight: 0,
-    prefillTokensInFlight: 0,
-    prefillMsInFlight: 0,
-    decodeRequestsInFlight: 0,
-    decodeTokensInFlight: 0,
-    meanIsl: 1024,
-    meanOsl: 256,
-    ...over,
-  };
+  return podFeatures("h100", over);
 }
 
 describe("the shipped profile", () => {

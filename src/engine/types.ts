@@ -5,7 +5,7 @@
 import type { HeadroomError } from "../errors.js";
 import type { CompletionReport } from "./cluster.js";
 import type { Outcome } from "../kernel/types.js";
-import type { PodRole } from "../pods/types.js";
+import type { PodSpec } from "../pods/types.js";
 
 export type { CompletionReport };
 
@@ -72,18 +72,8 @@ export interface RouteAnswer {
   sloPriority: number;
 }
 
-/** `PUT /v1/pods` body item. */
-export interface PodPush {
-  address: string;
-  pool: string;
-  role: PodRole;
-  node?: string;
-  rack?: string;
-  tp?: number;
-  profile?: string;
-  metricsUrl?: string;
-  draining?: boolean;
-}
+/** `PUT /v1/pods` body item: a pod as any source describes it. */
+export type PodPush = PodSpec;
 
 /** `GET /readyz`. */
 export interface Readiness {

@@ -3,14 +3,11 @@
 // back on the profile's, and the thread's counters are mirrored into the app's registry.
 
 import { Worker } from "node:worker_threads";
-import { Counter, type Registry } from "prom-client";
-import type { Clock } from "../clock.js";
+import { Counter } from "prom-client";
 import { DEFAULTS } from "../config/schema.js";
-import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import { builtSibling } from "../paths.js";
-import type { ProfilePredictor } from "./profile.js";
-import { FRESH_REFRESHES, overlayRemote, type RemoteEndpointsByQuantity, type RemotePredictorOptions, type RemoteValues } from "./remote.js";
+import { FRESH_REFRESHES, overlayRemote, type RemotePredictorInit, type RemoteValues } from "./remote.js";
 import type { FromRemoteThread, ToRemoteThread } from "./remote-thread.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 
@@ -24,14 +21,6 @@ interface MetricJson {
   values: { labels: Record<string, string | number>; value: number }[];
 }
 
-export interface ThreadedRemoteInit {
-  endpoints: RemoteEndpointsByQuantity;
-  fallback: ProfilePredictor;
-  options: RemotePredictorOptions;
-  clock: Clock;
-  registry: Registry;
-  logger: Logger;
-}
 
 export class ThreadedRemotePredictor implements Predictor {
   readonly kind = "remote" as const;
@@ -43,7 +32,7 @@ export class ThreadedRemotePredictor implements Predictor {
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly init: ThreadedRemoteInit) {
+  constructor(private readonly init: RemotePredictorInit) {
     this.maxAgeMs = init.options.maxAgeMs ?? FRESH_REFRESHES * (init.options.refreshMs ?? DEFAULTS.predictors.refreshMs);
     this.worker = new Worker(builtSibling(import.meta.url, "./remote-thread.js"), { workerData: { endpoints: init.endpoints, options: init.options } });
     this.worker.unref();

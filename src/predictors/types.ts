@@ -2,6 +2,7 @@
 // the per-pod curves and marginal effects it writes into a pool's snapshot. Predictions are per pod
 // and ISL grid point, never per pair; the kernel interpolates between grid points per request.
 
+import type { PoolSnapshot } from "../kernel/types.js";
 import type { PodRole } from "../pods/types.js";
 
 export type PredictorKind = "profile" | "online" | "remote";
@@ -39,24 +40,11 @@ export interface PodFeatures {
 }
 
 /**
- * A pool's predictions, pod-major per quantity and grid-major per curve (`curve[g * pods + i]`) as the
- * kernel's PoolSnapshot lays them out. Curves are compute/wait times; the `*QueueMs`/`tpotLoadMs`
- * arrays are the load at the refresh, to which picks between refreshes add their marginal effects.
+ * A pool's predictions: the snapshot's numbers (src/kernel/types.ts) without its identity and roles.
+ * Curves are compute/wait times on the grid; the `*QueueMs`/`tpotLoadMs` arrays are the load at the
+ * refresh, to which picks between refreshes add their marginal effects.
  */
-export interface PoolPredictions {
-  pods: number;
-  gridTokens: Float64Array;
-  prefillMs: Float64Array;
-  localPrefillMs: Float64Array;
-  decodeWaitMs: Float64Array;
-  tpotMs: Float64Array;
-  prefillQueueMs: Float64Array;
-  decodeQueueMs: Float64Array;
-  tpotLoadMs: Float64Array;
-  waitPerRequestMs: Float64Array;
-  tpotPerRequestMs: Float64Array;
-  tpotPerTokenMs: Float64Array;
-}
+export type PoolPredictions = Omit<PoolSnapshot, "version" | "roles" | "nodeIds" | "rackIds">;
 
 /**
  * One predictor serving one or more quantities. `fill` is synchronous and cheap (it runs on the main
