@@ -52,6 +52,11 @@ export interface ClusterOptions {
   env?: Record<string, string | undefined>;
   /** The Kubernetes API to discover pods from, when `pods.kubernetes` is configured (kubectl's by default). */
   kubeConfig?: KubeConfig;
+  /**
+   * Off: nothing is scraped over HTTP; scrapes arrive through `recordScrape` instead (the simulator
+   * delivers its pods' metrics this way, on its own schedule). Default on.
+   */
+  scrape?: boolean;
 }
 
 export class Cluster {
@@ -136,7 +141,7 @@ export class Cluster {
       scrapeTimeoutMs: config.pods.scrapeTimeoutMs,
       scrapeConcurrency: config.pods.scrapeConcurrency,
       targets: () => this.pods.scrapeTargets(),
-      onOutcome: (address, outcome) => this.onScrape(address, outcome),
+      onOutcome: (address, outcome) => this.recordScrape(address, outcome),
     });
     const kubernetes = config.pods.kubernetes;
     if (kubernetes !== undefined) {
@@ -162,7 +167,7 @@ export class Cluster {
     });
     this.refreshAll();
     this.stops.push(every(clock, config.predictors.refreshMs, () => this.refreshAll()));
-    this.scraper.start();
+    if (this.options.scrape !== false) this.scraper.start();
     this.discovery?.start();
   }
 
@@ -226,7 +231,8 @@ export class Cluster {
     this.dirty.clear();
   }
 
-  private onScrape(address: string, outcome: ScrapeOutcome): void {
+  /** One scrape of a pod: its registry state, in-flight reconciliation and histogram learning. */
+  recordScrape(address: string, outcome: ScrapeOutcome): void {
     const before = this.pods.get(address)?.metrics;
     this.pods.recordScrape(address, outcome);
     if (!outcome.ok) return;
