@@ -1,0 +1,597 @@
+// One pool's SLA planner (SPEC.md §6). Every adjustment interval it closes the interval's observations,
+// teaches its load predictors, sizes the pool from the profile for the predicted (proactive) or observed
+// (reactive) load, applies the pool's SLO behaviours (forced step-ups, one-step scale-down after a
+// cooldown), asks the planners for its share of the GPU budget and hands a changed layout to its actuator.
+
+import type { Clock } from "../clock.js";
+import { ConfigError } from "../errors.js";
+import { OncePerCause, type Logger } from "../log.js";
+import type { LatencyProfile } from "../predictors/latency-profile.js";
+import { tpSpeedup } from "../predictors/profile.js";
+import type { ApplyState, DecisionApplier } from "./actuators.js";
+import type { LoadForecaster, LoadPredictorKind } from "./load-predictors.js";
+import type { PlannerMetrics } from "./metrics.js";
+import { PoolObserver } from "./observations.js";
+import { fitToCap, layoutFor, NO_CORRECTION, sizeNeed, type Corrections, type Load, type Need, type SizingParams } from "./sizing.js";
+import {
+  sameLayout,
+  scaleRequestOf,
+  START_LAYOUT,
+  totalWorkers,
+  WORKER_ROLES,
+  type Decision,
+  type DecisionReason,
+  type IntervalObservation,
+  type Layout,
+  type PoolUtilization,
+  type PoolUtilizationSource,
+} from "./types.js";
+
+/** The planner section of a pool (src/config/schema.ts). */
+export interface PlannerSettings {
+  readonly adjustmentIntervalMs: number;
+  readonly scaleUpThreshold: number;
+  readonly bufferRatio: number;
+  readonly percentile: number;
+  readonly violationsAllowed: number;
+  readonly loadPredictor: LoadPredictorKind;
+  readonly proactive: boolean;
+  readonly burstProtection: boolean;
+  readonly costOptimization: boolean;
+}
+
+/** The parts of a configured pool a planner reads. */
+export interface PlannedPool {
+  readonly name: string;
+  readonly sloLevel: string;
+  readonly sloPriority: number;
+  readonly description: string;
+  readonly targets: Readonly<{ ttftMs: number; tpotMs: number }>;
+  readonly expected: Readonly<{ isl: number; osl: number }>;
+  readonly tp: number;
+  readonly maxGpus: number;
+  readonly gpuMemoryUtilization: number;
+  readonly planner: PlannerSettings;
+}
+
+/** Planner options the configuration does not carry (yet); see PLANNER_DEFAULTS. */
+export interface PlannerTuning {
+  /** A scale-down waits this long after the last change (half as long under cost optimisation). */
+  cooldownMs: number;
+  /** After a scale-up, forced step-ups wait this long for the new workers to start. */
+  startupDelayMs: number;
+  /** Burst protection compares the short-window arrival rate this often. */
+  burstCheckMs: number;
+  /** A burst is a short-window rate above the predicted rate x burstFactor… */
+  burstFactor: number;
+  /** …over at least this many arrivals in the window. */
+  burstMinArrivals: number;
+  /** Completions an interval needs before its latencies and violation rate drive decisions. */
+  minSamples: number;
+  /** Bounds of the observed/predicted latency corrections (the prefill one is also capped at 1). */
+  correctionMin: number;
+  correctionMax: number;
+  /** Decisions kept per pool for `GET /v1/planner`. */
+  decisionsKept: number;
+}
+
+export const PLANNER_DEFAULTS = Object.freeze({
+  /** cooldownMs defaults to this many adjustment intervals. */
+  cooldownIntervals: 2,
+  /** A vLLM worker of an 8B model takes about a minute to load its weights and warm up. */
+  startupDelayMs: 60_000,
+  burstCheckMs: 1000,
+  burstFactor: 1.5,
+  burstMinArrivals: 10,
+  minSamples: 10,
+  correctionMin: 0.5,
+  correctionMax: 2,
+  decisionsKept: 20,
+});
+
+/** The tuning of one pool: PLANNER_DEFAULTS, then `overrides`, each checked. */
+export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> = {}): PlannerTuning {
+  const t: PlannerTuning = {
+    cooldownMs: PLANNER_DEFAULTS.cooldownIntervals * pool.planner.adjustmentIntervalMs,
+    startupDelayMs: PLANNER_DEFAULTS.startupDelayMs,
+    burstCheckMs: PLANNER_DEFAULTS.burstCheckMs,
+    burstFactor: PLANNER_DEFAULTS.burstFactor,
+    burstMinArrivals: PLANNER_DEFAULTS.burstMinArrivals,
+    minSamples: PLANNER_DEFAULTS.minSamples,
+    correctionMin: PLANNER_DEFAULTS.correctionMin,
+    correctionMax: PLANNER_DEFAULTS.correctionMax,
+    decisionsKept: PLANNER_DEFAULTS.decisionsKept,
+    ...overrides,
+  };
+  const problems: string[] = [];
+  const check = (key: keyof PlannerTuning, ok: (v: number) => boolean, rule: string) => {
+    if (!(Number.isFinite(t[key]) && ok(t[key]))) problems.push(`planner ${key}: must be ${rule}, got ${t[key]}`);
+  };
+  check("cooldownMs", (v) => v >= 0, "a number >= 0");
+  check("startupDelayMs", (v) => v >= 0, "a number >= 0");
+  check("burstCheckMs", (v) => v >= 1, "a number >= 1");
+  check("burstFactor", (v) => v >= 1, "a number >= 1");
+  check("burstMinArrivals", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
+  check("minSamples", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
+  check("correctionMin", (v) => v > 0 && v <= 1, "a number > 0 and <= 1");
+  check("correctionMax", (v) => v >= 1, "a number >= 1");
+  check("decisionsKept", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
+  if (problems.length > 0) throw new ConfigError(problems);
+  return t;
+}
+
+/** What a planner asks of the planners: the most workers it may run now that it wants `wantedWorkers`. */
+export interface BudgetCoordinator {
+  grant(planner: PoolPlanner): number;
+}
+
+export interface PoolPlannerOptions {
+  pool: PlannedPool;
+  profile: LatencyProfile;
+  tpEfficiency: number;
+  gpuHourPrice: number;
+  tuning: PlannerTuning;
+  clock: Clock;
+  logger: Logger;
+  metrics: PlannerMetrics;
+  predictors: LoadForecaster;
+  budget: BudgetCoordinator;
+  /** Applies decisions; the planner sets its onApplied (see Planners). */
+  applier: DecisionApplier;
+  utilization?: PoolUtilizationSource;
+}
+
+export interface PoolPlannerState {
+  pool: string;
+  sloLevel: string;
+  sloPriority: number;
+  tp: number;
+  maxGpus: number;
+  maxWorkers: number;
+  settings: PlannerSettings;
+  tuning: PlannerTuning;
+  actuator: string;
+  /** The last decision's layout: what the planner wants running. */
+  desired: Layout & { gpus: number };
+  /** The last layout an actuator confirmed. */
+  applied: Layout & { gpus: number };
+  /** The layout before the GPU budget. */
+  wanted: Layout;
+  lastTickMs: number | null;
+  observation: IntervalObservation | null;
+  load: { observed: Load; predicted: Load; sizedFor: "predicted" | "observed" } | null;
+  predictors: Record<"rate" | "isl" | "osl", Record<string, unknown>>;
+  corrections: Corrections;
+  sizing: {
+    prefillWorkers: number;
+    decodeWorkers: number;
+    prefillShare: number;
+    decodeShare: number;
+    prefillTokensPerSPerWorker: number;
+    decodeTokensPerSPerWorker: number;
+    decodeBatch: number;
+  } | null;
+  apply: ApplyState;
+  lastSkip: { atMs: number; cause: string; message: string } | null;
+  /** Newest first. */
+  decisions: Decision[];
+}
+
+const fmt = (n: number, digits = 1) => (Math.abs(n) >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(digits));
+const pct = (r: number) => `${(r * 100).toFixed(1)}%`;
+
+function describeLayout(l: Layout): string {
+  return `${l.prefill}P/${l.decode}D/${l.both}B`;
+}
+
+export class PoolPlanner {
+  readonly pool: PlannedPool;
+  readonly observer: PoolObserver;
+  readonly maxWorkers: number;
+  private readonly o: PoolPlannerOptions;
+  private readonly once: OncePerCause;
+  private readonly sizing: SizingParams;
+  private desired: Layout = { ...START_LAYOUT };
+  private applied: Layout = { ...START_LAYOUT };
+  private wanted: Layout = { ...START_LAYOUT };
+  private lastChangeMs: number;
+  private lastScaleUpMs = -Infinity;
+  private lastAccountMs: number;
+  private lastTickMs: number | null = null;
+  private observation: IntervalObservation | null = null;
+  private load: PoolPlannerState["load"] = null;
+  private need: Need | null = null;
+  private corrections: Corrections = { ...NO_CORRECTION };
+  private predictedRate: number | undefined;
+  private lastIsl: number;
+  private lastOsl: number;
+  private lastSkip: PoolPlannerState["lastSkip"] = null;
+  private readonly decisions: Decision[] = [];
+
+  constructor(options: PoolPlannerOptions) {
+    this.o = options;
+    this.pool = options.pool;
+    this.once = new OncePerCause(options.logger);
+    this.maxWorkers = Math.max(1, Math.floor(this.pool.maxGpus / this.pool.tp));
+    this.sizing = {
+      tp: this.pool.tp,
+      tpEfficiency: options.tpEfficiency,
+      gpuMemoryUtilization: this.pool.gpuMemoryUtilization,
+      itlMs: this.pool.targets.tpotMs,
+      bufferRatio: this.pool.planner.bufferRatio,
+    };
+    this.observer = new PoolObserver({ clock: options.clock, percentile: this.pool.planner.percentile, targets: this.pool.targets });
+    this.lastChangeMs = options.clock.nowMs();
+    this.lastAccountMs = this.lastChangeMs;
+    this.lastIsl = this.pool.expected.isl;
+    this.lastOsl = this.pool.expected.osl;
+    this.publishLayouts();
+  }
+
+  get name(): string {
+    return this.pool.name;
+  }
+
+  /** Workers the pool would run without the budget. */
+  get wantedWorkers(): number {
+    return totalWorkers(this.wanted);
+  }
+
+  get desiredLayout(): Layout {
+    return { ...this.desired };
+  }
+
+  get desiredGpus(): number {
+    return totalWorkers(this.desired) * this.pool.tp;
+  }
+
+  /** The actuator confirmed `layout`. */
+  confirm(layout: Layout): void {
+    this.account(this.o.clock.nowMs());
+    this.applied = { prefill: layout.prefill, decode: layout.decode, both: layout.both };
+    this.publishLayouts();
+  }
+
+  /** One adjustment interval. */
+  tick(): void {
+    const now = this.o.clock.nowMs();
+    this.lastTickMs = now;
+    let utilization: PoolUtilization | undefined;
+    let utilizationError: string | undefined;
+    if (this.o.utilization !== undefined) {
+      try {
+        utilization = this.o.utilization(this.pool.name);
+      } catch (err) {
+        utilizationError = err instanceof Error ? err.message : String(err);
+      }
+    }
+    const obs = this.observer.drain(utilization);
+    this.account(now);
+    this.observation = obs;
+    this.publishObservation(obs);
+    this.learn(obs);
+
+    if (utilizationError !== undefined) return this.skip("utilization_error", `reading pod utilization failed: ${utilizationError}`);
+    if (this.o.utilization !== undefined && utilization === undefined) return this.skip("utilization_missing", "no pod utilization for the pool");
+    if (utilization !== undefined && !(isUnit(utilization.prefillQueueUtil) && isUnit(utilization.kvUtil))) {
+      return this.skip("utilization_invalid", `pod utilization is not a number in [0, 1]: ${JSON.stringify(utilization)}`);
+    }
+    const load = this.loadForNext(obs);
+    if (!(Number.isFinite(load.ratePerS) && Number.isFinite(load.isl) && Number.isFinite(load.osl))) {
+      return this.skip("load_invalid", `load is not a number: ${JSON.stringify(load)}`);
+    }
+    this.once.clear(this.subject, "planner sizing again", { pool: this.pool.name });
+
+    this.corrections = this.correctionsFrom(obs);
+    const need = sizeNeed(this.o.profile, this.sizing, load, this.corrections);
+    this.need = need;
+    const choice = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization);
+    const { next, reason, details } = this.behave(choice.layout, obs, utilization, now, need);
+    this.conclude(next, reason, details, need);
+    if (this.o.applier.state().status === "failed") this.o.applier.retry();
+  }
+
+  /** Burst protection: scales up at once when the short-window arrival rate jumps past the prediction. */
+  burstCheck(): void {
+    if (!this.pool.planner.burstProtection) return;
+    const { ratePerS, arrivals, windowMs } = this.observer.shortWindow();
+    if (arrivals < this.o.tuning.burstMinArrivals) return;
+    const predicted = this.predictedRate ?? 0;
+    if (ratePerS <= predicted * this.o.tuning.burstFactor) return;
+    const need = sizeNeed(this.o.profile, this.sizing, { ratePerS, isl: this.lastIsl, osl: this.lastOsl }, this.corrections);
+    const target = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization).layout;
+    const next = fitToCap(maxLayout(this.desired, target), this.maxWorkers, need);
+    if (!WORKER_ROLES.some((r) => next[r] > this.desired[r])) return;
+    this.conclude(
+      next,
+      "burst",
+      [
+        `burst: ${fmt(ratePerS, 2)} req/s over the last ${fmt(windowMs / 1000)} s, above ${this.o.tuning.burstFactor} x the ${fmt(predicted, 2)} req/s predicted`,
+        this.describeNeed(need),
+      ],
+      need,
+    );
+  }
+
+  /** The budget now allows at most `cap` workers (a higher-priority pool needs GPUs). */
+  yieldTo(cap: number, detail: string): void {
+    if (totalWorkers(this.desired) <= cap) return;
+    this.decide(fitToCap(this.desired, cap, this.need ?? undefined), "budget", [detail]);
+  }
+
+  state(): PoolPlannerState {
+    const n = this.need;
+    return {
+      pool: this.pool.name,
+      sloLevel: this.pool.sloLevel,
+      sloPriority: this.pool.sloPriority,
+      tp: this.pool.tp,
+      maxGpus: this.pool.maxGpus,
+      maxWorkers: this.maxWorkers,
+      settings: { ...this.pool.planner },
+      tuning: { ...this.o.tuning },
+      actuator: this.o.applier.actuatorKind,
+      desired: { ...this.desired, gpus: totalWorkers(this.desired) * this.pool.tp },
+      applied: { ...this.applied, gpus: totalWorkers(this.applied) * this.pool.tp },
+      wanted: { ...this.wanted },
+      lastTickMs: this.lastTickMs,
+      observation: this.observation,
+      load: this.load,
+      predictors: {
+        rate: this.o.predictors.rate.describe(),
+        isl: this.o.predictors.isl.describe(),
+        osl: this.o.predictors.osl.describe(),
+      },
+      corrections: { ...this.corrections },
+      sizing:
+        n === null
+          ? null
+          : {
+              prefillWorkers: n.prefillWorkers,
+              decodeWorkers: n.decodeWorkers,
+              prefillShare: n.prefillShare,
+              decodeShare: n.decodeShare,
+              prefillTokensPerSPerWorker: n.capacity.prefillTokensPerS,
+              decodeTokensPerSPerWorker: n.capacity.decodeTokensPerS,
+              decodeBatch: n.capacity.decodeBatch,
+            },
+      apply: this.o.applier.state(),
+      lastSkip: this.lastSkip,
+      decisions: [...this.decisions].reverse(),
+    };
+  }
+
+  // ---- the interval ----
+
+  private learn(obs: IntervalObservation): void {
+    const { rate, isl, osl } = this.o.predictors;
+    rate.observe(obs.ratePerS);
+    if (obs.meanIsl !== undefined) {
+      isl.observe(obs.meanIsl);
+      this.lastIsl = obs.meanIsl;
+    }
+    if (obs.meanOsl !== undefined) {
+      osl.observe(obs.meanOsl);
+      this.lastOsl = obs.meanOsl;
+    }
+  }
+
+  private loadForNext(obs: IntervalObservation): Load {
+    const { rate, isl, osl } = this.o.predictors;
+    const observed: Load = { ratePerS: obs.ratePerS, isl: Math.max(1, this.lastIsl), osl: Math.max(1, this.lastOsl) };
+    const predicted: Load = {
+      ratePerS: rate.predict() ?? observed.ratePerS,
+      isl: Math.max(1, isl.predict() ?? observed.isl),
+      osl: Math.max(1, osl.predict() ?? observed.osl),
+    };
+    this.predictedRate = predicted.ratePerS;
+    const sizedFor = this.pool.planner.proactive ? "predicted" : "observed";
+    this.load = { observed, predicted, sizedFor };
+    const m = this.o.metrics.predicted;
+    m.set({ pool: this.pool.name, quantity: "requests_per_second" }, predicted.ratePerS);
+    m.set({ pool: this.pool.name, quantity: "isl_tokens" }, predicted.isl);
+    m.set({ pool: this.pool.name, quantity: "osl_tokens" }, predicted.osl);
+    return sizedFor === "predicted" ? predicted : observed;
+  }
+
+  /**
+   * Observed latency at the pool's percentile over what the profile predicts, clamped. Prefill: TTFT
+   * over the compute of one prompt at the observed ISL, capped at 1 (TTFT also holds queueing, which
+   * the step-ups answer; a ratio below 1 means prefix caching or a faster GPU). Decode: TPOT over the
+   * step time at the batch each decode-capable worker carried (Little's law).
+   */
+  private correctionsFrom(obs: IntervalObservation): Corrections {
+    const t = this.o.tuning;
+    const clamp = (v: number, hi: number) => Math.min(hi, Math.max(t.correctionMin, v));
+    const out: Corrections = { ...NO_CORRECTION };
+    if (obs.ttftMs !== undefined && obs.ttftSamples >= t.minSamples) {
+      const expected = this.o.profile.prefillMs(this.lastIsl) / tpSpeedup(this.sizing.tp, this.sizing.tpEfficiency);
+      out.prefill = clamp(obs.ttftMs / expected, 1);
+    }
+    if (obs.tpotMs !== undefined && obs.tpotMeanMs !== undefined && obs.tpotSamples >= t.minSamples) {
+      const decodeCapable = Math.max(1, this.desired.decode + this.desired.both);
+      const batch = Math.max(1, (obs.ratePerS * this.lastOsl * obs.tpotMeanMs) / 1000 / decodeCapable);
+      const context = this.lastIsl + this.lastOsl / 2;
+      const expected = this.o.profile.stepMs(batch, batch * context) / tpSpeedup(this.sizing.tp, this.sizing.tpEfficiency);
+      out.decode = clamp(obs.tpotMs / expected, t.correctionMax);
+    }
+    return out;
+  }
+
+  /** The pool's SLO behaviours between the current layout and the sized target. */
+  private behave(
+    target: Layout,
+    obs: IntervalObservation,
+    util: PoolUtilization | undefined,
+    now: number,
+    need: Need,
+  ): { next: Layout; reason: DecisionReason; details: string[] } {
+    const settings = this.pool.planner;
+    const t = this.o.tuning;
+    const cur = this.desired;
+    const next = { ...cur };
+    const details: string[] = [];
+    let reason: DecisionReason = "sizing";
+
+    const sizedUp = WORKER_ROLES.filter((r) => target[r] > cur[r]);
+    for (const r of sizedUp) next[r] = target[r];
+    if (sizedUp.length > 0) details.push(this.describeNeed(need));
+
+    const threshold = settings.scaleUpThreshold;
+    const prefillHot = util !== undefined && util.prefillQueueUtil > threshold;
+    const decodeHot = util !== undefined && util.kvUtil > threshold;
+    const violating = obs.completions >= t.minSamples && (obs.violationRate ?? 0) > settings.violationsAllowed;
+    let prefillMissed = violating && obs.ttftViolations > 0 && obs.ttftViolations >= obs.tpotViolations;
+    let decodeMissed = violating && obs.tpotViolations > 0 && obs.tpotViolations >= obs.ttftViolations;
+    // Failures without latencies: a decode-capable worker helps either way.
+    if (violating && !prefillMissed && !decodeMissed) decodeMissed = true;
+    const stepPrefill = prefillHot || prefillMissed;
+    const stepDecode = decodeHot || decodeMissed;
+    if (stepPrefill || stepDecode) {
+      const why: string[] = [];
+      if (violating) why.push(`${pct(obs.violationRate!)} of ${obs.completions} requests missed the SLO (allowed ${pct(settings.violationsAllowed)})`);
+      if (prefillHot) why.push(`prefill queue at ${pct(util!.prefillQueueUtil)} (threshold ${pct(threshold)})`);
+      if (decodeHot) why.push(`KV cache at ${pct(util!.kvUtil)} (threshold ${pct(threshold)})`);
+      const sinceUp = now - this.lastScaleUpMs;
+      if (sinceUp < t.startupDelayMs) {
+        details.push(`step-up held: workers added ${fmt(sinceUp / 1000)} s ago are still starting; ${why.join("; ")}`);
+      } else {
+        const allBoth = cur.prefill === 0 && cur.decode === 0;
+        if (allBoth && settings.costOptimization) next.both = Math.max(next.both, cur.both + 1);
+        else {
+          if (stepPrefill) next.prefill = Math.max(next.prefill, cur.prefill + 1);
+          if (stepDecode) next.decode = Math.max(next.decode, cur.decode + 1);
+        }
+        reason = violating ? "violations" : "utilization";
+        details.unshift(`step up: ${why.join("; ")}`);
+      }
+    }
+
+    const up = WORKER_ROLES.some((r) => next[r] > cur[r]);
+    const excess = WORKER_ROLES.filter((r) => target[r] < cur[r]);
+    if (!up && excess.length > 0) {
+      const cooldownMs = settings.costOptimization ? t.cooldownMs / 2 : t.cooldownMs;
+      const sinceChange = now - this.lastChangeMs;
+      if (violating) details.push(`scale-down held: ${pct(obs.violationRate!)} violations over the ${pct(settings.violationsAllowed)} allowance`);
+      else if (prefillHot || decodeHot) details.push("scale-down held: utilization over the scale-up threshold");
+      else if (sinceChange < cooldownMs) details.push(`scale-down held: cooldown, ${fmt((cooldownMs - sinceChange) / 1000)} s left`);
+      else {
+        // One step, from the role with the most workers beyond the target.
+        const role = excess.reduce((a, b) => (cur[b] - target[b] > cur[a] - target[a] ? b : a));
+        next[role]--;
+        reason = "scale_down";
+        details.push(`scale down one ${role} worker toward ${describeLayout(target)}`, this.describeNeed(need));
+      }
+    }
+    return { next: fitToCap(next, this.maxWorkers, need), reason, details };
+  }
+
+  /** Takes `next` through the budget and decides it if it differs from the current decision. */
+  private conclude(next: Layout, reason: DecisionReason, details: string[], need: Need): void {
+    this.wanted = next;
+    const cap = Math.min(this.maxWorkers, this.o.budget.grant(this));
+    const granted = fitToCap(next, cap, need);
+    if (totalWorkers(granted) < totalWorkers(next)) {
+      details.push(`budget: ${cap} worker${cap === 1 ? "" : "s"} granted of ${totalWorkers(next)} wanted (higher-priority pools first)`);
+      if (totalWorkers(granted) < totalWorkers(this.desired)) reason = "budget";
+    }
+    if (!sameLayout(granted, this.desired)) this.decide(granted, reason, details);
+  }
+
+  private decide(to: Layout, reason: DecisionReason, details: string[]): void {
+    const now = this.o.clock.nowMs();
+    const from = this.desired;
+    if (WORKER_ROLES.some((r) => to[r] > from[r])) this.lastScaleUpMs = now;
+    this.lastChangeMs = now;
+    this.desired = { ...to };
+    const decision: Decision = {
+      pool: this.pool.name,
+      atMs: now,
+      from: { ...from },
+      to: { ...to },
+      tp: this.pool.tp,
+      gpus: totalWorkers(to) * this.pool.tp,
+      reason,
+      details,
+    };
+    this.decisions.push(decision);
+    if (this.decisions.length > this.o.tuning.decisionsKept) this.decisions.shift();
+    this.o.metrics.decisions.inc({ pool: this.pool.name, reason });
+    this.publishLayouts();
+    this.o.logger.log("info", "planner decision", {
+      pool: this.pool.name,
+      from: describeLayout(from),
+      to: describeLayout(to),
+      gpus: decision.gpus,
+      reason,
+      details,
+    });
+    this.o.applier.submit(scaleRequestOf(decision));
+  }
+
+  private skip(cause: string, message: string): void {
+    this.lastSkip = { atMs: this.o.clock.nowMs(), cause, message };
+    this.o.metrics.skipped.inc({ pool: this.pool.name, cause });
+    this.once.fail(this.subject, cause, "planner skipped sizing for this interval; the pool keeps its workers", { pool: this.pool.name, message });
+  }
+
+  private describeNeed(n: Need): string {
+    const c = n.capacity;
+    const b = this.pool.planner.bufferRatio;
+    return (
+      `${fmt(n.load.ratePerS, 2)} req/s at ISL ${fmt(n.load.isl, 0)}, OSL ${fmt(n.load.osl, 0)}: ` +
+      `prefill ${fmt(n.prefillTokensPerS)} tok/s / (${fmt(c.prefillTokensPerS)} x ${b}) = ${n.prefillShare.toFixed(2)} workers; ` +
+      `decode ${fmt(n.outputTokensPerS)} tok/s / (${fmt(c.decodeTokensPerS)} at batch ${c.decodeBatch} x ${b}) = ${n.decodeShare.toFixed(2)} workers`
+    );
+  }
+
+  /** Adds the applied layout's GPU time since the last call to the GPU-time and cost counters. */
+  private account(now: number): void {
+    const seconds = Math.max(0, now - this.lastAccountMs) / 1000;
+    this.lastAccountMs = now;
+    const gpus = totalWorkers(this.applied) * this.pool.tp;
+    if (seconds > 0 && gpus > 0) {
+      this.o.metrics.gpuSeconds.inc({ pool: this.pool.name }, gpus * seconds);
+      this.o.metrics.cost.inc({ pool: this.pool.name }, ((gpus * seconds) / 3600) * this.o.gpuHourPrice);
+    }
+  }
+
+  private publishLayouts(): void {
+    const m = this.o.metrics;
+    const pool = this.pool.name;
+    for (const role of WORKER_ROLES) {
+      m.desiredWorkers.set({ pool, role }, this.desired[role]);
+      m.currentWorkers.set({ pool, role }, this.applied[role]);
+    }
+    m.desiredGpus.set({ pool, priority: String(this.pool.sloPriority) }, this.desiredGpus);
+  }
+
+  private publishObservation(obs: IntervalObservation): void {
+    const m = this.o.metrics;
+    const pool = this.pool.name;
+    if (obs.ttftMs !== undefined) m.observedLatency.set({ pool, quantity: "ttft" }, obs.ttftMs / 1000);
+    if (obs.tpotMs !== undefined) m.observedLatency.set({ pool, quantity: "tpot" }, obs.tpotMs / 1000);
+    if (obs.violationRate !== undefined) {
+      m.violationRatio.set({ pool }, obs.violationRate);
+      m.attainment.set({ pool }, 1 - obs.violationRate);
+    }
+    if (obs.utilization !== undefined) {
+      if (Number.isFinite(obs.utilization.prefillQueueUtil)) m.utilization.set({ pool, kind: "prefill_queue" }, obs.utilization.prefillQueueUtil);
+      if (Number.isFinite(obs.utilization.kvUtil)) m.utilization.set({ pool, kind: "kv" }, obs.utilization.kvUtil);
+    }
+    const gpus = totalWorkers(this.applied) * this.pool.tp;
+    m.tokensPerGpuSecond.set({ pool }, gpus > 0 ? obs.tokensPerS / gpus : 0);
+  }
+
+  private get subject(): string {
+    return `planner:${this.pool.name}`;
+  }
+}
+
+function isUnit(v: number): boolean {
+  return Number.isFinite(v) && v >= 0 && v <= 1;
+}
+
+function maxLayout(a: Layout, b: Layout): Layout {
+  return { prefill: Math.max(a.prefill, b.prefill), decode: Math.max(a.decode, b.decode), both: Math.max(a.both, b.both) };
+}

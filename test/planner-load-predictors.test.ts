@@ -1,0 +1,139 @@
+// Load predictors on synthetic series: constant, a trend (the Kalman filter follows it), a cycle (ARIMA,
+// searched in its thread, beats the last value), never negative, and the last value when data are too
+// few or the search fails. The ARIMA tests run the real search thread from dist/ (npm run build).
+
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { ArimaSearchThread } from "../src/planner/arima-search.js";
+import { ArimaPredictor, ConstantPredictor, KalmanPredictor, type LoadPredictor } from "../src/planner/load-predictors.js";
+
+const thread = new ArimaSearchThread();
+afterAll(() => thread.close());
+
+/** Deterministic noise in [-0.5, 0.5). */
+function noise(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 16807) % 2147483647;
+    return s / 2147483647 - 0.5;
+  };
+}
+
+/** Mean absolute one-step error over series[from..]: predict, then observe the actual value. */
+async function oneStepMae(p: LoadPredictor, series: number[], from: number): Promise<number> {
+  let sum = 0;
+  for (let t = 0; t < series.length; t++) {
+    if (t >= from) sum += Math.abs((p.predict() ?? 0) - series[t]!);
+    p.observe(series[t]!);
+    if (p instanceof ArimaPredictor) await p.settled();
+  }
+  return sum / (series.length - from);
+}
+
+describe("constant", () => {
+  it("predicts the last value and nothing before the first", () => {
+    const p = new ConstantPredictor();
+    expect(p.predict()).toBeUndefined();
+    for (const v of [3, 7, 5]) p.observe(v);
+    expect(p.predict()).toBe(5);
+    p.observe(NaN);
+    p.observe(-1);
+    expect(p.predict()).toBe(5);
+  });
+});
+
+describe("kalman (local linear trend)", () => {
+  it("holds a constant series", () => {
+    const p = new KalmanPredictor();
+    for (let i = 0; i < 10; i++) p.observe(42);
+    expect(p.predict()).toBeCloseTo(42, 9);
+  });
+
+  it("follows a trend that the last value lags", async () => {
+    const r = noise(7);
+    const trend = Array.from({ length: 40 }, (_, t) => 100 + 8 * t + 4 * r());
+    const kalman = await oneStepMae(new KalmanPredictor(), trend, 20);
+    const constant = await oneStepMae(new ConstantPredictor(), trend, 20);
+    expect(constant).toBeGreaterThan(7);
+    expect(kalman).toBeLessThan(constant / 3);
+  });
+
+  it("starts from the first value, then from the first two", () => {
+    const p = new KalmanPredictor();
+    p.observe(10);
+    expect(p.predict()).toBe(10);
+    p.observe(14);
+    expect(p.predict()).toBe(18);
+  });
+
+  it("never predicts below zero, whatever the series", () => {
+    fc.assert(
+      fc.property(fc.array(fc.float({ min: 0, max: 1e6, noNaN: true }), { maxLength: 30 }), (series) => {
+        const p = new KalmanPredictor();
+        for (const v of series) {
+          p.observe(v);
+          expect(p.predict()!).toBeGreaterThanOrEqual(0);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe("arima (order search in a thread)", () => {
+  it("beats the last value on a cycle with noise", async () => {
+    const r = noise(11);
+    const cycle = Array.from({ length: 70 }, (_, t) => 200 + 80 * Math.sin((2 * Math.PI * t) / 10) + 10 * r());
+    const arima = new ArimaPredictor({ searcher: thread.search, searchEvery: 10 });
+    const arimaMae = await oneStepMae(arima, cycle, 30);
+    const constantMae = await oneStepMae(new ConstantPredictor(), cycle, 30);
+    expect(arimaMae).toBeLessThan(constantMae * 0.6);
+    const described = arima.describe();
+    expect(described.order).not.toBe("(0,1,0)");
+    expect(described.searches).toBe(6);
+    expect(described.failedSearches).toBe(0);
+  });
+
+  it("beats the last value on an AR(1) process", async () => {
+    const r = noise(3);
+    const series: number[] = [];
+    let x = 0;
+    for (let t = 0; t < 80; t++) {
+      x = -0.7 * x + 20 * r();
+      series.push(100 + x);
+    }
+    const arimaMae = await oneStepMae(new ArimaPredictor({ searcher: thread.search, searchEvery: 10 }), series, 40);
+    const constantMae = await oneStepMae(new ConstantPredictor(), series, 40);
+    expect(arimaMae).toBeLessThan(constantMae * 0.8);
+  });
+
+  it("predicts the last value until it has enough points, without searching", () => {
+    const p = new ArimaPredictor({ searcher: thread.search });
+    expect(p.predict()).toBeUndefined();
+    for (const v of [5, 9, 4, 8]) p.observe(v);
+    expect(p.predict()).toBe(8);
+    expect(p.describe().searches).toBe(0);
+  });
+
+  it("never predicts below zero", async () => {
+    const p = new ArimaPredictor({ searcher: thread.search, minPoints: 20 });
+    // A steady fall: the fitted model's forecast goes below zero at the end.
+    for (let t = 0; t < 25; t++) p.observe(98 - 4 * t);
+    await p.settled();
+    expect(p.describe().order).not.toBeNull();
+    expect(p.predict()).toBe(0);
+  });
+
+  it("keeps the last value when the search fails", async () => {
+    const failing = new ArimaSearchThread({ timeoutMs: 1 });
+    try {
+      const p = new ArimaPredictor({ searcher: failing.search, minPoints: 20 });
+      for (let t = 0; t < 20; t++) p.observe(10 + (t % 3));
+      await p.settled();
+      expect(p.describe()).toMatchObject({ failedSearches: 1, order: null });
+      expect(p.predict()).toBe(11);
+    } finally {
+      failing.close();
+    }
+  });
+});
