@@ -1,0 +1,279 @@
+// The HTTP and WebSocket front end of SPEC.md §7 on uWebSockets.js: routes decode with ./codec.ts, call
+// the engine through EngineApi only, and answer errors through ./errors.ts's one table.
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Registry } from "prom-client";
+import uws from "uWebSockets.js";
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, us_socket } from "uWebSockets.js";
+import type { ServerConfig } from "../config/schema.js";
+import type { EngineApi, PickAnswer, PickInput } from "../engine/types.js";
+import { HeadroomError } from "../errors.js";
+import type { Logger } from "../log.js";
+import {
+  decodeAddressParam,
+  decodeBody,
+  decodeGatewayPick,
+  decodePick,
+  decodePods,
+  decodeReports,
+  decodeRouteLevel,
+  type SloHeaders,
+} from "./codec.js";
+import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
+import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
+import { serverMetrics, type RouteLabel } from "./metrics.js";
+import { createStream } from "./stream.js";
+
+/** How long close() lets requests and unsent stream answers finish before it closes connections anyway. */
+export const CLOSE_GRACE_MS = 10_000;
+
+export interface ServerOptions {
+  engine: EngineApi;
+  registry: Registry;
+  config: ServerConfig;
+  logger: Logger;
+}
+
+export interface HeadroomServer {
+  /** Resolves with the bound port (useful with port 0). */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, lets in-flight requests and stream answers finish (at most CLOSE_GRACE_MS), then closes every connection. */
+  close(): Promise<void>;
+}
+
+type Method = "get" | "post" | "put" | "del";
+type Handler = (ex: Exchange, req: HttpRequest) => void;
+
+interface Route {
+  pattern: string;
+  label: RouteLabel;
+  methods: Partial<Record<Method, Handler>>;
+}
+
+const ALLOW_NAME: Record<Method, string> = { get: "GET", post: "POST", put: "PUT", del: "DELETE" };
+const TEXT = "text/plain; charset=utf-8";
+
+export function createServer(options: ServerOptions): HeadroomServer {
+  const { engine, registry, config, logger } = options;
+  const ctx: ServerContext = {
+    metrics: serverMetrics(registry),
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    work: new WorkTracker(),
+    closing: false,
+  };
+  const adminDigest = config.adminToken === undefined ? undefined : sha256(config.adminToken);
+
+  /** True when the request may change pods; otherwise a 401 is already sent. */
+  function admitted(ex: Exchange, req: HttpRequest): boolean {
+    if (adminDigest === undefined) return true;
+    const m = /^bearer\s+(\S+)\s*$/i.exec(req.getHeader("authorization"));
+    // Digests have one length, so the comparison takes the same time whatever was sent.
+    if (m !== null && timingSafeEqual(sha256(m[1]), adminDigest)) return true;
+    ex.sendError({ code: "UNAUTHORIZED", message: "authorization: this endpoint needs 'Bearer <server.adminToken>'" }, "json", {
+      "www-authenticate": 'Bearer realm="headroom"',
+    });
+    return false;
+  }
+
+  function pick(ex: Exchange, req: HttpRequest): void {
+    const slo = sloHeaders(req);
+    ex.readBody(req, async (body, format) => {
+      const startedNs = process.hrtime.bigint();
+      const [result] = await engine.pick([decodePick(decodeBody(body, format), slo)]);
+      if (result instanceof HeadroomError) ex.sendError(result, format);
+      else ex.sendValue(200, result, format);
+      ctx.metrics.pickSeconds.observe({ via: "pick" }, elapsedSeconds(startedNs));
+    });
+  }
+
+  function gatewayPick(ex: Exchange, req: HttpRequest): void {
+    const startedNs = process.hrtime.bigint();
+    // nginx drops an auth sub-request's body; the code survives in a header it can map.
+    const refuse = (err: unknown) => {
+      const wire = toWireError(err);
+      ex.sendError(wire, "json", { "x-headroom-error-code": wire.code });
+    };
+    let input: PickInput;
+    try {
+      input = decodeGatewayPick({
+        ...sloHeaders(req),
+        requestId: req.getHeader("x-request-id"),
+        promptTokens: req.getHeader("x-prompt-tokens"),
+        originalContentLength: req.getHeader("x-original-content-length"),
+        priority: req.getHeader("x-headroom-priority"),
+      });
+    } catch (err) {
+      refuse(err);
+      return;
+    }
+    // A body (ext_authz with_request_body) is not read: the pick is made from headers alone.
+    engine.pick([input]).then(([result]) => {
+      if (result instanceof HeadroomError) refuse(result);
+      else ex.send(200, "", TEXT, gatewayHeaders(result));
+      ctx.metrics.pickSeconds.observe({ via: "gateway" }, elapsedSeconds(startedNs));
+    }, refuse);
+  }
+
+  function route(ex: Exchange, req: HttpRequest): void {
+    const headerLevel = req.getHeader("x-slo-level");
+    ex.readBody(req, (body, format) => {
+      ex.sendValue(200, engine.route(decodeRouteLevel(decodeBody(body, format), headerLevel)), format);
+    });
+  }
+
+  function report(ex: Exchange, req: HttpRequest): void {
+    ex.readBody(req, (body, format) => {
+      ex.sendValue(200, engine.report(decodeReports(decodeBody(body, format))), format);
+    });
+  }
+
+  function putPods(ex: Exchange, req: HttpRequest): void {
+    if (!admitted(ex, req)) return;
+    ex.readBody(req, (body, format) => {
+      const pods = decodePods(decodeBody(body, format));
+      engine.upsertPods(pods);
+      ex.sendValue(200, { upserted: pods.length }, format);
+    });
+  }
+
+  function deletePod(ex: Exchange, req: HttpRequest): void {
+    if (!admitted(ex, req)) return;
+    const address = decodeAddressParam(req.getParameter(0));
+    if (!engine.deletePod(address)) throw new HeadroomError("NOT_FOUND", `no pod ${address}`);
+    ex.sendValue(200, { deleted: address });
+  }
+
+  function metrics(ex: Exchange): void {
+    registry.metrics().then(
+      (text) => ex.send(200, text, registry.contentType),
+      (err: unknown) => ex.fail(err),
+    );
+  }
+
+  function readyz(ex: Exchange): void {
+    const readiness = engine.ready();
+    const reasons = ctx.closing ? ["server shutting down", ...readiness.reasons] : readiness.reasons;
+    if (reasons.length === 0) {
+      ex.sendValue(200, { ready: true, reasons });
+      return;
+    }
+    ex.sendValue(STATUS_OF_CODE.NOT_READY, { ready: false, reasons, ...errorBody({ code: "NOT_READY", message: reasons.join("; ") }) });
+  }
+
+  function streamWithoutUpgrade(ex: Exchange): void {
+    ex.sendError({ code: "REQUEST_INVALID", message: "GET /v1/stream: needs a WebSocket upgrade" });
+  }
+
+  const routes: Route[] = [
+    { pattern: "/v1/pick", label: "/v1/pick", methods: { post: pick } },
+    { pattern: "/v1/route", label: "/v1/route", methods: { post: route } },
+    { pattern: "/v1/report", label: "/v1/report", methods: { post: report } },
+    { pattern: "/v1/pods", label: "/v1/pods", methods: { put: putPods } },
+    { pattern: "/v1/pods/:address", label: "/v1/pods/{address}", methods: { del: deletePod } },
+    { pattern: "/v1/stream", label: "/v1/stream", methods: { get: streamWithoutUpgrade } },
+    { pattern: "/metrics", label: "/metrics", methods: { get: metrics } },
+    { pattern: "/healthz", label: "/healthz", methods: { get: (ex) => ex.sendValue(200, { status: "ok" }) } },
+    { pattern: "/readyz", label: "/readyz", methods: { get: readyz } },
+    { pattern: "/v1/state", label: "/v1/state", methods: { get: (ex) => ex.sendValue(200, engine.state()) } },
+    { pattern: "/v1/planner", label: "/v1/planner", methods: { get: (ex) => ex.sendValue(200, engine.planner()) } },
+  ];
+
+  /** Every handler runs behind this: an Exchange before anything else, refusals while closing, throws answered. */
+  const wrap =
+    (label: RouteLabel, handler: Handler) =>
+    (res: HttpResponse, req: HttpRequest): void => {
+      const ex = new Exchange(res, label, ctx, req.getMethod() === "head");
+      if (ctx.closing) {
+        ex.sendError({ code: "NOT_READY", message: "the server is shutting down" }, "json", undefined, true);
+        return;
+      }
+      try {
+        handler(ex, req);
+      } catch (err) {
+        ex.fail(err);
+      }
+    };
+
+  const stream = createStream({ engine, ctx, maxInflightPerConnection: config.maxInflightPerConnection, maxPayloadBytes: config.maxBodyBytes });
+  const app: TemplatedApp = uws.App();
+  app.ws("/v1/stream", stream.behavior);
+  // Any method: Envoy's ext_authz HTTP service forwards the original request's method verbatim.
+  for (const pattern of ["/v1/gateway/pick", "/v1/gateway/pick/*"]) app.any(pattern, wrap("/v1/gateway/pick", gatewayPick));
+  for (const r of routes) {
+    const methods = Object.keys(r.methods) as Method[];
+    for (const method of methods) app[method](r.pattern, wrap(r.label, r.methods[method]!));
+    // HEAD is GET without the body (probes and load balancers use it).
+    if (r.methods.get !== undefined) app.head(r.pattern, wrap(r.label, r.methods.get));
+    const allow = [...methods.map((m) => ALLOW_NAME[m]), ...(r.methods.get === undefined ? [] : ["HEAD"])].join(", ");
+    // uWS prefers a method's own handler over `any` on the same pattern, so this sees only the others.
+    app.any(
+      r.pattern,
+      wrap(r.label, (ex, req) => {
+        ex.sendError({ code: "METHOD_NOT_ALLOWED", message: `${req.getMethod().toUpperCase()} ${r.label}: allowed ${allow}` }, "json", { allow });
+      }),
+    );
+  }
+  app.any(
+    "/*",
+    wrap("unmatched", (ex, req) => ex.sendError({ code: "NOT_FOUND", message: `no endpoint ${req.getUrl()}` })),
+  );
+
+  let listenSocket: us_listen_socket | null = null;
+  let shutdown: Promise<void> | null = null;
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        app.listen(host, port, (socket) => {
+          if (socket === false) {
+            reject(new Error(`cannot listen on ${host}:${port}`));
+            return;
+          }
+          listenSocket = socket;
+          const bound = uws.us_socket_local_port(socket as unknown as us_socket);
+          logger.log("info", "listening", { host, port: bound });
+          resolve(bound);
+        });
+      });
+    },
+    close() {
+      shutdown ??= (async () => {
+        ctx.closing = true;
+        if (listenSocket !== null) uws.us_listen_socket_close(listenSocket);
+        listenSocket = null;
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+        await Promise.race([ctx.work.idle(), grace]);
+        clearTimeout(timer);
+        stream.closeAll();
+        // Not in the shipped typings, but in the native module: closes idle keep-alive connections too.
+        (app as TemplatedApp & { close(): void }).close();
+      })();
+      return shutdown;
+    },
+  };
+}
+
+function sloHeaders(req: HttpRequest): SloHeaders {
+  return { level: req.getHeader("x-slo-level"), ttftMs: req.getHeader("x-slo-ttft-ms"), tpotMs: req.getHeader("x-slo-tpot-ms") };
+}
+
+function gatewayHeaders(answer: PickAnswer): Record<string, string> {
+  const headers: Record<string, string> = {
+    ...answer.headers,
+    "x-headroom-pool": answer.pool,
+    "x-headroom-request-id": answer.requestId,
+    "x-headroom-outcome": answer.outcome,
+  };
+  if (answer.fallbacks.length > 0) headers["x-headroom-fallback-endpoints"] = answer.fallbacks.join(",");
+  return headers;
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+function elapsedSeconds(startedNs: bigint): number {
+  return Number(process.hrtime.bigint() - startedNs) / 1e9;
+}

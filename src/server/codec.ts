@@ -1,0 +1,368 @@
+// Wire formats in and out: JSON and msgpack bodies, SLO and gateway headers, and stream frames, decoded
+// and validated into the engine's shapes (src/engine/types.ts). Every rejection is a RequestError whose
+// message starts with the field or header at fault; nothing here touches engine state.
+
+import { Packr, Unpackr, type Options } from "msgpackr";
+import type { CompletionReport, PickAnswer, PickInput, PodPush } from "../engine/types.js";
+import { HeadroomError, RequestError } from "../errors.js";
+import { MAX_SLO_MS, MAX_TOKENS } from "../kernel/validate.js";
+
+export type BodyFormat = "json" | "msgpack";
+
+/** Request ids are keys of the in-flight table; a bound keeps one request from holding a large key. */
+export const MAX_REQUEST_ID_CHARS = 256;
+/** SPEC.md §7: a prompt's ISL is estimated as one token per four characters. */
+export const CHARS_PER_TOKEN = 4;
+const MAX_SEED = 0xffffffff;
+
+const MSGPACK_TYPES = new Set(["application/msgpack", "application/x-msgpack", "application/vnd.msgpack"]);
+
+/**
+ * JSON unless the content-type names msgpack: curl's and fetch's defaults for a text body
+ * (form-urlencoded, text/plain) then work, and a body that is not JSON still gets a 400 saying so.
+ */
+export function bodyFormat(contentType: string): BodyFormat {
+  return MSGPACK_TYPES.has(contentType.split(";", 1)[0].trim().toLowerCase()) ? "msgpack" : "json";
+}
+
+export const CONTENT_TYPE: Readonly<Record<BodyFormat, string>> = {
+  json: "application/json",
+  msgpack: "application/msgpack",
+};
+
+// No records: a record definition is a msgpackr extension other decoders lack, and maps must arrive as
+// plain objects. copyBuffers: binary values must not alias a uWebSockets.js buffer that is neutered later.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
+// Absent optional fields are left out, as JSON.stringify does (msgpackr 2 has skipValues; its typings lack it).
+const packr = new Packr({ useRecords: false, skipValues: [undefined] } as Options);
+
+/** The decoded body; an empty body is `undefined`. Throws RequestError for bytes that do not parse. */
+export function decodeBody(bytes: Uint8Array, format: BodyFormat): unknown {
+  if (bytes.byteLength === 0) return undefined;
+  try {
+    if (format === "msgpack") return unpackr.unpack(bytes);
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+  } catch (err) {
+    // A stack overflow on deep nesting is a RangeError; either way the client sent something unreadable.
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new RequestError(`body: malformed ${format === "msgpack" ? "msgpack" : "JSON"} (${reason.slice(0, 120)})`);
+  }
+}
+
+export function encodeBody(value: unknown, format: BodyFormat): string | Uint8Array {
+  return format === "msgpack" ? packr.pack(value) : JSON.stringify(value);
+}
+
+export function encodeMsgpack(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/** A stream frame's bytes; throws RequestError when they are not msgpack. */
+export function decodeMsgpack(bytes: Uint8Array, what: string): unknown {
+  try {
+    return unpackr.unpack(bytes);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new RequestError(`${what}: malformed msgpack (${reason.slice(0, 120)})`);
+  }
+}
+
+// ---- field checks: own properties only (a decoded `__proto__` must not supply fields); null is absent ----
+
+type Obj = Record<string, unknown>;
+
+/** A plain object: not an array, nor a decoded Date, binary value, Map or msgpackr's marker for byte 0xc1. */
+export function isObject(v: unknown): v is Obj {
+  if (v === null || typeof v !== "object") return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function field(obj: Obj, key: string): unknown {
+  const v = Object.hasOwn(obj, key) ? obj[key] : undefined;
+  return v === null ? undefined : v;
+}
+
+/** A value for a message: short, and safe for any decoded type. */
+function shown(v: unknown): string {
+  if (typeof v === "bigint") return `${v}n`;
+  if (ArrayBuffer.isView(v)) return `<${v.byteLength} bytes>`;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    text = undefined;
+  }
+  text ??= String(v);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function invalid(name: string, rule: string, v: unknown): RequestError {
+  return new RequestError(`${name}: ${rule}, got ${shown(v)}`, { field: name });
+}
+
+function str(v: unknown, name: string, maxChars = Infinity): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v.length === 0 || v.length > maxChars) {
+    throw invalid(name, maxChars === Infinity ? "must be a non-empty string" : `must be a string of 1 to ${maxChars} characters`, v);
+  }
+  return v;
+}
+
+function int(v: unknown, name: string, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) throw invalid(name, `must be an integer in [${lo}, ${hi}]`, v);
+  return v;
+}
+
+function fraction(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw invalid(name, "must be a number in [0, 1]", v);
+  return v;
+}
+
+function sloMs(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !(v > 0 && v <= MAX_SLO_MS)) throw invalid(name, `must be a number of milliseconds in (0, ${MAX_SLO_MS}]`, v);
+  return v;
+}
+
+function nonNegative(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) throw invalid(name, "must be a finite number >= 0", v);
+  return v;
+}
+
+function bool(v: unknown, name: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "boolean") throw invalid(name, "must be true or false", v);
+  return v;
+}
+
+/** A field that also has an alias (`sloLevel` / `slo_level`): either, or both when they agree. */
+function aliased<T>(obj: Obj, key: string, alias: string, at: string, read: (v: unknown, name: string) => T | undefined): T | undefined {
+  const a = read(field(obj, key), `${at}${key}`);
+  const b = read(field(obj, alias), `${at}${alias}`);
+  if (a !== undefined && b !== undefined && String(a).toLowerCase() !== String(b).toLowerCase()) {
+    throw new RequestError(`${at}${key}: disagrees with ${at}${alias} (${shown(a)} vs ${shown(b)}); send one of them`, { field: `${at}${key}` });
+  }
+  return a ?? b;
+}
+
+// ---- headers ----
+
+const DECIMAL_RE = /^\+?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** A header's number; "" (uWebSockets.js's absent header) is undefined. */
+function headerNumber(raw: string, name: string): number | undefined {
+  const text = raw.trim();
+  if (text === "") return undefined;
+  if (!DECIMAL_RE.test(text)) throw invalid(`header ${name}`, "must be a decimal number", text);
+  return Number(text);
+}
+
+/** The SLO headers SPEC.md §6 lets any pick carry; absent ones are "". */
+export interface SloHeaders {
+  level: string;
+  ttftMs: string;
+  tpotMs: string;
+}
+
+export const NO_SLO_HEADERS: SloHeaders = Object.freeze({ level: "", ttftMs: "", tpotMs: "" });
+
+interface SloOverrides {
+  sloLevel?: string;
+  sloTtftMs?: number;
+  sloTpotMs?: number;
+}
+
+function sloFromHeaders(h: SloHeaders): SloOverrides {
+  const level = h.level.trim();
+  return {
+    sloLevel: level === "" ? undefined : level,
+    sloTtftMs: sloMs(headerNumber(h.ttftMs, "x-slo-ttft-ms"), "header x-slo-ttft-ms"),
+    sloTpotMs: sloMs(headerNumber(h.tpotMs, "x-slo-tpot-ms"), "header x-slo-tpot-ms"),
+  };
+}
+
+// ---- picks ----
+
+/**
+ * A `POST /v1/pick` body (or a stream item, with `at` naming it) and the request's SLO headers as a
+ * PickInput. Each SLO header that is present wins over the body's field: a gateway or proxy can set
+ * headers per route or tenant but cannot rewrite a body, so the header is the operator's word.
+ */
+export function decodePick(body: unknown, headers: SloHeaders = NO_SLO_HEADERS, at = ""): PickInput {
+  const obj = body === undefined ? {} : body;
+  if (!isObject(obj)) throw invalid(at === "" ? "body" : at.slice(0, -1), "must be an object", body);
+  const fromHeaders = sloFromHeaders(headers);
+  str(field(obj, "model"), `${at}model`);
+  const prompt = field(obj, "prompt");
+  if (prompt !== undefined && typeof prompt !== "string") throw invalid(`${at}prompt`, "must be a string", prompt);
+  // An exact count beats the estimate from the prompt's length.
+  let inputTokens = int(field(obj, "inputTokens"), `${at}inputTokens`, 0, MAX_TOKENS);
+  if (inputTokens === undefined && prompt !== undefined) {
+    inputTokens = Math.ceil(prompt.length / CHARS_PER_TOKEN);
+    if (inputTokens > MAX_TOKENS) throw invalid(`${at}prompt`, `must be at most ${MAX_TOKENS * CHARS_PER_TOKEN} characters`, `${prompt.length} characters`);
+  }
+  const bodyLevel = aliased(obj, "sloLevel", "slo_level", at, (v, name) => str(v, name));
+  const bodyTtftMs = sloMs(field(obj, "sloTtftMs"), `${at}sloTtftMs`);
+  const bodyTpotMs = sloMs(field(obj, "sloTpotMs"), `${at}sloTpotMs`);
+  return {
+    requestId: str(field(obj, "requestId"), `${at}requestId`, MAX_REQUEST_ID_CHARS),
+    sloLevel: fromHeaders.sloLevel ?? bodyLevel,
+    inputTokens,
+    outputTokens: aliased(obj, "maxTokens", "max_tokens", at, (v, name) => int(v, name, 0, MAX_TOKENS)),
+    prefixHit: fraction(field(obj, "prefixHit"), `${at}prefixHit`),
+    sloTtftMs: fromHeaders.sloTtftMs ?? bodyTtftMs,
+    sloTpotMs: fromHeaders.sloTpotMs ?? bodyTpotMs,
+    priority: int(field(obj, "priority"), `${at}priority`, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    seed: int(field(obj, "seed"), `${at}seed`, 0, MAX_SEED),
+    explain: bool(field(obj, "explain"), `${at}explain`),
+  };
+}
+
+/** What the gateway sub-request form reads; absent headers are "". */
+export interface GatewayHeaders extends SloHeaders {
+  requestId: string;
+  promptTokens: string;
+  originalContentLength: string;
+  priority: string;
+}
+
+/**
+ * `GET|POST /v1/gateway/pick[/*]`: headers only. ISL from x-prompt-tokens, else estimated from the
+ * original body's length (x-original-content-length, bytes / 4) as a prompt's is.
+ */
+export function decodeGatewayPick(h: GatewayHeaders): PickInput {
+  const slo = sloFromHeaders(h);
+  const tokens = int(headerNumber(h.promptTokens, "x-prompt-tokens"), "header x-prompt-tokens", 0, MAX_TOKENS);
+  const bytes = int(headerNumber(h.originalContentLength, "x-original-content-length"), "header x-original-content-length", 0, MAX_TOKENS * CHARS_PER_TOKEN);
+  const requestId = h.requestId.trim();
+  return {
+    requestId: str(requestId === "" ? undefined : requestId, "header x-request-id", MAX_REQUEST_ID_CHARS),
+    sloLevel: slo.sloLevel,
+    sloTtftMs: slo.sloTtftMs,
+    sloTpotMs: slo.sloTpotMs,
+    inputTokens: tokens ?? (bytes === undefined ? undefined : Math.ceil(bytes / CHARS_PER_TOKEN)),
+    priority: headerPriority(h.priority),
+  };
+}
+
+/** Priorities are signed (negative is sheddable), which the unsigned decimal pattern does not allow. */
+function headerPriority(raw: string): number | undefined {
+  const text = raw.trim();
+  if (text === "") return undefined;
+  if (!/^[+-]?\d{1,15}$/.test(text)) throw invalid("header x-headroom-priority", "must be an integer", text);
+  return Number(text);
+}
+
+/** `POST /v1/route`: the level from the header, else the body. */
+export function decodeRouteLevel(body: unknown, headerLevel: string): string | undefined {
+  const obj = body === undefined ? {} : body;
+  if (!isObject(obj)) throw invalid("body", "must be an object", body);
+  const fromBody = aliased(obj, "sloLevel", "slo_level", "", (v, name) => str(v, name));
+  const header = headerLevel.trim();
+  return header === "" ? fromBody : header;
+}
+
+// ---- reports and pods ----
+
+function report(v: unknown, at: string): CompletionReport {
+  if (!isObject(v)) throw invalid(at === "" ? "body" : at.slice(0, -1), "must be a report object", v);
+  const requestId = str(field(v, "requestId"), `${at}requestId`, MAX_REQUEST_ID_CHARS);
+  if (requestId === undefined) throw invalid(`${at}requestId`, "is required", undefined);
+  const ok = bool(field(v, "ok"), `${at}ok`);
+  if (ok === undefined) throw invalid(`${at}ok`, "is required (true or false)", undefined);
+  const out: CompletionReport = { requestId, ok };
+  const ttftMs = nonNegative(field(v, "ttftMs"), `${at}ttftMs`);
+  const tpotMs = nonNegative(field(v, "tpotMs"), `${at}tpotMs`);
+  const inputTokens = int(field(v, "inputTokens"), `${at}inputTokens`, 0, MAX_TOKENS);
+  const outputTokens = int(field(v, "outputTokens"), `${at}outputTokens`, 0, MAX_TOKENS);
+  const decode = str(field(v, "decode"), `${at}decode`, MAX_REQUEST_ID_CHARS);
+  if (ttftMs !== undefined) out.ttftMs = ttftMs;
+  if (tpotMs !== undefined) out.tpotMs = tpotMs;
+  if (inputTokens !== undefined) out.inputTokens = inputTokens;
+  if (outputTokens !== undefined) out.outputTokens = outputTokens;
+  if (decode !== undefined) out.decode = decode;
+  return out;
+}
+
+/** One report or `{"reports":[…]}`, every item validated before any is returned. */
+export function decodeReports(body: unknown): CompletionReport[] {
+  if (isObject(body) && Object.hasOwn(body, "reports")) {
+    const list = body.reports;
+    if (!Array.isArray(list)) throw invalid("reports", "must be an array of reports", list);
+    return list.map((item, i) => report(item, `reports[${i}].`));
+  }
+  return [report(body, "")];
+}
+
+/** Reports of a stream frame. */
+export function decodeReportItems(items: unknown[]): CompletionReport[] {
+  return items.map((item, i) => report(item, `items[${i}].`));
+}
+
+/**
+ * One pod or `{"pods":[…]}` as fresh objects of the pods' own fields; the engine validates the fields
+ * against the configuration's pod schema, all or none.
+ */
+export function decodePods(body: unknown): PodPush[] {
+  const many = isObject(body) && Object.hasOwn(body, "pods");
+  const list: unknown = many ? (body as Obj).pods : [body];
+  if (!Array.isArray(list)) throw invalid("pods", "must be an array of pods", list);
+  return list.map((item, i) => {
+    const at = many ? `pods[${i}]` : "body";
+    if (!isObject(item)) throw invalid(at, "must be a pod object", item);
+    const pod: Obj = {};
+    for (const key of Object.keys(item)) if (item[key] !== null) pod[key] = item[key];
+    if (typeof pod.pool !== "string" || pod.pool === "") throw invalid(`${at}.pool`, "must be a pool name", pod.pool);
+    if (typeof pod.address !== "string" || pod.address === "") throw invalid(`${at}.address`, "must be host:port", pod.address);
+    return pod as unknown as PodPush;
+  });
+}
+
+/** A `DELETE /v1/pods/{address}` path segment, percent-decoded. */
+export function decodeAddressParam(raw: string): string {
+  let address: string;
+  try {
+    address = decodeURIComponent(raw);
+  } catch {
+    throw invalid("path address", "must be a percent-encoded host:port", raw);
+  }
+  if (address === "") throw invalid("path address", "must be host:port", raw);
+  return address;
+}
+
+// ---- stream frames ----
+
+export type StreamFrame = { t: "pick"; items: unknown[] } | { t: "report"; items: unknown[] };
+
+/** A `WS /v1/stream` frame: `{"t":"pick"|"report","items":[…]}`. */
+export function decodeFrame(bytes: Uint8Array): StreamFrame {
+  const frame = decodeMsgpack(bytes, "frame");
+  if (!isObject(frame)) throw invalid("frame", "must be a map {t, items}", frame);
+  const t = field(frame, "t");
+  const items = field(frame, "items");
+  if (t !== "pick" && t !== "report") throw invalid("frame.t", 'must be "pick" or "report"', t);
+  if (!Array.isArray(items)) throw invalid("frame.items", "must be an array", items);
+  return { t, items };
+}
+
+/** A stream answer item: the compact pick, or its error. */
+export type CompactItem =
+  | { requestId: string; pool: string; prefill?: string; decode: string; outcome: string; ttftMs: number; tpotMs: number }
+  | { error: { code: string; message: string } };
+
+export function compactPick(answer: PickAnswer | HeadroomError): CompactItem {
+  if (answer instanceof HeadroomError) return { error: { code: answer.code, message: answer.message } };
+  return {
+    requestId: answer.requestId,
+    pool: answer.pool,
+    prefill: answer.prefill,
+    decode: answer.decode,
+    outcome: answer.outcome,
+    ttftMs: answer.predicted.ttftMs,
+    tpotMs: answer.predicted.tpotMs,
+  };
+}

@@ -1,0 +1,56 @@
+// The server's request metrics on the app's registry: requests by route pattern and status, and how long
+// a pick takes from its request being complete to its answer being written.
+
+import { Counter, Histogram, type Registry } from "prom-client";
+import { registered } from "../metrics.js";
+
+/** Route patterns (never raw paths, whose values are unbounded) and "unmatched" for 404s. */
+export type RouteLabel =
+  | "/v1/pick"
+  | "/v1/gateway/pick"
+  | "/v1/route"
+  | "/v1/report"
+  | "/v1/pods"
+  | "/v1/pods/{address}"
+  | "/v1/stream"
+  | "/metrics"
+  | "/healthz"
+  | "/readyz"
+  | "/v1/state"
+  | "/v1/planner"
+  | "unmatched";
+
+/** How a pick arrived: a pick body, a gateway sub-request, or a stream frame (one observation per frame). */
+export type PickVia = "pick" | "gateway" | "stream";
+
+/** A pick is tens of microseconds on the main thread and milliseconds when batched on a worker. */
+export const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+
+export interface ServerMetrics {
+  requests: Counter<"route" | "status">;
+  pickSeconds: Histogram<"via">;
+}
+
+export function serverMetrics(registry: Registry): ServerMetrics {
+  const requestsName = "headroom_http_requests_total";
+  const pickName = "headroom_pick_duration_seconds";
+  return {
+    requests: registered(registry, requestsName, Counter<"route" | "status">, () =>
+      new Counter({
+        name: requestsName,
+        help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
+        labelNames: ["route", "status"],
+        registers: [registry],
+      }),
+    ),
+    pickSeconds: registered(registry, pickName, Histogram<"via">, () =>
+      new Histogram({
+        name: pickName,
+        help: "Seconds from a pick's request (or stream frame) being complete to its answer being written",
+        labelNames: ["via"],
+        buckets: PICK_SECONDS_BUCKETS,
+        registers: [registry],
+      }),
+    ),
+  };
+}

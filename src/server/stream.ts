@@ -1,0 +1,181 @@
+// WS /v1/stream: msgpack frames of picks and reports, answered in arrival order on each connection, with
+// a bound on unanswered picks (excess items answered OVERLOADED, never dropped) and sends held back
+// while the socket's buffer is full, so a slow reader is paced by that bound instead of by memory.
+
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket, WebSocketBehavior } from "uWebSockets.js";
+import type { EngineApi, PickInput } from "../engine/types.js";
+import { HeadroomError } from "../errors.js";
+import { compactPick, decodeFrame, decodePick, decodeReportItems, encodeMsgpack, NO_SLO_HEADERS, type CompactItem } from "./codec.js";
+import { errorBody, toWireError } from "./errors.js";
+import { Exchange, type ServerContext } from "./exchange.js";
+
+/** Answers wait in our queue, not uWS's buffer, once this much is buffered for the client. */
+export const SEND_HIGH_WATER_BYTES = 1024 * 1024;
+/**
+ * uWS drops a send once more than this is buffered. Sends stop at SEND_HIGH_WATER_BYTES and one answer
+ * frame is far smaller than the gap, so nothing is ever dropped.
+ */
+const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
+/** Answers ready but unsent beyond this mean the client writes without reading: it is disconnected. */
+export const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+
+/** One frame's answer, in the connection's order. */
+interface Slot {
+  /** null until the frame's picks are back. */
+  bytes: Uint8Array | null;
+  /** Picks this frame holds against the in-flight bound until its answer is sent. */
+  picks: number;
+}
+
+interface Connection {
+  queue: Slot[];
+  unansweredPicks: number;
+  queuedBytes: number;
+  closed: boolean;
+}
+
+export interface StreamOptions {
+  engine: EngineApi;
+  ctx: ServerContext;
+  maxInflightPerConnection: number;
+  maxPayloadBytes: number;
+}
+
+export interface Stream {
+  behavior: WebSocketBehavior<Connection>;
+  /** Closes every connection (1001); answers not yet sent are lost, so call it once the work is done. */
+  closeAll(): void;
+}
+
+export function createStream(options: StreamOptions): Stream {
+  const { engine, ctx, maxInflightPerConnection } = options;
+  const sockets = new Set<WebSocket<Connection>>();
+
+  const errorFrame = (err: unknown) => encodeMsgpack({ t: "error", ...errorBody(toWireError(err)) });
+
+  function enqueue(conn: Connection, picks: number): Slot {
+    const slot: Slot = { bytes: null, picks };
+    conn.queue.push(slot);
+    conn.unansweredPicks += picks;
+    ctx.work.begin();
+    return slot;
+  }
+
+  function fill(ws: WebSocket<Connection>, slot: Slot, bytes: Uint8Array): void {
+    const conn = ws.getUserData();
+    if (conn.closed) return;
+    slot.bytes = bytes;
+    conn.queuedBytes += bytes.byteLength;
+    flush(ws);
+  }
+
+  function flush(ws: WebSocket<Connection>): void {
+    const conn = ws.getUserData();
+    if (conn.closed) return;
+    ws.cork(() => {
+      while (conn.queue.length > 0 && conn.queue[0].bytes !== null && ws.getBufferedAmount() < SEND_HIGH_WATER_BYTES) {
+        const slot = conn.queue.shift()!;
+        ws.send(slot.bytes!, true);
+        conn.queuedBytes -= slot.bytes!.byteLength;
+        conn.unansweredPicks -= slot.picks;
+        ctx.work.end();
+      }
+    });
+    if (conn.queuedBytes > MAX_QUEUED_BYTES) ws.end(1008, "answers are not being read");
+  }
+
+  function picks(ws: WebSocket<Connection>, conn: Connection, items: unknown[]): void {
+    const startedNs = process.hrtime.bigint();
+    const admitted = Math.min(items.length, Math.max(0, maxInflightPerConnection - conn.unansweredPicks));
+    const answers: CompactItem[] = new Array(items.length);
+    const inputs: PickInput[] = [];
+    const positions: number[] = [];
+    items.forEach((item, i) => {
+      if (i >= admitted) {
+        answers[i] = { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
+        return;
+      }
+      try {
+        inputs.push(decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
+        positions.push(i);
+      } catch (err) {
+        answers[i] = { error: toWireError(err) };
+      }
+    });
+    const slot = enqueue(conn, admitted);
+    engine.pick(inputs).then(
+      (results) => {
+        results.forEach((result, k) => (answers[positions[k]] = compactPick(result)));
+        fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
+        ctx.metrics.pickSeconds.observe({ via: "stream" }, Number(process.hrtime.bigint() - startedNs) / 1e9);
+      },
+      (err: unknown) => {
+        ctx.logger.log("error", "stream picks failed", { error: err instanceof Error ? err.stack : String(err) });
+        fill(ws, slot, errorFrame(err));
+      },
+    );
+  }
+
+  function reports(ws: WebSocket<Connection>, conn: Connection, items: unknown[]): void {
+    const slot = enqueue(conn, 0);
+    let bytes: Uint8Array;
+    try {
+      const { known, unknown } = engine.report(decodeReportItems(items));
+      bytes = encodeMsgpack({ t: "reported", known, unknown });
+    } catch (err) {
+      bytes = errorFrame(err);
+    }
+    fill(ws, slot, bytes);
+  }
+
+  const behavior: WebSocketBehavior<Connection> = {
+    maxPayloadLength: options.maxPayloadBytes,
+    maxBackpressure: MAX_BACKPRESSURE_BYTES,
+    closeOnBackpressureLimit: 0,
+    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+      const ex = new Exchange(res, "/v1/stream", ctx);
+      if (ctx.closing) {
+        ex.sendError({ code: "NOT_READY", message: "the server is shutting down" });
+        return;
+      }
+      ex.upgrade<Connection>({ queue: [], unansweredPicks: 0, queuedBytes: 0, closed: false }, req, context);
+    },
+    open(ws) {
+      sockets.add(ws);
+    },
+    // Decoded before returning: uWS neuters `message` afterwards.
+    message(ws, message, isBinary) {
+      const conn = ws.getUserData();
+      if (!isBinary) {
+        fill(ws, enqueue(conn, 0), errorFrame(new HeadroomError("REQUEST_INVALID", "frame: must be a binary msgpack frame, got text")));
+        return;
+      }
+      let frame;
+      try {
+        frame = decodeFrame(new Uint8Array(message));
+      } catch (err) {
+        fill(ws, enqueue(conn, 0), errorFrame(err));
+        return;
+      }
+      if (frame.t === "pick") picks(ws, conn, frame.items);
+      else reports(ws, conn, frame.items);
+    },
+    drain(ws) {
+      flush(ws);
+    },
+    close(ws) {
+      const conn = ws.getUserData();
+      conn.closed = true;
+      sockets.delete(ws);
+      for (let i = 0; i < conn.queue.length; i++) ctx.work.end();
+      conn.queue.length = 0;
+    },
+  };
+
+  return {
+    behavior,
+    closeAll() {
+      for (const ws of sockets) ws.end(1001, "server shutting down");
+    },
+  };
+}

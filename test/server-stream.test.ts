@@ -1,0 +1,186 @@
+// WS /v1/stream on a real server and Engine with a real WebSocket client (the `ws` package, which
+// @kubernetes/client-node depends on): answers in order, reports, the in-flight bound, bad frames.
+
+import { pack, unpack } from "msgpackr";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { POOLS, startServer, type Harness } from "./fixtures/server-harness.js";
+import { sleep } from "./fixtures/wait.js";
+
+const harnesses: Harness[] = [];
+const sockets: WebSocket[] = [];
+afterEach(async () => {
+  for (const ws of sockets.splice(0)) ws.terminate();
+  for (const h of harnesses.splice(0)) await h.close();
+});
+
+/** A connected client whose `next()` resolves with the next decoded frame. */
+async function connect(h: Harness) {
+  const ws = new WebSocket(h.wsUrl);
+  sockets.push(ws);
+  const frames: unknown[] = [];
+  const waiters: ((frame: any) => void)[] = [];
+  ws.on("message", (data: Buffer, isBinary: boolean) => {
+    expect(isBinary).toBe(true);
+    const frame = unpack(data);
+    const waiter = waiters.shift();
+    if (waiter) waiter(frame);
+    else frames.push(frame);
+  });
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  return {
+    ws,
+    send: (frame: unknown) => ws.send(pack(frame)),
+    next: (): Promise<any> => (frames.length > 0 ? Promise.resolve(frames.shift()) : new Promise((resolve) => waiters.push(resolve))),
+  };
+}
+
+async function start(server = "{}", pools = POOLS) {
+  const h = await startServer(server, pools);
+  harnesses.push(h);
+  return h;
+}
+
+describe("WS /v1/stream", () => {
+  it("answers a frame of picks item by item, in order, errors in their places", async () => {
+    const h = await start();
+    const c = await connect(h);
+    c.send({
+      t: "pick",
+      items: [
+        { requestId: "s1", sloLevel: "high", inputTokens: 1200, maxTokens: 80, seed: 1 },
+        { requestId: "s2", slo_level: "medium", prompt: "hello there", seed: 2 },
+        { sloLevel: "gold" },
+        { sloLevel: "low" },
+        { sloLevel: "high", prefixHit: 3 },
+        { sloLevel: "high", sloTtftMs: 0.001, priority: -1 },
+      ],
+    });
+    const frame = await c.next();
+    expect(frame.t).toBe("picked");
+    const [high, medium, gold, low, bad, shed] = frame.items;
+    expect(high).toEqual({ requestId: "s1", pool: "high", prefill: expect.stringMatching(/^10\.0\.0\.[12]:8000$/), decode: expect.stringMatching(/^10\.0\.0\.[34]:8000$/), outcome: "positive_headroom", ttftMs: expect.any(Number), tpotMs: expect.any(Number) });
+    expect(medium).toEqual({ requestId: "s2", pool: "medium", decode: "10.0.1.1:8000", outcome: "positive_headroom", ttftMs: expect.any(Number), tpotMs: expect.any(Number) });
+    expect(gold.error).toEqual({ code: "UNKNOWN_LEVEL", message: expect.stringContaining("known: high, medium, low") });
+    expect(low.error.code).toBe("NO_CANDIDATES");
+    expect(bad.error).toEqual({ code: "REQUEST_INVALID", message: expect.stringMatching(/^items\[4\]\.prefixHit: /) });
+    expect(shed.error.code).toBe("SHED");
+    expect(h.engine.cluster.inflight.size).toBe(2);
+  });
+
+  it("answers frames in the order they came, reports included; a bad report frame applies nothing", async () => {
+    const h = await start();
+    const c = await connect(h);
+    c.send({ t: "pick", items: [{ requestId: "a", sloLevel: "high", seed: 1 }, { requestId: "b", sloLevel: "high", seed: 2 }] });
+    // A report is applied when its frame arrives, so it follows the answer to its pick.
+    expect((await c.next()).items.map((i: { requestId: string }) => i.requestId)).toEqual(["a", "b"]);
+    c.send({ t: "pick", items: [{ requestId: "c", sloLevel: "high" }] });
+    c.send({ t: "report", items: [{ requestId: "a", ok: true, ttftMs: 30 }, { requestId: "b", ok: "maybe" }] });
+    c.send({ t: "report", items: [{ requestId: "a", ok: true, ttftMs: 30, tpotMs: 4 }, { requestId: "zzz", ok: false }] });
+    c.send({ t: "pick", items: [{ requestId: "d", sloLevel: "medium" }] });
+    expect((await c.next()).items[0]).toMatchObject({ requestId: "c", pool: "high" });
+    expect(await c.next()).toEqual({ t: "error", error: { code: "REQUEST_INVALID", message: expect.stringMatching(/^items\[1\]\.ok: /) } });
+    expect(await c.next()).toEqual({ t: "reported", known: 1, unknown: 1 });
+    expect((await c.next()).items[0]).toMatchObject({ requestId: "d", pool: "medium" });
+    expect(h.engine.cluster.inflight.size).toBe(3);
+  });
+
+  it("answers picks beyond maxInflightPerConnection with OVERLOADED, never dropping one", async () => {
+    // Picks wait 100 ms for their batch, so the second frame arrives while the first is unanswered.
+    const h = await start("{ maxInflightPerConnection: 3 }", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
+    const c = await connect(h);
+    const item = (k: number) => ({ requestId: `o${k}`, sloLevel: "high", seed: k });
+    c.send({ t: "pick", items: [1, 2, 3, 4, 5].map(item) });
+    c.send({ t: "pick", items: [6, 7].map(item) });
+    const first = await c.next();
+    const second = await c.next();
+    expect(first.items.slice(0, 3).map((i: { requestId: string }) => i.requestId)).toEqual(["o1", "o2", "o3"]);
+    expect(first.items.slice(3)).toEqual([
+      { error: { code: "OVERLOADED", message: "more than 3 unanswered picks on this connection" } },
+      { error: { code: "OVERLOADED", message: "more than 3 unanswered picks on this connection" } },
+    ]);
+    expect(second.items.map((i: { error: { code: string } }) => i.error.code)).toEqual(["OVERLOADED", "OVERLOADED"]);
+    // Once answered, the connection's picks are free again.
+    c.send({ t: "pick", items: [8, 9, 10].map(item) });
+    expect((await c.next()).items.map((i: { requestId: string }) => i.requestId)).toEqual(["o8", "o9", "o10"]);
+  });
+
+  it("holds answers while the client does not read; picks then pile up against the bound, and none is lost", async () => {
+    const h = await start("{ maxInflightPerConnection: 2048 }");
+    const FRAMES = 300;
+    const ITEMS = 200;
+    /** Frames sent a little apart, so each is answered before the next arrives unless answers are held. */
+    async function run(paused: boolean) {
+      const c = await connect(h);
+      if (paused) c.ws.pause();
+      for (let f = 0; f < FRAMES; f++) {
+        c.send({ t: "pick", items: Array.from({ length: ITEMS }, (_, k) => ({ requestId: `${paused}.${f}.${k}`, sloLevel: "high", seed: k })) });
+        await sleep(2);
+      }
+      c.ws.resume();
+      let picked = 0;
+      let overloaded = 0;
+      for (let f = 0; f < FRAMES; f++) {
+        const frame = await c.next();
+        expect(frame.items).toHaveLength(ITEMS);
+        frame.items.forEach((item: { requestId?: string; error?: { code: string } }, k: number) => {
+          if (item.error) {
+            expect(item.error.code).toBe("OVERLOADED");
+            overloaded++;
+          } else {
+            expect(item.requestId).toBe(`${paused}.${f}.${k}`);
+            picked++;
+          }
+        });
+      }
+      expect(picked + overloaded).toBe(FRAMES * ITEMS);
+      return overloaded;
+    }
+    expect(await run(false)).toBe(0);
+    // Some 9 MB of answers: more than the socket buffers and SEND_HIGH_WATER_BYTES hold.
+    expect(await run(true)).toBeGreaterThan(0);
+  });
+
+  it("a malformed frame gets an error frame and the connection carries on", async () => {
+    const h = await start();
+    const c = await connect(h);
+    c.ws.send(Buffer.from([0x92, 0x01]));
+    c.ws.send("not binary");
+    c.send({ t: "pick", items: "all of them" });
+    c.send({ t: "shout", items: [] });
+    c.send([1, 2, 3]);
+    c.send({ t: "pick", items: [{ sloLevel: "high" }] });
+    expect((await c.next()).error.message).toMatch(/^frame: malformed msgpack/);
+    expect((await c.next()).error.message).toMatch(/^frame: must be a binary msgpack frame/);
+    expect((await c.next()).error.message).toMatch(/^frame\.items: must be an array/);
+    expect((await c.next()).error.message).toMatch(/^frame\.t: must be "pick" or "report"/);
+    expect(await c.next()).toEqual({ t: "error", error: { code: "REQUEST_INVALID", message: expect.stringMatching(/^frame: must be a map/) } });
+    expect((await c.next()).items[0]).toMatchObject({ pool: "high" });
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("counts the upgrade and times each frame of picks", async () => {
+    const h = await start();
+    const c = await connect(h);
+    c.send({ t: "pick", items: [{ sloLevel: "high" }, { sloLevel: "medium" }] });
+    await c.next();
+    const text = await h.registry.metrics();
+    expect(text).toMatch(/^headroom_http_requests_total\{route="\/v1\/stream",status="101"\} 1$/m);
+    expect(text).toMatch(/^headroom_pick_duration_seconds_count\{via="stream"\} 1$/m);
+  });
+
+  it("close() lets unanswered picks be answered, then closes the connection with 1001", async () => {
+    const h = await startServer("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
+    const c = await connect(h);
+    const closed = new Promise<number>((resolve) => c.ws.once("close", (code: number) => resolve(code)));
+    c.send({ t: "pick", items: [{ sloLevel: "high" }] });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await h.server.close();
+    expect((await c.next()).items[0]).toMatchObject({ pool: "high" });
+    expect(await closed).toBe(1001);
+    await h.engine.close();
+  });
+});
