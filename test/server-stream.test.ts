@@ -144,6 +144,21 @@ describe("WS /v1/stream", () => {
     expect(await run(true)).toBeGreaterThan(0);
   });
 
+  it("disconnects (1008) a client that keeps writing while some 64 MB of its answers wait unread", async () => {
+    const h = await start("{ maxInflightPerConnection: 1, maxBodyBytes: 1048576 }");
+    const c = await connect(h);
+    const closed = new Promise<number>((resolve) => c.ws.once("close", (code: number) => resolve(code)));
+    c.ws.pause();
+    // Each frame: 100,000 picks, all but one answered OVERLOADED (about 7 MB of answers).
+    const frame = pack({ t: "pick", items: Array.from({ length: 100_000 }, () => ({})) });
+    for (let f = 0; f < 12; f++) {
+      c.ws.send(frame);
+      await sleep(20);
+    }
+    c.ws.resume();
+    expect(await closed).toBe(1008);
+  });
+
   it("a malformed frame gets an error frame and the connection carries on", async () => {
     const h = await start();
     const c = await connect(h);

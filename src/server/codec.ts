@@ -58,7 +58,7 @@ export function encodeMsgpack(value: unknown): Uint8Array {
 }
 
 /** A stream frame's bytes; throws RequestError when they are not msgpack. */
-export function decodeMsgpack(bytes: Uint8Array, what: string): unknown {
+function decodeMsgpack(bytes: Uint8Array, what: string): unknown {
   try {
     return unpackr.unpack(bytes);
   } catch (err) {

@@ -37,7 +37,7 @@ export interface ServerContext {
   closing: boolean;
 }
 
-export type Headers = Readonly<Record<string, string>>;
+type Headers = Readonly<Record<string, string>>;
 
 export class Exchange {
   private aborted = false;

@@ -21,10 +21,10 @@ export type RouteLabel =
   | "unmatched";
 
 /** How a pick arrived: a pick body, a gateway sub-request, or a stream frame (one observation per frame). */
-export type PickVia = "pick" | "gateway" | "stream";
+type PickVia = "pick" | "gateway" | "stream";
 
 /** A pick is tens of microseconds on the main thread and milliseconds when batched on a worker. */
-export const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 export interface ServerMetrics {
   requests: Counter<"route" | "status">;

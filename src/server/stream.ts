@@ -10,14 +10,14 @@ import { errorBody, toWireError } from "./errors.js";
 import { Exchange, type ServerContext } from "./exchange.js";
 
 /** Answers wait in our queue, not uWS's buffer, once this much is buffered for the client. */
-export const SEND_HIGH_WATER_BYTES = 1024 * 1024;
+const SEND_HIGH_WATER_BYTES = 1024 * 1024;
 /**
  * uWS drops a send once more than this is buffered. Sends stop at SEND_HIGH_WATER_BYTES and one answer
  * frame is far smaller than the gap, so nothing is ever dropped.
  */
 const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
 /** Answers ready but unsent beyond this mean the client writes without reading: it is disconnected. */
-export const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
 /** One frame's answer, in the connection's order. */
 interface Slot {
