@@ -1,0 +1,125 @@
+// The webhook actuator against a loopback server: the decision as JSON, retries with exponential
+// backoff until the hook answers 2xx, bounded attempts, timeouts.
+
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { realClock } from "../src/clock.js";
+import { MemoryLogger } from "../src/log.js";
+import { DecisionApplier } from "../src/planner/actuators.js";
+import type { ScaleRequest } from "../src/planner/types.js";
+import { WebhookActuator } from "../src/planner/webhook-actuator.js";
+
+interface Hook {
+  url: string;
+  received: { atMs: number; body: unknown; contentType: string | undefined }[];
+  close(): Promise<void>;
+}
+
+/** A hook that answers the given statuses in turn (the last one from then on); 0 never answers. */
+async function hook(statuses: number[]): Promise<Hook> {
+  const received: Hook["received"] = [];
+  const server: Server = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk) => (text += chunk));
+    req.on("end", () => {
+      received.push({ atMs: performance.now(), body: JSON.parse(text), contentType: req.headers["content-type"] });
+      const status = statuses[Math.min(received.length, statuses.length) - 1]!;
+      if (status !== 0) res.writeHead(status, { "content-type": "text/plain" }).end(status === 200 ? "ok" : "try later");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/scale`,
+    received,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+const REQUEST: ScaleRequest = {
+  pool: "high",
+  prefill: 1,
+  decode: 0,
+  both: 1,
+  tp: 2,
+  gpus: 4,
+  reason: "sizing",
+  details: ["5.00 req/s at ISL 2000, OSL 150: …"],
+  atMs: 30_000,
+};
+
+let open: Hook | undefined;
+afterEach(async () => {
+  await open?.close();
+  open = undefined;
+});
+
+function applier(url: string, attempts: number, timeoutMs?: number) {
+  const logger = new MemoryLogger();
+  const errors: string[] = [];
+  const a = new DecisionApplier({
+    pool: "high",
+    actuator: new WebhookActuator({ url, timeoutMs }),
+    clock: realClock,
+    logger,
+    attempts,
+    initialBackoffMs: 40,
+    maxBackoffMs: 1000,
+    onFailure: (e) => errors.push(e),
+  });
+  return { a, errors, logger };
+}
+
+describe("webhook actuator", () => {
+  it("posts the decision and retries with exponential backoff until the hook accepts it", async () => {
+    open = await hook([503, 503, 200]);
+    const { a, errors } = applier(open.url, 4);
+    a.submit(REQUEST);
+    await a.settled();
+    expect(a.state()).toMatchObject({ status: "applied", attempts: 3, failures: 2 });
+    expect(errors).toEqual([`webhook ${open.url}: HTTP 503 try later`, `webhook ${open.url}: HTTP 503 try later`]);
+    expect(open.received).toHaveLength(3);
+    expect(open.received[0]!.contentType).toBe("application/json");
+    expect(open.received[0]!.body).toEqual({
+      pool: "high",
+      workers: { prefill: 1, decode: 0, both: 1 },
+      tp: 2,
+      gpus: 4,
+      reason: "sizing",
+      details: ["5.00 req/s at ISL 2000, OSL 150: …"],
+      decidedAtMs: 30_000,
+    });
+    // Backoff 40 ms, then 80 ms (timers never fire early; the slack is for the loopback round trip).
+    const [first, second, third] = open.received.map((r) => r.atMs) as [number, number, number];
+    expect(second - first).toBeGreaterThanOrEqual(35);
+    expect(third - second).toBeGreaterThanOrEqual(75);
+  });
+
+  it("gives up after the configured attempts and reports the failure", async () => {
+    open = await hook([500]);
+    const { a, logger } = applier(open.url, 3);
+    a.submit(REQUEST);
+    await a.settled();
+    expect(open.received).toHaveLength(3);
+    expect(a.state()).toMatchObject({ status: "failed", attempts: 3, failures: 3, lastError: `webhook ${open.url}: HTTP 500 try later` });
+    expect(logger.lines.map((l) => `${l.level} ${l.message}`)).toEqual([
+      "warn planner decision could not be applied; retrying",
+      "error planner decision failed; kept, and tried again at the next interval",
+    ]);
+  });
+
+  it("fails an attempt that the hook does not answer in time", async () => {
+    open = await hook([0]);
+    const { a } = applier(open.url, 1, 50);
+    a.submit(REQUEST);
+    await a.settled();
+    expect(a.state()).toMatchObject({ status: "failed", lastError: `webhook ${open.url}: timed out` });
+  });
+
+  it("refuses a URL that is not http(s)", () => {
+    expect(() => new WebhookActuator({ url: "ftp://example/scale" })).toThrow(/must be an http\(s\) URL/);
+  });
+});
