@@ -225,7 +225,7 @@ describe("routes, reports, pods, addresses", () => {
     expect(decodePods({ address: "h:1", pool: "high", role: "decode", rack: null })).toEqual([{ address: "h:1", pool: "high", role: "decode" }]);
     expect(decodePods({ pods: [{ address: "h:1", pool: "p", role: "both" }] })).toHaveLength(1);
     expect(rejection(() => decodePods({ pods: [{ address: "h:1", role: "both" }] }))).toMatch(/^pods\[0\]\.pool: must be a pool name/);
-    expect(rejection(() => decodePods({ pool: "p" }))).toMatch(/^body\.address: /);
+    expect(rejection(() => decodePods({ pool: "p" }))).toMatch(/^pods\[0\]\.address: /);
     expect(rejection(() => decodePods({ pods: "all" }))).toMatch(/^pods: must be an array/);
   });
 

@@ -11,6 +11,8 @@ export type BodyFormat = "json" | "msgpack";
 
 /** Request ids are keys of the in-flight table; a bound keeps one request from holding a large key. */
 export const MAX_REQUEST_ID_CHARS = 256;
+/** host:port, a DNS name being at most 253 characters. */
+const MAX_ADDRESS_CHARS = 260;
 /** SPEC.md §7: a prompt's ISL is estimated as one token per four characters. */
 export const CHARS_PER_TOKEN = 4;
 const MAX_SEED = 0xffffffff;
@@ -39,13 +41,11 @@ const packr = new Packr({ useRecords: false, skipValues: [undefined] } as Option
 /** The decoded body; an empty body is `undefined`. Throws RequestError for bytes that do not parse. */
 export function decodeBody(bytes: Uint8Array, format: BodyFormat): unknown {
   if (bytes.byteLength === 0) return undefined;
+  if (format === "msgpack") return decodeMsgpack(bytes, "body");
   try {
-    if (format === "msgpack") return unpackr.unpack(bytes);
     return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
   } catch (err) {
-    // A stack overflow on deep nesting is a RangeError; either way the client sent something unreadable.
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new RequestError(`body: malformed ${format === "msgpack" ? "msgpack" : "JSON"} (${reason.slice(0, 120)})`);
+    throw new RequestError(`body: malformed JSON (${reason(err)})`);
   }
 }
 
@@ -57,14 +57,18 @@ export function encodeMsgpack(value: unknown): Uint8Array {
   return packr.pack(value);
 }
 
-/** A stream frame's bytes; throws RequestError when they are not msgpack. */
+/** Throws RequestError, naming `what`, when the bytes are not msgpack. */
 function decodeMsgpack(bytes: Uint8Array, what: string): unknown {
   try {
     return unpackr.unpack(bytes);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new RequestError(`${what}: malformed msgpack (${reason.slice(0, 120)})`);
+    throw new RequestError(`${what}: malformed msgpack (${reason(err)})`);
   }
+}
+
+/** A decoder's complaint, short. A stack overflow on deep nesting lands here too, as a RangeError. */
+function reason(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 120);
 }
 
 // ---- field checks: own properties only (a decoded `__proto__` must not supply fields); null is absent ----
@@ -231,7 +235,7 @@ export interface GatewayHeaders extends SloHeaders {
 }
 
 /**
- * `GET|POST /v1/gateway/pick[/*]`: headers only. ISL from x-prompt-tokens, else estimated from the
+ * `/v1/gateway/pick[/*]`: headers only. ISL from x-prompt-tokens, else estimated from the
  * original body's length (x-original-content-length, bytes / 4) as a prompt's is.
  */
 export function decodeGatewayPick(h: GatewayHeaders): PickInput {
@@ -279,7 +283,7 @@ function report(v: unknown, at: string): CompletionReport {
   const tpotMs = nonNegative(field(v, "tpotMs"), `${at}tpotMs`);
   const inputTokens = int(field(v, "inputTokens"), `${at}inputTokens`, 0, MAX_TOKENS);
   const outputTokens = int(field(v, "outputTokens"), `${at}outputTokens`, 0, MAX_TOKENS);
-  const decode = str(field(v, "decode"), `${at}decode`, MAX_REQUEST_ID_CHARS);
+  const decode = str(field(v, "decode"), `${at}decode`, MAX_ADDRESS_CHARS);
   if (ttftMs !== undefined) out.ttftMs = ttftMs;
   if (tpotMs !== undefined) out.tpotMs = tpotMs;
   if (inputTokens !== undefined) out.inputTokens = inputTokens;
@@ -312,7 +316,8 @@ export function decodePods(body: unknown): PodPush[] {
   const list: unknown = many ? (body as Obj).pods : [body];
   if (!Array.isArray(list)) throw invalid("pods", "must be an array of pods", list);
   return list.map((item, i) => {
-    const at = many ? `pods[${i}]` : "body";
+    // Named as the engine names them, one pod or many.
+    const at = `pods[${i}]`;
     if (!isObject(item)) throw invalid(at, "must be a pod object", item);
     const pod: Obj = {};
     for (const key of Object.keys(item)) if (item[key] !== null) pod[key] = item[key];
