@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "./config/load.js";
 import { ConfigError } from "./errors.js";
+import { serveUntilSignalled } from "./serve.js";
 
 export interface CliIo {
   stdout: { write(text: string): unknown };
@@ -26,7 +27,20 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: {
     summary: "run the scheduler: HTTP and WebSocket API, pod scraping, planners",
-    help: "Usage: headroom serve\n\nRun the scheduler.\n",
+    help: `Usage: headroom serve [--config FILE] [--host HOST] [--port PORT]
+
+Run the scheduler until SIGTERM or SIGINT (in-flight work finishes first). SIGHUP reloads the
+configuration file; an invalid one is refused and the running configuration kept.
+Without --config it serves the bundled demo (deploy/config/demo.yaml): the three default pools with
+unscraped demo pods on 127.0.0.1, on port 8080.
+
+Options:
+  -c, --config FILE  the configuration file
+      --host HOST    overrides server.host
+  -p, --port PORT    overrides server.port (0: any free port)
+  -h, --help         show this help
+`,
+    run: serve,
   },
   validate: {
     summary: "check configuration files without starting",
@@ -99,6 +113,33 @@ export async function runCli(argv: string[], io: CliIo = process): Promise<numbe
     return EXIT_USAGE;
   }
   return command.run(args, io);
+}
+
+async function serve(args: string[], io: CliIo): Promise<number> {
+  let values: { config?: string; host?: string; port?: string };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { config: { type: "string", short: "c" }, host: { type: "string" }, port: { type: "string", short: "p" } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    io.stderr.write(`headroom serve: ${(err as Error).message}\n\n${COMMANDS.serve!.help}`);
+    return EXIT_USAGE;
+  }
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    io.stderr.write(`headroom serve: --port must be an integer in 0..65535, got ${values.port}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await serveUntilSignalled({ configFile: values.config, host: values.host, port, out: io.stderr });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`headroom serve: invalid configuration ${values.config ?? ""}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);
+    return EXIT_FAILED;
+  }
 }
 
 async function validate(args: string[], io: CliIo): Promise<number> {

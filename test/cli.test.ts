@@ -48,11 +48,21 @@ describe("dispatch and help", () => {
     expect(stdout).toContain(`Usage: headroom ${command}`);
   });
 
-  test.each(COMMANDS.filter((c) => c !== "validate"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
+  test.each(COMMANDS.filter((c) => c !== "validate" && c !== "serve"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
     const { code, stdout, stderr } = await run(command);
     expect(code).toBe(2);
     expect(stdout).toBe("");
     expect(stderr).toBe(`headroom ${command}: not available yet in this build\n`);
+  });
+});
+
+describe("serve", () => {
+  test("bad options and an invalid configuration are refused before anything starts", async () => {
+    expect((await run("serve", "--port", "http")).code).toBe(2);
+    expect((await run("serve", "--nope")).code).toBe(2);
+    const { code, stderr } = await run("serve", "--config", invalid);
+    expect(code).toBe(1);
+    expect(stderr).toContain("optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5");
   });
 });
 
