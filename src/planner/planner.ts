@@ -11,7 +11,7 @@ import { tpSpeedup } from "../predictors/profile.js";
 import type { ApplyState, DecisionApplier } from "./actuators.js";
 import type { LoadForecaster, LoadPredictorKind } from "./load-predictors.js";
 import type { PlannerMetrics } from "./metrics.js";
-import { PoolObserver } from "./observations.js";
+import { OBSERVER_DEFAULTS, PoolObserver } from "./observations.js";
 import { fitToCap, layoutFor, NO_CORRECTION, sizeNeed, type Corrections, type Load, type Need, type SizingParams } from "./sizing.js";
 import {
   sameLayout,
@@ -60,8 +60,10 @@ export interface PlannerTuning {
   cooldownMs: number;
   /** After a scale-up, forced step-ups wait this long for the new workers to start. */
   startupDelayMs: number;
-  /** Burst protection compares the short-window arrival rate this often. */
+  /** Burst protection compares the short-window arrival rate this often… */
   burstCheckMs: number;
+  /** …over arrivals in this window. */
+  burstWindowMs: number;
   /** A burst is a short-window rate above the predicted rate x burstFactor… */
   burstFactor: number;
   /** …over at least this many arrivals in the window. */
@@ -81,6 +83,7 @@ export const PLANNER_DEFAULTS = Object.freeze({
   /** A vLLM worker of an 8B model takes about a minute to load its weights and warm up. */
   startupDelayMs: 60_000,
   burstCheckMs: 1000,
+  burstWindowMs: OBSERVER_DEFAULTS.burstWindowMs,
   burstFactor: 1.5,
   burstMinArrivals: 10,
   minSamples: 10,
@@ -95,6 +98,7 @@ export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> =
     cooldownMs: PLANNER_DEFAULTS.cooldownIntervals * pool.planner.adjustmentIntervalMs,
     startupDelayMs: PLANNER_DEFAULTS.startupDelayMs,
     burstCheckMs: PLANNER_DEFAULTS.burstCheckMs,
+    burstWindowMs: PLANNER_DEFAULTS.burstWindowMs,
     burstFactor: PLANNER_DEFAULTS.burstFactor,
     burstMinArrivals: PLANNER_DEFAULTS.burstMinArrivals,
     minSamples: PLANNER_DEFAULTS.minSamples,
@@ -110,6 +114,7 @@ export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> =
   check("cooldownMs", (v) => v >= 0, "a number >= 0");
   check("startupDelayMs", (v) => v >= 0, "a number >= 0");
   check("burstCheckMs", (v) => v >= 1, "a number >= 1");
+  check("burstWindowMs", (v) => v >= 10, "a number >= 10");
   check("burstFactor", (v) => v >= 1, "a number >= 1");
   check("burstMinArrivals", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
   check("minSamples", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
@@ -220,7 +225,12 @@ export class PoolPlanner {
       itlMs: this.pool.targets.tpotMs,
       bufferRatio: this.pool.planner.bufferRatio,
     };
-    this.observer = new PoolObserver({ clock: options.clock, percentile: this.pool.planner.percentile, targets: this.pool.targets });
+    this.observer = new PoolObserver({
+      clock: options.clock,
+      percentile: this.pool.planner.percentile,
+      targets: this.pool.targets,
+      burstWindowMs: options.tuning.burstWindowMs,
+    });
     this.lastChangeMs = options.clock.nowMs();
     this.lastAccountMs = this.lastChangeMs;
     this.lastIsl = this.pool.expected.isl;

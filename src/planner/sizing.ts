@@ -118,6 +118,19 @@ export function sizeNeed(profile: LatencyProfile, params: SizingParams, load: Lo
   };
 }
 
+/**
+ * Requests per second a layout serves at the capacity's ISL and OSL, without buffer: prefill workers
+ * and decode-capable workers each up to their throughput, or, without prefill workers, decode-capable
+ * workers sharing prefill and decode.
+ */
+export function layoutCapacityPerS(layout: Layout, capacity: WorkerCapacity, isl: number, osl: number): number {
+  const decodeCapable = layout.decode + layout.both;
+  const prefillSecondsPerRequest = isl / capacity.prefillTokensPerS;
+  const decodeSecondsPerRequest = osl / capacity.decodeTokensPerS;
+  if (layout.prefill === 0) return decodeCapable / (prefillSecondsPerRequest + decodeSecondsPerRequest);
+  return Math.min(layout.prefill / prefillSecondsPerRequest, decodeCapable / decodeSecondsPerRequest);
+}
+
 export interface LayoutChoice {
   layout: Layout;
   /** Every worker prefills for itself (role both): one worker, or fewer workers under cost optimisation. */
