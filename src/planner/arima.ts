@@ -39,19 +39,22 @@ export function orderOf(m: ArimaModel): string {
  * from zero (conditional sum of squares), which for an invertible model forgets its start quickly.
  */
 export function arimaForecast(series: ArrayLike<number>, m: ArimaModel, length = series.length): number {
-  let w = Array.from({ length }, (_, i) => series[i]!);
-  const lasts: number[] = [];
+  const w = new Float64Array(length);
+  for (let i = 0; i < length; i++) w[i] = series[i]!;
+  // Difference in place: after k rounds w[k..] holds the k-times differenced series.
+  const lasts = new Float64Array(m.d);
   for (let k = 0; k < m.d; k++) {
-    lasts.push(w[w.length - 1]!);
-    w = w.slice(1).map((v, i) => v - w[i]!);
+    lasts[k] = w[length - 1]!;
+    for (let i = length - 1; i > k; i--) w[i] = w[i]! - w[i - 1]!;
   }
-  const n = w.length;
+  const start = m.d;
+  const n = length - start;
   const e = new Float64Array(n);
   const predict = (t: number): number => {
     let f = m.mean;
     for (let i = 0; i < m.p; i++) {
       const j = t - 1 - i;
-      if (j >= 0) f += m.phi[i]! * (w[j]! - m.mean);
+      if (j >= 0) f += m.phi[i]! * (w[start + j]! - m.mean);
     }
     for (let i = 0; i < m.q; i++) {
       const j = t - 1 - i;
@@ -59,7 +62,7 @@ export function arimaForecast(series: ArrayLike<number>, m: ArimaModel, length =
     }
     return f;
   };
-  for (let t = 0; t < n; t++) e[t] = w[t]! - predict(t);
+  for (let t = 0; t < n; t++) e[t] = w[start + t]! - predict(t);
   let f = predict(n);
   for (let k = m.d - 1; k >= 0; k--) f += lasts[k]!;
   return f;

@@ -30,7 +30,7 @@ export interface PlannersOptions {
   utilization?: PoolUtilizationSource;
   /** One actuator for every pool, or one per pool; advisory by default. */
   actuator?: Actuator | ((pool: PlannedPool) => Actuator);
-  /** Planner options the configuration does not carry; per pool by name, or for all. */
+  /** Planner options the configuration does not carry: the same for every pool, or per pool. */
   tuning?: Partial<PlannerTuning> | ((pool: PlannedPool) => Partial<PlannerTuning>);
   /** Retries of a decision that fails to apply. */
   apply?: { attempts?: number; initialBackoffMs?: number; maxBackoffMs?: number };
