@@ -10,6 +10,7 @@ import type { EngineApi, PickAnswer, PickInput } from "../engine/types.js";
 import { HeadroomError } from "../errors.js";
 import type { Logger } from "../log.js";
 import {
+  CONTENT_TYPE,
   decodeAddressParam,
   decodeBody,
   decodeGatewayPick,
@@ -32,6 +33,11 @@ export interface ServerOptions {
   registry: Registry;
   config: ServerConfig;
   logger: Logger;
+  /**
+   * bench:rpc only: serve `POST /bench/fixed`, which reads the whole body and answers this JSON — the
+   * trivial handler a pick is measured against on the same server.
+   */
+  benchFixedResponse?: string;
 }
 
 export interface HeadroomServer {
@@ -178,6 +184,14 @@ export function createServer(options: ServerOptions): HeadroomServer {
     { pattern: "/v1/state", label: "/v1/state", methods: { get: (ex) => ex.sendValue(200, engine.state()) } },
     { pattern: "/v1/planner", label: "/v1/planner", methods: { get: (ex) => ex.sendValue(200, engine.planner()) } },
   ];
+  const fixed = options.benchFixedResponse;
+  if (fixed !== undefined) {
+    routes.push({
+      pattern: "/bench/fixed",
+      label: "/bench/fixed",
+      methods: { post: (ex, req) => ex.readBody(req, () => ex.send(200, fixed, CONTENT_TYPE.json)) },
+    });
+  }
 
   /** Every handler runs behind this: an Exchange before anything else, refusals while closing, throws answered. */
   const wrap =

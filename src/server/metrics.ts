@@ -18,6 +18,7 @@ export type RouteLabel =
   | "/readyz"
   | "/v1/state"
   | "/v1/planner"
+  | "/bench/fixed"
   | "unmatched";
 
 /** How a pick arrived: a pick body, a gateway sub-request, or a stream frame (one observation per frame). */

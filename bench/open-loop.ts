@@ -1,0 +1,106 @@
+// An open-loop load generator for bench:rpc: sends POSTs at a fixed rate whatever the answers do, and
+// measures each request's latency from its scheduled send time (so a stalled server shows up as
+// queueing, not as a lower offered rate). Raw HTTP/1.1 over keep-alive sockets with the request bytes
+// built once, so the generator itself is not the bottleneck; one request at a time per connection
+// (no pipelining), requests that find every connection busy wait in order, their wait counted.
+// Args: url rate durationS body.
+// Prints one JSON object.
+
+import { connect, type Socket } from "node:net";
+
+const [url, rateArg, durationArg, body] = process.argv.slice(2);
+const rate = Number(rateArg);
+const durationS = Number(durationArg);
+const CONNECTIONS = 32;
+const total = Math.round(rate * durationS);
+const target = new URL(`${url}/v1/pick`);
+const request = Buffer.from(
+  `POST ${target.pathname} HTTP/1.1\r\nhost: ${target.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+);
+
+interface Connection {
+  socket: Socket;
+  /** Scheduled send time of the request awaiting its answer, or -1 when idle. */
+  inFlight: number;
+  buffer: Buffer;
+}
+
+/** Scheduled send times of requests due but not yet sent (every connection was busy). */
+const backlog: number[] = [];
+let backlogHead = 0;
+const idle: Connection[] = [];
+
+function dispatch(c: Connection, scheduledMs: number): void {
+  c.inFlight = scheduledMs;
+  c.socket.write(request);
+}
+
+const latencies = new Float64Array(total);
+let answered = 0;
+let errors = 0;
+let sent = 0;
+let start = 0;
+
+function onData(c: Connection, chunk: Buffer): void {
+  c.buffer = c.buffer.length === 0 ? chunk : Buffer.concat([c.buffer, chunk]);
+  for (;;) {
+    const headerEnd = c.buffer.indexOf("\r\n\r\n");
+    if (headerEnd < 0) return;
+    const head = c.buffer.subarray(0, headerEnd).toString("latin1");
+    const length = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+    if (c.buffer.length < headerEnd + 4 + length) return;
+    if (!head.startsWith("HTTP/1.1 200")) errors++;
+    c.buffer = c.buffer.subarray(headerEnd + 4 + length);
+    latencies[answered++] = performance.now() - c.inFlight;
+    if (answered === total) finish();
+    if (backlogHead < backlog.length) dispatch(c, backlog[backlogHead++]);
+    else {
+      c.inFlight = -1;
+      idle.push(c);
+    }
+  }
+}
+
+function finish(): void {
+  const sorted = latencies.slice(0, answered).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  process.stdout.write(`${JSON.stringify({ sent, errors, p50Ms: at(0.5), p99Ms: at(0.99) })}\n`);
+  process.exit(0);
+}
+
+const connections: Connection[] = [];
+for (let i = 0; i < CONNECTIONS; i++) {
+  const socket = connect(Number(target.port), target.hostname);
+  socket.setNoDelay(true);
+  const c: Connection = { socket, inFlight: -1, buffer: Buffer.alloc(0) };
+  idle.push(c);
+  socket.on("data", (chunk) => onData(c, chunk));
+  socket.on("error", (err) => {
+    process.stderr.write(`open-loop: ${err.message}\n`);
+    process.exit(1);
+  });
+  connections.push(c);
+}
+
+/** Sends every request whose scheduled time has come on an idle connection, or queues it. */
+function tick(): void {
+  const now = performance.now();
+  while (sent < total && start + (sent * 1000) / rate <= now) {
+    const scheduledMs = start + (sent * 1000) / rate;
+    const c = idle.pop();
+    if (c !== undefined) dispatch(c, scheduledMs);
+    else backlog.push(scheduledMs);
+    sent++;
+  }
+  if (sent < total) setTimeout(tick, Math.max(0, start + (sent * 1000) / rate - performance.now()));
+}
+
+let connected = 0;
+for (const c of connections) {
+  c.socket.once("connect", () => {
+    if (++connected === CONNECTIONS) {
+      start = performance.now();
+      tick();
+    }
+  });
+}

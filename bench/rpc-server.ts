@@ -1,0 +1,42 @@
+// The server bench:rpc measures: one pool of N prefill x N decode unscraped pods (plus the default
+// levels' pools for the stream's mix), picks on the main thread, and the trivial /bench/fixed handler
+// answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
+// on SIGTERM. Args: N.
+
+import { Registry } from "prom-client";
+import { parseConfig } from "../src/config/load.js";
+import { Engine } from "../src/engine/engine.js";
+import { silentLogger } from "../src/log.js";
+import { createServer } from "../src/server/app.js";
+
+const n = Number(process.argv[2] ?? 16);
+const pods = (pool: number, count: number) =>
+  Array.from({ length: count }, (_, i) => [
+    `      - { address: "10.${pool}.0.${i + 1}:8000", role: prefill, rack: r${i % 2}, node: n${i % 4} }`,
+    `      - { address: "10.${pool}.1.${i + 1}:8000", role: decode, rack: r${i % 2}, node: n${i % 4} }`,
+  ]).flat();
+const yaml = `
+topology: { kvBytesPerToken: 131072 }
+workers: { threads: 0 }
+server: { maxInflightPerConnection: 4096 }
+pools:
+${["high", "medium", "low"]
+  .map((level, p) => `  - sloLevel: ${level}\n    pods:\n${pods(p, n).join("\n")}`)
+  .join("\n")}
+`;
+const { config } = parseConfig(yaml);
+const registry = new Registry();
+const engine = await Engine.create({ config, logger: silentLogger, registry });
+engine.start();
+
+// A pick response's size, measured on this very pool, as the trivial handler's fixed answer.
+const [sample] = await engine.pick([{ sloLevel: "medium", inputTokens: 1500, outputTokens: 200, prefixHit: 0.1 }]);
+const fixed = JSON.stringify({ filler: "x".repeat(Math.max(0, JSON.stringify(sample).length - 14)) });
+engine.report([{ requestId: (sample as { requestId: string }).requestId, ok: true }]);
+
+const server = createServer({ engine, registry, config: config.server, logger: silentLogger, benchFixedResponse: fixed });
+const port = await server.listen("127.0.0.1", 0);
+process.stdout.write(`${JSON.stringify({ port, fixedBytes: fixed.length })}\n`);
+process.on("SIGTERM", () => {
+  void server.close().then(() => engine.close()).then(() => process.exit(0));
+});

@@ -1,0 +1,155 @@
+// bench:rpc — the pick RPC against a trivial handler on the same uWebSockets.js server, as SPEC.md §9
+// asks: (a) wrk, server pinned to one core and wrk to the other, 32 connections, POST /v1/pick on a
+// 16x16 pool vs a handler that reads the whole body and answers a fixed JSON of a pick's size;
+// (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
+// request's scheduled send time; (c) msgpack frames of 64 picks over WS /v1/stream on a 64x64 pool.
+// JSON lines on stdout, progress on stderr. --quick for shorter runs. Needs wrk (Debian package).
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { emit, note, round } from "./measure.js";
+
+const quick = process.argv.includes("--quick");
+const DURATION_S = quick ? 3 : 10;
+const CONNECTIONS = 32;
+const cores = availableParallelism();
+/** Server on the first core, load generators on the last (the same core when there is only one). */
+const SERVER_CORE = 0;
+const CLIENT_CORE = cores - 1;
+
+const PICK_BODY = JSON.stringify({ sloLevel: "medium", inputTokens: 1500, maxTokens: 200, prefixHit: 0.1 });
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+}
+
+/** Starts bench/rpc-server.js pinned to SERVER_CORE; resolves when it prints its port. */
+async function startServer(pods: number): Promise<Server> {
+  const script = new URL("./rpc-server.js", import.meta.url).pathname;
+  const child = spawn("taskset", ["-c", String(SERVER_CORE), process.execPath, script, String(pods)], { stdio: ["ignore", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! });
+  const [line] = (await once(lines, "line")) as [string];
+  const { port } = JSON.parse(line) as { port: number };
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  server.child.kill("SIGTERM");
+  await once(server.child, "exit");
+}
+
+interface WrkResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  non2xx: number;
+}
+
+/** One wrk run of POSTs of `body` to `url`, pinned to CLIENT_CORE. */
+function wrk(url: string, body: string): WrkResult {
+  const script = join(tmpdir(), `headroom-wrk-${process.pid}.lua`);
+  writeFileSync(
+    script,
+    [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["content-type"] = "application/json"`].join("\n"),
+  );
+  const run = spawnSync(
+    "taskset",
+    ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${DURATION_S}s`, "--latency", "-s", script, url],
+    { encoding: "utf8" },
+  );
+  if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr || run.error}`);
+  const out = run.stdout;
+  const number = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const ms = (re: RegExp) => {
+    const m = re.exec(out);
+    if (!m) return NaN;
+    const scale: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3 };
+    return Number(m[1]) * scale[m[2]];
+  };
+  return {
+    rps: number(/Requests\/sec:\s+([\d.]+)/),
+    p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
+    p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
+    requests: number(/(\d+) requests in/),
+    non2xx: number(/Non-2xx or 3xx responses: (\d+)/) || 0,
+  };
+}
+
+/** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
+function openLoop(url: string, rate: number): { sent: number; p50Ms: number; p99Ms: number; errors: number } {
+  const script = new URL("./open-loop.js", import.meta.url).pathname;
+  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY], {
+    encoding: "utf8",
+  });
+  if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
+  return JSON.parse(run.stdout);
+}
+
+/** Runs bench/ws-load.js pinned to CLIENT_CORE: msgpack frames of 64 picks over one WebSocket. */
+function wsLoad(url: string): { frames: number; picks: number; picksPerS: number; frameP50Ms: number; frameP99Ms: number; errors: number } {
+  const script = new URL("./ws-load.js", import.meta.url).pathname;
+  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S)], {
+    encoding: "utf8",
+  });
+  if (run.status !== 0) throw new Error(`WebSocket generator failed: ${run.stderr}`);
+  return JSON.parse(run.stdout);
+}
+
+if (spawnSync("wrk", ["--version"]).error) {
+  note("bench:rpc needs wrk (apt-get install wrk)");
+  process.exit(2);
+}
+note(`bench:rpc: server on core ${SERVER_CORE}, load on core ${CLIENT_CORE} (${cores} cores), ${DURATION_S} s per run`);
+
+const small = await startServer(16);
+try {
+  const pickBodyFixed = await (await fetch(`${small.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/json" }, body: PICK_BODY })).text();
+  note(`pick response: ${pickBodyFixed.length} bytes`);
+  const pick = wrk(`${small.url}/v1/pick`, PICK_BODY);
+  note(`pick: ${pick.rps.toFixed(0)} req/s, p50 ${pick.p50Ms} ms, p99 ${pick.p99Ms} ms`);
+  const trivial = wrk(`${small.url}/bench/fixed`, PICK_BODY);
+  note(`trivial: ${trivial.rps.toFixed(0)} req/s, p50 ${trivial.p50Ms} ms, p99 ${trivial.p99Ms} ms`);
+  const rate = Math.max(1, Math.round(pick.rps / 2));
+  const open = openLoop(small.url, rate);
+  note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors`);
+  emit({
+    bench: "rpc",
+    case: "pick-http",
+    pool: "16x16",
+    rps: Math.round(pick.rps),
+    trivialRps: Math.round(trivial.rps),
+    ratio: round(pick.rps / trivial.rps, 3),
+    p50Us: Math.round(open.p50Ms * 1000),
+    p99Us: Math.round(open.p99Ms * 1000),
+    openLoopRate: rate,
+    wrkP50Us: Math.round(pick.p50Ms * 1000),
+    wrkP99Us: Math.round(pick.p99Ms * 1000),
+    errors: pick.non2xx + trivial.non2xx + open.errors,
+  });
+} finally {
+  await stopServer(small);
+}
+
+const large = await startServer(64);
+try {
+  const ws = wsLoad(large.url);
+  note(`WebSocket, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s`);
+  emit({
+    bench: "rpc",
+    case: "pick-ws",
+    pool: "64x64",
+    frame: 64,
+    picksPerS: Math.round(ws.picksPerS),
+    p50FrameUs: Math.round(ws.frameP50Ms * 1000),
+    p99FrameUs: Math.round(ws.frameP99Ms * 1000),
+    errors: ws.errors,
+  });
+} finally {
+  await stopServer(large);
+}

@@ -1,0 +1,61 @@
+// A WebSocket load generator for bench:rpc: msgpack frames of 64 different picks over WS /v1/stream,
+// a few frames in flight, for a fixed time. Args: wsUrl durationS. Prints one JSON object. Runs with
+// --experimental-websocket (Node 20's WebSocket client).
+
+import { pack, unpack } from "msgpackr";
+
+const [url, durationArg] = process.argv.slice(2);
+const durationS = Number(durationArg);
+const PICKS_PER_FRAME = 64;
+const IN_FLIGHT = 4;
+
+const frames = Array.from({ length: 16 }, (_, f) =>
+  pack({
+    t: "pick",
+    items: Array.from({ length: PICKS_PER_FRAME }, (_, k) => ({
+      sloLevel: ["high", "medium", "low"][(f + k) % 3],
+      inputTokens: 256 + ((f * PICKS_PER_FRAME + k) * 97) % 8000,
+      maxTokens: 64 + (k % 7) * 50,
+      seed: f * PICKS_PER_FRAME + k,
+    })),
+  }),
+);
+
+const ws = new WebSocket(url);
+ws.binaryType = "arraybuffer";
+const sentAt: number[] = [];
+const frameMs: number[] = [];
+let next = 0;
+let answered = 0;
+let errors = 0;
+let stopping = false;
+const start = performance.now();
+
+function sendOne(): void {
+  sentAt.push(performance.now());
+  ws.send(frames[next++ % frames.length]);
+}
+
+ws.onopen = () => {
+  for (let i = 0; i < IN_FLIGHT; i++) sendOne();
+};
+ws.onmessage = (event) => {
+  const msg = unpack(new Uint8Array(event.data as ArrayBuffer)) as { t: string; items: { error?: unknown }[] };
+  frameMs.push(performance.now() - sentAt[answered++]);
+  for (const item of msg.items) if (item.error) errors++;
+  if (performance.now() - start >= durationS * 1000) stopping = true;
+  if (!stopping) sendOne();
+  else if (answered === next) {
+    const elapsedS = (performance.now() - start) / 1000;
+    frameMs.sort((a, b) => a - b);
+    const at = (q: number) => frameMs[Math.min(frameMs.length - 1, Math.floor(q * frameMs.length))];
+    process.stdout.write(
+      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: at(0.5), frameP99Ms: at(0.99), errors })}\n`,
+    );
+    ws.close();
+  }
+};
+ws.onerror = (event) => {
+  process.stderr.write(`WebSocket error: ${String((event as ErrorEvent).message ?? event)}\n`);
+  process.exit(1);
+};
