@@ -152,3 +152,14 @@ describe("reload", () => {
     expect(e.route("high").targets.ttftMs).toBe(500);
   });
 });
+
+describe("planners", () => {
+  it("one advisory planner per pool reports through /v1/planner, starting at one both worker each", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const state = e.planner() as { budgetGpus: number; pools: { pool: string; actuator: string; desired: { both: number; prefill: number; decode: number } }[] };
+    expect(state.budgetGpus).toBe(8);
+    expect(state.pools.map((p) => p.pool).sort()).toEqual(["high", "low", "medium"]);
+    for (const p of state.pools) expect(p.desired).toMatchObject({ both: 1, prefill: 0, decode: 0 });
+    expect(new Set(state.pools.map((p) => p.actuator))).toEqual(new Set(["advisory"]));
+  });
+});

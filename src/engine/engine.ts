@@ -20,6 +20,8 @@ import { WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import { builtSibling } from "../paths.js";
+import { Planners } from "../planner/planners.js";
+import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
 import type { PoolState } from "./pool-state.js";
 import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
@@ -57,6 +59,7 @@ interface InlineKernel {
 
 export class Engine implements EngineApi {
   readonly cluster: Cluster;
+  readonly planners: Planners;
   private config: HeadroomConfig;
   private readonly byLevel = new Map<string, PoolConfig>();
   private readonly defaultPool: PoolConfig;
@@ -82,6 +85,16 @@ export class Engine implements EngineApi {
       registry,
       env: options.env,
       kubeConfig: options.kubeConfig,
+    });
+    this.planners = new Planners({
+      pools: config.pools,
+      cluster: config.cluster,
+      tpEfficiency: config.predictors.tpEfficiency,
+      profile: this.cluster.profiles.get(config.predictors.defaultProfile)!,
+      clock: options.clock ?? realClock,
+      logger: options.logger,
+      registry,
+      utilization: (pool) => this.utilization(pool),
     });
     for (const pool of config.pools) this.byLevel.set(pool.sloLevel, pool);
     this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? config.pools[0];
@@ -111,10 +124,12 @@ export class Engine implements EngineApi {
 
   start(): void {
     this.cluster.start();
+    this.planners.start();
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.planners.close();
     this.cluster.close();
     for (const pending of this.queue.splice(0)) pending.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
     await this.workers?.destroy();
@@ -154,7 +169,12 @@ export class Engine implements EngineApi {
       if (problem) throw new HeadroomError("REQUEST_INVALID", `reports[${i}]: ${problem}`);
     });
     let known = 0;
-    for (const r of reports) if (this.cluster.report(r)) known++;
+    for (const r of reports) {
+      const pool = this.cluster.inflight.get(r.requestId)?.pool;
+      if (!this.cluster.report(r)) continue;
+      known++;
+      if (pool !== undefined) this.planners.observeCompletion(pool, r);
+    }
     return { known, unknown: reports.length - known };
   }
 
@@ -241,7 +261,39 @@ export class Engine implements EngineApi {
   }
 
   planner(): unknown {
-    return { planners: [], note: "SLA planners are not part of this build yet" };
+    return this.planners.state();
+  }
+
+  /**
+   * What a pool's planner reads each interval: queued prefill work relative to the pool's TTFT target
+   * per prefill-capable pod, and KV in use (scraped plus our in-flight picks) over the decode pods' capacity.
+   */
+  private utilization(poolName: string): PoolUtilization | undefined {
+    const pool = this.cluster.pools.get(poolName);
+    const snap = pool?.snapshot;
+    const pods = pool?.latestPods;
+    const config = this.config.pools.find((p) => p.name === poolName);
+    if (!pool || !snap || !pods || !config || pods.version !== snap.version) return undefined;
+    let queueMs = 0;
+    let prefillPods = 0;
+    let kvUsed = 0;
+    let kvCapacity = 0;
+    pods.features.forEach((f, i) => {
+      if (!pods.statuses[i].eligible) return;
+      if (f.role !== "decode") {
+        prefillPods++;
+        queueMs += snap.prefillQueueMs[i];
+      }
+      if (f.role !== "prefill") {
+        kvUsed += f.kvTokensUsed + f.decodeTokensInFlight;
+        kvCapacity += f.kvCapacityTokens;
+      }
+    });
+    if (prefillPods === 0 || kvCapacity === 0) return undefined;
+    return {
+      prefillQueueUtil: Math.min(1, queueMs / (prefillPods * config.targets.ttftMs)),
+      kvUtil: Math.min(1, kvUsed / kvCapacity),
+    };
   }
 
   private poolFor(sloLevel: string | undefined): PoolConfig {
@@ -264,6 +316,7 @@ export class Engine implements EngineApi {
       return Promise.resolve(err as HeadroomError);
     }
     const pool = this.cluster.pools.get(poolConfig.name)!;
+    this.planners.observeArrival(pool.name);
     const means = pool.means;
     const request: PickRequest = {
       inputTokens: input.inputTokens ?? Math.round(means.isl),
