@@ -188,6 +188,9 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "pools[0].planner.proactive", values: ["true"] },
   { path: "pools[0].planner.burstProtection", values: [0] },
   { path: "pools[0].planner.costOptimization", values: ["no"] },
+  { path: "pools[0].planner.cooldownMs", values: [-1, 1.5] },
+  { path: "pools[0].planner.startupDelayMs", values: [-1] },
+  { path: "pools[0].planner.burstFactor", values: [0.5, "2"] },
   { path: "pools[0].pods", values: ["10.0.0.1:8000"] },
   { path: "pools[0].pods[0].address", values: ["nohost", "a:0", "a:70000", "http://a:80", 8000] },
   { path: "pools[0].pods[0].role", values: ["worker", "Prefill"] },
@@ -203,6 +206,17 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "workers.inlineBelowPairs", values: [-1] },
   { path: "workers.batchCapacity", values: [0, 4097] },
   { path: "workers.batchWindowUs", values: [-1, 1e6] },
+  { path: "planners.actuator", values: ["simulator", "k8s"] },
+  { path: "planners.apply.attempts", values: [0, 1.5] },
+  { path: "planners.apply.initialBackoffMs", values: [0] },
+  { path: "planners.apply.maxBackoffMs", values: [0, 500] },
+  { path: "planners.webhook.url", values: ["ftp://x", 3] },
+  { path: "planners.webhook.timeoutMs", values: [0] },
+  { path: "planners.webhook.headers", values: ["x"] },
+  { path: "planners.kubernetes.namespace", values: [""] },
+  { path: "planners.kubernetes.requestTimeoutMs", values: [0] },
+  { path: "planners.kubernetes.conflictRetries", values: [-1] },
+  { path: "planners.kubernetes.workloads", values: ["x"] },
 ];
 
 describe("every option is validated", () => {
@@ -273,7 +287,7 @@ describe("strictness", () => {
     ["an option", "optimizer: { ttftWieght: 0.5 }", "optimizer.ttftWieght: unknown key, got 0.5"],
     ["a nested option", "topology: { bandwidthGBps: { nvlink: 900 } }", "topology.bandwidthGBps.nvlink: unknown key, got 900"],
     ["a pool field", "pools: [{ sloLevel: low, gpus: 2 }]", "pools[0].gpus: unknown key, got 2"],
-    ["a planner field", "pools: [{ sloLevel: low, planner: { cooldownMs: 1 } }]", "pools[0].planner.cooldownMs: unknown key, got 1"],
+    ["a planner field", "pools: [{ sloLevel: low, planner: { coolDown: 1 } }]", "pools[0].planner.coolDown: unknown key, got 1"],
     [
       "a pod field",
       "pools: [{ sloLevel: low, pods: [{ address: 'a:1', role: both, weight: 2 }] }]",

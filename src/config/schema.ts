@@ -152,6 +152,12 @@ export const DEFAULTS = deepFreeze({
     },
   ],
   cluster: { gpuBudget: 8, gpuHourPrice: 2.5 },
+  planners: {
+    actuator: "advisory",
+    apply: { attempts: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000 },
+    webhook: { timeoutMs: 5000 },
+    kubernetes: { namespace: "default", requestTimeoutMs: 10_000, conflictRetries: 3 },
+  },
   workers: {
     // One thread stays free for the main thread (HTTP, scraping, planners).
     threads: Math.max(1, availableParallelism() - 1),
@@ -373,6 +379,12 @@ const PlannerSchema = mapping(
     proactive: bool(),
     burstProtection: bool(),
     costOptimization: bool(),
+    /** Absent: 2 adjustment intervals (half that under cost optimisation). */
+    cooldownMs: num({ int: true, ge: 0 }).optional(),
+    /** Forced step-ups wait this long after a scale-up for new workers to start. Absent: 60 s. */
+    startupDelayMs: num({ int: true, ge: 0 }).optional(),
+    /** A burst is a 10 s arrival rate above the prediction x this. Absent: 1.5. */
+    burstFactor: num({ ge: 1 }).optional(),
   },
   "planner options",
 );
@@ -475,6 +487,57 @@ const WorkersSchema = mapping(
   "threads, inlineBelowPairs, batchCapacity, batchWindowUs",
 );
 
+const WorkloadSchema = mapping(
+  {
+    kind: oneOf(["Deployment", "StatefulSet"]),
+    name: text(),
+    namespace: text().optional(),
+  },
+  "kind, name, namespace",
+);
+
+const PlannersSchema = mapping(
+  {
+    /** How decisions are applied; `simulator` is set by the simulator itself, not in a file. */
+    actuator: oneOf(["advisory", "kubernetes", "webhook"]).default(D.planners.actuator),
+    apply: section(
+      mapping(
+        {
+          attempts: num({ int: true, ge: 1, le: 100 }).default(D.planners.apply.attempts),
+          initialBackoffMs: num({ int: true, ge: 1 }).default(D.planners.apply.initialBackoffMs),
+          maxBackoffMs: num({ int: true, ge: 1 }).default(D.planners.apply.maxBackoffMs),
+        },
+        "attempts, initialBackoffMs, maxBackoffMs",
+      ),
+    ),
+    webhook: mapping(
+      {
+        url: httpUrl(),
+        timeoutMs: num({ int: true, ge: 1 }).default(D.planners.webhook.timeoutMs),
+        headers: z.record(z.string(), z.string({ error: "must be a string" }), { error: "must be a mapping of header to value" }).optional(),
+      },
+      "url, timeoutMs, headers",
+    ).optional(),
+    kubernetes: mapping(
+      {
+        namespace: text().default(D.planners.kubernetes.namespace),
+        requestTimeoutMs: num({ int: true, ge: 1 }).default(D.planners.kubernetes.requestTimeoutMs),
+        conflictRetries: num({ int: true, ge: 0, le: 100 }).default(D.planners.kubernetes.conflictRetries),
+        /** Pool name -> the Deployment or StatefulSet of each role it scales. */
+        workloads: z
+          .record(
+            z.string(),
+            mapping({ prefill: WorkloadSchema.optional(), decode: WorkloadSchema.optional(), both: WorkloadSchema.optional() }, "prefill, decode, both"),
+            { error: "must be a mapping of pool name to workloads" },
+          )
+          .prefault({}),
+      },
+      "namespace, requestTimeoutMs, conflictRetries, workloads",
+    ).optional(),
+  },
+  "actuator, apply, webhook, kubernetes",
+);
+
 const RootSchema = z.strictObject(
   {
     server: section(ServerSchema),
@@ -492,8 +555,9 @@ const RootSchema = z.strictObject(
       ),
     cluster: section(ClusterSchema),
     workers: section(WorkersSchema),
+    planners: section(PlannersSchema),
   },
-  { error: "must be a mapping of the sections server, optimizer, topology, predictors, pods, pools, cluster, workers" },
+  { error: "must be a mapping of the sections server, optimizer, topology, predictors, pods, pools, cluster, workers, planners" },
 );
 
 /** Checks that span fields; each issue names the field to change. */
@@ -556,6 +620,22 @@ export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
     );
   }
 
+  const apply = c.planners.apply;
+  if (apply.maxBackoffMs < apply.initialBackoffMs) {
+    at(["planners", "apply", "maxBackoffMs"], `must be >= planners.apply.initialBackoffMs (${apply.initialBackoffMs})`, apply.maxBackoffMs);
+  }
+  if (c.planners.actuator === "webhook" && c.planners.webhook === undefined) {
+    at(["planners", "webhook"], "must be set (with a url) when planners.actuator is webhook", undefined);
+  }
+  if (c.planners.actuator === "kubernetes" && c.planners.kubernetes === undefined) {
+    at(["planners", "kubernetes"], "must be set (with workloads) when planners.actuator is kubernetes", undefined);
+  }
+  for (const pool of Object.keys(c.planners.kubernetes?.workloads ?? {})) {
+    if (!poolByName.has(pool)) {
+      at(["planners", "kubernetes", "workloads", pool], `must name a pool (${[...poolByName.keys()].join(", ")})`, pool);
+    }
+  }
+
   for (const pool of Object.keys(c.pods.kubernetes?.selectors ?? {})) {
     if (!poolByName.has(pool)) {
       at(["pods", "kubernetes", "selectors", pool], `must name a pool (${[...poolByName.keys()].join(", ")})`, pool);
@@ -572,6 +652,7 @@ export type PodConfig = PoolConfig["pods"][number];
 export type PlannerConfig = PoolConfig["planner"];
 export type ClusterConfig = HeadroomConfig["cluster"];
 export type WorkersConfig = HeadroomConfig["workers"];
+export type PlannersConfig = HeadroomConfig["planners"];
 
 // The kernel consumes these sections as they are: keep them exactly the kernel's types.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

@@ -20,7 +20,11 @@ import { WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import { builtSibling } from "../paths.js";
+import type { Actuator } from "../planner/actuators.js";
+import { KubernetesActuator } from "../planner/kubernetes-actuator.js";
 import { Planners } from "../planner/planners.js";
+import { WebhookActuator } from "../planner/webhook-actuator.js";
+import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
 import type { PoolState } from "./pool-state.js";
@@ -95,6 +99,14 @@ export class Engine implements EngineApi {
       logger: options.logger,
       registry,
       utilization: (pool) => this.utilization(pool),
+      actuator: makeActuator(config, options.kubeConfig),
+      apply: config.planners.apply,
+      tuning: (pool) => {
+        const p = config.pools.find((c) => c.name === pool.name)!.planner;
+        return Object.fromEntries(
+          Object.entries({ cooldownMs: p.cooldownMs, startupDelayMs: p.startupDelayMs, burstFactor: p.burstFactor }).filter(([, v]) => v !== undefined),
+        );
+      },
     });
     for (const pool of config.pools) this.byLevel.set(pool.sloLevel, pool);
     this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? config.pools[0];
@@ -471,6 +483,16 @@ export class Engine implements EngineApi {
         positive: p.positive,
       }));
   }
+}
+
+/** The configured actuator; undefined leaves the planners' default, advisory. */
+function makeActuator(config: HeadroomConfig, kubeConfig: KubeConfig | undefined): Actuator | undefined {
+  const p = config.planners;
+  if (p.actuator === "webhook" && p.webhook !== undefined) return new WebhookActuator(p.webhook);
+  if (p.actuator === "kubernetes" && p.kubernetes !== undefined) {
+    return new KubernetesActuator(kubeConfig ?? KubernetesDiscovery.defaultKubeConfig(), p.kubernetes);
+  }
+  return undefined;
 }
 
 function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {
