@@ -170,7 +170,7 @@ pools:
     expect(Object.fromEntries(reports.values.map((v) => [v.labels.result, v.value]))).toEqual({ ok: 1, unknown: 1 });
   });
 
-  it("splits a measured TTFT between prefill and decode wait in proportion to their predictions", () => {
+  it("takes what a measured TTFT leaves after the predicted wait and transfer as the prefill time", () => {
     const context = {
       inputTokens: 1000,
       uncachedTokens: 1000,
@@ -178,8 +178,7 @@ pools:
       predicted: { prefillTtftMs: 30, decodeTtftMs: 10, transferMs: 5, ttftMs: 45, tpotMs: 8 },
     } as PickContext;
     expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 85, tpotMs: 12 })).toEqual([
-      { quantity: "prefill-ttft", actualMs: 60 },
-      { quantity: "decode-ttft", actualMs: 20 },
+      { quantity: "prefill-ttft", actualMs: 70 },
       { quantity: "decode-tpot", actualMs: 12 },
     ]);
     expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 3 })).toEqual([]);

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../src/errors.js";
 import { LatencyProfile, SHIPPED_PROFILE_CSV } from "../src/predictors/latency-profile.js";
-import { MAX_PREDICTION_MS, ProfilePredictor, tpSpeedup } from "../src/predictors/profile.js";
+import { FIRST_TOKEN_STEPS, MAX_PREDICTION_MS, ProfilePredictor, tpSpeedup } from "../src/predictors/profile.js";
 import { allocatePredictions, logGrid, type PodFeatures } from "../src/predictors/types.js";
 import { podFeatures } from "./fixtures/features.js";
 
@@ -130,16 +130,16 @@ describe("the profile predictor", () => {
     expect(out.tpotPerTokenMs[0]).toBe(profile.decode.perKvTokenMs);
   });
 
-  it("a decode pod with KV to spare admits within half a step; one short of KV waits for running sequences to free it", () => {
+  it("a decode pod with KV to spare gives the first token within 1.5 steps; one short of KV waits for running sequences to free it", () => {
     const roomy = pod({ running: 10, kvTokensUsed: 100_000 });
     const full = pod({ running: 10, kvTokensUsed: 399_000 });
     const out = fill([roomy, full]);
     const g = 4;
-    expect(out.decodeWaitMs[g * 2]).toBeCloseTo(out.tpotMs[g * 2] / 2, 9);
+    expect(out.decodeWaitMs[g * 2]).toBeCloseTo(FIRST_TOKEN_STEPS * out.tpotMs[g * 2], 9);
     const step = out.tpotMs[g * 2 + 1];
     const deficit = 399_000 + grid[g] - 400_000;
     expect(deficit).toBeGreaterThan(0);
-    expect(out.decodeWaitMs[g * 2 + 1]).toBeCloseTo(step / 2 + (deficit / 400_000) * 256 * step, 9);
+    expect(out.decodeWaitMs[g * 2 + 1]).toBeCloseTo(FIRST_TOKEN_STEPS * step + (deficit / 400_000) * 256 * step, 9);
     expect(out.waitPerRequestMs[0]).toBe(0);
     expect(out.waitPerRequestMs[1]).toBeGreaterThan(0);
   });

@@ -158,7 +158,8 @@ export class PoolState {
       prefillTokens: uncached,
       prefillComputeMs: compute,
       kvTokens: req.inputTokens + req.outputTokens / 2,
-      prefillDoneMs: now + result.ttftMs,
+      // A local prefill ends when its TTFT does; a remote one before the transfer and the decode wait.
+      prefillDoneMs: now + (local ? result.ttftMs : result.prefillTtftMs),
       decodeDoneMs: now + result.ttftMs + result.tpotMs * req.outputTokens,
       context: {
         inputTokens: req.inputTokens,

@@ -5,6 +5,9 @@
 import type { LatencyProfile } from "./latency-profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 
+/** Decode steps from a request's admission to its first token: half a step to the boundary, then one. */
+export const FIRST_TOKEN_STEPS = 1.5;
+
 /** Predictions are bounded so a pod that can never admit a request still has a finite (huge) wait. */
 export const MAX_PREDICTION_MS = 10_000_000;
 
@@ -85,9 +88,10 @@ export class ProfilePredictor implements Predictor {
   }
 
   /**
-   * Wait until a decode pod can admit a request of `isl` tokens: half a step when its KV fits, else
-   * the time to free the missing tokens, taking the pod to free a whole KV cache's worth of tokens
-   * per typical sequence lifetime (meanOsl steps). A request larger than the cache never fits.
+   * Wait until a decode pod has produced a request's first token: half a step to the next iteration
+   * boundary and the request's first step when its prompt fits in KV; otherwise also the time to free
+   * the missing tokens, taking the pod to free a whole KV cache's worth of tokens per typical sequence
+   * lifetime (meanOsl steps). A request larger than the cache never fits.
    */
   decodeWaitMs(pod: PodFeatures, isl: number, extraRequests = 0): number {
     const step = this.stepMs(pod, isl);
@@ -96,8 +100,8 @@ export class ProfilePredictor implements Predictor {
     // With no sequence on the pod, KV a scrape still shows in use is about to be freed.
     const claimed = sequences > 0 ? this.kvClaimed(pod) + extraRequests * (pod.meanIsl + pod.meanOsl / 2) : 0;
     const deficit = claimed + isl - pod.kvCapacityTokens;
-    if (deficit <= 0) return step / 2;
-    return bound(step / 2 + (deficit / pod.kvCapacityTokens) * Math.max(pod.meanOsl, 1) * step);
+    if (deficit <= 0) return FIRST_TOKEN_STEPS * step;
+    return bound(FIRST_TOKEN_STEPS * step + (deficit / pod.kvCapacityTokens) * Math.max(pod.meanOsl, 1) * step);
   }
 
   private fillDecodeWait(pod: PodFeatures, i: number, out: PoolPredictions): void {
