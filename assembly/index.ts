@@ -260,7 +260,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   MSCR = take(i4);
   SK = take(f8);
   SK2 = take(f8);
-  HIST = take(8 * 256 * 4);
+  HIST = take(max<i32>(8 * 256 * 4, 4 << (33 - clz<i32>(max<i32>(maxPods - 1, 1)))));
   SPODS = take(3 * i4);
   SVALS = take(3 * f8);
   SGRP = take(3 * i4);
@@ -684,29 +684,102 @@ function mergeSort(arr: usize, len: i32): void {
   if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
 }
 
+/** Most keys one bucket of bucketSort may hold before the sort falls back (skewed keys). */
+const BUCKET_MAX: i32 = 24;
+
 /**
- * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. The order
- * persists between requests and often changes little, so an almost sorted list is finished by
- * insertion. Otherwise an LSD radix sort on the values' bits (non-negative doubles order like their
- * bit patterns), which is stable, so starting from id order breaks ties by id. Radix rather than a
- * comparison sort: its cost has no branch mispredictions and does not depend on the input.
+ * Sorts (SK, arr) pairs by (key, id), SK holding the keys of arr's current order: one counting pass
+ * into about 2 × len buckets of the key range (the buckets split the bit patterns, which order like
+ * the non-negative doubles), then insertion, which only moves keys within their bucket. Returns
+ * false, leaving arr as it was, when some bucket holds more than BUCKET_MAX keys.
  */
-function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
+function bucketSort(arr: usize, len: i32): bool {
+  let lo = load<u64>(SK);
+  let hi = lo;
+  for (let j = 1; j < len; j++) {
+    const k = load<u64>(SK + (<usize>j << 3));
+    lo = select<u64>(k, lo, k < lo);
+    hi = select<u64>(k, hi, k > hi);
+  }
+  const bits = 33 - clz<i32>(len - 1);
+  const span = 64 - <i32>clz<u64>(hi - lo);
+  const shift = <u64>(span > bits ? span - bits : 0);
+  const nb = 1 << bits;
+  memory.fill(HIST, 0, <usize>nb << 2);
+  let most = 0;
+  for (let j = 0; j < len; j++) {
+    const h = HIST + (<usize>((load<u64>(SK + (<usize>j << 3)) - lo) >> shift) << 2);
+    const c = load<i32>(h) + 1;
+    store<i32>(h, c);
+    most = max<i32>(most, c);
+  }
+  if (most > BUCKET_MAX) return false;
+  let acc = 0;
+  for (let b = 0; b < nb; b++) {
+    const c = ldi(HIST, b);
+    sti(HIST, b, acc);
+    acc += c;
+  }
+  for (let j = 0; j < len; j++) {
+    const k = load<u64>(SK + (<usize>j << 3));
+    const h = HIST + (<usize>((k - lo) >> shift) << 2);
+    const at = load<i32>(h);
+    store<i32>(h, at + 1);
+    store<u64>(SK2 + (<usize>at << 3), k);
+    sti(MSCR, at, ldi(arr, j));
+  }
+  for (let i = 1; i < len; i++) {
+    const k = load<u64>(SK2 + (<usize>i << 3));
+    const x = ldi(MSCR, i);
+    let j = i - 1;
+    let kj = load<u64>(SK2 + (<usize>j << 3));
+    let xj = ldi(MSCR, j);
+    if (kj < k || (kj == k && xj < x)) continue;
+    for (;;) {
+      store<u64>(SK2 + (<usize>(j + 1) << 3), kj);
+      sti(MSCR, j + 1, xj);
+      j--;
+      if (j < 0) break;
+      kj = load<u64>(SK2 + (<usize>j << 3));
+      xj = ldi(MSCR, j);
+      if (kj < k || (kj == k && xj < x)) break;
+    }
+    store<u64>(SK2 + (<usize>(j + 1) << 3), k);
+    sti(MSCR, j + 1, x);
+  }
+  memory.copy(arr, MSCR, <usize>len << 2);
+  return true;
+}
+
+/**
+ * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. Returns
+ * whether the order changed. The order persists between requests and often changes little, so an
+ * almost sorted list is finished by insertion. Otherwise a bucket sort on the values' bits
+ * (non-negative doubles order like their bit patterns); when the values are too skewed for its
+ * buckets, a merge sort for short lists and an LSD radix sort for long ones, which is stable, so
+ * starting from id order breaks ties by id.
+ */
+function sortPods(arr: usize, byId: usize, len: i32, vals: usize): bool {
   let descents = 0;
+  let pk: f64 = 0;
+  let pid = 0;
   for (let j = 0; j < len; j++) {
     const id = ldi(arr, j);
     const k = ldf(vals, id);
     stf(SK, j, k);
-    if (j > 0 && keyBefore(k, id, ldf(SK, j - 1), ldi(arr, j - 1))) descents++;
+    descents += <i32>(j > 0 && keyBefore(k, id, pk, pid));
+    pk = k;
+    pid = id;
   }
-  if (descents == 0) return;
-  if (descents <= 8) {
+  if (descents == 0) return false;
+  if (descents <= 8 || len <= 8) {
     insertionRun(SK, arr, 0, len);
-    return;
+    return true;
   }
+  if (bucketSort(arr, len)) return true;
   if (len <= RADIX_FROM) {
     mergeSort(arr, len);
-    return;
+    return true;
   }
   memory.fill(HIST, 0, 8 * 256 * 4);
   for (let j = 0; j < len; j++) {
@@ -750,6 +823,7 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
     dstI = ti;
   }
   if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
+  return true;
 }
 
 // ---- lists, counts and groups -------------------------------------------------------------------
