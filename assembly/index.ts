@@ -113,7 +113,7 @@ let SPODS: usize = 0;
 let SVALS: usize = 0;
 let SGRP: usize = 0;
 let SNX: usize = 0;
-let SPV: usize = 0;
+let SRS: usize = 0;
 let SPRE: usize = 0;
 let ROFF: usize = 0;
 let RLEN: usize = 0;
@@ -124,6 +124,12 @@ let DRLEN: usize = 0;
 let DNOFF: usize = 0;
 let DNLEN: usize = 0;
 let CUR: usize = 0;
+let CUR2: usize = 0;
+let RBASE: usize = 0;
+let RPBASE: usize = 0;
+let NBASE: usize = 0;
+let NPBASE: usize = 0;
+let MW: usize = 0;
 let DL1: usize = 0;
 let DL2: usize = 0;
 let CNT0: usize = 0;
@@ -131,13 +137,9 @@ let CNT1X: usize = 0;
 let CNT1R: usize = 0;
 let CNT2R: usize = 0;
 let CNT2N: usize = 0;
-let G_OFF: usize = 0;
-let G_LEN: usize = 0;
-let G_EX: usize = 0;
 let G_CPOS: usize = 0;
 let G_POS: usize = 0;
 let G_NEG: usize = 0;
-let G_Q: usize = 0;
 let G_SPOS: usize = 0;
 let G_SNEG: usize = 0;
 let LOCAL: usize = 0;
@@ -265,7 +267,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   SVALS = take(3 * f8);
   SGRP = take(3 * i4);
   SNX = take(3 * i4);
-  SPV = take(3 * i4);
+  SRS = take(3 * i4);
   SPRE = take(5 * f8 + 32);
   ROFF = take(i4);
   RLEN = take(i4);
@@ -276,6 +278,12 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   DNOFF = take(i4);
   DNLEN = take(i4);
   CUR = take(i4);
+  CUR2 = take(i4);
+  RBASE = take(i4);
+  RPBASE = take(i4);
+  NBASE = take(i4);
+  NPBASE = take(i4);
+  MW = take(f8);
   DL1 = take(i4);
   DL2 = take(i4);
   CNT0 = take(i4);
@@ -283,13 +291,9 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   CNT1R = take(i4);
   CNT2R = take(i4);
   CNT2N = take(i4);
-  G_OFF = take(3 * i4);
-  G_LEN = take(3 * i4);
-  G_EX = take(3 * i4);
   G_CPOS = take(3 * i4);
   G_POS = take(3 * i4);
   G_NEG = take(3 * i4);
-  G_Q = take(3 * f8);
   G_SPOS = take(3 * f8);
   G_SNEG = take(3 * f8);
   LOCAL = take(i4);
@@ -434,22 +438,20 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
     sti(DNOFF, nd, dacc);
     dacc += ldi(DNLEN, nd);
   }
+  // List bases in the unified list arrays: level 0 (all prefill pods) at 0, level 1 (per rack) from
+  // capPods, level 2 (per node) from 2 capPods; prefix sums, one slot longer per list, at 0, capPods + 1
+  // and 3 capPods + 1.
+  for (let r = 0; r < nr; r++) {
+    sti(RBASE, r, capPods + ldi(ROFF, r));
+    sti(RPBASE, r, capPods + 1 + ldi(ROFF, r) + r);
+  }
+  for (let nd = 0; nd < nn; nd++) {
+    sti(NBASE, nd, 2 * capPods + ldi(NOFF, nd));
+    sti(NPBASE, nd, 3 * capPods + 1 + ldi(NOFF, nd) + nd);
+  }
+  decodeListsStale = true;
   loaded = true;
   return ERR_NONE;
-}
-
-// Segment bases in the unified list arrays: level 0 (all prefill pods), 1 (per rack), 2 (per node).
-@inline function rackSegOff(r: i32): i32 {
-  return capPods + ldi(ROFF, r);
-}
-@inline function rackSegPre(r: i32): i32 {
-  return capPods + 1 + ldi(ROFF, r) + r;
-}
-@inline function nodeSegOff(nd: i32): i32 {
-  return 2 * capPods + ldi(NOFF, nd);
-}
-@inline function nodeSegPre(nd: i32): i32 {
-  return 3 * capPods + 1 + ldi(NOFF, nd) + nd;
 }
 
 // ---- the batch ----------------------------------------------------------------------------------
@@ -827,34 +829,110 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): bool {
 }
 
 // ---- lists, counts and groups -------------------------------------------------------------------
+//
+// Three levels of lists of the prefill pods sorted by (A, pod): level 0 holds them all, labelled by
+// rack (by pod without topology); level 1 one list per rack, labelled by node; level 2 one list per
+// node, labelled by pod. Per element: pod, value, label, and the start of its run of equal labels
+// (SRS), which gives the last element before i outside a label in O(1). The forward skip links (SNX)
+// are needed only by `least`, `best` and no-SLO picks, and built on demand.
 
-/** Appends pod p with value v and group label to the list at element index e, prefix index pe. */
-@inline function listPut(e: i32, pe: i32, p: i32, v: f64, label: i32): void {
-  sti(SPODS, e, p);
-  stf(SVALS, e, v);
-  sti(SGRP, e, label);
-  stf(SPRE, pe + 1, ldf(SPRE, pe) + v);
-}
-
-/** Skip links of one list segment: next / previous index whose label differs (relative indices). */
-function linkSeg(off: i32, len: i32): void {
+/** Skip links of one list: SNX[i] = first index after i whose label differs from i's (or len). */
+function linkNext(off: i32, len: i32): void {
+  let nx = len;
   for (let j = len - 1; j >= 0; j--) {
-    sti(SNX, off + j, j + 1 >= len || ldi(SGRP, off + j + 1) != ldi(SGRP, off + j) ? j + 1 : ldi(SNX, off + j + 1));
-  }
-  for (let j = 0; j < len; j++) {
-    sti(SPV, off + j, j == 0 || ldi(SGRP, off + j - 1) != ldi(SGRP, off + j) ? j - 1 : ldi(SPV, off + j - 1));
+    if (j + 1 < len && ldi(SGRP, off + j + 1) != ldi(SGRP, off + j)) nx = j + 1;
+    sti(SNX, off + j, nx);
   }
 }
 
+let nextReady: bool = false;
+
+function ensureNext(): void {
+  if (nextReady) return;
+  nextReady = true;
+  linkNext(0, nPrefill);
+  if (!topo) return;
+  for (let r = 0; r < nRacks; r++) linkNext(ldi(RBASE, r), ldi(RLEN, r));
+  for (let nd = 0; nd < nNodes; nd++) linkNext(ldi(NBASE, nd), ldi(NLEN, nd));
+}
+
+/** First index >= i whose label is not `label` (len when none); needs ensureNext(). */
 @inline function firstNot(off: i32, len: i32, i: i32, label: i32): i32 {
   return i < len && ldi(SGRP, off + i) == label ? ldi(SNX, off + i) : i;
 }
 
+/** Last index <= i whose label is not `label`; -1 when none. */
 @inline function lastNot(off: i32, i: i32, label: i32): i32 {
-  return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SPV, off + i) : i;
+  return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SRS, off + i) - 1 : i;
 }
 
-/** For decode pods in ascending B: how many of the segment's prefill pods satisfy A + (B + c) <= budgetT. */
+/** The sorted lists with prefix sums and run starts, all levels in one pass over the sorted pods. */
+function buildLists(): void {
+  const np = nPrefill;
+  sortPods(SORTA, PLIST, np, VA);
+  nextReady = false;
+  let run: f64 = 0;
+  stf(SPRE, 0, 0);
+  if (!topo) {
+    for (let j = 0; j < np; j++) {
+      const p = ldi(SORTA, j);
+      const v = ldf(VA, p);
+      sti(SPODS, j, p);
+      stf(SVALS, j, v);
+      sti(SGRP, j, p);
+      sti(SRS, j, j);
+      run += v;
+      stf(SPRE, j + 1, run);
+    }
+    return;
+  }
+  for (let r = 0; r < nRacks; r++) {
+    sti(CUR, r, 0);
+    stf(SPRE, ldi(RPBASE, r), 0);
+  }
+  for (let nd = 0; nd < nNodes; nd++) {
+    sti(CUR2, nd, 0);
+    stf(SPRE, ldi(NPBASE, nd), 0);
+  }
+  let prev = -1;
+  let rs = 0;
+  for (let j = 0; j < np; j++) {
+    const p = ldi(SORTA, j);
+    const v = ldf(VA, p);
+    const r = ldi(RACK, p);
+    const nd = ldi(NODE, p);
+    sti(SPODS, j, p);
+    stf(SVALS, j, v);
+    sti(SGRP, j, r);
+    rs = select<i32>(rs, j, r == prev);
+    sti(SRS, j, rs);
+    prev = r;
+    run += v;
+    stf(SPRE, j + 1, run);
+
+    const at = ldi(CUR, r);
+    sti(CUR, r, at + 1);
+    const e = ldi(RBASE, r) + at;
+    sti(SPODS, e, p);
+    stf(SVALS, e, v);
+    sti(SGRP, e, nd);
+    sti(SRS, e, at > 0 && ldi(SGRP, e - 1) == nd ? ldi(SRS, e - 1) : at);
+    const pe = ldi(RPBASE, r) + at;
+    stf(SPRE, pe + 1, ldf(SPRE, pe) + v);
+
+    const at2 = ldi(CUR2, nd);
+    sti(CUR2, nd, at2 + 1);
+    const e2 = ldi(NBASE, nd) + at2;
+    sti(SPODS, e2, p);
+    stf(SVALS, e2, v);
+    sti(SGRP, e2, p);
+    sti(SRS, e2, at2);
+    const pe2 = ldi(NPBASE, nd) + at2;
+    stf(SPRE, pe2 + 1, ldf(SPRE, pe2) + v);
+  }
+}
+
+/** For decode pods in ascending B: how many of the list's prefill pods satisfy A + (B + c) <= budgetT. */
 function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64, out: usize): void {
   let ptr = len;
   for (let k = 0; k < dLen; k++) {
@@ -865,77 +943,144 @@ function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64,
   }
 }
 
-function buildGroups(localAllowed: bool): void {
-  const np = nPrefill;
-  sortPods(SORTA, PLIST, np, VA);
-  stf(SPRE, 0, 0);
-  for (let j = 0; j < np; j++) {
-    const p = ldi(SORTA, j);
-    listPut(j, j, p, ldf(VA, p), topo ? ldi(RACK, p) : p);
+/** Two sweeps of one list at once, for two transfer costs. */
+function sweep2(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c1: f64, out1: usize, c2: f64, out2: usize): void {
+  let p1 = len;
+  let p2 = len;
+  for (let k = 0; k < dLen; k++) {
+    const d = ldi(decodes, dOff + k);
+    const b = ldf(VB, d);
+    const q1 = b + c1;
+    const q2 = b + c2;
+    while (p1 > 0 && !(ldf(SVALS, off + p1 - 1) + q1 <= budgetT)) p1--;
+    while (p2 > 0 && !(ldf(SVALS, off + p2 - 1) + q2 <= budgetT)) p2--;
+    sti(out1, d, p1);
+    sti(out2, d, p2);
   }
-  linkSeg(0, np);
-  if (topo) {
-    for (let r = 0; r < nRacks; r++) {
-      sti(CUR, r, 0);
-      stf(SPRE, rackSegPre(r), 0);
-    }
-    for (let j = 0; j < np; j++) {
-      const p = ldi(SORTA, j);
-      const r = ldi(RACK, p);
+}
+
+/** The per-rack and per-node lists of decode pods in B order, rebuilt only when that order changed. */
+let decodeListsStale: bool = true;
+
+function countAll(): void {
+  if (sortPods(SORTB, DLIST, nDecode, VB)) decodeListsStale = true;
+  sweep(0, nPrefill, SORTB, 0, nDecode, cCross, CNT0);
+  if (!topo) return;
+  if (decodeListsStale) {
+    decodeListsStale = false;
+    for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
+    for (let nd = 0; nd < nNodes; nd++) sti(CUR2, nd, 0);
+    for (let k = 0; k < nDecode; k++) {
+      const d = ldi(SORTB, k);
+      const r = ldi(RACK, d);
+      const nd = ldi(NODE, d);
       const at = ldi(CUR, r);
       sti(CUR, r, at + 1);
-      listPut(rackSegOff(r) + at, rackSegPre(r) + at, p, ldf(VA, p), ldi(NODE, p));
-    }
-    for (let r = 0; r < nRacks; r++) linkSeg(rackSegOff(r), ldi(RLEN, r));
-    for (let nd = 0; nd < nNodes; nd++) {
-      sti(CUR, nd, 0);
-      stf(SPRE, nodeSegPre(nd), 0);
-    }
-    for (let j = 0; j < np; j++) {
-      const p = ldi(SORTA, j);
-      const nd = ldi(NODE, p);
-      const at = ldi(CUR, nd);
-      sti(CUR, nd, at + 1);
-      listPut(nodeSegOff(nd) + at, nodeSegPre(nd) + at, p, ldf(VA, p), p);
-    }
-    for (let nd = 0; nd < nNodes; nd++) linkSeg(nodeSegOff(nd), ldi(NLEN, nd));
-  }
-
-  if (hasT) {
-    sortPods(SORTB, DLIST, nDecode, VB);
-    sweep(0, np, SORTB, 0, nDecode, cCross, CNT0);
-    if (topo) {
-      for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
-      for (let k = 0; k < nDecode; k++) {
-        const d = ldi(SORTB, k);
-        const r = ldi(RACK, d);
-        const at = ldi(CUR, r);
-        sti(CUR, r, at + 1);
-        sti(DL1, ldi(DROFF, r) + at, d);
-      }
-      for (let nd = 0; nd < nNodes; nd++) sti(CUR, nd, 0);
-      for (let k = 0; k < nDecode; k++) {
-        const d = ldi(SORTB, k);
-        const nd = ldi(NODE, d);
-        const at = ldi(CUR, nd);
-        sti(CUR, nd, at + 1);
-        sti(DL2, ldi(DNOFF, nd) + at, d);
-      }
-      for (let r = 0; r < nRacks; r++) {
-        const dLen = ldi(DRLEN, r);
-        if (dLen == 0) continue;
-        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cCross, CNT1X);
-        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cRack, CNT1R);
-      }
-      for (let nd = 0; nd < nNodes; nd++) {
-        const dLen = ldi(DNLEN, nd);
-        if (dLen == 0) continue;
-        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cRack, CNT2R);
-        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cNode, CNT2N);
-      }
+      sti(DL1, ldi(DROFF, r) + at, d);
+      const at2 = ldi(CUR2, nd);
+      sti(CUR2, nd, at2 + 1);
+      sti(DL2, ldi(DNOFF, nd) + at2, d);
     }
   }
+  for (let r = 0; r < nRacks; r++) {
+    const dLen = ldi(DRLEN, r);
+    if (dLen == 0) continue;
+    sweep2(ldi(RBASE, r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cCross, CNT1X, cRack, CNT1R);
+  }
+  for (let nd = 0; nd < nNodes; nd++) {
+    const dLen = ldi(DNLEN, nd);
+    if (dLen == 0) continue;
+    sweep2(ldi(NBASE, nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cRack, CNT2R, cNode, CNT2N);
+  }
+}
 
+// Totals over every candidate pair of the request, gathered while the groups are built. Only the
+// extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
+// which only a negative draw needs, is gathered on demand by negativeMin(). Minima and maxima do not
+// depend on the order of the pairs, so the results equal the twin's, which gathers all three.
+let posPairs: i32 = 0;
+let negPairs: i32 = 0;
+let minPos: f64 = 0;
+let maxPos: f64 = 0;
+let minNeg: f64 = 0;
+let needMin: bool = false;
+let needMax: bool = false;
+/** The decode pod's TPOT term of blended (computed once per decode pod) and whether it meets TPOT. */
+let tpTerm: f64 = 0;
+let okP: bool = true;
+
+@inline function blendWith(ttft: f64): f64 {
+  const th = hasT ? wT * (budgetT - ttft) : 0;
+  return th + tpTerm;
+}
+
+@inline function tpotOk(d: i32): bool {
+  return !hasP || ldf(VT, d) <= budgetP;
+}
+
+@inline function localPositive(d: i32): bool {
+  return tpotOk(d) && (!hasT || ldf(VL, d) <= budgetT);
+}
+
+@inline function emptyGroup(gi: i32): void {
+  sti(G_POS, gi, 0);
+  sti(G_NEG, gi, 0);
+}
+
+/**
+ * One group: the list at off (len elements, prefix sums at pre) minus the members labelled ex, of
+ * which exCntPos / exCntAll (summing to exSumPos / exSumAll) are excluded from the positives / all.
+ */
+@inline function makeGroup(
+  gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+  exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
+): void {
+  const total = len - exCntAll;
+  const sumAll = ldf(SPRE, pre + len) - exSumAll;
+  let cPos: i32;
+  let pos: i32;
+  let sumPos: f64;
+  if (!okP) {
+    cPos = 0;
+    pos = 0;
+    sumPos = 0;
+  } else if (!hasT) {
+    cPos = len;
+    pos = total;
+    sumPos = sumAll;
+  } else {
+    cPos = count;
+    pos = count - exCntPos;
+    sumPos = ldf(SPRE, pre + count) - exSumPos;
+  }
+  const neg = total - pos;
+  sti(G_CPOS, gi, cPos);
+  sti(G_POS, gi, pos);
+  sti(G_NEG, gi, neg);
+  stf(G_SPOS, gi, sumPos);
+  stf(G_SNEG, gi, sumAll - sumPos);
+  posPairs += pos;
+  negPairs += neg;
+  if (pos > 0) {
+    if (needMin) {
+      const lo = blendWith(ldf(SVALS, off + lastNot(off, cPos - 1, ex)) + q);
+      if (lo < minPos) minPos = lo;
+    }
+    if (needMax) {
+      const hi = blendWith(ldf(SVALS, off + firstNot(off, len, 0, ex)) + q);
+      if (hi > maxPos) maxPos = hi;
+    }
+  }
+}
+
+function buildGroups(localAllowed: bool): void {
+  buildLists();
+  if (hasT) countAll();
+  const slo = hasT || hasP;
+  needMin = slo && strategy == STRATEGY_MOST;
+  needMax = slo && strategy != STRATEGY_MOST;
+  if (!slo || needMax) ensureNext();
+  const np = nPrefill;
   posPairs = 0;
   negPairs = 0;
   minPos = Infinity;
@@ -943,8 +1088,7 @@ function buildGroups(localAllowed: bool): void {
   minNeg = Infinity;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
-    const role = ldi(ROLES, d);
-    const selfIn = (role & ROLE_PREFILL) != 0;
+    const selfIn = (ldi(ROLES, d) & ROLE_PREFILL) != 0;
     const ad = ldf(VA, d);
     const bd = ldf(VB, d);
     const gi = di * 3;
@@ -953,12 +1097,12 @@ function buildGroups(localAllowed: bool): void {
     if (topo) {
       const r = ldi(RACK, d);
       const nd = ldi(NODE, d);
-      const rOff = rackSegOff(r);
+      const rOff = ldi(RBASE, r);
       const rLen = ldi(RLEN, r);
-      const rPre = rackSegPre(r);
-      const nOff = nodeSegOff(nd);
+      const rPre = ldi(RPBASE, r);
+      const nOff = ldi(NBASE, nd);
       const nLen = ldi(NLEN, nd);
-      const nPre = nodeSegPre(nd);
+      const nPre = ldi(NPBASE, nd);
       const qNode = bd + cNode;
       const selfPos = selfIn && (!hasT || ad + qNode <= budgetT);
       makeGroup(gi, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
@@ -983,93 +1127,68 @@ function buildGroups(localAllowed: bool): void {
     }
     const positive = localPositive(d);
     sti(LOCAL, di, positive ? 1 : 0);
-    if (!hasT && !hasP) continue;
-    const b = blendWith(ldf(VL, d));
     if (positive) {
       posPairs++;
-      if (b < minPos) minPos = b;
-      if (b > maxPos) maxPos = b;
-    } else {
-      negPairs++;
+      if (needMin || needMax) {
+        const b = blendWith(ldf(VL, d));
+        if (b < minPos) minPos = b;
+        if (b > maxPos) maxPos = b;
+      }
+    } else negPairs++;
+  }
+}
+
+// The list of one group, for the passes that need its members: offset, length, excluded label, q.
+let gOff: i32 = 0;
+let gLen: i32 = 0;
+let gEx: i32 = 0;
+let gQ: f64 = 0;
+
+function groupAt(di: i32, k: i32): void {
+  const d = ldi(DLIST, di);
+  const bd = ldf(VB, d);
+  if (!topo) {
+    gOff = 0;
+    gLen = k == CLASS_CROSS ? nPrefill : 0;
+    gEx = d;
+    gQ = bd + cCross;
+  } else if (k == CLASS_NODE) {
+    const nd = ldi(NODE, d);
+    gOff = ldi(NBASE, nd);
+    gLen = ldi(NLEN, nd);
+    gEx = d;
+    gQ = bd + cNode;
+  } else if (k == CLASS_RACK) {
+    const r = ldi(RACK, d);
+    gOff = ldi(RBASE, r);
+    gLen = ldi(RLEN, r);
+    gEx = ldi(NODE, d);
+    gQ = bd + cRack;
+  } else {
+    gOff = 0;
+    gLen = nPrefill;
+    gEx = ldi(RACK, d);
+    gQ = bd + cCross;
+  }
+}
+
+/** minNeg over every negative pair, visited in the twin's order. */
+function negativeMin(): void {
+  minNeg = Infinity;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+    for (let k = 0; k < 3; k++) {
+      const gi = di * 3 + k;
+      if (ldi(G_NEG, gi) == 0) continue;
+      groupAt(di, k);
+      const lo = blendWith(ldf(SVALS, gOff + lastNot(gOff, gLen - 1, gEx)) + gQ);
+      if (lo < minNeg) minNeg = lo;
+    }
+    if (ldi(LOCAL, di) == 0) {
+      const b = blendWith(ldf(VL, d));
       if (b < minNeg) minNeg = b;
     }
-  }
-}
-
-@inline function tpotOk(d: i32): bool {
-  return !hasP || ldf(VT, d) <= budgetP;
-}
-
-@inline function localPositive(d: i32): bool {
-  return tpotOk(d) && (!hasT || ldf(VL, d) <= budgetT);
-}
-
-function emptyGroup(gi: i32): void {
-  sti(G_POS, gi, 0);
-  sti(G_NEG, gi, 0);
-  sti(G_LEN, gi, 0);
-}
-
-// Totals over every candidate pair of the request, gathered while the groups are built, in the order
-// the twin visits them: per decode pod its node, rack and cross groups, then its local pair.
-let posPairs: i32 = 0;
-let negPairs: i32 = 0;
-let minPos: f64 = 0;
-let maxPos: f64 = 0;
-let minNeg: f64 = 0;
-/** The decode pod's TPOT term of blended (computed once per decode pod) and whether it meets TPOT. */
-let tpTerm: f64 = 0;
-let okP: bool = true;
-
-@inline function blendWith(ttft: f64): f64 {
-  const th = hasT ? wT * (budgetT - ttft) : 0;
-  return th + tpTerm;
-}
-
-@inline function makeGroup(
-  gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
-  exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
-): void {
-  const total = len - exCntAll;
-  const sumAll = ldf(SPRE, pre + len) - exSumAll;
-  let cPos: i32;
-  let pos: i32;
-  let sumPos: f64;
-  if (!okP) {
-    cPos = 0;
-    pos = 0;
-    sumPos = 0;
-  } else if (!hasT) {
-    cPos = len;
-    pos = total;
-    sumPos = sumAll;
-  } else {
-    cPos = count;
-    pos = count - exCntPos;
-    sumPos = ldf(SPRE, pre + count) - exSumPos;
-  }
-  const neg = total - pos;
-  sti(G_OFF, gi, off);
-  sti(G_LEN, gi, len);
-  sti(G_EX, gi, ex);
-  sti(G_CPOS, gi, cPos);
-  sti(G_POS, gi, pos);
-  sti(G_NEG, gi, neg);
-  stf(G_Q, gi, q);
-  stf(G_SPOS, gi, sumPos);
-  stf(G_SNEG, gi, sumAll - sumPos);
-  if (!hasT && !hasP) return;
-  posPairs += pos;
-  negPairs += neg;
-  if (pos > 0) {
-    const lo = blendWith(ldf(SVALS, off + lastNot(off, cPos - 1, ex)) + q);
-    const hi = blendWith(ldf(SVALS, off + firstNot(off, len, 0, ex)) + q);
-    if (lo < minPos) minPos = lo;
-    if (hi > maxPos) maxPos = hi;
-  }
-  if (neg > 0) {
-    const lo = blendWith(ldf(SVALS, off + lastNot(off, len - 1, ex)) + q);
-    if (lo < minNeg) minNeg = lo;
   }
 }
 
@@ -1084,7 +1203,6 @@ let okP: bool = true;
 @inline function e2e(ttft: f64, d: i32): f64 {
   return ttft + ldf(VT, d) * reqOsl;
 }
-
 
 function nextUniform(): f64 {
   rng += 0x9e3779b9;
@@ -1122,6 +1240,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     return true;
   }
   stf(res, RES_OUTCOME, OUT_NEGATIVE);
+  negativeMin();
   draw(DRAW_NEGATIVE, minNeg);
   return true;
 }
@@ -1130,50 +1249,54 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
   return kind == DRAW_LEAST ? ref - b + 1 : b - ref + 1;
 }
 
-@inline function memberOf(k: i32, d: i32, p: i32): bool {
-  if (p == d) return false;
-  if (!topo) return true;
-  if (k == CLASS_NODE) return ldi(NODE, p) == ldi(NODE, d);
-  if (k == CLASS_RACK) return ldi(RACK, p) == ldi(RACK, d) && ldi(NODE, p) != ldi(NODE, d);
-  return ldi(RACK, p) != ldi(RACK, d);
+@inline function transferOf(k: i32): f64 {
+  return k == CLASS_NODE ? cNode : k == CLASS_RACK ? cRack : cCross;
 }
 
-@inline function positiveIn(d: i32, q: f64, p: i32): bool {
-  return tpotOk(d) && (!hasT || ldf(VA, p) + q <= budgetT);
-}
-
-function memberWeight(kind: i32, k: i32, d: i32, q: f64, p: i32, ref: f64): f64 {
-  const wantPositive = kind == DRAW_MOST || kind == DRAW_LEAST;
-  if (!memberOf(k, d, p) || positiveIn(d, q, p) != wantPositive) return 0;
-  return kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VA, p) + q, d), ref);
-}
-
+/**
+ * A weighted draw: a group by its total weight, then a member by a scan in pod order.
+ * most: blended - min + 1 over positives; least: max - blended + 1 over positives;
+ * negative: blended - min + 1 over negatives; explore: 1 per negative pair.
+ */
 function draw(kind: i32, ref: f64): void {
   const slope = hasT ? wT : 0;
+  const positive = kind == DRAW_MOST || kind == DRAW_LEAST;
   let total: f64 = 0;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
+    const bd = ldf(VB, d);
+    const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     for (let k = 0; k < 3; k++) {
       const gi = di * 3 + k;
-      const pos = ldi(G_POS, gi);
-      const neg = ldi(G_NEG, gi);
       let w: f64 = 0;
-      if (kind == DRAW_EXPLORE) w = <f64>neg;
-      else if (kind == DRAW_NEGATIVE) {
-        if (neg > 0) w = <f64>neg * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SNEG, gi);
-      } else if (pos > 0) {
-        w = kind == DRAW_MOST
-          ? <f64>pos * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SPOS, gi)
-          : <f64>pos * (ref - blend(ldf(G_Q, gi), d) + 1) + slope * ldf(G_SPOS, gi);
+      if (kind == DRAW_EXPLORE) w = <f64>ldi(G_NEG, gi);
+      else if (positive) {
+        const pos = ldi(G_POS, gi);
+        if (pos > 0) {
+          const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
+          const bq = th + tp;
+          w = kind == DRAW_MOST
+            ? <f64>pos * (bq - ref + 1) - slope * ldf(G_SPOS, gi)
+            : <f64>pos * (ref - bq + 1) + slope * ldf(G_SPOS, gi);
+        }
+      } else {
+        const neg = ldi(G_NEG, gi);
+        if (neg > 0) {
+          const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
+          w = <f64>neg * (th + tp - ref + 1) - slope * ldf(G_SNEG, gi);
+        }
       }
       stf(WEIGHTS, di * 4 + k, w);
       total += w;
     }
     const local = ldi(LOCAL, di);
     let w: f64 = 0;
-    if (local >= 0) {
-      const wanted = kind == DRAW_MOST || kind == DRAW_LEAST ? local == 1 : local == 0;
-      if (wanted) w = kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VL, d), d), ref);
+    if (local >= 0 && (positive ? local == 1 : local == 0)) {
+      if (kind == DRAW_EXPLORE) w = 1;
+      else {
+        const th = hasT ? wT * (budgetT - ldf(VL, d)) : 0;
+        w = pairWeight(kind, th + tp, ref);
+      }
     }
     stf(WEIGHTS, di * 4 + 3, w);
     total += w;
@@ -1189,8 +1312,8 @@ function draw(kind: i32, ref: f64): void {
     chosen = i;
     if (target < acc) break;
   }
-  const di = chosen / 4;
-  const k = chosen % 4;
+  const di = chosen >> 2;
+  const k = chosen & 3;
   const d = ldi(DLIST, di);
   chosenD = d;
   chosenK = k;
@@ -1198,24 +1321,50 @@ function draw(kind: i32, ref: f64): void {
     chosenP = d;
     return;
   }
-  const q = ldf(G_Q, di * 3 + k);
+  // The member: every prefill pod in snapshot order, weighed once into MW, then scanned.
+  const q = ldf(VB, d) + (topo ? transferOf(k) : cCross);
+  const ok = tpotOk(d);
+  const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+  const rd = ldi(RACK, d);
+  const nd = ldi(NODE, d);
+  const np = nPrefill;
   let sum: f64 = 0;
-  for (let j = 0; j < nPrefill; j++) sum += memberWeight(kind, k, d, q, ldi(PLIST, j), ref);
+  for (let j = 0; j < np; j++) {
+    const p = ldi(PLIST, j);
+    let member = p != d;
+    if (topo) {
+      const rp = ldi(RACK, p);
+      const npd = ldi(NODE, p);
+      member = member && (k == CLASS_NODE ? npd == nd : k == CLASS_RACK ? rp == rd && npd != nd : rp != rd);
+    }
+    let w: f64 = 0;
+    if (member) {
+      const t = ldf(VA, p) + q;
+      if ((ok && (!hasT || t <= budgetT)) == positive) {
+        if (kind == DRAW_EXPLORE) w = 1;
+        else {
+          const th = hasT ? wT * (budgetT - t) : 0;
+          w = pairWeight(kind, th + tp, ref);
+        }
+      }
+    }
+    stf(MW, j, w);
+    sum += w;
+  }
   const inner = nextUniform() * sum;
   let acc2: f64 = 0;
   let pick = -1;
-  for (let j = 0; j < nPrefill; j++) {
-    const p = ldi(PLIST, j);
-    const w = memberWeight(kind, k, d, q, p, ref);
+  for (let j = 0; j < np; j++) {
+    const w = ldf(MW, j);
     if (w <= 0) continue;
     acc2 += w;
-    pick = p;
+    pick = j;
     if (inner < acc2) break;
   }
-  chosenP = pick;
+  chosenP = pick < 0 ? -1 : ldi(PLIST, pick);
 }
 
-/** First index after i (relative) in the segment whose value is larger than at i. */
+/** First index after i (relative) in the list whose value is larger than at i. */
 function runEnd(off: i32, len: i32, i: i32): i32 {
   let lo = i + 1;
   let hi = len;
@@ -1234,6 +1383,7 @@ function runEnd(off: i32, len: i32, i: i32): i32 {
 
 /** Lowest e2e latency (noSlo) or largest blended headroom among positives; ties to the lowest (p, d). */
 function argBest(noSlo: bool, maxPos: f64): void {
+  ensureNext();
   let target = -maxPos;
   if (noSlo) {
     target = Infinity;
@@ -1242,8 +1392,8 @@ function argBest(noSlo: bool, maxPos: f64): void {
       for (let k = 0; k < 3; k++) {
         const gi = di * 3 + k;
         if (ldi(G_POS, gi) + ldi(G_NEG, gi) == 0) continue;
-        const off = ldi(G_OFF, gi);
-        const e = e2e(ldf(SVALS, off + firstNot(off, ldi(G_LEN, gi), 0, ldi(G_EX, gi))) + ldf(G_Q, gi), d);
+        groupAt(di, k);
+        const e = e2e(ldf(SVALS, gOff + firstNot(gOff, gLen, 0, gEx)) + gQ, d);
         if (e < target) target = e;
       }
       if (ldi(LOCAL, di) < 0) continue;
@@ -1260,10 +1410,11 @@ function argBest(noSlo: bool, maxPos: f64): void {
       const gi = di * 3 + k;
       const count = noSlo ? ldi(G_POS, gi) + ldi(G_NEG, gi) : ldi(G_POS, gi);
       if (count == 0) continue;
-      const off = ldi(G_OFF, gi);
-      const len = ldi(G_LEN, gi);
-      const ex = ldi(G_EX, gi);
-      const q = ldf(G_Q, gi);
+      groupAt(di, k);
+      const off = gOff;
+      const len = gLen;
+      const ex = gEx;
+      const q = gQ;
       const end = noSlo ? len : ldi(G_CPOS, gi);
       let j = firstNot(off, len, 0, ex);
       while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
@@ -1288,10 +1439,6 @@ function argBest(noSlo: bool, maxPos: f64): void {
   chosenP = bestP;
   chosenD = bestD;
   chosenK = bestK;
-}
-
-@inline function transferOf(k: i32): f64 {
-  return k == CLASS_NODE ? cNode : k == CLASS_RACK ? cRack : cCross;
 }
 
 function describe(res: usize): void {
