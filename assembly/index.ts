@@ -119,31 +119,16 @@ let ROFF: usize = 0;
 let RLEN: usize = 0;
 let NOFF: usize = 0;
 let NLEN: usize = 0;
-let DROFF: usize = 0;
-let DRLEN: usize = 0;
-let DNOFF: usize = 0;
-let DNLEN: usize = 0;
-let CUR: usize = 0;
-let CUR2: usize = 0;
-let RBASE: usize = 0;
-let RPBASE: usize = 0;
-let NBASE: usize = 0;
-let NPBASE: usize = 0;
+let RINFO: usize = 0;
+let NINFO: usize = 0;
+let ACC: usize = 0;
 let MW: usize = 0;
-let DL1: usize = 0;
-let DL2: usize = 0;
-let CNT0: usize = 0;
-let CNT1X: usize = 0;
-let CNT1R: usize = 0;
-let CNT2R: usize = 0;
-let CNT2N: usize = 0;
 let G_CPOS: usize = 0;
 let G_POS: usize = 0;
 let G_NEG: usize = 0;
 let G_SPOS: usize = 0;
 let G_SNEG: usize = 0;
 let LOCAL: usize = 0;
-let WEIGHTS: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
 
@@ -273,31 +258,16 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   RLEN = take(i4);
   NOFF = take(i4);
   NLEN = take(i4);
-  DROFF = take(i4);
-  DRLEN = take(i4);
-  DNOFF = take(i4);
-  DNLEN = take(i4);
-  CUR = take(i4);
-  CUR2 = take(i4);
-  RBASE = take(i4);
-  RPBASE = take(i4);
-  NBASE = take(i4);
-  NPBASE = take(i4);
+  RINFO = take(i4 << 3);
+  NINFO = take(i4 << 3);
+  ACC = take(4 * f8);
   MW = take(f8);
-  DL1 = take(i4);
-  DL2 = take(i4);
-  CNT0 = take(i4);
-  CNT1X = take(i4);
-  CNT1R = take(i4);
-  CNT2R = take(i4);
-  CNT2N = take(i4);
   G_CPOS = take(3 * i4);
   G_POS = take(3 * i4);
   G_NEG = take(3 * i4);
   G_SPOS = take(3 * f8);
   G_SNEG = take(3 * f8);
   LOCAL = take(i4);
-  WEIGHTS = take(4 * f8);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
   const end = bump;
@@ -395,11 +365,9 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
   nBoth = 0;
   for (let r = 0; r < nr; r++) {
     sti(RLEN, r, 0);
-    sti(DRLEN, r, 0);
   }
   for (let nd = 0; nd < nn; nd++) {
     sti(NLEN, nd, 0);
-    sti(DNLEN, nd, 0);
   }
   for (let i = 0; i < n; i++) {
     const role = ldi(ROLES, i);
@@ -417,39 +385,34 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
       sti(DLIST, nDecode, i);
       sti(SORTB, nDecode, i);
       nDecode++;
-      sti(DRLEN, r, ldi(DRLEN, r) + 1);
-      sti(DNLEN, nd, ldi(DNLEN, nd) + 1);
     }
     if ((role & ROLE_PREFILL) != 0 && (role & ROLE_DECODE) != 0) nBoth++;
   }
   let acc = 0;
-  let dacc = 0;
   for (let r = 0; r < nr; r++) {
     sti(ROFF, r, acc);
     acc += ldi(RLEN, r);
-    sti(DROFF, r, dacc);
-    dacc += ldi(DRLEN, r);
   }
   acc = 0;
-  dacc = 0;
   for (let nd = 0; nd < nn; nd++) {
     sti(NOFF, nd, acc);
     acc += ldi(NLEN, nd);
-    sti(DNOFF, nd, dacc);
-    dacc += ldi(DNLEN, nd);
   }
   // List bases in the unified list arrays: level 0 (all prefill pods) at 0, level 1 (per rack) from
   // capPods, level 2 (per node) from 2 capPods; prefix sums, one slot longer per list, at 0, capPods + 1
   // and 3 capPods + 1.
   for (let r = 0; r < nr; r++) {
-    sti(RBASE, r, capPods + ldi(ROFF, r));
-    sti(RPBASE, r, capPods + 1 + ldi(ROFF, r) + r);
+    const ri = rackInfo(r);
+    store<i32>(ri, capPods + ldi(ROFF, r), INFO_BASE);
+    store<i32>(ri, ldi(RLEN, r), INFO_LEN);
+    store<i32>(ri, capPods + 1 + ldi(ROFF, r) + r, INFO_PRE);
   }
   for (let nd = 0; nd < nn; nd++) {
-    sti(NBASE, nd, 2 * capPods + ldi(NOFF, nd));
-    sti(NPBASE, nd, 3 * capPods + 1 + ldi(NOFF, nd) + nd);
+    const ni = nodeInfo(nd);
+    store<i32>(ni, 2 * capPods + ldi(NOFF, nd), INFO_BASE);
+    store<i32>(ni, ldi(NLEN, nd), INFO_LEN);
+    store<i32>(ni, 3 * capPods + 1 + ldi(NOFF, nd) + nd, INFO_PRE);
   }
-  decodeListsStale = true;
   loaded = true;
   return ERR_NONE;
 }
@@ -832,11 +795,32 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): bool {
 //
 // Three levels of lists of the prefill pods sorted by (A, pod): level 0 holds them all, labelled by
 // rack (by pod without topology); level 1 one list per rack, labelled by node; level 2 one list per
-// node, labelled by pod. Per element: pod, value, label, and the start of its run of equal labels
-// (SRS), which gives the last element before i outside a label in O(1). The forward skip links (SNX)
-// are needed only by `least`, `best` and no-SLO picks, and built on demand.
+// node, labelled by pod. Per element: pod, value and prefix sum; lists whose labels repeat (level 0
+// with topology, level 1) also keep the label and the start of its run of equal labels (SRS), which
+// gives the last element before i outside a label in O(1). Lists labelled by pod need neither. The
+// forward skip links (SNX) are needed only by `least`, `best` and no-SLO picks, and built on demand.
+//
+// Per rack, RINFO holds 8 i32: list base, length, prefix base, the two sweep pointers (cross, rack),
+// the fill count, the last label and its run start. Per node, NINFO: base, length, prefix base, the
+// two sweep pointers (rack, node) and the fill count.
 
-/** Skip links of one list: SNX[i] = first index after i whose label differs from i's (or len). */
+const INFO_BASE: usize = 0;
+const INFO_LEN: usize = 4;
+const INFO_PRE: usize = 8;
+const INFO_PTR1: usize = 12;
+const INFO_PTR2: usize = 16;
+const INFO_FILL: usize = 20;
+const INFO_LAST: usize = 24;
+const INFO_RUN: usize = 28;
+
+@inline function rackInfo(r: i32): usize {
+  return RINFO + (<usize>r << 5);
+}
+@inline function nodeInfo(nd: i32): usize {
+  return NINFO + (<usize>nd << 5);
+}
+
+/** Skip links of one list with repeating labels: SNX[i] = first index after i whose label differs (or len). */
 function linkNext(off: i32, len: i32): void {
   let nx = len;
   for (let j = len - 1; j >= 0; j--) {
@@ -850,147 +834,98 @@ let nextReady: bool = false;
 function ensureNext(): void {
   if (nextReady) return;
   nextReady = true;
-  linkNext(0, nPrefill);
   if (!topo) return;
-  for (let r = 0; r < nRacks; r++) linkNext(ldi(RBASE, r), ldi(RLEN, r));
-  for (let nd = 0; nd < nNodes; nd++) linkNext(ldi(NBASE, nd), ldi(NLEN, nd));
+  linkNext(0, nPrefill);
+  for (let r = 0; r < nRacks; r++) {
+    const ri = rackInfo(r);
+    linkNext(load<i32>(ri, INFO_BASE), load<i32>(ri, INFO_LEN));
+  }
 }
 
-/** First index >= i whose label is not `label` (len when none); needs ensureNext(). */
-@inline function firstNot(off: i32, len: i32, i: i32, label: i32): i32 {
+/** First index >= i whose label is not `label` (len when none); needs ensureNext() unless unique. */
+@inline function firstNot(unique: bool, off: i32, len: i32, i: i32, label: i32): i32 {
+  if (unique) return i < len && ldi(SPODS, off + i) == label ? i + 1 : i;
   return i < len && ldi(SGRP, off + i) == label ? ldi(SNX, off + i) : i;
 }
 
 /** Last index <= i whose label is not `label`; -1 when none. */
-@inline function lastNot(off: i32, i: i32, label: i32): i32 {
+@inline function lastNot(unique: bool, off: i32, i: i32, label: i32): i32 {
+  if (unique) return i >= 0 && ldi(SPODS, off + i) == label ? i - 1 : i;
   return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SRS, off + i) - 1 : i;
 }
 
-/** The sorted lists with prefix sums and run starts, all levels in one pass over the sorted pods. */
+/** Sorts the prefill pods by A and fills every list level in one pass over them. */
 function buildLists(): void {
   const np = nPrefill;
   sortPods(SORTA, PLIST, np, VA);
   nextReady = false;
+  const pods = SPODS;
+  const vals = SVALS;
+  const pre = SPRE;
   let run: f64 = 0;
-  stf(SPRE, 0, 0);
+  stf(pre, 0, 0);
   if (!topo) {
     for (let j = 0; j < np; j++) {
       const p = ldi(SORTA, j);
       const v = ldf(VA, p);
-      sti(SPODS, j, p);
-      stf(SVALS, j, v);
-      sti(SGRP, j, p);
-      sti(SRS, j, j);
+      sti(pods, j, p);
+      stf(vals, j, v);
       run += v;
-      stf(SPRE, j + 1, run);
+      stf(pre, j + 1, run);
     }
     return;
   }
+  const grp = SGRP;
+  const rs = SRS;
   for (let r = 0; r < nRacks; r++) {
-    sti(CUR, r, 0);
-    stf(SPRE, ldi(RPBASE, r), 0);
+    const ri = rackInfo(r);
+    store<i32>(ri, 0, INFO_FILL);
+    store<i32>(ri, -1, INFO_LAST);
+    stf(pre, load<i32>(ri, INFO_PRE), 0);
   }
   for (let nd = 0; nd < nNodes; nd++) {
-    sti(CUR2, nd, 0);
-    stf(SPRE, ldi(NPBASE, nd), 0);
+    const ni = nodeInfo(nd);
+    store<i32>(ni, 0, INFO_FILL);
+    stf(pre, load<i32>(ni, INFO_PRE), 0);
   }
   let prev = -1;
-  let rs = 0;
+  let start = 0;
   for (let j = 0; j < np; j++) {
     const p = ldi(SORTA, j);
     const v = ldf(VA, p);
     const r = ldi(RACK, p);
     const nd = ldi(NODE, p);
-    sti(SPODS, j, p);
-    stf(SVALS, j, v);
-    sti(SGRP, j, r);
-    rs = select<i32>(rs, j, r == prev);
-    sti(SRS, j, rs);
+    sti(pods, j, p);
+    stf(vals, j, v);
+    sti(grp, j, r);
+    start = select<i32>(start, j, r == prev);
+    sti(rs, j, start);
     prev = r;
     run += v;
-    stf(SPRE, j + 1, run);
+    stf(pre, j + 1, run);
 
-    const at = ldi(CUR, r);
-    sti(CUR, r, at + 1);
-    const e = ldi(RBASE, r) + at;
-    sti(SPODS, e, p);
-    stf(SVALS, e, v);
-    sti(SGRP, e, nd);
-    sti(SRS, e, at > 0 && ldi(SGRP, e - 1) == nd ? ldi(SRS, e - 1) : at);
-    const pe = ldi(RPBASE, r) + at;
-    stf(SPRE, pe + 1, ldf(SPRE, pe) + v);
+    const ri = rackInfo(r);
+    const at = load<i32>(ri, INFO_FILL);
+    store<i32>(ri, at + 1, INFO_FILL);
+    const e = load<i32>(ri, INFO_BASE) + at;
+    sti(pods, e, p);
+    stf(vals, e, v);
+    sti(grp, e, nd);
+    const rStart = select<i32>(load<i32>(ri, INFO_RUN), at, load<i32>(ri, INFO_LAST) == nd);
+    store<i32>(ri, rStart, INFO_RUN);
+    store<i32>(ri, nd, INFO_LAST);
+    sti(rs, e, rStart);
+    const pe = load<i32>(ri, INFO_PRE) + at;
+    stf(pre, pe + 1, ldf(pre, pe) + v);
 
-    const at2 = ldi(CUR2, nd);
-    sti(CUR2, nd, at2 + 1);
-    const e2 = ldi(NBASE, nd) + at2;
-    sti(SPODS, e2, p);
-    stf(SVALS, e2, v);
-    sti(SGRP, e2, p);
-    sti(SRS, e2, at2);
-    const pe2 = ldi(NPBASE, nd) + at2;
-    stf(SPRE, pe2 + 1, ldf(SPRE, pe2) + v);
-  }
-}
-
-/** For decode pods in ascending B: how many of the list's prefill pods satisfy A + (B + c) <= budgetT. */
-function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64, out: usize): void {
-  let ptr = len;
-  for (let k = 0; k < dLen; k++) {
-    const d = ldi(decodes, dOff + k);
-    const q = ldf(VB, d) + c;
-    while (ptr > 0 && !(ldf(SVALS, off + ptr - 1) + q <= budgetT)) ptr--;
-    sti(out, d, ptr);
-  }
-}
-
-/** Two sweeps of one list at once, for two transfer costs. */
-function sweep2(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c1: f64, out1: usize, c2: f64, out2: usize): void {
-  let p1 = len;
-  let p2 = len;
-  for (let k = 0; k < dLen; k++) {
-    const d = ldi(decodes, dOff + k);
-    const b = ldf(VB, d);
-    const q1 = b + c1;
-    const q2 = b + c2;
-    while (p1 > 0 && !(ldf(SVALS, off + p1 - 1) + q1 <= budgetT)) p1--;
-    while (p2 > 0 && !(ldf(SVALS, off + p2 - 1) + q2 <= budgetT)) p2--;
-    sti(out1, d, p1);
-    sti(out2, d, p2);
-  }
-}
-
-/** The per-rack and per-node lists of decode pods in B order, rebuilt only when that order changed. */
-let decodeListsStale: bool = true;
-
-function countAll(): void {
-  if (sortPods(SORTB, DLIST, nDecode, VB)) decodeListsStale = true;
-  sweep(0, nPrefill, SORTB, 0, nDecode, cCross, CNT0);
-  if (!topo) return;
-  if (decodeListsStale) {
-    decodeListsStale = false;
-    for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
-    for (let nd = 0; nd < nNodes; nd++) sti(CUR2, nd, 0);
-    for (let k = 0; k < nDecode; k++) {
-      const d = ldi(SORTB, k);
-      const r = ldi(RACK, d);
-      const nd = ldi(NODE, d);
-      const at = ldi(CUR, r);
-      sti(CUR, r, at + 1);
-      sti(DL1, ldi(DROFF, r) + at, d);
-      const at2 = ldi(CUR2, nd);
-      sti(CUR2, nd, at2 + 1);
-      sti(DL2, ldi(DNOFF, nd) + at2, d);
-    }
-  }
-  for (let r = 0; r < nRacks; r++) {
-    const dLen = ldi(DRLEN, r);
-    if (dLen == 0) continue;
-    sweep2(ldi(RBASE, r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cCross, CNT1X, cRack, CNT1R);
-  }
-  for (let nd = 0; nd < nNodes; nd++) {
-    const dLen = ldi(DNLEN, nd);
-    if (dLen == 0) continue;
-    sweep2(ldi(NBASE, nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cRack, CNT2R, cNode, CNT2N);
+    const ni = nodeInfo(nd);
+    const at2 = load<i32>(ni, INFO_FILL);
+    store<i32>(ni, at2 + 1, INFO_FILL);
+    const e2 = load<i32>(ni, INFO_BASE) + at2;
+    sti(pods, e2, p);
+    stf(vals, e2, v);
+    const pe2 = load<i32>(ni, INFO_PRE) + at2;
+    stf(pre, pe2 + 1, ldf(pre, pe2) + v);
   }
 }
 
@@ -1032,7 +967,7 @@ let okP: bool = true;
  * which exCntPos / exCntAll (summing to exSumPos / exSumAll) are excluded from the positives / all.
  */
 @inline function makeGroup(
-  gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+  unique: bool, gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
   exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
 ): void {
   const total = len - exCntAll;
@@ -1063,70 +998,121 @@ let okP: bool = true;
   negPairs += neg;
   if (pos > 0) {
     if (needMin) {
-      const lo = blendWith(ldf(SVALS, off + lastNot(off, cPos - 1, ex)) + q);
+      const lo = blendWith(ldf(SVALS, off + lastNot(unique, off, cPos - 1, ex)) + q);
       if (lo < minPos) minPos = lo;
     }
     if (needMax) {
-      const hi = blendWith(ldf(SVALS, off + firstNot(off, len, 0, ex)) + q);
+      const hi = blendWith(ldf(SVALS, off + firstNot(unique, off, len, 0, ex)) + q);
       if (hi > maxPos) maxPos = hi;
     }
   }
 }
 
+/**
+ * The groups of every decode pod (stored by pod: G_*[3 d + k], LOCAL[d]) and the totals. With a TTFT
+ * SLO the decode pods are visited in ascending B, so that each count (how many of a list's prefill
+ * pods satisfy A + (B + c) <= budget) is a pointer that only moves down: one sweep per list and
+ * transfer cost, merged into this pass.
+ */
 function buildGroups(localAllowed: bool): void {
   buildLists();
-  if (hasT) countAll();
   const slo = hasT || hasP;
   needMin = slo && strategy == STRATEGY_MOST;
   needMax = slo && strategy != STRATEGY_MOST;
   if (!slo || needMax) ensureNext();
-  const np = nPrefill;
   posPairs = 0;
   negPairs = 0;
   minPos = Infinity;
   maxPos = -Infinity;
   minNeg = Infinity;
-  for (let di = 0; di < nDecode; di++) {
-    const d = ldi(DLIST, di);
+  const np = nPrefill;
+  let order = DLIST;
+  if (hasT) {
+    sortPods(SORTB, DLIST, nDecode, VB);
+    order = SORTB;
+  }
+  if (topo) {
+    for (let r = 0; r < nRacks; r++) {
+      const ri = rackInfo(r);
+      const len = load<i32>(ri, INFO_LEN);
+      store<i32>(ri, len, INFO_PTR1);
+      store<i32>(ri, len, INFO_PTR2);
+    }
+    for (let nd = 0; nd < nNodes; nd++) {
+      const ni = nodeInfo(nd);
+      const len = load<i32>(ni, INFO_LEN);
+      store<i32>(ni, len, INFO_PTR1);
+      store<i32>(ni, len, INFO_PTR2);
+    }
+  }
+  const vals = SVALS;
+  const budget = budgetT;
+  let p0 = np;
+  for (let i = 0; i < nDecode; i++) {
+    const d = ldi(order, i);
     const selfIn = (ldi(ROLES, d) & ROLE_PREFILL) != 0;
-    const ad = ldf(VA, d);
+    const ad = selfIn ? ldf(VA, d) : 0;
     const bd = ldf(VB, d);
-    const gi = di * 3;
+    const gi = d * 3;
     okP = tpotOk(d);
     tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     if (topo) {
       const r = ldi(RACK, d);
       const nd = ldi(NODE, d);
-      const rOff = ldi(RBASE, r);
-      const rLen = ldi(RLEN, r);
-      const rPre = ldi(RPBASE, r);
-      const nOff = ldi(NBASE, nd);
-      const nLen = ldi(NLEN, nd);
-      const nPre = ldi(NPBASE, nd);
+      const ri = rackInfo(r);
+      const ni = nodeInfo(nd);
+      const rOff = load<i32>(ri, INFO_BASE);
+      const rLen = load<i32>(ri, INFO_LEN);
+      const rPre = load<i32>(ri, INFO_PRE);
+      const nOff = load<i32>(ni, INFO_BASE);
+      const nLen = load<i32>(ni, INFO_LEN);
+      const nPre = load<i32>(ni, INFO_PRE);
       const qNode = bd + cNode;
-      const selfPos = selfIn && (!hasT || ad + qNode <= budgetT);
-      makeGroup(gi, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
+      const qRack = bd + cRack;
+      const qCross = bd + cCross;
+      let c1x = 0;
+      let c1r = 0;
+      let c2r = 0;
+      let c2n = 0;
+      if (hasT) {
+        while (p0 > 0 && !(ldf(vals, p0 - 1) + qCross <= budget)) p0--;
+        c1x = load<i32>(ri, INFO_PTR1);
+        while (c1x > 0 && !(ldf(vals, rOff + c1x - 1) + qCross <= budget)) c1x--;
+        store<i32>(ri, c1x, INFO_PTR1);
+        c1r = load<i32>(ri, INFO_PTR2);
+        while (c1r > 0 && !(ldf(vals, rOff + c1r - 1) + qRack <= budget)) c1r--;
+        store<i32>(ri, c1r, INFO_PTR2);
+        c2r = load<i32>(ni, INFO_PTR1);
+        while (c2r > 0 && !(ldf(vals, nOff + c2r - 1) + qRack <= budget)) c2r--;
+        store<i32>(ni, c2r, INFO_PTR1);
+        c2n = load<i32>(ni, INFO_PTR2);
+        while (c2n > 0 && !(ldf(vals, nOff + c2n - 1) + qNode <= budget)) c2n--;
+        store<i32>(ni, c2n, INFO_PTR2);
+      }
+      const selfPos = selfIn && (!hasT || ad + qNode <= budget);
+      makeGroup(true, gi, nOff, nLen, nPre, d, c2n, qNode,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
-      const c2r = ldi(CNT2R, d);
-      makeGroup(gi + 1, rOff, rLen, rPre, nd, ldi(CNT1R, d), bd + cRack,
+      makeGroup(false, gi + 1, rOff, rLen, rPre, nd, c1r, qRack,
         c2r, ldf(SPRE, nPre + c2r), nLen, ldf(SPRE, nPre + nLen));
-      const c1x = ldi(CNT1X, d);
-      makeGroup(gi + 2, 0, np, 0, r, ldi(CNT0, d), bd + cCross,
+      makeGroup(false, gi + 2, 0, np, 0, r, p0, qCross,
         c1x, ldf(SPRE, rPre + c1x), rLen, ldf(SPRE, rPre + rLen));
     } else {
       const q = bd + cCross;
-      const selfPos = selfIn && (!hasT || ad + q <= budgetT);
+      if (hasT) {
+        while (p0 > 0 && !(ldf(vals, p0 - 1) + q <= budget)) p0--;
+      }
+      const selfPos = selfIn && (!hasT || ad + q <= budget);
       emptyGroup(gi);
       emptyGroup(gi + 1);
-      makeGroup(gi + 2, 0, np, 0, d, ldi(CNT0, d), q,
+      makeGroup(true, gi + 2, 0, np, 0, d, p0, q,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
     }
     if (!localAllowed) {
-      sti(LOCAL, di, -1);
+      sti(LOCAL, d, -1);
       continue;
     }
     const positive = localPositive(d);
-    sti(LOCAL, di, positive ? 1 : 0);
+    sti(LOCAL, d, positive ? 1 : 0);
     if (positive) {
       posPairs++;
       if (needMin || needMax) {
@@ -1138,37 +1124,42 @@ function buildGroups(localAllowed: bool): void {
   }
 }
 
-// The list of one group, for the passes that need its members: offset, length, excluded label, q.
+// The list of one group, for the passes that need its members: offset, length, excluded label, q,
+// and whether the list is labelled by pod.
 let gOff: i32 = 0;
 let gLen: i32 = 0;
 let gEx: i32 = 0;
 let gQ: f64 = 0;
+let gUnique: bool = false;
 
-function groupAt(di: i32, k: i32): void {
-  const d = ldi(DLIST, di);
+function groupAt(d: i32, k: i32): void {
   const bd = ldf(VB, d);
   if (!topo) {
     gOff = 0;
     gLen = k == CLASS_CROSS ? nPrefill : 0;
     gEx = d;
     gQ = bd + cCross;
+    gUnique = true;
   } else if (k == CLASS_NODE) {
-    const nd = ldi(NODE, d);
-    gOff = ldi(NBASE, nd);
-    gLen = ldi(NLEN, nd);
+    const ni = nodeInfo(ldi(NODE, d));
+    gOff = load<i32>(ni, INFO_BASE);
+    gLen = load<i32>(ni, INFO_LEN);
     gEx = d;
     gQ = bd + cNode;
+    gUnique = true;
   } else if (k == CLASS_RACK) {
-    const r = ldi(RACK, d);
-    gOff = ldi(RBASE, r);
-    gLen = ldi(RLEN, r);
+    const ri = rackInfo(ldi(RACK, d));
+    gOff = load<i32>(ri, INFO_BASE);
+    gLen = load<i32>(ri, INFO_LEN);
     gEx = ldi(NODE, d);
     gQ = bd + cRack;
+    gUnique = false;
   } else {
     gOff = 0;
     gLen = nPrefill;
     gEx = ldi(RACK, d);
     gQ = bd + cCross;
+    gUnique = false;
   }
 }
 
@@ -1179,13 +1170,14 @@ function negativeMin(): void {
     const d = ldi(DLIST, di);
     tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
+      const gi = d * 3 + k;
       if (ldi(G_NEG, gi) == 0) continue;
-      groupAt(di, k);
-      const lo = blendWith(ldf(SVALS, gOff + lastNot(gOff, gLen - 1, gEx)) + gQ);
+      groupAt(d, k);
+      const last = gUnique ? lastNot(true, gOff, gLen - 1, gEx) : lastNot(false, gOff, gLen - 1, gEx);
+      const lo = blendWith(ldf(SVALS, gOff + last) + gQ);
       if (lo < minNeg) minNeg = lo;
     }
-    if (ldi(LOCAL, di) == 0) {
+    if (ldi(LOCAL, d) == 0) {
       const b = blendWith(ldf(VL, d));
       if (b < minNeg) minNeg = b;
     }
@@ -1257,39 +1249,50 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
  * A weighted draw: a group by its total weight, then a member by a scan in pod order.
  * most: blended - min + 1 over positives; least: max - blended + 1 over positives;
  * negative: blended - min + 1 over negatives; explore: 1 per negative pair.
+ * The group is found by a binary search over the running sums the twin's scan forms (ACC).
  */
 function draw(kind: i32, ref: f64): void {
   const slope = hasT ? wT : 0;
   const positive = kind == DRAW_MOST || kind == DRAW_LEAST;
   let total: f64 = 0;
+  let acc: f64 = 0;
+  let firstSlot = -1;
+  let lastSlot = -1;
+  const accs = ACC;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
+    const gi = d * 3;
     const bd = ldf(VB, d);
     const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
       let w: f64 = 0;
-      if (kind == DRAW_EXPLORE) w = <f64>ldi(G_NEG, gi);
+      if (kind == DRAW_EXPLORE) w = <f64>ldi(G_NEG, gi + k);
       else if (positive) {
-        const pos = ldi(G_POS, gi);
+        const pos = ldi(G_POS, gi + k);
         if (pos > 0) {
           const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
           const bq = th + tp;
           w = kind == DRAW_MOST
-            ? <f64>pos * (bq - ref + 1) - slope * ldf(G_SPOS, gi)
-            : <f64>pos * (ref - bq + 1) + slope * ldf(G_SPOS, gi);
+            ? <f64>pos * (bq - ref + 1) - slope * ldf(G_SPOS, gi + k)
+            : <f64>pos * (ref - bq + 1) + slope * ldf(G_SPOS, gi + k);
         }
       } else {
-        const neg = ldi(G_NEG, gi);
+        const neg = ldi(G_NEG, gi + k);
         if (neg > 0) {
           const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
-          w = <f64>neg * (th + tp - ref + 1) - slope * ldf(G_SNEG, gi);
+          w = <f64>neg * (th + tp - ref + 1) - slope * ldf(G_SNEG, gi + k);
         }
       }
-      stf(WEIGHTS, di * 4 + k, w);
       total += w;
+      const slot = di * 4 + k;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = slot;
+        lastSlot = slot;
+      }
+      stf(accs, slot, acc);
     }
-    const local = ldi(LOCAL, di);
+    const local = ldi(LOCAL, d);
     let w: f64 = 0;
     if (local >= 0 && (positive ? local == 1 : local == 0)) {
       if (kind == DRAW_EXPLORE) w = 1;
@@ -1298,19 +1301,29 @@ function draw(kind: i32, ref: f64): void {
         w = pairWeight(kind, th + tp, ref);
       }
     }
-    stf(WEIGHTS, di * 4 + 3, w);
     total += w;
+    const slot = di * 4 + 3;
+    if (w > 0) {
+      acc += w;
+      if (firstSlot < 0) firstSlot = slot;
+      lastSlot = slot;
+    }
+    stf(accs, slot, acc);
   }
   const target = nextUniform() * total;
-  let acc: f64 = 0;
-  let chosen = -1;
-  const slots = nDecode * 4;
-  for (let i = 0; i < slots; i++) {
-    const w = ldf(WEIGHTS, i);
-    if (w <= 0) continue;
-    acc += w;
-    chosen = i;
-    if (target < acc) break;
+  // The twin's scan stops at the first positive-weight slot whose running sum exceeds the target:
+  // the first slot where the running sum exceeds it at all, since the sum grows only at such slots.
+  let chosen = lastSlot;
+  if (target < 0) chosen = firstSlot;
+  else if (target < acc) {
+    let lo = 0;
+    let hi = lastSlot;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (target < ldf(accs, mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    chosen = lo;
   }
   const di = chosen >> 2;
   const k = chosen & 3;
@@ -1381,6 +1394,10 @@ function runEnd(off: i32, len: i32, i: i32): i32 {
   return noSlo ? e2e(ttft, d) : -blend(ttft, d);
 }
 
+@inline function firstNotG(i: i32): i32 {
+  return gUnique ? firstNot(true, gOff, gLen, i, gEx) : firstNot(false, gOff, gLen, i, gEx);
+}
+
 /** Lowest e2e latency (noSlo) or largest blended headroom among positives; ties to the lowest (p, d). */
 function argBest(noSlo: bool, maxPos: f64): void {
   ensureNext();
@@ -1390,13 +1407,13 @@ function argBest(noSlo: bool, maxPos: f64): void {
     for (let di = 0; di < nDecode; di++) {
       const d = ldi(DLIST, di);
       for (let k = 0; k < 3; k++) {
-        const gi = di * 3 + k;
+        const gi = d * 3 + k;
         if (ldi(G_POS, gi) + ldi(G_NEG, gi) == 0) continue;
-        groupAt(di, k);
-        const e = e2e(ldf(SVALS, gOff + firstNot(gOff, gLen, 0, gEx)) + gQ, d);
+        groupAt(d, k);
+        const e = e2e(ldf(SVALS, gOff + firstNotG(0)) + gQ, d);
         if (e < target) target = e;
       }
-      if (ldi(LOCAL, di) < 0) continue;
+      if (ldi(LOCAL, d) < 0) continue;
       const e = ldf(VL, d) + ldf(VT, d) * reqOsl;
       if (e < target) target = e;
     }
@@ -1407,16 +1424,15 @@ function argBest(noSlo: bool, maxPos: f64): void {
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
+      const gi = d * 3 + k;
       const count = noSlo ? ldi(G_POS, gi) + ldi(G_NEG, gi) : ldi(G_POS, gi);
       if (count == 0) continue;
-      groupAt(di, k);
+      groupAt(d, k);
       const off = gOff;
       const len = gLen;
-      const ex = gEx;
       const q = gQ;
       const end = noSlo ? len : ldi(G_CPOS, gi);
-      let j = firstNot(off, len, 0, ex);
+      let j = firstNotG(0);
       while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
         const p = ldi(SPODS, off + j);
         if (bestP < 0 || p < bestP || (p == bestP && d < bestD)) {
@@ -1424,10 +1440,10 @@ function argBest(noSlo: bool, maxPos: f64): void {
           bestD = d;
           bestK = k;
         }
-        j = firstNot(off, len, runEnd(off, len, j), ex);
+        j = firstNotG(runEnd(off, len, j));
       }
     }
-    const local = ldi(LOCAL, di);
+    const local = ldi(LOCAL, d);
     if (local >= 0 && (noSlo || local == 1) && score(noSlo, ldf(VL, d), d) == target) {
       if (bestP < 0 || d < bestP || (d == bestP && d < bestD)) {
         bestP = d;
