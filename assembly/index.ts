@@ -123,12 +123,7 @@ let RINFO: usize = 0;
 let NINFO: usize = 0;
 let ACC: usize = 0;
 let MW: usize = 0;
-let G_CPOS: usize = 0;
-let G_POS: usize = 0;
-let G_NEG: usize = 0;
-let G_SPOS: usize = 0;
-let G_SNEG: usize = 0;
-let LOCAL: usize = 0;
+let GROUPS: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
 
@@ -262,12 +257,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   NINFO = take(i4 << 3);
   ACC = take(4 * f8);
   MW = take(f8);
-  G_CPOS = take(3 * i4);
-  G_POS = take(3 * i4);
-  G_NEG = take(3 * i4);
-  G_SPOS = take(3 * f8);
-  G_SNEG = take(3 * f8);
-  LOCAL = take(i4);
+  GROUPS = take(3 * 32 * n);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
   const end = bump;
@@ -477,6 +467,7 @@ function pickOne(r: i32): void {
     nDecode > 0 &&
     (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
   const pairs = remotePairs + (localAllowed ? nDecode : 0);
+  pairsTotal = pairs;
   stf(res, RES_PAIRS, <f64>pairs);
   if (pairs == 0) {
     stf(res, RES_OUTCOME, OUT_NO_CANDIDATES);
@@ -933,16 +924,14 @@ function buildLists(): void {
 // extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
 // which only a negative draw needs, is gathered on demand by negativeMin(). Minima and maxima do not
 // depend on the order of the pairs, so the results equal the twin's, which gathers all three.
+let pairsTotal: i32 = 0;
 let posPairs: i32 = 0;
 let negPairs: i32 = 0;
 let minPos: f64 = 0;
 let maxPos: f64 = 0;
 let minNeg: f64 = 0;
-let needMin: bool = false;
-let needMax: bool = false;
-/** The decode pod's TPOT term of blended (computed once per decode pod) and whether it meets TPOT. */
+/** The decode pod's TPOT term of blended, for blendWith. */
 let tpTerm: f64 = 0;
-let okP: bool = true;
 
 @inline function blendWith(ttft: f64): f64 {
   const th = hasT ? wT * (budgetT - ttft) : 0;
@@ -953,85 +942,87 @@ let okP: bool = true;
   return !hasP || ldf(VT, d) <= budgetP;
 }
 
-@inline function localPositive(d: i32): bool {
-  return tpotOk(d) && (!hasT || ldf(VL, d) <= budgetT);
+// One record of 32 bytes per group (decode pod d, class k < 3) at GROUPS + 32 (3 d + k): positive and
+// negative pair counts, the end of the positive prefix in the group's list, the sums of A over the
+// positives and the negatives. The record of class 0 also holds the local pair: -1 none, 0 negative,
+// 1 positive.
+const GR_POS: usize = 0;
+const GR_NEG: usize = 4;
+const GR_CPOS: usize = 8;
+const GR_LOCAL: usize = 12;
+const GR_SPOS: usize = 16;
+const GR_SNEG: usize = 24;
+
+@inline function grec(d: i32, k: i32): usize {
+  return GROUPS + (<usize>(d * 3 + k) << 5);
 }
 
-@inline function emptyGroup(gi: i32): void {
-  sti(G_POS, gi, 0);
-  sti(G_NEG, gi, 0);
-}
+const EXT_NONE: i32 = 0;
+const EXT_MIN: i32 = 1;
+const EXT_MAX: i32 = 2;
 
 /**
  * One group: the list at off (len elements, prefix sums at pre) minus the members labelled ex, of
  * which exCntPos / exCntAll (summing to exSumPos / exSumAll) are excluded from the positives / all.
+ * Writes the record; returns blended of the group's last positive member (EXT_MIN) or first
+ * (EXT_MAX), NaN when there is none or no extreme is wanted.
  */
-@inline function makeGroup(
-  unique: bool, gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+@inline function group(
+  rec: usize, unique: bool, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
   exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
-): void {
+  ok: bool, ht: bool, ext: i32, wt: f64, budget: f64, tp: f64,
+): f64 {
+  const prefix = SPRE;
   const total = len - exCntAll;
-  const sumAll = ldf(SPRE, pre + len) - exSumAll;
+  const sumAll = ldf(prefix, pre + len) - exSumAll;
   let cPos: i32;
   let pos: i32;
   let sumPos: f64;
-  if (!okP) {
+  if (!ok) {
     cPos = 0;
     pos = 0;
     sumPos = 0;
-  } else if (!hasT) {
+  } else if (!ht) {
     cPos = len;
     pos = total;
     sumPos = sumAll;
   } else {
     cPos = count;
     pos = count - exCntPos;
-    sumPos = ldf(SPRE, pre + count) - exSumPos;
+    sumPos = ldf(prefix, pre + count) - exSumPos;
   }
-  const neg = total - pos;
-  sti(G_CPOS, gi, cPos);
-  sti(G_POS, gi, pos);
-  sti(G_NEG, gi, neg);
-  stf(G_SPOS, gi, sumPos);
-  stf(G_SNEG, gi, sumAll - sumPos);
-  posPairs += pos;
-  negPairs += neg;
-  if (pos > 0) {
-    if (needMin) {
-      const lo = blendWith(ldf(SVALS, off + lastNot(unique, off, cPos - 1, ex)) + q);
-      if (lo < minPos) minPos = lo;
-    }
-    if (needMax) {
-      const hi = blendWith(ldf(SVALS, off + firstNot(unique, off, len, 0, ex)) + q);
-      if (hi > maxPos) maxPos = hi;
-    }
-  }
+  store<i32>(rec, pos, GR_POS);
+  store<i32>(rec, total - pos, GR_NEG);
+  store<i32>(rec, cPos, GR_CPOS);
+  store<f64>(rec, sumPos, GR_SPOS);
+  store<f64>(rec, sumAll - sumPos, GR_SNEG);
+  if (pos == 0 || ext == EXT_NONE) return NaN;
+  const at = ext == EXT_MIN ? lastNot(unique, off, cPos - 1, ex) : firstNot(unique, off, len, 0, ex);
+  const th = ht ? wt * (budget - (ldf(SVALS, off + at) + q)) : 0;
+  return th + tp;
 }
 
 /**
- * The groups of every decode pod (stored by pod: G_*[3 d + k], LOCAL[d]) and the totals. With a TTFT
- * SLO the decode pods are visited in ascending B, so that each count (how many of a list's prefill
- * pods satisfy A + (B + c) <= budget) is a pointer that only moves down: one sweep per list and
- * transfer cost, merged into this pass.
+ * The groups of every decode pod and the totals. With a TTFT SLO the decode pods are visited in
+ * ascending B, so that each count (how many of a list's prefill pods satisfy A + (B + c) <= budget)
+ * is a pointer that only moves down: one sweep per list and transfer cost, merged into this pass.
  */
 function buildGroups(localAllowed: bool): void {
   buildLists();
-  const slo = hasT || hasP;
-  needMin = slo && strategy == STRATEGY_MOST;
-  needMax = slo && strategy != STRATEGY_MOST;
-  if (!slo || needMax) ensureNext();
-  posPairs = 0;
-  negPairs = 0;
-  minPos = Infinity;
-  maxPos = -Infinity;
-  minNeg = Infinity;
+  const ht = hasT;
+  const hp = hasP;
+  const slo = ht || hp;
+  const ext = !slo ? EXT_NONE : strategy == STRATEGY_MOST ? EXT_MIN : EXT_MAX;
+  if (ext != EXT_MIN) ensureNext();
   const np = nPrefill;
+  const nDec = nDecode;
   let order = DLIST;
-  if (hasT) {
-    sortPods(SORTB, DLIST, nDecode, VB);
+  if (ht) {
+    sortPods(SORTB, DLIST, nDec, VB);
     order = SORTB;
   }
-  if (topo) {
+  const isTopo = topo;
+  if (isTopo) {
     for (let r = 0; r < nRacks; r++) {
       const ri = rackInfo(r);
       const len = load<i32>(ri, INFO_LEN);
@@ -1046,19 +1037,38 @@ function buildGroups(localAllowed: bool): void {
     }
   }
   const vals = SVALS;
+  const prefix = SPRE;
+  const va = VA;
+  const vb = VB;
+  const vt = VT;
+  const vl = VL;
+  const roles = ROLES;
+  const rack = RACK;
+  const node = NODE;
+  const groups = GROUPS;
   const budget = budgetT;
+  const bP = budgetP;
+  const wt = wT;
+  const wp = wP;
+  const cN = cNode;
+  const cR = cRack;
+  const cX = cCross;
+  let posCount = 0;
+  let lo: f64 = Infinity;
+  let hi: f64 = -Infinity;
   let p0 = np;
-  for (let i = 0; i < nDecode; i++) {
+  for (let i = 0; i < nDec; i++) {
     const d = ldi(order, i);
-    const selfIn = (ldi(ROLES, d) & ROLE_PREFILL) != 0;
-    const ad = selfIn ? ldf(VA, d) : 0;
-    const bd = ldf(VB, d);
-    const gi = d * 3;
-    okP = tpotOk(d);
-    tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
-    if (topo) {
-      const r = ldi(RACK, d);
-      const nd = ldi(NODE, d);
+    const selfIn = (ldi(roles, d) & ROLE_PREFILL) != 0;
+    const ad = selfIn ? ldf(va, d) : 0;
+    const bd = ldf(vb, d);
+    const td = ldf(vt, d);
+    const ok = !hp || td <= bP;
+    const tp = hp ? wp * (bP - td) : 0;
+    const rec = groups + (<usize>(d * 3) << 5);
+    if (isTopo) {
+      const r = ldi(rack, d);
+      const nd = ldi(node, d);
       const ri = rackInfo(r);
       const ni = nodeInfo(nd);
       const rOff = load<i32>(ri, INFO_BASE);
@@ -1067,14 +1077,14 @@ function buildGroups(localAllowed: bool): void {
       const nOff = load<i32>(ni, INFO_BASE);
       const nLen = load<i32>(ni, INFO_LEN);
       const nPre = load<i32>(ni, INFO_PRE);
-      const qNode = bd + cNode;
-      const qRack = bd + cRack;
-      const qCross = bd + cCross;
+      const qNode = bd + cN;
+      const qRack = bd + cR;
+      const qCross = bd + cX;
       let c1x = 0;
       let c1r = 0;
       let c2r = 0;
       let c2n = 0;
-      if (hasT) {
+      if (ht) {
         while (p0 > 0 && !(ldf(vals, p0 - 1) + qCross <= budget)) p0--;
         c1x = load<i32>(ri, INFO_PTR1);
         while (c1x > 0 && !(ldf(vals, rOff + c1x - 1) + qCross <= budget)) c1x--;
@@ -1089,39 +1099,57 @@ function buildGroups(localAllowed: bool): void {
         while (c2n > 0 && !(ldf(vals, nOff + c2n - 1) + qNode <= budget)) c2n--;
         store<i32>(ni, c2n, INFO_PTR2);
       }
-      const selfPos = selfIn && (!hasT || ad + qNode <= budget);
-      makeGroup(true, gi, nOff, nLen, nPre, d, c2n, qNode,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
-      makeGroup(false, gi + 1, rOff, rLen, rPre, nd, c1r, qRack,
-        c2r, ldf(SPRE, nPre + c2r), nLen, ldf(SPRE, nPre + nLen));
-      makeGroup(false, gi + 2, 0, np, 0, r, p0, qCross,
-        c1x, ldf(SPRE, rPre + c1x), rLen, ldf(SPRE, rPre + rLen));
+      const selfPos = selfIn && (!ht || ad + qNode <= budget);
+      const b0 = group(rec, true, nOff, nLen, nPre, d, c2n, qNode,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+      const b1 = group(rec + 32, false, rOff, rLen, rPre, nd, c1r, qRack,
+        c2r, ldf(prefix, nPre + c2r), nLen, ldf(prefix, nPre + nLen), ok, ht, ext, wt, budget, tp);
+      const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
+        c1x, ldf(prefix, rPre + c1x), rLen, ldf(prefix, rPre + rLen), ok, ht, ext, wt, budget, tp);
+      posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b0, lo, b0 < lo);
+      lo = select<f64>(b1, lo, b1 < lo);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b0, hi, b0 > hi);
+      hi = select<f64>(b1, hi, b1 > hi);
+      hi = select<f64>(b2, hi, b2 > hi);
     } else {
-      const q = bd + cCross;
-      if (hasT) {
+      const q = bd + cX;
+      if (ht) {
         while (p0 > 0 && !(ldf(vals, p0 - 1) + q <= budget)) p0--;
       }
-      const selfPos = selfIn && (!hasT || ad + q <= budget);
-      emptyGroup(gi);
-      emptyGroup(gi + 1);
-      makeGroup(true, gi + 2, 0, np, 0, d, p0, q,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
+      const selfPos = selfIn && (!ht || ad + q <= budget);
+      store<i32>(rec, 0, GR_POS);
+      store<i32>(rec, 0, GR_NEG);
+      store<i32>(rec + 32, 0, GR_POS);
+      store<i32>(rec + 32, 0, GR_NEG);
+      const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+      posCount += load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b2, hi, b2 > hi);
     }
     if (!localAllowed) {
-      sti(LOCAL, d, -1);
+      store<i32>(rec, -1, GR_LOCAL);
       continue;
     }
-    const positive = localPositive(d);
-    sti(LOCAL, d, positive ? 1 : 0);
+    const lv = ldf(vl, d);
+    const positive = ok && (!ht || lv <= budget);
+    store<i32>(rec, positive ? 1 : 0, GR_LOCAL);
     if (positive) {
-      posPairs++;
-      if (needMin || needMax) {
-        const b = blendWith(ldf(VL, d));
-        if (b < minPos) minPos = b;
-        if (b > maxPos) maxPos = b;
+      posCount++;
+      if (ext != EXT_NONE) {
+        const b = (ht ? wt * (budget - lv) : 0) + tp;
+        lo = select<f64>(b, lo, b < lo);
+        hi = select<f64>(b, hi, b > hi);
       }
-    } else negPairs++;
+    }
   }
+  posPairs = posCount;
+  negPairs = pairsTotal - posCount;
+  minPos = lo;
+  maxPos = hi;
+  minNeg = Infinity;
 }
 
 // The list of one group, for the passes that need its members: offset, length, excluded label, q,
@@ -1170,14 +1198,13 @@ function negativeMin(): void {
     const d = ldi(DLIST, di);
     tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     for (let k = 0; k < 3; k++) {
-      const gi = d * 3 + k;
-      if (ldi(G_NEG, gi) == 0) continue;
+      if (load<i32>(grec(d, k), GR_NEG) == 0) continue;
       groupAt(d, k);
       const last = gUnique ? lastNot(true, gOff, gLen - 1, gEx) : lastNot(false, gOff, gLen - 1, gEx);
       const lo = blendWith(ldf(SVALS, gOff + last) + gQ);
       if (lo < minNeg) minNeg = lo;
     }
-    if (ldi(LOCAL, d) == 0) {
+    if (load<i32>(grec(d, 0), GR_LOCAL) == 0) {
       const b = blendWith(ldf(VL, d));
       if (b < minNeg) minNeg = b;
     }
@@ -1261,26 +1288,27 @@ function draw(kind: i32, ref: f64): void {
   const accs = ACC;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
-    const gi = d * 3;
+    const rec0 = grec(d, 0);
     const bd = ldf(VB, d);
     const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
     for (let k = 0; k < 3; k++) {
+      const rec = rec0 + (<usize>k << 5);
       let w: f64 = 0;
-      if (kind == DRAW_EXPLORE) w = <f64>ldi(G_NEG, gi + k);
+      if (kind == DRAW_EXPLORE) w = <f64>load<i32>(rec, GR_NEG);
       else if (positive) {
-        const pos = ldi(G_POS, gi + k);
+        const pos = load<i32>(rec, GR_POS);
         if (pos > 0) {
           const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
           const bq = th + tp;
           w = kind == DRAW_MOST
-            ? <f64>pos * (bq - ref + 1) - slope * ldf(G_SPOS, gi + k)
-            : <f64>pos * (ref - bq + 1) + slope * ldf(G_SPOS, gi + k);
+            ? <f64>pos * (bq - ref + 1) - slope * load<f64>(rec, GR_SPOS)
+            : <f64>pos * (ref - bq + 1) + slope * load<f64>(rec, GR_SPOS);
         }
       } else {
-        const neg = ldi(G_NEG, gi + k);
+        const neg = load<i32>(rec, GR_NEG);
         if (neg > 0) {
           const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
-          w = <f64>neg * (th + tp - ref + 1) - slope * ldf(G_SNEG, gi + k);
+          w = <f64>neg * (th + tp - ref + 1) - slope * load<f64>(rec, GR_SNEG);
         }
       }
       total += w;
@@ -1292,7 +1320,7 @@ function draw(kind: i32, ref: f64): void {
       }
       stf(accs, slot, acc);
     }
-    const local = ldi(LOCAL, d);
+    const local = load<i32>(rec0, GR_LOCAL);
     let w: f64 = 0;
     if (local >= 0 && (positive ? local == 1 : local == 0)) {
       if (kind == DRAW_EXPLORE) w = 1;
@@ -1407,13 +1435,13 @@ function argBest(noSlo: bool, maxPos: f64): void {
     for (let di = 0; di < nDecode; di++) {
       const d = ldi(DLIST, di);
       for (let k = 0; k < 3; k++) {
-        const gi = d * 3 + k;
-        if (ldi(G_POS, gi) + ldi(G_NEG, gi) == 0) continue;
+        const rec = grec(d, k);
+        if (load<i32>(rec, GR_POS) + load<i32>(rec, GR_NEG) == 0) continue;
         groupAt(d, k);
         const e = e2e(ldf(SVALS, gOff + firstNotG(0)) + gQ, d);
         if (e < target) target = e;
       }
-      if (ldi(LOCAL, d) < 0) continue;
+      if (load<i32>(grec(d, 0), GR_LOCAL) < 0) continue;
       const e = ldf(VL, d) + ldf(VT, d) * reqOsl;
       if (e < target) target = e;
     }
@@ -1424,14 +1452,14 @@ function argBest(noSlo: bool, maxPos: f64): void {
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     for (let k = 0; k < 3; k++) {
-      const gi = d * 3 + k;
-      const count = noSlo ? ldi(G_POS, gi) + ldi(G_NEG, gi) : ldi(G_POS, gi);
+      const rec = grec(d, k);
+      const count = noSlo ? load<i32>(rec, GR_POS) + load<i32>(rec, GR_NEG) : load<i32>(rec, GR_POS);
       if (count == 0) continue;
       groupAt(d, k);
       const off = gOff;
       const len = gLen;
       const q = gQ;
-      const end = noSlo ? len : ldi(G_CPOS, gi);
+      const end = noSlo ? len : load<i32>(rec, GR_CPOS);
       let j = firstNotG(0);
       while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
         const p = ldi(SPODS, off + j);
@@ -1443,7 +1471,7 @@ function argBest(noSlo: bool, maxPos: f64): void {
         j = firstNotG(runEnd(off, len, j));
       }
     }
-    const local = ldi(LOCAL, d);
+    const local = load<i32>(grec(d, 0), GR_LOCAL);
     if (local >= 0 && (noSlo || local == 1) && score(noSlo, ldf(VL, d), d) == target) {
       if (bestP < 0 || d < bestP || (d == bestP && d < bestD)) {
         bestP = d;
