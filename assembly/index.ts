@@ -460,12 +460,13 @@ function pickOne(r: i32): void {
   reqOsl = osl;
   budgetT = hasT ? sloT * bufferFactor : 0;
   budgetP = hasP ? sloP * bufferFactor : 0;
-  predict(isl, hit);
-
+  uncached = isl * (1 - hit);
   const remotePairs = nPrefill * nDecode - nBoth;
   const localAllowed =
     nDecode > 0 &&
     (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
+  predict(localAllowed);
+
   const pairs = remotePairs + (localAllowed ? nDecode : 0);
   pairsTotal = pairs;
   stf(res, RES_PAIRS, <f64>pairs);
@@ -495,73 +496,86 @@ function gridPosition(x: f64): void {
   posFrac = (x - ldf(GRID, s)) / (ldf(GRID, s + 1) - ldf(GRID, s));
 }
 
-/** out[i] = base[i] + max(lo + frac * (hi - lo), 0) over the curve's segment, two pods per SIMD lane pair. */
-function interpolateInto(out: usize, base: usize, curve: usize, seg: i32, frac: f64): void {
-  const n = nPods;
-  const rowLo = curve + ((<usize>(seg * n)) << 3);
-  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
-  const vf = f64x2.splat(frac);
-  const zero = f64x2.splat(0);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    const lo = v128.load(rowLo + off);
-    const hi = v128.load(rowHi + off);
-    const v = f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero);
-    v128.store(out + off, f64x2.add(v128.load(base + off), v));
-  }
-  for (; i < n; i++) {
-    const lo = ldf(rowLo, i);
-    const hi = ldf(rowHi, i);
-    stf(out, i, ldf(base, i) + max<f64>(lo + frac * (hi - lo), 0));
-  }
+@inline function rowAt(curve: usize, seg: i32): usize {
+  return curve + (<usize>(seg * nPods) << 3);
 }
 
-/** Like interpolateInto without a base (the curve value alone). */
-function curveInto(out: usize, curve: usize, seg: i32, frac: f64): void {
-  const n = nPods;
-  const rowLo = curve + ((<usize>(seg * n)) << 3);
-  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
-  const vf = f64x2.splat(frac);
-  const zero = f64x2.splat(0);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    const lo = v128.load(rowLo + off);
-    const hi = v128.load(rowHi + off);
-    v128.store(out + off, f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero));
-  }
-  for (; i < n; i++) {
-    const lo = ldf(rowLo, i);
-    const hi = ldf(rowHi, i);
-    stf(out, i, max<f64>(lo + frac * (hi - lo), 0));
-  }
-}
-
-function addInto(out: usize, a: usize, b: usize): void {
-  const n = nPods;
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    v128.store(out + off, f64x2.add(v128.load(a + off), v128.load(b + off)));
-  }
-  for (; i < n; i++) stf(out, i, ldf(a, i) + ldf(b, i));
-}
-
-function predict(isl: f64, hit: f64): void {
-  uncached = isl * (1 - hit);
+/**
+ * The predictor stage: per pod, the curves interpolated at the request's uncached prompt (prefill,
+ * local prefill) or ISL (decode wait, TPOT), max(lo + frac * (hi - lo), 0), plus the batch's load.
+ * Two pods per SIMD lane pair, a scalar tail. The local values only when local pairs are candidates.
+ */
+function predict(withLocal: bool): void {
   gridPosition(uncached);
   const ps = posSeg;
   const pf = posFrac;
-  gridPosition(isl);
+  gridPosition(reqIsl);
   const ds = posSeg;
   const df = posFrac;
-  curveInto(VPC, PF, ps, pf);
-  addInto(VA, WPQ, VPC);
-  interpolateInto(VB, WDQ, DW, ds, df);
-  interpolateInto(VT, WTL, TP, ds, df);
-  curveInto(VLC, LPF, ps, pf);
-  addInto(VL, VB, VLC);
+  const up = nGrid > 1 ? 1 : 0;
+  const n = nPods;
+  const zero = f64x2.splat(0);
+  {
+    const lo = rowAt(PF, ps);
+    const hi = rowAt(PF, ps + up);
+    const vf = f64x2.splat(pf);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const l = v128.load(lo + off);
+      const pc = f64x2.max(f64x2.add(l, f64x2.mul(vf, f64x2.sub(v128.load(hi + off), l))), zero);
+      v128.store(VPC + off, pc);
+      v128.store(VA + off, f64x2.add(v128.load(WPQ + off), pc));
+    }
+    for (; i < n; i++) {
+      const l = ldf(lo, i);
+      const pc = max<f64>(l + pf * (ldf(hi, i) - l), 0);
+      stf(VPC, i, pc);
+      stf(VA, i, ldf(WPQ, i) + pc);
+    }
+  }
+  {
+    const wLo = rowAt(DW, ds);
+    const wHi = rowAt(DW, ds + up);
+    const tLo = rowAt(TP, ds);
+    const tHi = rowAt(TP, ds + up);
+    const vf = f64x2.splat(df);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const wl = v128.load(wLo + off);
+      const tl = v128.load(tLo + off);
+      const w = f64x2.max(f64x2.add(wl, f64x2.mul(vf, f64x2.sub(v128.load(wHi + off), wl))), zero);
+      const t = f64x2.max(f64x2.add(tl, f64x2.mul(vf, f64x2.sub(v128.load(tHi + off), tl))), zero);
+      v128.store(VB + off, f64x2.add(v128.load(WDQ + off), w));
+      v128.store(VT + off, f64x2.add(v128.load(WTL + off), t));
+    }
+    for (; i < n; i++) {
+      const wl = ldf(wLo, i);
+      const tl = ldf(tLo, i);
+      stf(VB, i, ldf(WDQ, i) + max<f64>(wl + df * (ldf(wHi, i) - wl), 0));
+      stf(VT, i, ldf(WTL, i) + max<f64>(tl + df * (ldf(tHi, i) - tl), 0));
+    }
+  }
+  if (withLocal) {
+    const lo = rowAt(LPF, ps);
+    const hi = rowAt(LPF, ps + up);
+    const vf = f64x2.splat(pf);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const l = v128.load(lo + off);
+      const lc = f64x2.max(f64x2.add(l, f64x2.mul(vf, f64x2.sub(v128.load(hi + off), l))), zero);
+      v128.store(VLC + off, lc);
+      v128.store(VL + off, f64x2.add(v128.load(VB + off), lc));
+    }
+    for (; i < n; i++) {
+      const l = ldf(lo, i);
+      const lc = max<f64>(l + pf * (ldf(hi, i) - l), 0);
+      stf(VLC, i, lc);
+      stf(VL, i, ldf(VB, i) + lc);
+    }
+  }
   const bytes = uncached * kvBytesPerToken;
   cNode = overheadMs + bytes / (bwNode * 1e6);
   cRack = overheadMs + bytes / (bwRack * 1e6);
