@@ -1205,24 +1205,56 @@ function groupAt(d: i32, k: i32): void {
   }
 }
 
-/** minNeg over every negative pair, visited in the twin's order. */
+/** minNeg over every negative pair: each group's last negative member is its list's last member. */
 function negativeMin(): void {
-  minNeg = Infinity;
+  const ht = hasT;
+  const hp = hasP;
+  const wt = wT;
+  const wp = wP;
+  const budget = budgetT;
+  const bP = budgetP;
+  const np = nPrefill;
+  const vals = SVALS;
+  const pods = SPODS;
+  const isTopo = topo;
+  let mn: f64 = Infinity;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
-    tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
-    for (let k = 0; k < 3; k++) {
-      if (load<i32>(grec(d, k), GR_NEG) == 0) continue;
-      groupAt(d, k);
-      const last = gUnique ? lastNot(true, gOff, gLen - 1, gEx) : lastNot(false, gOff, gLen - 1, gEx);
-      const lo = blendWith(ldf(SVALS, gOff + last) + gQ);
-      if (lo < minNeg) minNeg = lo;
+    const rec = grec(d, 0);
+    const bd = ldf(VB, d);
+    const tp = hp ? wp * (bP - ldf(VT, d)) : 0;
+    if (isTopo) {
+      if (load<i32>(rec, GR_NEG) > 0) {
+        const ni = nodeInfo(ldi(NODE, d));
+        const nOff = load<i32>(ni, INFO_BASE);
+        let at = load<i32>(ni, INFO_LEN) - 1;
+        if (ldi(pods, nOff + at) == d) at--;
+        const b = (ht ? wt * (budget - (ldf(vals, nOff + at) + (bd + cNode))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 32, GR_NEG) > 0) {
+        const ri = rackInfo(ldi(RACK, d));
+        const rOff = load<i32>(ri, INFO_BASE);
+        const at = lastNot(false, rOff, load<i32>(ri, INFO_LEN) - 1, ldi(NODE, d));
+        const b = (ht ? wt * (budget - (ldf(vals, rOff + at) + (bd + cRack))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 64, GR_NEG) > 0) {
+        const at = lastNot(false, 0, np - 1, ldi(RACK, d));
+        const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+    } else if (load<i32>(rec + 64, GR_NEG) > 0) {
+      const at = lastNot(true, 0, np - 1, d);
+      const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+      mn = select<f64>(b, mn, b < mn);
     }
-    if (load<i32>(grec(d, 0), GR_LOCAL) == 0) {
-      const b = blendWith(ldf(VL, d));
-      if (b < minNeg) minNeg = b;
+    if (load<i32>(rec, GR_LOCAL) == 0) {
+      const b = (ht ? wt * (budget - ldf(VL, d)) : 0) + tp;
+      mn = select<f64>(b, mn, b < mn);
     }
   }
+  minNeg = mn;
 }
 
 // ---- selection ----------------------------------------------------------------------------------
