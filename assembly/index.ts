@@ -1410,45 +1410,57 @@ function draw(kind: i32, ref: f64): void {
   }
   // The member: every prefill pod in snapshot order, weighed once into MW, then scanned.
   const q = ldf(VB, d) + (topo ? transferOf(k) : cCross);
+  const ht = hasT;
+  const wt = wT;
+  const budget = budgetT;
   const ok = tpotOk(d);
   const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+  const explore = kind == DRAW_EXPLORE;
+  const least = kind == DRAW_LEAST;
+  // Membership by link class: same node; same rack, other node; other rack (any pod but d without topology).
+  const byNode = topo && k == CLASS_NODE;
+  const byRack = topo && k == CLASS_RACK;
+  const byCross = topo && k == CLASS_CROSS;
   const rd = ldi(RACK, d);
   const nd = ldi(NODE, d);
   const np = nPrefill;
+  const plist = PLIST;
+  const va = VA;
+  const rack = RACK;
+  const node = NODE;
+  const mw = MW;
   let sum: f64 = 0;
   for (let j = 0; j < np; j++) {
-    const p = ldi(PLIST, j);
+    const p = ldi(plist, j);
     let member = p != d;
-    if (topo) {
-      const rp = ldi(RACK, p);
-      const npd = ldi(NODE, p);
-      member = member && (k == CLASS_NODE ? npd == nd : k == CLASS_RACK ? rp == rd && npd != nd : rp != rd);
-    }
+    if (byNode) member = member && ldi(node, p) == nd;
+    else if (byRack) member = ldi(rack, p) == rd && ldi(node, p) != nd;
+    else if (byCross) member = ldi(rack, p) != rd;
     let w: f64 = 0;
     if (member) {
-      const t = ldf(VA, p) + q;
-      if ((ok && (!hasT || t <= budgetT)) == positive) {
-        if (kind == DRAW_EXPLORE) w = 1;
+      const t = ldf(va, p) + q;
+      if ((ok && (!ht || t <= budget)) == positive) {
+        if (explore) w = 1;
         else {
-          const th = hasT ? wT * (budgetT - t) : 0;
-          w = pairWeight(kind, th + tp, ref);
+          const b = (ht ? wt * (budget - t) : 0) + tp;
+          w = least ? ref - b + 1 : b - ref + 1;
         }
       }
     }
-    stf(MW, j, w);
+    stf(mw, j, w);
     sum += w;
   }
   const inner = nextUniform() * sum;
   let acc2: f64 = 0;
   let pick = -1;
   for (let j = 0; j < np; j++) {
-    const w = ldf(MW, j);
+    const w = ldf(mw, j);
     if (w <= 0) continue;
     acc2 += w;
     pick = j;
     if (inner < acc2) break;
   }
-  chosenP = pick < 0 ? -1 : ldi(PLIST, pick);
+  chosenP = pick < 0 ? -1 : ldi(plist, pick);
 }
 
 /** First index after i (relative) in the list whose value is larger than at i. */
@@ -1567,27 +1579,55 @@ function fallbacks(res: usize): void {
   if (want == 0) return;
   const local = chosenK == CLASS_LOCAL;
   const cp = chosenP;
+  const cd = chosenD;
   const ap = ldf(VA, cp);
+  const ht = hasT;
+  const hp = hasP;
+  const slo = ht || hp;
+  const wt = wT;
+  const wp = wP;
+  const budget = budgetT;
+  const bP = budgetP;
+  const osl = reqOsl;
+  const isTopo = topo;
+  const cN = cNode;
+  const cR = cRack;
+  const cX = cCross;
+  const pNode = ldi(NODE, cp);
+  const pRack = ldi(RACK, cp);
+  const ids = FB_IDS;
+  const keys = FB_KEYS;
   let have = 0;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
-    if (d == chosenD || (!local && d == cp)) continue;
-    const ttft = local ? ldf(VL, d) : ap + (ldf(VB, d) + transferOf(linkClass(cp, d)));
-    const key = hasT || hasP ? blend(ttft, d) : -e2e(ttft, d);
+    if (d == cd || (!local && d == cp)) continue;
+    let ttft: f64;
+    if (local) ttft = ldf(VL, d);
+    else {
+      const c = !isTopo ? cX : ldi(NODE, d) == pNode ? cN : ldi(RACK, d) == pRack ? cR : cX;
+      ttft = ap + (ldf(VB, d) + c);
+    }
+    const t = ldf(VT, d);
+    let key: f64;
+    if (slo) {
+      const th = ht ? wt * (budget - ttft) : 0;
+      const tp = hp ? wp * (bP - t) : 0;
+      key = th + tp;
+    } else key = -(ttft + t * osl);
     let at = have;
-    while (at > 0 && key > ldf(FB_KEYS, at - 1)) at--;
+    while (at > 0 && key > ldf(keys, at - 1)) at--;
     if (at >= want) continue;
     const last = have < want ? have : want - 1;
     for (let s = last; s > at; s--) {
-      sti(FB_IDS, s, ldi(FB_IDS, s - 1));
-      stf(FB_KEYS, s, ldf(FB_KEYS, s - 1));
+      sti(ids, s, ldi(ids, s - 1));
+      stf(keys, s, ldf(keys, s - 1));
     }
-    sti(FB_IDS, at, d);
-    stf(FB_KEYS, at, key);
+    sti(ids, at, d);
+    stf(keys, at, key);
     if (have < want) have++;
   }
   stf(res, RES_FALLBACK_COUNT, <f64>have);
-  for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(FB_IDS, s));
+  for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(ids, s));
 }
 
 function account(): void {
