@@ -1332,7 +1332,89 @@ function draw(kind: i32, ref: f64): void {
   let firstSlot = -1;
   let lastSlot = -1;
   const accs = ACC;
-  for (let di = 0; di < nDecode; di++) {
+  if (kind == DRAW_MOST) {
+    // The default strategy's pass, on locals and unrolled by class.
+    const ht = hasT;
+    const hp = hasP;
+    const wt = wT;
+    const wp = wP;
+    const budget = budgetT;
+    const bP = budgetP;
+    const cN = cNode;
+    const cR = cRack;
+    const cX = cCross;
+    const vb = VB;
+    const vt = VT;
+    const vl = VL;
+    const dlist = DLIST;
+    const groups = GROUPS;
+    for (let di = 0; di < nDecode; di++) {
+      const d = ldi(dlist, di);
+      const rec0 = groups + (<usize>(d * 3) << 5);
+      const bd = ldf(vb, d);
+      const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
+      const base = di << 2;
+      {
+        const pos = load<i32>(rec0, 0);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cN)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 0 + GR_SPOS);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 0;
+          lastSlot = base + 0;
+        }
+        stf(accs, base + 0, acc);
+      }
+      {
+        const pos = load<i32>(rec0, 32);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cR)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 32 + GR_SPOS);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 1;
+          lastSlot = base + 1;
+        }
+        stf(accs, base + 1, acc);
+      }
+      {
+        const pos = load<i32>(rec0, 64);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cX)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 64 + GR_SPOS);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 2;
+          lastSlot = base + 2;
+        }
+        stf(accs, base + 2, acc);
+      }
+      {
+        let w: f64 = 0;
+        if (load<i32>(rec0, GR_LOCAL) == 1) {
+          const th = ht ? wt * (budget - ldf(vl, d)) : 0;
+          w = th + tp - ref + 1;
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 3;
+          lastSlot = base + 3;
+        }
+        stf(accs, base + 3, acc);
+      }
+    }
+  } else for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     const rec0 = grec(d, 0);
     const bd = ldf(VB, d);
