@@ -1016,40 +1016,10 @@ const EXT_MAX: i32 = 2;
   return th + tp;
 }
 
-/**
- * The groups of every decode pod and the totals. With a TTFT SLO the decode pods are visited in
- * ascending B, so that each count (how many of a list's prefill pods satisfy A + (B + c) <= budget)
- * is a pointer that only moves down: one sweep per list and transfer cost, merged into this pass.
- */
-function buildGroups(localAllowed: bool): void {
-  buildLists();
-  const ht = hasT;
-  const hp = hasP;
-  const slo = ht || hp;
-  const ext = !slo ? EXT_NONE : strategy == STRATEGY_MOST ? EXT_MIN : EXT_MAX;
-  if (ext != EXT_MIN) ensureNext();
+/** The pass over the decode pods of buildGroups, inlined with its flags as constants where they are. */
+@inline function groupPass(order: usize, isTopo: bool, ht: bool, hp: bool, ext: i32, localAllowed: bool): void {
   const np = nPrefill;
   const nDec = nDecode;
-  let order = DLIST;
-  if (ht) {
-    sortPods(SORTB, DLIST, nDec, VB);
-    order = SORTB;
-  }
-  const isTopo = topo;
-  if (isTopo) {
-    for (let r = 0; r < nRacks; r++) {
-      const ri = rackInfo(r);
-      const len = load<i32>(ri, INFO_LEN);
-      store<i32>(ri, len, INFO_PTR1);
-      store<i32>(ri, len, INFO_PTR2);
-    }
-    for (let nd = 0; nd < nNodes; nd++) {
-      const ni = nodeInfo(nd);
-      const len = load<i32>(ni, INFO_LEN);
-      store<i32>(ni, len, INFO_PTR1);
-      store<i32>(ni, len, INFO_PTR2);
-    }
-  }
   const vals = SVALS;
   const prefix = SPRE;
   const va = VA;
@@ -1164,6 +1134,45 @@ function buildGroups(localAllowed: bool): void {
   minPos = lo;
   maxPos = hi;
   minNeg = Infinity;
+}
+
+/**
+ * The groups of every decode pod and the totals. With a TTFT SLO the decode pods are visited in
+ * ascending B, so that each count (how many of a list's prefill pods satisfy A + (B + c) <= budget)
+ * is a pointer that only moves down: one sweep per list and transfer cost, merged into this pass.
+ */
+function buildGroups(localAllowed: bool): void {
+  buildLists();
+  const ht = hasT;
+  const hp = hasP;
+  const slo = ht || hp;
+  const ext = !slo ? EXT_NONE : strategy == STRATEGY_MOST ? EXT_MIN : EXT_MAX;
+  if (ext != EXT_MIN) ensureNext();
+  const np = nPrefill;
+  const nDec = nDecode;
+  let order = DLIST;
+  if (ht) {
+    sortPods(SORTB, DLIST, nDec, VB);
+    order = SORTB;
+  }
+  const isTopo = topo;
+  if (isTopo) {
+    for (let r = 0; r < nRacks; r++) {
+      const ri = rackInfo(r);
+      const len = load<i32>(ri, INFO_LEN);
+      store<i32>(ri, len, INFO_PTR1);
+      store<i32>(ri, len, INFO_PTR2);
+    }
+    for (let nd = 0; nd < nNodes; nd++) {
+      const ni = nodeInfo(nd);
+      const len = load<i32>(ni, INFO_LEN);
+      store<i32>(ni, len, INFO_PTR1);
+      store<i32>(ni, len, INFO_PTR2);
+    }
+  }
+  // The common case (topology, a TTFT SLO, most) in its own copy, with those branches folded away.
+  if (isTopo && ht && ext == EXT_MIN) groupPass(order, true, true, hp, EXT_MIN, localAllowed);
+  else groupPass(order, isTopo, ht, hp, ext, localAllowed);
 }
 
 // The list of one group, for the passes that need its members: offset, length, excluded label, q,
