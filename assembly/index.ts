@@ -1341,8 +1341,12 @@ function draw(kind: i32, ref: f64): void {
   let firstSlot = -1;
   let lastSlot = -1;
   const accs = ACC;
-  if (kind == DRAW_MOST) {
-    // The default strategy's pass, on locals and unrolled by class.
+  if (kind == DRAW_MOST || kind == DRAW_NEGATIVE) {
+    // The default strategy's pass (and the negative draw's, the same formula over the negatives), on
+    // locals and unrolled by class.
+    const cntAt: usize = kind == DRAW_MOST ? GR_POS : GR_NEG;
+    const sumAt: usize = kind == DRAW_MOST ? GR_SPOS : GR_SNEG;
+    const localWanted = kind == DRAW_MOST ? 1 : 0;
     const ht = hasT;
     const hp = hasP;
     const wt = wT;
@@ -1364,11 +1368,11 @@ function draw(kind: i32, ref: f64): void {
       const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
       const base = di << 2;
       {
-        const pos = load<i32>(rec0, 0);
+        const pos = load<i32>(rec0 + 0 + cntAt);
         let w: f64 = 0;
         if (pos > 0) {
           const th = ht ? wt * (budget - (bd + cN)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 0 + GR_SPOS);
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
         }
         total += w;
         if (w > 0) {
@@ -1379,11 +1383,11 @@ function draw(kind: i32, ref: f64): void {
         stf(accs, base + 0, acc);
       }
       {
-        const pos = load<i32>(rec0, 32);
+        const pos = load<i32>(rec0 + 32 + cntAt);
         let w: f64 = 0;
         if (pos > 0) {
           const th = ht ? wt * (budget - (bd + cR)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 32 + GR_SPOS);
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
         }
         total += w;
         if (w > 0) {
@@ -1394,11 +1398,11 @@ function draw(kind: i32, ref: f64): void {
         stf(accs, base + 1, acc);
       }
       {
-        const pos = load<i32>(rec0, 64);
+        const pos = load<i32>(rec0 + 64 + cntAt);
         let w: f64 = 0;
         if (pos > 0) {
           const th = ht ? wt * (budget - (bd + cX)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0, 64 + GR_SPOS);
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
         }
         total += w;
         if (w > 0) {
@@ -1410,7 +1414,7 @@ function draw(kind: i32, ref: f64): void {
       }
       {
         let w: f64 = 0;
-        if (load<i32>(rec0, GR_LOCAL) == 1) {
+        if (load<i32>(rec0, GR_LOCAL) == localWanted) {
           const th = ht ? wt * (budget - ldf(vl, d)) : 0;
           w = th + tp - ref + 1;
         }
