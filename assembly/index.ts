@@ -113,35 +113,17 @@ let SPODS: usize = 0;
 let SVALS: usize = 0;
 let SGRP: usize = 0;
 let SNX: usize = 0;
-let SPV: usize = 0;
+let SRS: usize = 0;
 let SPRE: usize = 0;
 let ROFF: usize = 0;
 let RLEN: usize = 0;
 let NOFF: usize = 0;
 let NLEN: usize = 0;
-let DROFF: usize = 0;
-let DRLEN: usize = 0;
-let DNOFF: usize = 0;
-let DNLEN: usize = 0;
-let CUR: usize = 0;
-let DL1: usize = 0;
-let DL2: usize = 0;
-let CNT0: usize = 0;
-let CNT1X: usize = 0;
-let CNT1R: usize = 0;
-let CNT2R: usize = 0;
-let CNT2N: usize = 0;
-let G_OFF: usize = 0;
-let G_LEN: usize = 0;
-let G_EX: usize = 0;
-let G_CPOS: usize = 0;
-let G_POS: usize = 0;
-let G_NEG: usize = 0;
-let G_Q: usize = 0;
-let G_SPOS: usize = 0;
-let G_SNEG: usize = 0;
-let LOCAL: usize = 0;
-let WEIGHTS: usize = 0;
+let RINFO: usize = 0;
+let NINFO: usize = 0;
+let ACC: usize = 0;
+let MW: usize = 0;
+let GROUPS: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
 
@@ -260,40 +242,22 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   MSCR = take(i4);
   SK = take(f8);
   SK2 = take(f8);
-  HIST = take(8 * 256 * 4);
+  HIST = take(max<i32>(8 * 256 * 4, 4 << (33 - clz<i32>(max<i32>(maxPods - 1, 1)))));
   SPODS = take(3 * i4);
   SVALS = take(3 * f8);
   SGRP = take(3 * i4);
   SNX = take(3 * i4);
-  SPV = take(3 * i4);
+  SRS = take(3 * i4);
   SPRE = take(5 * f8 + 32);
   ROFF = take(i4);
   RLEN = take(i4);
   NOFF = take(i4);
   NLEN = take(i4);
-  DROFF = take(i4);
-  DRLEN = take(i4);
-  DNOFF = take(i4);
-  DNLEN = take(i4);
-  CUR = take(i4);
-  DL1 = take(i4);
-  DL2 = take(i4);
-  CNT0 = take(i4);
-  CNT1X = take(i4);
-  CNT1R = take(i4);
-  CNT2R = take(i4);
-  CNT2N = take(i4);
-  G_OFF = take(3 * i4);
-  G_LEN = take(3 * i4);
-  G_EX = take(3 * i4);
-  G_CPOS = take(3 * i4);
-  G_POS = take(3 * i4);
-  G_NEG = take(3 * i4);
-  G_Q = take(3 * f8);
-  G_SPOS = take(3 * f8);
-  G_SNEG = take(3 * f8);
-  LOCAL = take(i4);
-  WEIGHTS = take(4 * f8);
+  RINFO = take(i4 << 3);
+  NINFO = take(i4 << 3);
+  ACC = take(4 * f8);
+  MW = take(f8);
+  GROUPS = take(3 * 32 * n);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
   const end = bump;
@@ -391,11 +355,9 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
   nBoth = 0;
   for (let r = 0; r < nr; r++) {
     sti(RLEN, r, 0);
-    sti(DRLEN, r, 0);
   }
   for (let nd = 0; nd < nn; nd++) {
     sti(NLEN, nd, 0);
-    sti(DNLEN, nd, 0);
   }
   for (let i = 0; i < n; i++) {
     const role = ldi(ROLES, i);
@@ -413,43 +375,36 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
       sti(DLIST, nDecode, i);
       sti(SORTB, nDecode, i);
       nDecode++;
-      sti(DRLEN, r, ldi(DRLEN, r) + 1);
-      sti(DNLEN, nd, ldi(DNLEN, nd) + 1);
     }
     if ((role & ROLE_PREFILL) != 0 && (role & ROLE_DECODE) != 0) nBoth++;
   }
   let acc = 0;
-  let dacc = 0;
   for (let r = 0; r < nr; r++) {
     sti(ROFF, r, acc);
     acc += ldi(RLEN, r);
-    sti(DROFF, r, dacc);
-    dacc += ldi(DRLEN, r);
   }
   acc = 0;
-  dacc = 0;
   for (let nd = 0; nd < nn; nd++) {
     sti(NOFF, nd, acc);
     acc += ldi(NLEN, nd);
-    sti(DNOFF, nd, dacc);
-    dacc += ldi(DNLEN, nd);
+  }
+  // List bases in the unified list arrays: level 0 (all prefill pods) at 0, level 1 (per rack) from
+  // capPods, level 2 (per node) from 2 capPods; prefix sums, one slot longer per list, at 0, capPods + 1
+  // and 3 capPods + 1.
+  for (let r = 0; r < nr; r++) {
+    const ri = rackInfo(r);
+    store<i32>(ri, capPods + ldi(ROFF, r), INFO_BASE);
+    store<i32>(ri, ldi(RLEN, r), INFO_LEN);
+    store<i32>(ri, capPods + 1 + ldi(ROFF, r) + r, INFO_PRE);
+  }
+  for (let nd = 0; nd < nn; nd++) {
+    const ni = nodeInfo(nd);
+    store<i32>(ni, 2 * capPods + ldi(NOFF, nd), INFO_BASE);
+    store<i32>(ni, ldi(NLEN, nd), INFO_LEN);
+    store<i32>(ni, 3 * capPods + 1 + ldi(NOFF, nd) + nd, INFO_PRE);
   }
   loaded = true;
   return ERR_NONE;
-}
-
-// Segment bases in the unified list arrays: level 0 (all prefill pods), 1 (per rack), 2 (per node).
-@inline function rackSegOff(r: i32): i32 {
-  return capPods + ldi(ROFF, r);
-}
-@inline function rackSegPre(r: i32): i32 {
-  return capPods + 1 + ldi(ROFF, r) + r;
-}
-@inline function nodeSegOff(nd: i32): i32 {
-  return 2 * capPods + ldi(NOFF, nd);
-}
-@inline function nodeSegPre(nd: i32): i32 {
-  return 3 * capPods + 1 + ldi(NOFF, nd) + nd;
 }
 
 // ---- the batch ----------------------------------------------------------------------------------
@@ -505,13 +460,15 @@ function pickOne(r: i32): void {
   reqOsl = osl;
   budgetT = hasT ? sloT * bufferFactor : 0;
   budgetP = hasP ? sloP * bufferFactor : 0;
-  predict(isl, hit);
-
+  uncached = isl * (1 - hit);
   const remotePairs = nPrefill * nDecode - nBoth;
   const localAllowed =
     nDecode > 0 &&
     (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
+  predict(localAllowed);
+
   const pairs = remotePairs + (localAllowed ? nDecode : 0);
+  pairsTotal = pairs;
   stf(res, RES_PAIRS, <f64>pairs);
   if (pairs == 0) {
     stf(res, RES_OUTCOME, OUT_NO_CANDIDATES);
@@ -539,73 +496,86 @@ function gridPosition(x: f64): void {
   posFrac = (x - ldf(GRID, s)) / (ldf(GRID, s + 1) - ldf(GRID, s));
 }
 
-/** out[i] = base[i] + max(lo + frac * (hi - lo), 0) over the curve's segment, two pods per SIMD lane pair. */
-function interpolateInto(out: usize, base: usize, curve: usize, seg: i32, frac: f64): void {
-  const n = nPods;
-  const rowLo = curve + ((<usize>(seg * n)) << 3);
-  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
-  const vf = f64x2.splat(frac);
-  const zero = f64x2.splat(0);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    const lo = v128.load(rowLo + off);
-    const hi = v128.load(rowHi + off);
-    const v = f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero);
-    v128.store(out + off, f64x2.add(v128.load(base + off), v));
-  }
-  for (; i < n; i++) {
-    const lo = ldf(rowLo, i);
-    const hi = ldf(rowHi, i);
-    stf(out, i, ldf(base, i) + max<f64>(lo + frac * (hi - lo), 0));
-  }
+@inline function rowAt(curve: usize, seg: i32): usize {
+  return curve + (<usize>(seg * nPods) << 3);
 }
 
-/** Like interpolateInto without a base (the curve value alone). */
-function curveInto(out: usize, curve: usize, seg: i32, frac: f64): void {
-  const n = nPods;
-  const rowLo = curve + ((<usize>(seg * n)) << 3);
-  const rowHi = curve + ((<usize>((nGrid > 1 ? seg + 1 : seg) * n)) << 3);
-  const vf = f64x2.splat(frac);
-  const zero = f64x2.splat(0);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    const lo = v128.load(rowLo + off);
-    const hi = v128.load(rowHi + off);
-    v128.store(out + off, f64x2.max(f64x2.add(lo, f64x2.mul(vf, f64x2.sub(hi, lo))), zero));
-  }
-  for (; i < n; i++) {
-    const lo = ldf(rowLo, i);
-    const hi = ldf(rowHi, i);
-    stf(out, i, max<f64>(lo + frac * (hi - lo), 0));
-  }
-}
-
-function addInto(out: usize, a: usize, b: usize): void {
-  const n = nPods;
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i << 3;
-    v128.store(out + off, f64x2.add(v128.load(a + off), v128.load(b + off)));
-  }
-  for (; i < n; i++) stf(out, i, ldf(a, i) + ldf(b, i));
-}
-
-function predict(isl: f64, hit: f64): void {
-  uncached = isl * (1 - hit);
+/**
+ * The predictor stage: per pod, the curves interpolated at the request's uncached prompt (prefill,
+ * local prefill) or ISL (decode wait, TPOT), max(lo + frac * (hi - lo), 0), plus the batch's load.
+ * Two pods per SIMD lane pair, a scalar tail. The local values only when local pairs are candidates.
+ */
+function predict(withLocal: bool): void {
   gridPosition(uncached);
   const ps = posSeg;
   const pf = posFrac;
-  gridPosition(isl);
+  gridPosition(reqIsl);
   const ds = posSeg;
   const df = posFrac;
-  curveInto(VPC, PF, ps, pf);
-  addInto(VA, WPQ, VPC);
-  interpolateInto(VB, WDQ, DW, ds, df);
-  interpolateInto(VT, WTL, TP, ds, df);
-  curveInto(VLC, LPF, ps, pf);
-  addInto(VL, VB, VLC);
+  const up = nGrid > 1 ? 1 : 0;
+  const n = nPods;
+  const zero = f64x2.splat(0);
+  {
+    const lo = rowAt(PF, ps);
+    const hi = rowAt(PF, ps + up);
+    const vf = f64x2.splat(pf);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const l = v128.load(lo + off);
+      const pc = f64x2.max(f64x2.add(l, f64x2.mul(vf, f64x2.sub(v128.load(hi + off), l))), zero);
+      v128.store(VPC + off, pc);
+      v128.store(VA + off, f64x2.add(v128.load(WPQ + off), pc));
+    }
+    for (; i < n; i++) {
+      const l = ldf(lo, i);
+      const pc = max<f64>(l + pf * (ldf(hi, i) - l), 0);
+      stf(VPC, i, pc);
+      stf(VA, i, ldf(WPQ, i) + pc);
+    }
+  }
+  {
+    const wLo = rowAt(DW, ds);
+    const wHi = rowAt(DW, ds + up);
+    const tLo = rowAt(TP, ds);
+    const tHi = rowAt(TP, ds + up);
+    const vf = f64x2.splat(df);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const wl = v128.load(wLo + off);
+      const tl = v128.load(tLo + off);
+      const w = f64x2.max(f64x2.add(wl, f64x2.mul(vf, f64x2.sub(v128.load(wHi + off), wl))), zero);
+      const t = f64x2.max(f64x2.add(tl, f64x2.mul(vf, f64x2.sub(v128.load(tHi + off), tl))), zero);
+      v128.store(VB + off, f64x2.add(v128.load(WDQ + off), w));
+      v128.store(VT + off, f64x2.add(v128.load(WTL + off), t));
+    }
+    for (; i < n; i++) {
+      const wl = ldf(wLo, i);
+      const tl = ldf(tLo, i);
+      stf(VB, i, ldf(WDQ, i) + max<f64>(wl + df * (ldf(wHi, i) - wl), 0));
+      stf(VT, i, ldf(WTL, i) + max<f64>(tl + df * (ldf(tHi, i) - tl), 0));
+    }
+  }
+  if (withLocal) {
+    const lo = rowAt(LPF, ps);
+    const hi = rowAt(LPF, ps + up);
+    const vf = f64x2.splat(pf);
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      const l = v128.load(lo + off);
+      const lc = f64x2.max(f64x2.add(l, f64x2.mul(vf, f64x2.sub(v128.load(hi + off), l))), zero);
+      v128.store(VLC + off, lc);
+      v128.store(VL + off, f64x2.add(v128.load(VB + off), lc));
+    }
+    for (; i < n; i++) {
+      const l = ldf(lo, i);
+      const lc = max<f64>(l + pf * (ldf(hi, i) - l), 0);
+      stf(VLC, i, lc);
+      stf(VL, i, ldf(VB, i) + lc);
+    }
+  }
   const bytes = uncached * kvBytesPerToken;
   cNode = overheadMs + bytes / (bwNode * 1e6);
   cRack = overheadMs + bytes / (bwRack * 1e6);
@@ -684,29 +654,102 @@ function mergeSort(arr: usize, len: i32): void {
   if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
 }
 
+/** Most keys one bucket of bucketSort may hold before the sort falls back (skewed keys). */
+const BUCKET_MAX: i32 = 24;
+
 /**
- * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. The order
- * persists between requests and often changes little, so an almost sorted list is finished by
- * insertion. Otherwise an LSD radix sort on the values' bits (non-negative doubles order like their
- * bit patterns), which is stable, so starting from id order breaks ties by id. Radix rather than a
- * comparison sort: its cost has no branch mispredictions and does not depend on the input.
+ * Sorts (SK, arr) pairs by (key, id), SK holding the keys of arr's current order: one counting pass
+ * into about 2 × len buckets of the key range (the buckets split the bit patterns, which order like
+ * the non-negative doubles), then insertion, which only moves keys within their bucket. Returns
+ * false, leaving arr as it was, when some bucket holds more than BUCKET_MAX keys.
  */
-function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
+function bucketSort(arr: usize, len: i32): bool {
+  let lo = load<u64>(SK);
+  let hi = lo;
+  for (let j = 1; j < len; j++) {
+    const k = load<u64>(SK + (<usize>j << 3));
+    lo = select<u64>(k, lo, k < lo);
+    hi = select<u64>(k, hi, k > hi);
+  }
+  const bits = 33 - clz<i32>(len - 1);
+  const span = 64 - <i32>clz<u64>(hi - lo);
+  const shift = <u64>(span > bits ? span - bits : 0);
+  const nb = 1 << bits;
+  memory.fill(HIST, 0, <usize>nb << 2);
+  let most = 0;
+  for (let j = 0; j < len; j++) {
+    const h = HIST + (<usize>((load<u64>(SK + (<usize>j << 3)) - lo) >> shift) << 2);
+    const c = load<i32>(h) + 1;
+    store<i32>(h, c);
+    most = max<i32>(most, c);
+  }
+  if (most > BUCKET_MAX) return false;
+  let acc = 0;
+  for (let b = 0; b < nb; b++) {
+    const c = ldi(HIST, b);
+    sti(HIST, b, acc);
+    acc += c;
+  }
+  for (let j = 0; j < len; j++) {
+    const k = load<u64>(SK + (<usize>j << 3));
+    const h = HIST + (<usize>((k - lo) >> shift) << 2);
+    const at = load<i32>(h);
+    store<i32>(h, at + 1);
+    store<u64>(SK2 + (<usize>at << 3), k);
+    sti(MSCR, at, ldi(arr, j));
+  }
+  for (let i = 1; i < len; i++) {
+    const k = load<u64>(SK2 + (<usize>i << 3));
+    const x = ldi(MSCR, i);
+    let j = i - 1;
+    let kj = load<u64>(SK2 + (<usize>j << 3));
+    let xj = ldi(MSCR, j);
+    if (kj < k || (kj == k && xj < x)) continue;
+    for (;;) {
+      store<u64>(SK2 + (<usize>(j + 1) << 3), kj);
+      sti(MSCR, j + 1, xj);
+      j--;
+      if (j < 0) break;
+      kj = load<u64>(SK2 + (<usize>j << 3));
+      xj = ldi(MSCR, j);
+      if (kj < k || (kj == k && xj < x)) break;
+    }
+    store<u64>(SK2 + (<usize>(j + 1) << 3), k);
+    sti(MSCR, j + 1, x);
+  }
+  memory.copy(arr, MSCR, <usize>len << 2);
+  return true;
+}
+
+/**
+ * Sorts the pod ids in arr by (vals, id); `byId` holds the same ids in ascending order. Returns
+ * whether the order changed. The order persists between requests and often changes little, so an
+ * almost sorted list is finished by insertion. Otherwise a bucket sort on the values' bits
+ * (non-negative doubles order like their bit patterns); when the values are too skewed for its
+ * buckets, a merge sort for short lists and an LSD radix sort for long ones, which is stable, so
+ * starting from id order breaks ties by id.
+ */
+function sortPods(arr: usize, byId: usize, len: i32, vals: usize): bool {
   let descents = 0;
+  let pk: f64 = 0;
+  let pid = 0;
   for (let j = 0; j < len; j++) {
     const id = ldi(arr, j);
     const k = ldf(vals, id);
     stf(SK, j, k);
-    if (j > 0 && keyBefore(k, id, ldf(SK, j - 1), ldi(arr, j - 1))) descents++;
+    descents += <i32>(j > 0 && keyBefore(k, id, pk, pid));
+    pk = k;
+    pid = id;
   }
-  if (descents == 0) return;
-  if (descents <= 8) {
+  if (descents == 0) return false;
+  if (descents <= 8 || len <= 8) {
     insertionRun(SK, arr, 0, len);
-    return;
+    return true;
   }
+  if (bucketSort(arr, len)) return true;
   if (len <= RADIX_FROM) {
     mergeSort(arr, len);
-    return;
+    return true;
   }
   memory.fill(HIST, 0, 8 * 256 * 4);
   for (let j = 0; j < len; j++) {
@@ -750,253 +793,477 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): void {
     dstI = ti;
   }
   if (srcI != arr) memory.copy(arr, srcI, <usize>len << 2);
+  return true;
 }
 
 // ---- lists, counts and groups -------------------------------------------------------------------
+//
+// Three levels of lists of the prefill pods sorted by (A, pod): level 0 holds them all, labelled by
+// rack (by pod without topology); level 1 one list per rack, labelled by node; level 2 one list per
+// node, labelled by pod. Per element: pod, value and prefix sum; lists whose labels repeat (level 0
+// with topology, level 1) also keep the label and the start of its run of equal labels (SRS), which
+// gives the last element before i outside a label in O(1). Lists labelled by pod need neither. The
+// forward skip links (SNX) are needed only by `least`, `best` and no-SLO picks, and built on demand.
+//
+// Per rack, RINFO holds 8 i32: list base, length, prefix base, the two sweep pointers (cross, rack),
+// the fill count, the last label and its run start. Per node, NINFO: base, length, prefix base, the
+// two sweep pointers (rack, node) and the fill count.
 
-/** Appends pod p with value v and group label to the list at element index e, prefix index pe. */
-@inline function listPut(e: i32, pe: i32, p: i32, v: f64, label: i32): void {
-  sti(SPODS, e, p);
-  stf(SVALS, e, v);
-  sti(SGRP, e, label);
-  stf(SPRE, pe + 1, ldf(SPRE, pe) + v);
+const INFO_BASE: usize = 0;
+const INFO_LEN: usize = 4;
+const INFO_PRE: usize = 8;
+const INFO_PTR1: usize = 12;
+const INFO_PTR2: usize = 16;
+const INFO_FILL: usize = 20;
+const INFO_LAST: usize = 24;
+const INFO_RUN: usize = 28;
+
+@inline function rackInfo(r: i32): usize {
+  return RINFO + (<usize>r << 5);
+}
+@inline function nodeInfo(nd: i32): usize {
+  return NINFO + (<usize>nd << 5);
 }
 
-/** Skip links of one list segment: next / previous index whose label differs (relative indices). */
-function linkSeg(off: i32, len: i32): void {
+/** Skip links of one list with repeating labels: SNX[i] = first index after i whose label differs (or len). */
+function linkNext(off: i32, len: i32): void {
+  let nx = len;
   for (let j = len - 1; j >= 0; j--) {
-    sti(SNX, off + j, j + 1 >= len || ldi(SGRP, off + j + 1) != ldi(SGRP, off + j) ? j + 1 : ldi(SNX, off + j + 1));
-  }
-  for (let j = 0; j < len; j++) {
-    sti(SPV, off + j, j == 0 || ldi(SGRP, off + j - 1) != ldi(SGRP, off + j) ? j - 1 : ldi(SPV, off + j - 1));
+    if (j + 1 < len && ldi(SGRP, off + j + 1) != ldi(SGRP, off + j)) nx = j + 1;
+    sti(SNX, off + j, nx);
   }
 }
 
-@inline function firstNot(off: i32, len: i32, i: i32, label: i32): i32 {
+let nextReady: bool = false;
+
+function ensureNext(): void {
+  if (nextReady) return;
+  nextReady = true;
+  if (!topo) return;
+  linkNext(0, nPrefill);
+  for (let r = 0; r < nRacks; r++) {
+    const ri = rackInfo(r);
+    linkNext(load<i32>(ri, INFO_BASE), load<i32>(ri, INFO_LEN));
+  }
+}
+
+/** First index >= i whose label is not `label` (len when none); needs ensureNext() unless unique. */
+@inline function firstNot(unique: bool, off: i32, len: i32, i: i32, label: i32): i32 {
+  if (unique) return i < len && ldi(SPODS, off + i) == label ? i + 1 : i;
   return i < len && ldi(SGRP, off + i) == label ? ldi(SNX, off + i) : i;
 }
 
-@inline function lastNot(off: i32, i: i32, label: i32): i32 {
-  return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SPV, off + i) : i;
+/** Last index <= i whose label is not `label`; -1 when none. */
+@inline function lastNot(unique: bool, off: i32, i: i32, label: i32): i32 {
+  if (unique) return i >= 0 && ldi(SPODS, off + i) == label ? i - 1 : i;
+  return i >= 0 && ldi(SGRP, off + i) == label ? ldi(SRS, off + i) - 1 : i;
 }
 
-/** For decode pods in ascending B: how many of the segment's prefill pods satisfy A + (B + c) <= budgetT. */
-function sweep(off: i32, len: i32, decodes: usize, dOff: i32, dLen: i32, c: f64, out: usize): void {
-  let ptr = len;
-  for (let k = 0; k < dLen; k++) {
-    const d = ldi(decodes, dOff + k);
-    const q = ldf(VB, d) + c;
-    while (ptr > 0 && !(ldf(SVALS, off + ptr - 1) + q <= budgetT)) ptr--;
-    sti(out, d, ptr);
-  }
-}
-
-function buildGroups(localAllowed: bool): void {
+/** Sorts the prefill pods by A and fills every list level in one pass over them. */
+function buildLists(): void {
   const np = nPrefill;
   sortPods(SORTA, PLIST, np, VA);
-  stf(SPRE, 0, 0);
+  nextReady = false;
+  const pods = SPODS;
+  const vals = SVALS;
+  const pre = SPRE;
+  let run: f64 = 0;
+  stf(pre, 0, 0);
+  if (!topo) {
+    for (let j = 0; j < np; j++) {
+      const p = ldi(SORTA, j);
+      const v = ldf(VA, p);
+      sti(pods, j, p);
+      stf(vals, j, v);
+      run += v;
+      stf(pre, j + 1, run);
+    }
+    return;
+  }
+  const grp = SGRP;
+  const rs = SRS;
+  for (let r = 0; r < nRacks; r++) {
+    const ri = rackInfo(r);
+    store<i32>(ri, 0, INFO_FILL);
+    store<i32>(ri, -1, INFO_LAST);
+    stf(pre, load<i32>(ri, INFO_PRE), 0);
+  }
+  for (let nd = 0; nd < nNodes; nd++) {
+    const ni = nodeInfo(nd);
+    store<i32>(ni, 0, INFO_FILL);
+    stf(pre, load<i32>(ni, INFO_PRE), 0);
+  }
+  let prev = -1;
+  let start = 0;
   for (let j = 0; j < np; j++) {
     const p = ldi(SORTA, j);
-    listPut(j, j, p, ldf(VA, p), topo ? ldi(RACK, p) : p);
-  }
-  linkSeg(0, np);
-  if (topo) {
-    for (let r = 0; r < nRacks; r++) {
-      sti(CUR, r, 0);
-      stf(SPRE, rackSegPre(r), 0);
-    }
-    for (let j = 0; j < np; j++) {
-      const p = ldi(SORTA, j);
-      const r = ldi(RACK, p);
-      const at = ldi(CUR, r);
-      sti(CUR, r, at + 1);
-      listPut(rackSegOff(r) + at, rackSegPre(r) + at, p, ldf(VA, p), ldi(NODE, p));
-    }
-    for (let r = 0; r < nRacks; r++) linkSeg(rackSegOff(r), ldi(RLEN, r));
-    for (let nd = 0; nd < nNodes; nd++) {
-      sti(CUR, nd, 0);
-      stf(SPRE, nodeSegPre(nd), 0);
-    }
-    for (let j = 0; j < np; j++) {
-      const p = ldi(SORTA, j);
-      const nd = ldi(NODE, p);
-      const at = ldi(CUR, nd);
-      sti(CUR, nd, at + 1);
-      listPut(nodeSegOff(nd) + at, nodeSegPre(nd) + at, p, ldf(VA, p), p);
-    }
-    for (let nd = 0; nd < nNodes; nd++) linkSeg(nodeSegOff(nd), ldi(NLEN, nd));
-  }
+    const v = ldf(VA, p);
+    const r = ldi(RACK, p);
+    const nd = ldi(NODE, p);
+    sti(pods, j, p);
+    stf(vals, j, v);
+    sti(grp, j, r);
+    start = select<i32>(start, j, r == prev);
+    sti(rs, j, start);
+    prev = r;
+    run += v;
+    stf(pre, j + 1, run);
 
-  if (hasT) {
-    sortPods(SORTB, DLIST, nDecode, VB);
-    sweep(0, np, SORTB, 0, nDecode, cCross, CNT0);
-    if (topo) {
-      for (let r = 0; r < nRacks; r++) sti(CUR, r, 0);
-      for (let k = 0; k < nDecode; k++) {
-        const d = ldi(SORTB, k);
-        const r = ldi(RACK, d);
-        const at = ldi(CUR, r);
-        sti(CUR, r, at + 1);
-        sti(DL1, ldi(DROFF, r) + at, d);
-      }
-      for (let nd = 0; nd < nNodes; nd++) sti(CUR, nd, 0);
-      for (let k = 0; k < nDecode; k++) {
-        const d = ldi(SORTB, k);
-        const nd = ldi(NODE, d);
-        const at = ldi(CUR, nd);
-        sti(CUR, nd, at + 1);
-        sti(DL2, ldi(DNOFF, nd) + at, d);
-      }
-      for (let r = 0; r < nRacks; r++) {
-        const dLen = ldi(DRLEN, r);
-        if (dLen == 0) continue;
-        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cCross, CNT1X);
-        sweep(rackSegOff(r), ldi(RLEN, r), DL1, ldi(DROFF, r), dLen, cRack, CNT1R);
-      }
-      for (let nd = 0; nd < nNodes; nd++) {
-        const dLen = ldi(DNLEN, nd);
-        if (dLen == 0) continue;
-        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cRack, CNT2R);
-        sweep(nodeSegOff(nd), ldi(NLEN, nd), DL2, ldi(DNOFF, nd), dLen, cNode, CNT2N);
-      }
-    }
-  }
+    const ri = rackInfo(r);
+    const at = load<i32>(ri, INFO_FILL);
+    store<i32>(ri, at + 1, INFO_FILL);
+    const e = load<i32>(ri, INFO_BASE) + at;
+    sti(pods, e, p);
+    stf(vals, e, v);
+    sti(grp, e, nd);
+    const rStart = select<i32>(load<i32>(ri, INFO_RUN), at, load<i32>(ri, INFO_LAST) == nd);
+    store<i32>(ri, rStart, INFO_RUN);
+    store<i32>(ri, nd, INFO_LAST);
+    sti(rs, e, rStart);
+    const pe = load<i32>(ri, INFO_PRE) + at;
+    stf(pre, pe + 1, ldf(pre, pe) + v);
 
-  posPairs = 0;
-  negPairs = 0;
-  minPos = Infinity;
-  maxPos = -Infinity;
-  minNeg = Infinity;
-  for (let di = 0; di < nDecode; di++) {
-    const d = ldi(DLIST, di);
-    const role = ldi(ROLES, d);
-    const selfIn = (role & ROLE_PREFILL) != 0;
-    const ad = ldf(VA, d);
-    const bd = ldf(VB, d);
-    const gi = di * 3;
-    okP = tpotOk(d);
-    tpTerm = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
-    if (topo) {
-      const r = ldi(RACK, d);
-      const nd = ldi(NODE, d);
-      const rOff = rackSegOff(r);
-      const rLen = ldi(RLEN, r);
-      const rPre = rackSegPre(r);
-      const nOff = nodeSegOff(nd);
-      const nLen = ldi(NLEN, nd);
-      const nPre = nodeSegPre(nd);
-      const qNode = bd + cNode;
-      const selfPos = selfIn && (!hasT || ad + qNode <= budgetT);
-      makeGroup(gi, nOff, nLen, nPre, d, ldi(CNT2N, d), qNode,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
-      const c2r = ldi(CNT2R, d);
-      makeGroup(gi + 1, rOff, rLen, rPre, nd, ldi(CNT1R, d), bd + cRack,
-        c2r, ldf(SPRE, nPre + c2r), nLen, ldf(SPRE, nPre + nLen));
-      const c1x = ldi(CNT1X, d);
-      makeGroup(gi + 2, 0, np, 0, r, ldi(CNT0, d), bd + cCross,
-        c1x, ldf(SPRE, rPre + c1x), rLen, ldf(SPRE, rPre + rLen));
-    } else {
-      const q = bd + cCross;
-      const selfPos = selfIn && (!hasT || ad + q <= budgetT);
-      emptyGroup(gi);
-      emptyGroup(gi + 1);
-      makeGroup(gi + 2, 0, np, 0, d, ldi(CNT0, d), q,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0);
-    }
-    if (!localAllowed) {
-      sti(LOCAL, di, -1);
-      continue;
-    }
-    const positive = localPositive(d);
-    sti(LOCAL, di, positive ? 1 : 0);
-    if (!hasT && !hasP) continue;
-    const b = blendWith(ldf(VL, d));
-    if (positive) {
-      posPairs++;
-      if (b < minPos) minPos = b;
-      if (b > maxPos) maxPos = b;
-    } else {
-      negPairs++;
-      if (b < minNeg) minNeg = b;
-    }
+    const ni = nodeInfo(nd);
+    const at2 = load<i32>(ni, INFO_FILL);
+    store<i32>(ni, at2 + 1, INFO_FILL);
+    const e2 = load<i32>(ni, INFO_BASE) + at2;
+    sti(pods, e2, p);
+    stf(vals, e2, v);
+    const pe2 = load<i32>(ni, INFO_PRE) + at2;
+    stf(pre, pe2 + 1, ldf(pre, pe2) + v);
   }
 }
 
-@inline function tpotOk(d: i32): bool {
-  return !hasP || ldf(VT, d) <= budgetP;
-}
-
-@inline function localPositive(d: i32): bool {
-  return tpotOk(d) && (!hasT || ldf(VL, d) <= budgetT);
-}
-
-function emptyGroup(gi: i32): void {
-  sti(G_POS, gi, 0);
-  sti(G_NEG, gi, 0);
-  sti(G_LEN, gi, 0);
-}
-
-// Totals over every candidate pair of the request, gathered while the groups are built, in the order
-// the twin visits them: per decode pod its node, rack and cross groups, then its local pair.
+// Totals over every candidate pair of the request, gathered while the groups are built. Only the
+// extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
+// which only a negative draw needs, is gathered on demand by negativeMin(). Minima and maxima do not
+// depend on the order of the pairs, so the results equal the twin's, which gathers all three.
+let pairsTotal: i32 = 0;
 let posPairs: i32 = 0;
 let negPairs: i32 = 0;
 let minPos: f64 = 0;
 let maxPos: f64 = 0;
 let minNeg: f64 = 0;
-/** The decode pod's TPOT term of blended (computed once per decode pod) and whether it meets TPOT. */
+/** The decode pod's TPOT term of blended, for blendWith. */
 let tpTerm: f64 = 0;
-let okP: bool = true;
 
 @inline function blendWith(ttft: f64): f64 {
   const th = hasT ? wT * (budgetT - ttft) : 0;
   return th + tpTerm;
 }
 
-@inline function makeGroup(
-  gi: i32, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
+@inline function tpotOk(d: i32): bool {
+  return !hasP || ldf(VT, d) <= budgetP;
+}
+
+// One record of 32 bytes per group (decode pod d, class k < 3) at GROUPS + 32 (3 d + k): positive and
+// negative pair counts, the end of the positive prefix in the group's list, the sums of A over the
+// positives and the negatives. The record of class 0 also holds the local pair: -1 none, 0 negative,
+// 1 positive.
+const GR_POS: usize = 0;
+const GR_NEG: usize = 4;
+const GR_CPOS: usize = 8;
+const GR_LOCAL: usize = 12;
+const GR_SPOS: usize = 16;
+const GR_SNEG: usize = 24;
+
+@inline function grec(d: i32, k: i32): usize {
+  return GROUPS + (<usize>(d * 3 + k) << 5);
+}
+
+const EXT_NONE: i32 = 0;
+const EXT_MIN: i32 = 1;
+const EXT_MAX: i32 = 2;
+
+/**
+ * One group: the list at off (len elements, prefix sums at pre) minus the members labelled ex, of
+ * which exCntPos / exCntAll (summing to exSumPos / exSumAll) are excluded from the positives / all.
+ * Writes the record; returns blended of the group's last positive member (EXT_MIN) or first
+ * (EXT_MAX), NaN when there is none or no extreme is wanted.
+ */
+@inline function group(
+  rec: usize, unique: bool, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
   exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
-): void {
+  ok: bool, ht: bool, ext: i32, wt: f64, budget: f64, tp: f64,
+): f64 {
+  const prefix = SPRE;
   const total = len - exCntAll;
-  const sumAll = ldf(SPRE, pre + len) - exSumAll;
+  const sumAll = ldf(prefix, pre + len) - exSumAll;
   let cPos: i32;
   let pos: i32;
   let sumPos: f64;
-  if (!okP) {
+  if (!ok) {
     cPos = 0;
     pos = 0;
     sumPos = 0;
-  } else if (!hasT) {
+  } else if (!ht) {
     cPos = len;
     pos = total;
     sumPos = sumAll;
   } else {
     cPos = count;
     pos = count - exCntPos;
-    sumPos = ldf(SPRE, pre + count) - exSumPos;
+    sumPos = ldf(prefix, pre + count) - exSumPos;
   }
-  const neg = total - pos;
-  sti(G_OFF, gi, off);
-  sti(G_LEN, gi, len);
-  sti(G_EX, gi, ex);
-  sti(G_CPOS, gi, cPos);
-  sti(G_POS, gi, pos);
-  sti(G_NEG, gi, neg);
-  stf(G_Q, gi, q);
-  stf(G_SPOS, gi, sumPos);
-  stf(G_SNEG, gi, sumAll - sumPos);
-  if (!hasT && !hasP) return;
-  posPairs += pos;
-  negPairs += neg;
-  if (pos > 0) {
-    const lo = blendWith(ldf(SVALS, off + lastNot(off, cPos - 1, ex)) + q);
-    const hi = blendWith(ldf(SVALS, off + firstNot(off, len, 0, ex)) + q);
-    if (lo < minPos) minPos = lo;
-    if (hi > maxPos) maxPos = hi;
+  store<i32>(rec, pos, GR_POS);
+  store<i32>(rec, total - pos, GR_NEG);
+  store<i32>(rec, cPos, GR_CPOS);
+  store<f64>(rec, sumPos, GR_SPOS);
+  store<f64>(rec, sumAll - sumPos, GR_SNEG);
+  if (pos == 0 || ext == EXT_NONE) return NaN;
+  const at = ext == EXT_MIN ? lastNot(unique, off, cPos - 1, ex) : firstNot(unique, off, len, 0, ex);
+  const th = ht ? wt * (budget - (ldf(SVALS, off + at) + q)) : 0;
+  return th + tp;
+}
+
+/** The pass over the decode pods of buildGroups, inlined with its flags as constants where they are. */
+@inline function groupPass(order: usize, isTopo: bool, ht: bool, hp: bool, ext: i32, localAllowed: bool): void {
+  const np = nPrefill;
+  const nDec = nDecode;
+  const vals = SVALS;
+  const prefix = SPRE;
+  const va = VA;
+  const vb = VB;
+  const vt = VT;
+  const vl = VL;
+  const roles = ROLES;
+  const rack = RACK;
+  const node = NODE;
+  const groups = GROUPS;
+  const budget = budgetT;
+  const bP = budgetP;
+  const wt = wT;
+  const wp = wP;
+  const cN = cNode;
+  const cR = cRack;
+  const cX = cCross;
+  let posCount = 0;
+  let lo: f64 = Infinity;
+  let hi: f64 = -Infinity;
+  let p0 = np;
+  for (let i = 0; i < nDec; i++) {
+    const d = ldi(order, i);
+    const selfIn = (ldi(roles, d) & ROLE_PREFILL) != 0;
+    const ad = selfIn ? ldf(va, d) : 0;
+    const bd = ldf(vb, d);
+    const td = ldf(vt, d);
+    const ok = !hp || td <= bP;
+    const tp = hp ? wp * (bP - td) : 0;
+    const rec = groups + (<usize>(d * 3) << 5);
+    if (isTopo) {
+      const r = ldi(rack, d);
+      const nd = ldi(node, d);
+      const ri = rackInfo(r);
+      const ni = nodeInfo(nd);
+      const rOff = load<i32>(ri, INFO_BASE);
+      const rLen = load<i32>(ri, INFO_LEN);
+      const rPre = load<i32>(ri, INFO_PRE);
+      const nOff = load<i32>(ni, INFO_BASE);
+      const nLen = load<i32>(ni, INFO_LEN);
+      const nPre = load<i32>(ni, INFO_PRE);
+      const qNode = bd + cN;
+      const qRack = bd + cR;
+      const qCross = bd + cX;
+      let c1x = 0;
+      let c1r = 0;
+      let c2r = 0;
+      let c2n = 0;
+      if (ht) {
+        while (p0 > 0 && !(ldf(vals, p0 - 1) + qCross <= budget)) p0--;
+        c1x = load<i32>(ri, INFO_PTR1);
+        while (c1x > 0 && !(ldf(vals, rOff + c1x - 1) + qCross <= budget)) c1x--;
+        store<i32>(ri, c1x, INFO_PTR1);
+        c1r = load<i32>(ri, INFO_PTR2);
+        while (c1r > 0 && !(ldf(vals, rOff + c1r - 1) + qRack <= budget)) c1r--;
+        store<i32>(ri, c1r, INFO_PTR2);
+        c2r = load<i32>(ni, INFO_PTR1);
+        while (c2r > 0 && !(ldf(vals, nOff + c2r - 1) + qRack <= budget)) c2r--;
+        store<i32>(ni, c2r, INFO_PTR1);
+        c2n = load<i32>(ni, INFO_PTR2);
+        while (c2n > 0 && !(ldf(vals, nOff + c2n - 1) + qNode <= budget)) c2n--;
+        store<i32>(ni, c2n, INFO_PTR2);
+      }
+      const selfPos = selfIn && (!ht || ad + qNode <= budget);
+      const b0 = group(rec, true, nOff, nLen, nPre, d, c2n, qNode,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+      const b1 = group(rec + 32, false, rOff, rLen, rPre, nd, c1r, qRack,
+        c2r, ldf(prefix, nPre + c2r), nLen, ldf(prefix, nPre + nLen), ok, ht, ext, wt, budget, tp);
+      const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
+        c1x, ldf(prefix, rPre + c1x), rLen, ldf(prefix, rPre + rLen), ok, ht, ext, wt, budget, tp);
+      posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b0, lo, b0 < lo);
+      lo = select<f64>(b1, lo, b1 < lo);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b0, hi, b0 > hi);
+      hi = select<f64>(b1, hi, b1 > hi);
+      hi = select<f64>(b2, hi, b2 > hi);
+    } else {
+      const q = bd + cX;
+      if (ht) {
+        while (p0 > 0 && !(ldf(vals, p0 - 1) + q <= budget)) p0--;
+      }
+      const selfPos = selfIn && (!ht || ad + q <= budget);
+      store<i32>(rec, 0, GR_POS);
+      store<i32>(rec, 0, GR_NEG);
+      store<i32>(rec + 32, 0, GR_POS);
+      store<i32>(rec + 32, 0, GR_NEG);
+      const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+      posCount += load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b2, hi, b2 > hi);
+    }
+    if (!localAllowed) {
+      store<i32>(rec, -1, GR_LOCAL);
+      continue;
+    }
+    const lv = ldf(vl, d);
+    const positive = ok && (!ht || lv <= budget);
+    store<i32>(rec, positive ? 1 : 0, GR_LOCAL);
+    if (positive) {
+      posCount++;
+      if (ext != EXT_NONE) {
+        const b = (ht ? wt * (budget - lv) : 0) + tp;
+        lo = select<f64>(b, lo, b < lo);
+        hi = select<f64>(b, hi, b > hi);
+      }
+    }
   }
-  if (neg > 0) {
-    const lo = blendWith(ldf(SVALS, off + lastNot(off, len - 1, ex)) + q);
-    if (lo < minNeg) minNeg = lo;
+  posPairs = posCount;
+  negPairs = pairsTotal - posCount;
+  minPos = lo;
+  maxPos = hi;
+  minNeg = Infinity;
+}
+
+/**
+ * The groups of every decode pod and the totals. With a TTFT SLO the decode pods are visited in
+ * ascending B, so that each count (how many of a list's prefill pods satisfy A + (B + c) <= budget)
+ * is a pointer that only moves down: one sweep per list and transfer cost, merged into this pass.
+ */
+function buildGroups(localAllowed: bool): void {
+  buildLists();
+  const ht = hasT;
+  const hp = hasP;
+  const slo = ht || hp;
+  const ext = !slo ? EXT_NONE : strategy == STRATEGY_MOST ? EXT_MIN : EXT_MAX;
+  if (ext != EXT_MIN) ensureNext();
+  const np = nPrefill;
+  const nDec = nDecode;
+  let order = DLIST;
+  if (ht) {
+    sortPods(SORTB, DLIST, nDec, VB);
+    order = SORTB;
   }
+  const isTopo = topo;
+  if (isTopo) {
+    for (let r = 0; r < nRacks; r++) {
+      const ri = rackInfo(r);
+      const len = load<i32>(ri, INFO_LEN);
+      store<i32>(ri, len, INFO_PTR1);
+      store<i32>(ri, len, INFO_PTR2);
+    }
+    for (let nd = 0; nd < nNodes; nd++) {
+      const ni = nodeInfo(nd);
+      const len = load<i32>(ni, INFO_LEN);
+      store<i32>(ni, len, INFO_PTR1);
+      store<i32>(ni, len, INFO_PTR2);
+    }
+  }
+  // The common case (topology, a TTFT SLO, most) in its own copy, with those branches folded away.
+  if (isTopo && ht && ext == EXT_MIN) groupPass(order, true, true, hp, EXT_MIN, localAllowed);
+  else groupPass(order, isTopo, ht, hp, ext, localAllowed);
+}
+
+// The list of one group, for the passes that need its members: offset, length, excluded label, q,
+// and whether the list is labelled by pod.
+let gOff: i32 = 0;
+let gLen: i32 = 0;
+let gEx: i32 = 0;
+let gQ: f64 = 0;
+let gUnique: bool = false;
+
+function groupAt(d: i32, k: i32): void {
+  const bd = ldf(VB, d);
+  if (!topo) {
+    gOff = 0;
+    gLen = k == CLASS_CROSS ? nPrefill : 0;
+    gEx = d;
+    gQ = bd + cCross;
+    gUnique = true;
+  } else if (k == CLASS_NODE) {
+    const ni = nodeInfo(ldi(NODE, d));
+    gOff = load<i32>(ni, INFO_BASE);
+    gLen = load<i32>(ni, INFO_LEN);
+    gEx = d;
+    gQ = bd + cNode;
+    gUnique = true;
+  } else if (k == CLASS_RACK) {
+    const ri = rackInfo(ldi(RACK, d));
+    gOff = load<i32>(ri, INFO_BASE);
+    gLen = load<i32>(ri, INFO_LEN);
+    gEx = ldi(NODE, d);
+    gQ = bd + cRack;
+    gUnique = false;
+  } else {
+    gOff = 0;
+    gLen = nPrefill;
+    gEx = ldi(RACK, d);
+    gQ = bd + cCross;
+    gUnique = false;
+  }
+}
+
+/** minNeg over every negative pair: each group's last negative member is its list's last member. */
+function negativeMin(): void {
+  const ht = hasT;
+  const hp = hasP;
+  const wt = wT;
+  const wp = wP;
+  const budget = budgetT;
+  const bP = budgetP;
+  const np = nPrefill;
+  const vals = SVALS;
+  const pods = SPODS;
+  const isTopo = topo;
+  let mn: f64 = Infinity;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    const rec = grec(d, 0);
+    const bd = ldf(VB, d);
+    const tp = hp ? wp * (bP - ldf(VT, d)) : 0;
+    if (isTopo) {
+      if (load<i32>(rec, GR_NEG) > 0) {
+        const ni = nodeInfo(ldi(NODE, d));
+        const nOff = load<i32>(ni, INFO_BASE);
+        let at = load<i32>(ni, INFO_LEN) - 1;
+        if (ldi(pods, nOff + at) == d) at--;
+        const b = (ht ? wt * (budget - (ldf(vals, nOff + at) + (bd + cNode))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 32, GR_NEG) > 0) {
+        const ri = rackInfo(ldi(RACK, d));
+        const rOff = load<i32>(ri, INFO_BASE);
+        const at = lastNot(false, rOff, load<i32>(ri, INFO_LEN) - 1, ldi(NODE, d));
+        const b = (ht ? wt * (budget - (ldf(vals, rOff + at) + (bd + cRack))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 64, GR_NEG) > 0) {
+        const at = lastNot(false, 0, np - 1, ldi(RACK, d));
+        const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+    } else if (load<i32>(rec + 64, GR_NEG) > 0) {
+      const at = lastNot(true, 0, np - 1, d);
+      const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+      mn = select<f64>(b, mn, b < mn);
+    }
+    if (load<i32>(rec, GR_LOCAL) == 0) {
+      const b = (ht ? wt * (budget - ldf(VL, d)) : 0) + tp;
+      mn = select<f64>(b, mn, b < mn);
+    }
+  }
+  minNeg = mn;
 }
 
 // ---- selection ----------------------------------------------------------------------------------
@@ -1010,7 +1277,6 @@ let okP: bool = true;
 @inline function e2e(ttft: f64, d: i32): f64 {
   return ttft + ldf(VT, d) * reqOsl;
 }
-
 
 function nextUniform(): f64 {
   rng += 0x9e3779b9;
@@ -1048,6 +1314,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     return true;
   }
   stf(res, RES_OUTCOME, OUT_NEGATIVE);
+  negativeMin();
   draw(DRAW_NEGATIVE, minNeg);
   return true;
 }
@@ -1056,67 +1323,179 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
   return kind == DRAW_LEAST ? ref - b + 1 : b - ref + 1;
 }
 
-@inline function memberOf(k: i32, d: i32, p: i32): bool {
-  if (p == d) return false;
-  if (!topo) return true;
-  if (k == CLASS_NODE) return ldi(NODE, p) == ldi(NODE, d);
-  if (k == CLASS_RACK) return ldi(RACK, p) == ldi(RACK, d) && ldi(NODE, p) != ldi(NODE, d);
-  return ldi(RACK, p) != ldi(RACK, d);
+@inline function transferOf(k: i32): f64 {
+  return k == CLASS_NODE ? cNode : k == CLASS_RACK ? cRack : cCross;
 }
 
-@inline function positiveIn(d: i32, q: f64, p: i32): bool {
-  return tpotOk(d) && (!hasT || ldf(VA, p) + q <= budgetT);
-}
-
-function memberWeight(kind: i32, k: i32, d: i32, q: f64, p: i32, ref: f64): f64 {
-  const wantPositive = kind == DRAW_MOST || kind == DRAW_LEAST;
-  if (!memberOf(k, d, p) || positiveIn(d, q, p) != wantPositive) return 0;
-  return kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VA, p) + q, d), ref);
-}
-
+/**
+ * A weighted draw: a group by its total weight, then a member by a scan in pod order.
+ * most: blended - min + 1 over positives; least: max - blended + 1 over positives;
+ * negative: blended - min + 1 over negatives; explore: 1 per negative pair.
+ * The group is found by a binary search over the running sums the twin's scan forms (ACC).
+ */
 function draw(kind: i32, ref: f64): void {
   const slope = hasT ? wT : 0;
+  const positive = kind == DRAW_MOST || kind == DRAW_LEAST;
   let total: f64 = 0;
-  for (let di = 0; di < nDecode; di++) {
-    const d = ldi(DLIST, di);
-    for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
-      const pos = ldi(G_POS, gi);
-      const neg = ldi(G_NEG, gi);
-      let w: f64 = 0;
-      if (kind == DRAW_EXPLORE) w = <f64>neg;
-      else if (kind == DRAW_NEGATIVE) {
-        if (neg > 0) w = <f64>neg * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SNEG, gi);
-      } else if (pos > 0) {
-        w = kind == DRAW_MOST
-          ? <f64>pos * (blend(ldf(G_Q, gi), d) - ref + 1) - slope * ldf(G_SPOS, gi)
-          : <f64>pos * (ref - blend(ldf(G_Q, gi), d) + 1) + slope * ldf(G_SPOS, gi);
+  let acc: f64 = 0;
+  let firstSlot = -1;
+  let lastSlot = -1;
+  const accs = ACC;
+  if (kind == DRAW_MOST || kind == DRAW_NEGATIVE) {
+    // The default strategy's pass (and the negative draw's, the same formula over the negatives), on
+    // locals and unrolled by class.
+    const cntAt: usize = kind == DRAW_MOST ? GR_POS : GR_NEG;
+    const sumAt: usize = kind == DRAW_MOST ? GR_SPOS : GR_SNEG;
+    const localWanted = kind == DRAW_MOST ? 1 : 0;
+    const ht = hasT;
+    const hp = hasP;
+    const wt = wT;
+    const wp = wP;
+    const budget = budgetT;
+    const bP = budgetP;
+    const cN = cNode;
+    const cR = cRack;
+    const cX = cCross;
+    const vb = VB;
+    const vt = VT;
+    const vl = VL;
+    const dlist = DLIST;
+    const groups = GROUPS;
+    for (let di = 0; di < nDecode; di++) {
+      const d = ldi(dlist, di);
+      const rec0 = groups + (<usize>(d * 3) << 5);
+      const bd = ldf(vb, d);
+      const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
+      const base = di << 2;
+      {
+        const pos = load<i32>(rec0 + 0 + cntAt);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cN)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 0;
+          lastSlot = base + 0;
+        }
+        stf(accs, base + 0, acc);
       }
-      stf(WEIGHTS, di * 4 + k, w);
+      {
+        const pos = load<i32>(rec0 + 32 + cntAt);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cR)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 1;
+          lastSlot = base + 1;
+        }
+        stf(accs, base + 1, acc);
+      }
+      {
+        const pos = load<i32>(rec0 + 64 + cntAt);
+        let w: f64 = 0;
+        if (pos > 0) {
+          const th = ht ? wt * (budget - (bd + cX)) : 0;
+          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 2;
+          lastSlot = base + 2;
+        }
+        stf(accs, base + 2, acc);
+      }
+      {
+        let w: f64 = 0;
+        if (load<i32>(rec0, GR_LOCAL) == localWanted) {
+          const th = ht ? wt * (budget - ldf(vl, d)) : 0;
+          w = th + tp - ref + 1;
+        }
+        total += w;
+        if (w > 0) {
+          acc += w;
+          if (firstSlot < 0) firstSlot = base + 3;
+          lastSlot = base + 3;
+        }
+        stf(accs, base + 3, acc);
+      }
+    }
+  } else for (let di = 0; di < nDecode; di++) {
+    const d = ldi(DLIST, di);
+    const rec0 = grec(d, 0);
+    const bd = ldf(VB, d);
+    const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+    for (let k = 0; k < 3; k++) {
+      const rec = rec0 + (<usize>k << 5);
+      let w: f64 = 0;
+      if (kind == DRAW_EXPLORE) w = <f64>load<i32>(rec, GR_NEG);
+      else if (positive) {
+        const pos = load<i32>(rec, GR_POS);
+        if (pos > 0) {
+          const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
+          const bq = th + tp;
+          w = kind == DRAW_MOST
+            ? <f64>pos * (bq - ref + 1) - slope * load<f64>(rec, GR_SPOS)
+            : <f64>pos * (ref - bq + 1) + slope * load<f64>(rec, GR_SPOS);
+        }
+      } else {
+        const neg = load<i32>(rec, GR_NEG);
+        if (neg > 0) {
+          const th = hasT ? wT * (budgetT - (bd + transferOf(k))) : 0;
+          w = <f64>neg * (th + tp - ref + 1) - slope * load<f64>(rec, GR_SNEG);
+        }
+      }
       total += w;
+      const slot = di * 4 + k;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = slot;
+        lastSlot = slot;
+      }
+      stf(accs, slot, acc);
     }
-    const local = ldi(LOCAL, di);
+    const local = load<i32>(rec0, GR_LOCAL);
     let w: f64 = 0;
-    if (local >= 0) {
-      const wanted = kind == DRAW_MOST || kind == DRAW_LEAST ? local == 1 : local == 0;
-      if (wanted) w = kind == DRAW_EXPLORE ? 1 : pairWeight(kind, blend(ldf(VL, d), d), ref);
+    if (local >= 0 && (positive ? local == 1 : local == 0)) {
+      if (kind == DRAW_EXPLORE) w = 1;
+      else {
+        const th = hasT ? wT * (budgetT - ldf(VL, d)) : 0;
+        w = pairWeight(kind, th + tp, ref);
+      }
     }
-    stf(WEIGHTS, di * 4 + 3, w);
     total += w;
+    const slot = di * 4 + 3;
+    if (w > 0) {
+      acc += w;
+      if (firstSlot < 0) firstSlot = slot;
+      lastSlot = slot;
+    }
+    stf(accs, slot, acc);
   }
   const target = nextUniform() * total;
-  let acc: f64 = 0;
-  let chosen = -1;
-  const slots = nDecode * 4;
-  for (let i = 0; i < slots; i++) {
-    const w = ldf(WEIGHTS, i);
-    if (w <= 0) continue;
-    acc += w;
-    chosen = i;
-    if (target < acc) break;
+  // The twin's scan stops at the first positive-weight slot whose running sum exceeds the target:
+  // the first slot where the running sum exceeds it at all, since the sum grows only at such slots.
+  let chosen = lastSlot;
+  if (target < 0) chosen = firstSlot;
+  else if (target < acc) {
+    let lo = 0;
+    let hi = lastSlot;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (target < ldf(accs, mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    chosen = lo;
   }
-  const di = chosen / 4;
-  const k = chosen % 4;
+  const di = chosen >> 2;
+  const k = chosen & 3;
   const d = ldi(DLIST, di);
   chosenD = d;
   chosenK = k;
@@ -1124,24 +1503,62 @@ function draw(kind: i32, ref: f64): void {
     chosenP = d;
     return;
   }
-  const q = ldf(G_Q, di * 3 + k);
+  // The member: every prefill pod in snapshot order, weighed once into MW, then scanned.
+  const q = ldf(VB, d) + (topo ? transferOf(k) : cCross);
+  const ht = hasT;
+  const wt = wT;
+  const budget = budgetT;
+  const ok = tpotOk(d);
+  const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
+  const explore = kind == DRAW_EXPLORE;
+  const least = kind == DRAW_LEAST;
+  // Membership by link class: same node; same rack, other node; other rack (any pod but d without topology).
+  const byNode = topo && k == CLASS_NODE;
+  const byRack = topo && k == CLASS_RACK;
+  const byCross = topo && k == CLASS_CROSS;
+  const rd = ldi(RACK, d);
+  const nd = ldi(NODE, d);
+  const np = nPrefill;
+  const plist = PLIST;
+  const va = VA;
+  const rack = RACK;
+  const node = NODE;
+  const mw = MW;
   let sum: f64 = 0;
-  for (let j = 0; j < nPrefill; j++) sum += memberWeight(kind, k, d, q, ldi(PLIST, j), ref);
+  for (let j = 0; j < np; j++) {
+    const p = ldi(plist, j);
+    let member = p != d;
+    if (byNode) member = member && ldi(node, p) == nd;
+    else if (byRack) member = ldi(rack, p) == rd && ldi(node, p) != nd;
+    else if (byCross) member = ldi(rack, p) != rd;
+    let w: f64 = 0;
+    if (member) {
+      const t = ldf(va, p) + q;
+      if ((ok && (!ht || t <= budget)) == positive) {
+        if (explore) w = 1;
+        else {
+          const b = (ht ? wt * (budget - t) : 0) + tp;
+          w = least ? ref - b + 1 : b - ref + 1;
+        }
+      }
+    }
+    stf(mw, j, w);
+    sum += w;
+  }
   const inner = nextUniform() * sum;
   let acc2: f64 = 0;
   let pick = -1;
-  for (let j = 0; j < nPrefill; j++) {
-    const p = ldi(PLIST, j);
-    const w = memberWeight(kind, k, d, q, p, ref);
+  for (let j = 0; j < np; j++) {
+    const w = ldf(mw, j);
     if (w <= 0) continue;
     acc2 += w;
-    pick = p;
+    pick = j;
     if (inner < acc2) break;
   }
-  chosenP = pick;
+  chosenP = pick < 0 ? -1 : ldi(plist, pick);
 }
 
-/** First index after i (relative) in the segment whose value is larger than at i. */
+/** First index after i (relative) in the list whose value is larger than at i. */
 function runEnd(off: i32, len: i32, i: i32): i32 {
   let lo = i + 1;
   let hi = len;
@@ -1158,21 +1575,26 @@ function runEnd(off: i32, len: i32, i: i32): i32 {
   return noSlo ? e2e(ttft, d) : -blend(ttft, d);
 }
 
+@inline function firstNotG(i: i32): i32 {
+  return gUnique ? firstNot(true, gOff, gLen, i, gEx) : firstNot(false, gOff, gLen, i, gEx);
+}
+
 /** Lowest e2e latency (noSlo) or largest blended headroom among positives; ties to the lowest (p, d). */
 function argBest(noSlo: bool, maxPos: f64): void {
+  ensureNext();
   let target = -maxPos;
   if (noSlo) {
     target = Infinity;
     for (let di = 0; di < nDecode; di++) {
       const d = ldi(DLIST, di);
       for (let k = 0; k < 3; k++) {
-        const gi = di * 3 + k;
-        if (ldi(G_POS, gi) + ldi(G_NEG, gi) == 0) continue;
-        const off = ldi(G_OFF, gi);
-        const e = e2e(ldf(SVALS, off + firstNot(off, ldi(G_LEN, gi), 0, ldi(G_EX, gi))) + ldf(G_Q, gi), d);
+        const rec = grec(d, k);
+        if (load<i32>(rec, GR_POS) + load<i32>(rec, GR_NEG) == 0) continue;
+        groupAt(d, k);
+        const e = e2e(ldf(SVALS, gOff + firstNotG(0)) + gQ, d);
         if (e < target) target = e;
       }
-      if (ldi(LOCAL, di) < 0) continue;
+      if (load<i32>(grec(d, 0), GR_LOCAL) < 0) continue;
       const e = ldf(VL, d) + ldf(VT, d) * reqOsl;
       if (e < target) target = e;
     }
@@ -1183,15 +1605,15 @@ function argBest(noSlo: bool, maxPos: f64): void {
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     for (let k = 0; k < 3; k++) {
-      const gi = di * 3 + k;
-      const count = noSlo ? ldi(G_POS, gi) + ldi(G_NEG, gi) : ldi(G_POS, gi);
+      const rec = grec(d, k);
+      const count = noSlo ? load<i32>(rec, GR_POS) + load<i32>(rec, GR_NEG) : load<i32>(rec, GR_POS);
       if (count == 0) continue;
-      const off = ldi(G_OFF, gi);
-      const len = ldi(G_LEN, gi);
-      const ex = ldi(G_EX, gi);
-      const q = ldf(G_Q, gi);
-      const end = noSlo ? len : ldi(G_CPOS, gi);
-      let j = firstNot(off, len, 0, ex);
+      groupAt(d, k);
+      const off = gOff;
+      const len = gLen;
+      const q = gQ;
+      const end = noSlo ? len : load<i32>(rec, GR_CPOS);
+      let j = firstNotG(0);
       while (j < end && score(noSlo, ldf(SVALS, off + j) + q, d) == target) {
         const p = ldi(SPODS, off + j);
         if (bestP < 0 || p < bestP || (p == bestP && d < bestD)) {
@@ -1199,10 +1621,10 @@ function argBest(noSlo: bool, maxPos: f64): void {
           bestD = d;
           bestK = k;
         }
-        j = firstNot(off, len, runEnd(off, len, j), ex);
+        j = firstNotG(runEnd(off, len, j));
       }
     }
-    const local = ldi(LOCAL, di);
+    const local = load<i32>(grec(d, 0), GR_LOCAL);
     if (local >= 0 && (noSlo || local == 1) && score(noSlo, ldf(VL, d), d) == target) {
       if (bestP < 0 || d < bestP || (d == bestP && d < bestD)) {
         bestP = d;
@@ -1214,10 +1636,6 @@ function argBest(noSlo: bool, maxPos: f64): void {
   chosenP = bestP;
   chosenD = bestD;
   chosenK = bestK;
-}
-
-@inline function transferOf(k: i32): f64 {
-  return k == CLASS_NODE ? cNode : k == CLASS_RACK ? cRack : cCross;
 }
 
 function describe(res: usize): void {
@@ -1256,27 +1674,55 @@ function fallbacks(res: usize): void {
   if (want == 0) return;
   const local = chosenK == CLASS_LOCAL;
   const cp = chosenP;
+  const cd = chosenD;
   const ap = ldf(VA, cp);
+  const ht = hasT;
+  const hp = hasP;
+  const slo = ht || hp;
+  const wt = wT;
+  const wp = wP;
+  const budget = budgetT;
+  const bP = budgetP;
+  const osl = reqOsl;
+  const isTopo = topo;
+  const cN = cNode;
+  const cR = cRack;
+  const cX = cCross;
+  const pNode = ldi(NODE, cp);
+  const pRack = ldi(RACK, cp);
+  const ids = FB_IDS;
+  const keys = FB_KEYS;
   let have = 0;
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
-    if (d == chosenD || (!local && d == cp)) continue;
-    const ttft = local ? ldf(VL, d) : ap + (ldf(VB, d) + transferOf(linkClass(cp, d)));
-    const key = hasT || hasP ? blend(ttft, d) : -e2e(ttft, d);
+    if (d == cd || (!local && d == cp)) continue;
+    let ttft: f64;
+    if (local) ttft = ldf(VL, d);
+    else {
+      const c = !isTopo ? cX : ldi(NODE, d) == pNode ? cN : ldi(RACK, d) == pRack ? cR : cX;
+      ttft = ap + (ldf(VB, d) + c);
+    }
+    const t = ldf(VT, d);
+    let key: f64;
+    if (slo) {
+      const th = ht ? wt * (budget - ttft) : 0;
+      const tp = hp ? wp * (bP - t) : 0;
+      key = th + tp;
+    } else key = -(ttft + t * osl);
     let at = have;
-    while (at > 0 && key > ldf(FB_KEYS, at - 1)) at--;
+    while (at > 0 && key > ldf(keys, at - 1)) at--;
     if (at >= want) continue;
     const last = have < want ? have : want - 1;
     for (let s = last; s > at; s--) {
-      sti(FB_IDS, s, ldi(FB_IDS, s - 1));
-      stf(FB_KEYS, s, ldf(FB_KEYS, s - 1));
+      sti(ids, s, ldi(ids, s - 1));
+      stf(keys, s, ldf(keys, s - 1));
     }
-    sti(FB_IDS, at, d);
-    stf(FB_KEYS, at, key);
+    sti(ids, at, d);
+    stf(keys, at, key);
     if (have < want) have++;
   }
   stf(res, RES_FALLBACK_COUNT, <f64>have);
-  for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(FB_IDS, s));
+  for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(ids, s));
 }
 
 function account(): void {

@@ -72,3 +72,73 @@ test("identical pods at scale: ties resolve to the lowest pair in both", () => {
     expect(results[1].prefill).not.toBe(0);
   }
 });
+
+/** A pool of n prefill and n decode pods over two racks of two nodes, speeds and queues per pod. */
+function largePool(n: number, skewed: boolean) {
+  let s = n >>> 0;
+  const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  const grid = [16, 128, 1024, 4096, 16384];
+  const pods = 2 * n;
+  const g = grid.length;
+  const curve = () => new Float64Array(g * pods);
+  const snap = {
+    version: 9,
+    pods,
+    gridTokens: Float64Array.from(grid),
+    roles: Uint8Array.from({ length: pods }, (_, i) => (i < n ? 1 : i < n + 8 ? 3 : 2) | 4),
+    nodeIds: Int32Array.from({ length: pods }, (_, i) => (i >> 1) % 2),
+    rackIds: Int32Array.from({ length: pods }, (_, i) => i % 2),
+    prefillMs: curve(),
+    localPrefillMs: curve(),
+    decodeWaitMs: curve(),
+    tpotMs: curve(),
+    prefillQueueMs: new Float64Array(pods),
+    decodeQueueMs: new Float64Array(pods),
+    tpotLoadMs: new Float64Array(pods),
+    waitPerRequestMs: new Float64Array(pods).fill(2),
+    tpotPerRequestMs: new Float64Array(pods).fill(0.05),
+    tpotPerTokenMs: new Float64Array(pods).fill(2e-6),
+  };
+  for (let i = 0; i < pods; i++) {
+    // Skewed: most pods equal, a few far apart, so that the kernel's bucket sort falls back.
+    const speed = skewed ? (i % 97 === 0 ? 1e-6 : i % 89 === 0 ? 1e6 : 1) : 0.8 + 0.45 * rnd();
+    const wait = skewed ? (i % 3) * 10 : 30 * rnd();
+    const step = 8 + 8 * rnd();
+    grid.forEach((tokens, j) => {
+      snap.prefillMs[j * pods + i] = speed * (7 + 0.025 * tokens);
+      snap.localPrefillMs[j * pods + i] = 1.3 * speed * (7 + 0.025 * tokens);
+      snap.decodeWaitMs[j * pods + i] = wait + 0.002 * tokens;
+      snap.tpotMs[j * pods + i] = step + 0.0004 * tokens;
+    });
+    snap.prefillQueueMs[i] = skewed ? 0 : 150 * rnd();
+  }
+  return snap;
+}
+
+test.each([
+  [1024, false],
+  [1024, true],
+  [300, true],
+])("kernel = twin at bench scale: %i pods per role, skewed values %s, every strategy", (n, skewed) => {
+  const snap = largePool(n, skewed);
+  const batch = Array.from({ length: 24 }, (_, i) =>
+    request({
+      inputTokens: 100 + ((i * 977) % 4000),
+      outputTokens: 256,
+      seed: i * 7919 + 1,
+      sloTtftMs: i % 6 === 5 ? undefined : [80, 150, 260, 600][i % 4],
+      sloTpotMs: i % 5 === 4 ? undefined : 40,
+      priority: i % 7 === 6 ? -1 : 0,
+    }),
+  );
+  for (const headroomStrategy of ["most", "least", "best"] as const) {
+    for (const topology of [TOPOLOGY, NO_TOPOLOGY]) {
+      const params = { ...PARAMS, headroomStrategy, localPrefill: "threshold" as const, pdThreshold: 1024, negativeHeadroomProb: 0.1 };
+      const twin = new TwinKernel(params, topology);
+      twin.loadSnapshot(snap);
+      const kernel = new WasmKernel(params, topology, { batchCapacity: 64 });
+      kernel.loadSnapshot(snap);
+      expect(bits(kernel.pick(batch))).toBe(bits(twin.pick(batch)));
+    }
+  }
+});

@@ -64,6 +64,9 @@ export class WasmKernel {
   private f64!: Float64Array;
   private i32!: Int32Array;
   private regions!: Int32Array;
+  /** Whole request and result regions, kept between picks. */
+  private reqView!: Float64Array;
+  private resView!: Float64Array;
   private version = -1;
 
   constructor(params: OptimizerParams, topology: TopologyParams, capacity: Partial<KernelCapacity> = {}) {
@@ -94,6 +97,8 @@ export class WasmKernel {
     this.f64 = new Float64Array(buf);
     this.i32 = new Int32Array(buf);
     this.regions = this.i32.subarray(this.info >> 2, (this.info >> 2) + 18);
+    this.reqView = this.f64At(15, this.capacity.batchCapacity * REQ_STRIDE);
+    this.resView = this.f64At(16, this.capacity.batchCapacity * RES_STRIDE);
   }
 
   private f64At(region: number, length: number): Float64Array {
@@ -170,7 +175,7 @@ export class WasmKernel {
     if (this.version < 0) throw new RequestError("no snapshot loaded");
     if (expectedVersion !== undefined && expectedVersion !== this.version) throw new SnapshotVersionError(this.version, expectedVersion);
     this.views();
-    const req = this.f64At(15, count * REQ_STRIDE);
+    const req = this.reqView;
     for (let i = 0; i < count; i++) {
       const r = requests[i];
       const at = i * REQ_STRIDE;
@@ -185,7 +190,7 @@ export class WasmKernel {
       req[at + 7] = (r.sloTtftMs !== undefined ? REQ_HAS_TTFT : 0) | (r.sloTpotMs !== undefined ? REQ_HAS_TPOT : 0);
     }
     this.check(this.exports.pickBatch(count, expectedVersion ?? -1));
-    const res = this.f64At(16, count * RES_STRIDE);
+    const res = this.resView;
     const out: PickResult[] = new Array(count);
     for (let i = 0; i < count; i++) out[i] = readResult(res, i * RES_STRIDE);
     return out;
