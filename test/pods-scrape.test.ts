@@ -11,7 +11,8 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ManualClock, realClock, type Clock } from "../src/clock.js";
 import { MemoryLogger } from "../src/log.js";
-import { Scraper, type ScrapeOutcome, type ScrapeTarget } from "../src/pods/scraper.js";
+import { Scraper, type ScrapeTarget } from "../src/pods/scraper.js";
+import type { ScrapeOutcome } from "../src/pods/types.js";
 import { sleep, until } from "./fixtures/wait.js";
 
 const GOOD = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "fixtures/vllm-metrics.txt"), "utf8");

@@ -33,7 +33,7 @@ afterAll(async () => {
 type Format = "json" | "msgpack";
 
 async function post(path: string, body: Uint8Array | string, format: Format) {
-  const res = await fetch(`${h.url}${path}`, { method: "POST", headers: { "content-type": format === "json" ? "application/json" : "application/msgpack" }, body });
+  const res = await fetch(`${h.url}${path}`, { method: "POST", headers: { "content-type": format === "json" ? "application/json" : "application/msgpack" }, body: typeof body === "string" ? body : new Uint8Array(body) });
   const bytes = Buffer.from(await res.arrayBuffer());
   expect(res.headers.get("content-type")).toBe(format === "json" ? "application/json" : "application/msgpack");
   return { status: res.status, body: format === "json" ? JSON.parse(bytes.toString("utf8")) : unpack(bytes) };

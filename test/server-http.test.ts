@@ -45,7 +45,7 @@ describe("POST /v1/pick", () => {
 
   it("answers a msgpack pick in msgpack, errors included", async () => {
     const h = await start();
-    const ok = await fetch(`${h.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/msgpack" }, body: pack({ sloLevel: "medium", inputTokens: 100, seed: 3 }) });
+    const ok = await fetch(`${h.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/msgpack" }, body: new Uint8Array(pack({ sloLevel: "medium", inputTokens: 100, seed: 3 })) });
     expect(ok.status).toBe(200);
     expect(ok.headers.get("content-type")).toBe("application/msgpack");
     const a = unpack(Buffer.from(await ok.arrayBuffer()));
@@ -54,7 +54,7 @@ describe("POST /v1/pick", () => {
     expect(Object.hasOwn(a, "prefill")).toBe(false);
     expect(a.headers).toEqual({ "x-gateway-destination-endpoint": "10.0.1.1:8000" });
 
-    const bad = await fetch(`${h.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/msgpack" }, body: pack({ prefixHit: 2 }) });
+    const bad = await fetch(`${h.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/msgpack" }, body: new Uint8Array(pack({ prefixHit: 2 })) });
     expect(bad.status).toBe(400);
     expect(bad.headers.get("content-type")).toBe("application/msgpack");
     expect(unpack(Buffer.from(await bad.arrayBuffer()))).toEqual({ error: { code: "REQUEST_INVALID", message: expect.stringMatching(/^prefixHit: /) } });
@@ -182,7 +182,7 @@ describe("route, report, pods", () => {
     const many = await fetch(`${h.url}/v1/report`, {
       method: "POST",
       headers: { "content-type": "application/msgpack" },
-      body: pack({ reports: [{ requestId: "r2", ok: false }, { requestId: "r3", ok: true }, { requestId: "nobody", ok: true }] }),
+      body: new Uint8Array(pack({ reports: [{ requestId: "r2", ok: false }, { requestId: "r3", ok: true }, { requestId: "nobody", ok: true }] })),
     });
     expect(unpack(Buffer.from(await many.arrayBuffer()))).toEqual({ known: 2, unknown: 1 });
     expect(h.engine.cluster.inflight.size).toBe(0);
