@@ -1,7 +1,7 @@
 // The server bench:rpc measures: one pool of N prefill x N decode unscraped pods (plus the default
 // levels' pools for the stream's mix), picks on the main thread, and the trivial /bench/fixed handler
 // answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
-// on SIGTERM. Args: N.
+// on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA).
 
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
@@ -10,6 +10,8 @@ import { silentLogger } from "../src/log.js";
 import { createServer } from "../src/server/app.js";
 
 const n = Number(process.argv[2] ?? 16);
+const busyPlanners = process.argv.includes("--planners-every-second");
+const planner = busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
 const pods = (pool: number, count: number) =>
   Array.from({ length: count }, (_, i) => [
     `      - { address: "10.${pool}.0.${i + 1}:8000", role: prefill, rack: r${i % 2}, node: n${i % 4} }`,
@@ -21,7 +23,7 @@ workers: { threads: 0 }
 server: { maxInflightPerConnection: 4096 }
 pools:
 ${["high", "medium", "low"]
-  .map((level, p) => `  - sloLevel: ${level}\n    pods:\n${pods(p, n).join("\n")}`)
+  .map((level, p) => `  - sloLevel: ${level}${planner}\n    pods:\n${pods(p, n).join("\n")}`)
   .join("\n")}
 `;
 const { config } = parseConfig(yaml);

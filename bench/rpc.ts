@@ -29,9 +29,9 @@ interface Server {
 }
 
 /** Starts bench/rpc-server.js pinned to SERVER_CORE; resolves when it prints its port. */
-async function startServer(pods: number): Promise<Server> {
+async function startServer(pods: number, ...flags: string[]): Promise<Server> {
   const script = new URL("./rpc-server.js", import.meta.url).pathname;
-  const child = spawn("taskset", ["-c", String(SERVER_CORE), process.execPath, script, String(pods)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("taskset", ["-c", String(SERVER_CORE), process.execPath, script, String(pods), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! });
   const [line] = (await once(lines, "line")) as [string];
   const { port } = JSON.parse(line) as { port: number };
@@ -135,6 +135,20 @@ try {
     wrkP50Us: Math.round(pick.p50Ms * 1000),
     wrkP99Us: Math.round(pick.p99Ms * 1000),
     errors: pick.non2xx + trivial.non2xx + open.errors,
+  });
+  // The same open loop with every planner ticking each second with ARIMA: planner work must not show.
+  await stopServer(small);
+  small = await startServer(16, "--planners-every-second");
+  const busy = openLoop(small.url, rate);
+  note(`open loop at ${rate}/s, planners every second: p50 ${busy.p50Ms.toFixed(3)} ms, p99 ${busy.p99Ms.toFixed(3)} ms`);
+  emit({
+    bench: "rpc",
+    case: "pick-http-planners-1s",
+    pool: "16x16",
+    openLoopRate: rate,
+    p50Us: Math.round(busy.p50Ms * 1000),
+    p99Us: Math.round(busy.p99Ms * 1000),
+    errors: busy.errors,
   });
 } finally {
   await stopServer(small);
