@@ -3,9 +3,8 @@
 // rebuilt whenever memory has grown (growth detaches the old buffer).
 
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { BatchTooLargeError, HeadroomError, RequestError, SnapshotError, SnapshotVersionError } from "../errors.js";
+import { shippedFile } from "../paths.js";
 import { denseLinks } from "./links.js";
 import type { OptimizerParams, Outcome, PickRequest, PickResult, PoolSnapshot, TopologyParams } from "./types.js";
 import { OUTCOMES } from "./types.js";
@@ -48,9 +47,7 @@ let compiled: WebAssembly.Module | null = null;
 /** The release build of assembly/index.ts, found from this file in src/ or in dist/src/. */
 export function kernelModule(): WebAssembly.Module {
   if (compiled) return compiled;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5 && !existsSync(join(dir, "package.json")); i++) dir = dirname(dir);
-  const path = join(dir, "build", "release.wasm");
+  const path = shippedFile("build", "release.wasm");
   if (!existsSync(path)) throw new HeadroomError("KERNEL_UNAVAILABLE", `kernel not built: ${path} is missing (run npm run build)`);
   compiled = new WebAssembly.Module(readFileSync(path));
   return compiled;
