@@ -27,7 +27,7 @@ import { WebhookActuator } from "../planner/webhook-actuator.js";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
-import type { PoolState } from "./pool-state.js";
+import type { KernelHold, PoolState } from "./pool-state.js";
 import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
 import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
 
@@ -55,10 +55,10 @@ interface Pending {
   resolve: (answer: PickAnswer | HeadroomError) => void;
 }
 
-/** The main thread's kernel for one pool, reloaded when the pool's numbers move. */
+/** The main thread's kernel for one pool and what it holds of the pool's snapshot. */
 interface InlineKernel {
   kernel: WasmKernel | TwinKernel;
-  loadSeq: number;
+  held: KernelHold;
 }
 
 export class Engine implements EngineApi {
@@ -110,7 +110,7 @@ export class Engine implements EngineApi {
     });
     for (const pool of config.pools) this.byLevel.set(pool.sloLevel, pool);
     this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? config.pools[0];
-    for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), loadSeq: -1 });
+    for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), held: { version: -1, loadSeq: -1 } });
     this.workers =
       config.workers.threads > 0
         ? new Piscina<WorkerTask, PickResult[]>({
@@ -160,7 +160,7 @@ export class Engine implements EngineApi {
     for (const pool of next.pools) this.byLevel.set(pool.sloLevel, pool);
     for (const inline of this.inline.values()) {
       inline.kernel.setParams(next.optimizer, next.topology);
-      inline.loadSeq = -1;
+      inline.held.loadSeq = -1;
     }
     this.paramsVersion++;
     this.cluster.reloadPods(next.pools);
@@ -410,10 +410,7 @@ export class Engine implements EngineApi {
 
   private pickInline(pool: PoolState, requests: PickRequest[]): PickResult[] {
     const inline = this.inline.get(pool.name)!;
-    if (inline.loadSeq !== pool.loadSeq) {
-      inline.kernel.loadSnapshot(pool.snapshot!);
-      inline.loadSeq = pool.loadSeq;
-    }
+    pool.syncKernel(inline.kernel, inline.held);
     return inline.kernel.pick(requests);
   }
 

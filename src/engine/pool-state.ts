@@ -4,7 +4,7 @@
 // Between refreshes each pick's own load is added in place through the pods' marginal effects.
 
 import type { Clock } from "../clock.js";
-import { gridPosition } from "../kernel/twin.js";
+import { gridPosition, interpolate } from "../kernel/twin.js";
 import { SharedSnapshotWriter } from "../kernel/shared-snapshot.js";
 import type { PickRequest, PickResult, PoolSnapshot } from "../kernel/types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
@@ -27,6 +27,18 @@ export interface PickContext {
   prefillFeatures?: PodFeatures;
   decodeFeatures: PodFeatures;
   predicted: { prefillTtftMs: number; decodeTtftMs: number; transferMs: number; ttftMs: number; tpotMs: number };
+}
+
+/** A kernel as PoolState feeds it: the whole snapshot on a new version, only the loads otherwise. */
+export interface SnapshotKernel {
+  loadSnapshot(snap: PoolSnapshot): void;
+  updateLoads(snap: PoolSnapshot): void;
+}
+
+/** What a kernel holds of a pool; start at `{ version: -1, loadSeq: -1 }`. */
+export interface KernelHold {
+  version: number;
+  loadSeq: number;
 }
 
 /** Snapshot versions whose pod order stays known, so a late worker result still maps to addresses. */
@@ -93,6 +105,16 @@ export class PoolState {
     return this.current;
   }
 
+  /** Brings a kernel up to the pool's numbers, copying the curves only when the version changed. */
+  syncKernel(kernel: SnapshotKernel, held: KernelHold): void {
+    const snap = this.current;
+    if (snap === null || held.loadSeq === this.loadSeq) return;
+    if (held.version === snap.version) kernel.updateLoads(snap);
+    else kernel.loadSnapshot(snap);
+    held.version = snap.version;
+    held.loadSeq = this.loadSeq;
+  }
+
   /** Pods of a still-known version, or undefined when it is too old. */
   podsAt(version: number): PublishedPods | undefined {
     return this.published.find((p) => p.version === version);
@@ -149,7 +171,7 @@ export class PoolState {
     const uncached = req.inputTokens * (1 - req.prefixHit);
     const local = result.prefill < 0;
     const computePod = local ? result.decode : result.prefill;
-    const compute = curveAt(snap, local ? snap.localPrefillMs : snap.prefillMs, computePod, uncached);
+    const compute = interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), computePod);
     const pick: InflightPick<PickContext> = {
       requestId,
       pool: this.options.name,
@@ -294,14 +316,4 @@ function sanitize(p: PoolPredictions): Uint8Array {
     }
   }
   return invalid;
-}
-
-/** A curve's value for pod i at x tokens, as the kernel interpolates it. */
-function curveAt(snap: PoolSnapshot, curve: Float64Array, i: number, x: number): number {
-  const n = snap.pods;
-  const g = snap.gridTokens.length;
-  const pos = gridPosition(snap.gridTokens, x);
-  const lo = curve[pos.seg * n + i];
-  const hi = curve[(g > 1 ? pos.seg + 1 : pos.seg) * n + i];
-  return Math.max(lo + pos.frac * (hi - lo), 0);
 }

@@ -29,6 +29,7 @@ export default function pickBatch(task: WorkerTask): PickResult[] {
     entry.paramsVersion = task.paramsVersion;
   }
   const { snapshot, changed } = entry.reader.read();
-  if (changed !== "none") entry.kernel.loadSnapshot(snapshot);
+  if (changed === "all") entry.kernel.loadSnapshot(snapshot);
+  else if (changed === "loads") entry.kernel.updateLoads(snapshot);
   return entry.kernel.pick(decodeRequests(task.requests), snapshot.version);
 }

@@ -16,7 +16,7 @@ import { denseLinks, type DenseLinks } from "./links.js";
 import { Splitmix32 } from "./prng.js";
 import type { OptimizerParams, Outcome, PickRequest, PickResult, PoolSnapshot, TopologyParams } from "./types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "./types.js";
-import { paramsProblem, requestProblem, validateSnapshot } from "./validate.js";
+import { paramsProblem, requestProblem, validateLoads, validateSnapshot } from "./validate.js";
 
 export const CLASS_NODE = 0;
 export const CLASS_RACK = 1;
@@ -57,7 +57,8 @@ export function gridPosition(grid: Float64Array, x: number): { seg: number; frac
   return { seg, frac: (x - grid[seg]) / (grid[seg + 1] - grid[seg]) };
 }
 
-function interpolate(curve: Float64Array, n: number, g: number, pos: { seg: number; frac: number }, i: number): number {
+/** A curve's value for pod i at a grid position, clamped at 0 (as the kernel interpolates). */
+export function interpolate(curve: Float64Array, n: number, g: number, pos: { seg: number; frac: number }, i: number): number {
   const lo = curve[pos.seg * n + i];
   const hi = curve[(g > 1 ? pos.seg + 1 : pos.seg) * n + i];
   return Math.max(lo + pos.frac * (hi - lo), 0);
@@ -271,6 +272,16 @@ export class TwinKernel {
       if (r & ROLE_PREFILL && r & ROLE_DECODE) this.bothPods++;
     }
     this.updateMode();
+  }
+
+  /** Replaces only the in-flight loads of the snapshot already loaded (same version and pods). */
+  updateLoads(snap: PoolSnapshot): void {
+    const held = this.snap;
+    if (held === null || snap.version !== held.version || snap.pods !== held.pods) {
+      throw new SnapshotVersionError(held?.version ?? -1, snap.version);
+    }
+    validateLoads(snap);
+    this.snap = { ...held, prefillQueueMs: snap.prefillQueueMs, decodeQueueMs: snap.decodeQueueMs, tpotLoadMs: snap.tpotLoadMs };
   }
 
   private updateMode(): void {

@@ -46,6 +46,13 @@ export function validateSnapshot(snap: PoolSnapshot): void {
   }
 }
 
+/** The in-flight loads a snapshot gains between publications; throws SnapshotError naming the first bad one. */
+export const IN_FLIGHT_LOADS = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs"] as const;
+
+export function validateLoads(snap: PoolSnapshot): void {
+  for (const name of IN_FLIGHT_LOADS) checkValues(snap, name, snap.pods);
+}
+
 function checkValues(snap: PoolSnapshot, name: (typeof CURVES)[number] | (typeof LOADS)[number], length: number): void {
   const values = snap[name];
   if (values.length !== length) throw new SnapshotError(`${name} must have ${length} entries, got ${values.length}`);

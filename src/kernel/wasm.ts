@@ -8,7 +8,7 @@ import { shippedFile } from "../paths.js";
 import { denseLinks } from "./links.js";
 import type { OptimizerParams, Outcome, PickRequest, PickResult, PoolSnapshot, TopologyParams } from "./types.js";
 import { OUTCOMES } from "./types.js";
-import { MAX_GRID_POINTS, paramsProblem, validateSnapshot } from "./validate.js";
+import { MAX_GRID_POINTS, paramsProblem, validateLoads, validateSnapshot } from "./validate.js";
 
 const REQ_STRIDE = 8;
 const RES_STRIDE = 24;
@@ -65,6 +65,7 @@ export class WasmKernel {
   private reqView!: Float64Array;
   private resView!: Float64Array;
   private version = -1;
+  private loadedPods = 0;
 
   constructor(params: OptimizerParams, topology: TopologyParams, capacity: Partial<KernelCapacity> = {}) {
     const instance = new WebAssembly.Instance(kernelModule(), {});
@@ -163,6 +164,23 @@ export class WasmKernel {
     this.version = -1;
     this.check(this.exports.loadSnapshot(n, g, snap.version, racks, nodes, links.hasLinks ? 1 : 0));
     this.version = snap.version;
+    this.loadedPods = n;
+  }
+
+  /**
+   * Replaces only the in-flight loads of the snapshot already loaded (same version and pods): what
+   * changes between publications, so a kernel need not copy and check the curves again.
+   */
+  updateLoads(snap: PoolSnapshot): void {
+    if (this.version < 0 || snap.version !== this.version || snap.pods !== this.loadedPods) {
+      throw new SnapshotVersionError(this.version, snap.version);
+    }
+    validateLoads(snap);
+    this.views();
+    const n = snap.pods;
+    this.f64At(8, n).set(snap.prefillQueueMs);
+    this.f64At(9, n).set(snap.decodeQueueMs);
+    this.f64At(10, n).set(snap.tpotLoadMs);
   }
 
   /** Picks for a batch in order; each pick's load is seen by the picks after it. */

@@ -12,7 +12,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import { BUILTIN_PROFILE } from "../config/schema.js";
 import { Cluster } from "../engine/cluster.js";
-import type { PoolState } from "../engine/pool-state.js";
+import type { KernelHold, PoolState } from "../engine/pool-state.js";
 import { TwinKernel } from "../kernel/twin.js";
 import type { Outcome, PickRequest } from "../kernel/types.js";
 import { WasmKernel } from "../kernel/wasm.js";
@@ -128,7 +128,7 @@ export class HeadroomPolicy implements Policy {
   readonly cluster: Cluster;
   private readonly pool: PoolState;
   private readonly kernel: WasmKernel | TwinKernel;
-  private kernelLoadSeq = -1;
+  private readonly held: KernelHold = { version: -1, loadSeq: -1 };
   private readonly podIndex = new Map<string, number>();
   private readonly outcomes = new Map<Outcome | "local", number>();
 
@@ -160,10 +160,7 @@ export class HeadroomPolicy implements Policy {
     const pool = this.pool;
     const snap = pool.snapshot;
     if (snap === null) return null;
-    if (this.kernelLoadSeq !== pool.loadSeq) {
-      this.kernel.loadSnapshot(snap);
-      this.kernelLoadSeq = pool.loadSeq;
-    }
+    pool.syncKernel(this.kernel, this.held);
     const request: PickRequest = {
       inputTokens: req.inputTokens,
       outputTokens: req.outputTokens,
