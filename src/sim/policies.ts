@@ -111,16 +111,11 @@ class ScrapedView {
   }
 }
 
-/**
- * The gateway's default scorers: queue depth (scraped waiting requests) and KV utilisation, weight 1
- * each, each min-max normalised across the candidate pods (lower is better; all equal scores 1), then
- * the highest total; ties drawn uniformly (the max-score picker shuffles). Prefill and decode pods are
- * chosen independently, each among its role.
- */
-export class QueueKvPolicy implements Policy {
-  readonly name = "queue-kv";
-  private readonly roles: { prefill: number[]; decode: number[] };
-  private readonly view: ScrapedView;
+/** A policy that sees the pods only through their scrapes, choosing among each role's pods. */
+abstract class ScrapedPolicy implements Policy {
+  abstract readonly name: string;
+  protected readonly roles: { prefill: number[]; decode: number[] };
+  protected readonly view: ScrapedView;
 
   constructor(ctx: PolicyContext) {
     this.roles = roles(ctx.pods);
@@ -130,6 +125,20 @@ export class QueueKvPolicy implements Policy {
   observe(pod: number, metrics: PodMetrics): void {
     this.view.observe(pod, metrics);
   }
+
+  abstract pick(req: SimRequest): Placement | null;
+
+  complete(): void {}
+}
+
+/**
+ * The gateway's default scorers: queue depth (scraped waiting requests) and KV utilisation, weight 1
+ * each, each min-max normalised across the candidate pods (lower is better; all equal scores 1), then
+ * the highest total; ties drawn uniformly (the max-score picker shuffles). Prefill and decode pods are
+ * chosen independently, each among its role.
+ */
+export class QueueKvPolicy extends ScrapedPolicy {
+  readonly name = "queue-kv";
 
   pick(req: SimRequest): Placement {
     const rng = new Splitmix32(req.seed);
@@ -152,8 +161,6 @@ export class QueueKvPolicy implements Policy {
     });
     return ties[Math.floor(rng.next() * ties.length)];
   }
-
-  complete(): void {}
 }
 
 /** (max - v) / (max - min) per pod; 1 for every pod when all are equal. */
@@ -195,19 +202,8 @@ export const seedHeuristics = {
  * negative pair the seed returns nothing and the gateway's other scorers decide: here, a uniform pair.
  * It never prefills locally: its pdThreshold (5 tokens) is below every prompt these workloads draw.
  */
-export class SeedPdSloPolicy implements Policy {
+export class SeedPdSloPolicy extends ScrapedPolicy {
   readonly name = "seed-pd-slo";
-  private readonly roles: { prefill: number[]; decode: number[] };
-  private readonly view: ScrapedView;
-
-  constructor(ctx: PolicyContext) {
-    this.roles = roles(ctx.pods);
-    this.view = new ScrapedView(ctx.pods.length);
-  }
-
-  observe(pod: number, metrics: PodMetrics): void {
-    this.view.observe(pod, metrics);
-  }
 
   pick(req: SimRequest): Placement {
     const rng = new Splitmix32(req.seed);
@@ -233,8 +229,6 @@ export class SeedPdSloPolicy implements Policy {
     const all = [...positive, ...negative];
     return all[Math.floor(rng.next() * all.length)].pair;
   }
-
-  complete(): void {}
 }
 
 /** The seed's selectPairWeightedRandom: weight = blended - min + 1, the first pair whose cumulative weight reaches u x total. */
