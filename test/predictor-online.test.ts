@@ -147,7 +147,10 @@ describe("convergence to the p90", () => {
       worstErrors.push(Math.max(...factors.map((f) => Math.abs(f / TRUE_P90 - 1))));
       coverages.push(coverage(o, fresh));
     }
-    const atMean = o.stats().classes[0].quantities["prefill-ttft"]!.factor;
+    const cls = o.stats().classes[0];
+    const median = cls.quantities["prefill-ttft"]!.factor;
+    const atMean = median * cls.spreads["prefill-ttft"]!;
+    expect(Math.abs(median / 1.5 - 1)).toBeLessThan(0.08);
     expect(Math.abs(atMean / TRUE_P90 - 1)).toBeLessThan(0.08);
     expect(worstErrors[3]).toBeLessThan(0.1);
     expect(Math.abs(coverages[3] - 0.9)).toBeLessThan(0.05);
@@ -213,6 +216,26 @@ describe("per-pod learning", () => {
     // The class pools both: a pod it has not seen gets a correction between them.
     expect(factorOf("new:8000")).toBeGreaterThan(factorOf("fast:8000"));
     expect(factorOf("new:8000")).toBeLessThanOrEqual(factorOf("slow:8000") * 1.05);
+  });
+
+  it("ranks pods by their medians: a fast, noisy pod stays ahead of a slow, steady one", () => {
+    const o = online({ minPodSamples: 50 });
+    // Per-pod p90s would be 1.0 x e^(1.28 x 0.6) = 2.16 and 1.6 x e^(1.28 x 0.1) = 1.82: the slow pod first.
+    const noisy = samples(rng(9), "decode-tpot", "decode", 0.6, () => 0, "noisy:8000");
+    const steady = samples(rng(10), "decode-tpot", "decode", 0.1, () => Math.log(1.6), "steady:8000");
+    for (let i = 0; i < 3000; i++) {
+      o.observe(noisy.next().value as LatencySample);
+      o.observe(steady.next().value as LatencySample);
+    }
+    const probe = pod({ role: "decode", running: 16, kvTokensUsed: 100_000 });
+    const factorOf = (address: string) => o.correction({ ...probe, address }, "decode-tpot", 1024);
+    expect(factorOf("noisy:8000")).toBeLessThan(factorOf("steady:8000") / 1.3);
+    // Both carry the class's one spread to the p90 of the pooled residuals, well above 1.
+    const spread = o.stats().classes[0].spreads["decode-tpot"]!;
+    expect(spread).toBeGreaterThan(1.2);
+    const medians = o.stats().pods.map((p) => p.quantities["decode-tpot"]!.factor / spread);
+    expect(Math.abs(medians[0] / 1.0 - 1)).toBeLessThan(0.1);
+    expect(Math.abs(medians[1] / 1.6 - 1)).toBeLessThan(0.1);
   });
 
   it("starts a new pod of a known class from the class's correction, and keeps classes apart", () => {

@@ -1,6 +1,14 @@
 // The `online` predictor (SPEC.md §4): the profile's predictions, corrected per pod and quantity by an
 // online quantile regression on the pod's state, learned from completion reports and, for pods that
 // send none, from the deltas of their own vLLM latency histograms.
+//
+// The tracked quantile (p90 by default) is made of two parts: each pod's median correction, and one
+// spread per hardware class from the median to the quantile. A per-pod p90 would rank pods by how
+// noisy they are as much as by how fast: in the simulator's mismatch scenario it scaled the slow pods
+// 2-4x (their latencies vary more under the load they get), steered nearly everything to the fast
+// half and lost goodput; the median ranks them by speed, and the shared spread, the same for every
+// pod of a class, moves every prediction of the class alike, so it decides which pairs meet an SLO
+// without reordering them.
 
 import type { Clock } from "../clock.js";
 import { DEFAULTS } from "../config/schema.js";
@@ -31,7 +39,7 @@ export type OnlineFeature = (typeof ONLINE_FEATURES)[number];
 const FEATURES = ONLINE_FEATURES.length;
 
 export interface OnlineOptions {
-  /** The quantile the correction tracks. */
+  /** The quantile the corrected prediction tracks: each pod's median plus its class's spread to this quantile. */
   quantile: number;
   /** Samples of a quantity a pod needs before its own model replaces its hardware class's. */
   minPodSamples: number;
@@ -86,7 +94,7 @@ export type IgnoreReason =
 
 export interface ModelStats {
   samples: number;
-  /** The correction at the mean of the features the model has seen. */
+  /** The median correction at the mean of the features the model has seen. */
   factor: number;
   /** Change of the log correction per unit of each (normalised, centred) feature. */
   slopes: Record<OnlineFeature, number>;
@@ -96,14 +104,19 @@ export interface PodQuantityStats {
   samples: number;
   /** Whether the pod's own model is in use (else its class's). */
   ownModel: boolean;
-  /** The factor in use, at the mean features of the model in use; 1 before any sample. */
+  /** The factor in use (median correction times the class's spread), at the mean features of the model in use; 1 before any sample. */
   factor: number;
   /** Time since the last completion report, null if none. */
   lastReportAgoMs: number | null;
 }
 
 export interface OnlineStats {
-  classes: { hardwareClass: string; quantities: Partial<Record<Quantity, ModelStats>> }[];
+  classes: {
+    hardwareClass: string;
+    quantities: Partial<Record<Quantity, ModelStats>>;
+    /** Per quantity, the factor from a pod's median to the tracked quantile, shared by the class. */
+    spreads: Partial<Record<Quantity, number>>;
+  }[];
   pods: { address: string; hardwareClass: string; quantities: Partial<Record<Quantity, PodQuantityStats>> }[];
   reportSamples: number;
   histogramSamples: number;
@@ -123,7 +136,7 @@ interface Tuning {
 
 /**
  * A linear model of the log correction, z(x) = bias + slope · (x - mean), fitted by stochastic
- * gradient on the pinball loss of the chosen quantile, with an AdaGrad step size floored at etaMin. The
+ * gradient on the pinball loss of a quantile, with an AdaGrad step size floored at etaMin. The
  * features are centred on their running means so the intercept and the slopes learn independently;
  * moving the means moves the bias with them, so re-centring never changes a prediction.
  */
@@ -140,8 +153,8 @@ class QuantileModel {
     return z;
   }
 
-  /** One step towards the quantile of residual r = log(actual / profile), clipped to the factor bounds. */
-  update(x: Float64Array, r: number, t: Tuning): void {
+  /** One step towards quantile q of residual r = log(actual / profile), clipped to the factor bounds. */
+  update(x: Float64Array, r: number, q: number, t: Tuning): void {
     this.samples++;
     const k = 1 / Math.min(this.samples, t.meanWindow);
     for (let j = 0; j < FEATURES; j++) {
@@ -152,7 +165,7 @@ class QuantileModel {
     const target = clamp(r, t.logMin, t.logMax);
     // Negative gradient of the pinball loss with respect to z. One step size for all weights, so a
     // feature that barely varies gets slow, not noisy, slope updates.
-    const s = target < this.logCorrection(x) ? t.quantile - 1 : t.quantile;
+    const s = target < this.logCorrection(x) ? q - 1 : q;
     this.squares += s * s;
     const eta = stepSize(this.squares, t);
     this.bias = clamp(this.bias + eta * s, t.logMin, t.logMax);
@@ -177,9 +190,33 @@ class QuantileModel {
   }
 }
 
+/**
+ * The log distance from the median to the tracked quantile, learned by the same pinball-loss step on
+ * the residuals of the medians in use (a scalar: the spread does not depend on the pod's state).
+ */
+class Spread {
+  log = 0;
+  private squares = 0;
+
+  update(residual: number, t: Tuning): void {
+    const s = residual < this.log ? t.quantile - 1 : t.quantile;
+    this.squares += s * s;
+    this.log = clamp(this.log + stepSize(this.squares, t) * s, t.logMin - t.logMax, t.logMax - t.logMin);
+  }
+}
+
+/** A hardware class's models of one quantity: the pooled median, and the spread to the quantile. */
+interface ClassModels {
+  median: QuantileModel;
+  spread: Spread;
+}
+
+/** The median ranks pods; the quantile in between is the spread's job. */
+const MEDIAN = 0.5;
+
 interface Target {
   state: PodState;
-  classModel: QuantileModel;
+  classModels: ClassModels;
   podModel: QuantileModel;
   baselineMs: number;
   x: Float64Array;
@@ -195,7 +232,7 @@ export class OnlinePredictor implements Predictor {
   readonly kind = "online" as const;
   private readonly options: Readonly<OnlineOptions>;
   private readonly tuning: Tuning;
-  private readonly classes = new Map<string, Partial<Record<Quantity, QuantileModel>>>();
+  private readonly classes = new Map<string, Partial<Record<Quantity, ClassModels>>>();
   private readonly podStates = new Map<string, PodState>();
   private readonly ignoredCounts: Record<IgnoreReason, number> = {
     address: 0,
@@ -243,7 +280,7 @@ export class OnlinePredictor implements Predictor {
     const grid = out.gridTokens;
     for (let i = 0; i < pods.length; i++) {
       const pod = pods[i];
-      const model = this.modelInUse(pod.address, hardwareClass(pod), quantity);
+      const model = this.correctionInUse(pod.address, hardwareClass(pod), quantity);
       // Queue and marginal effects are work of typical requests, so they take the correction at meanIsl.
       const typical = this.factorOf(model, pod, pod.meanIsl);
       if (quantity === "prefill-ttft") {
@@ -272,7 +309,7 @@ export class OnlinePredictor implements Predictor {
 
   /** The factor this predictor applies to the profile's `quantity` for a request of `inputTokens` on `pod`. */
   correction(pod: PodFeatures, quantity: Quantity, inputTokens: number): number {
-    return this.factorOf(this.modelInUse(pod.address, hardwareClass(pod), quantity), pod, inputTokens);
+    return this.factorOf(this.correctionInUse(pod.address, hardwareClass(pod), quantity), pod, inputTokens);
   }
 
   /**
@@ -367,12 +404,12 @@ export class OnlinePredictor implements Predictor {
       for (const q of QUANTITIES) {
         const own = state.models[q];
         if (own === undefined) continue;
-        const inUse = this.modelInUse(podAddress, state.hardwareClass, q);
+        const inUse = this.correctionInUse(podAddress, state.hardwareClass, q);
         const at = state.lastReportMs[q];
         quantities[q] = {
           samples: own.samples,
-          ownModel: inUse === own,
-          factor: inUse === null ? 1 : inUse.stats(this.tuning).factor,
+          ownModel: inUse?.median === own,
+          factor: inUse === null ? 1 : Math.exp(clamp(inUse.median.bias + inUse.spread.log, this.tuning.logMin, this.tuning.logMax)),
           lastReportAgoMs: at === undefined ? null : now - at,
         };
       }
@@ -383,11 +420,14 @@ export class OnlinePredictor implements Predictor {
     for (const [hardwareClass, models] of this.classes) {
       if (wanted !== null && hardwareClass !== wanted) continue;
       const quantities: Partial<Record<Quantity, ModelStats>> = {};
+      const spreads: Partial<Record<Quantity, number>> = {};
       for (const q of QUANTITIES) {
         const model = models[q];
-        if (model !== undefined) quantities[q] = model.stats(this.tuning);
+        if (model === undefined) continue;
+        quantities[q] = model.median.stats(this.tuning);
+        spreads[q] = Math.exp(model.spread.log);
       }
-      classes.push({ hardwareClass, quantities });
+      classes.push({ hardwareClass, quantities, spreads });
     }
     return {
       classes,
@@ -427,38 +467,44 @@ export class OnlinePredictor implements Predictor {
     const hwClass = hardwareClass(pod);
     let classModels = this.classes.get(hwClass);
     if (classModels === undefined) this.classes.set(hwClass, (classModels = {}));
-    const classModel = (classModels[quantity] ??= new QuantileModel());
+    const classModel = (classModels[quantity] ??= { median: new QuantileModel(), spread: new Spread() });
     let state = this.podStates.get(address);
     if (state === undefined || state.hardwareClass !== hwClass) {
       // A pod that changed profile or TP is a new pod as far as its corrections go.
       state = { hardwareClass: hwClass, models: {}, lastReportMs: {} };
       this.podStates.set(address, state);
     }
-    const podModel = (state.models[quantity] ??= classModel.fork());
+    const podModel = (state.models[quantity] ??= classModel.median.fork());
     const x = new Float64Array(FEATURES);
     featuresOf(pod, inputTokens, x);
-    return { state, classModel, podModel, baselineMs, x };
+    return { state, classModels: classModel, podModel, baselineMs, x };
   }
 
   private learn(t: Target, actualMs: number): boolean {
     if (!(actualMs > 0 && actualMs <= MAX_PREDICTION_MS)) return this.ignore("actual");
     const r = Math.log(actualMs / t.baselineMs);
-    t.classModel.update(t.x, r, this.tuning);
-    t.podModel.update(t.x, r, this.tuning);
+    // The spread learns how far samples fall from the median that predicted them.
+    const median = t.podModel.samples >= this.options.minPodSamples ? t.podModel : t.classModels.median;
+    t.classModels.spread.update(r - clamp(median.logCorrection(t.x), this.tuning.logMin, this.tuning.logMax), this.tuning);
+    t.classModels.median.update(t.x, r, MEDIAN, this.tuning);
+    t.podModel.update(t.x, r, MEDIAN, this.tuning);
     return true;
   }
 
-  private modelInUse(address: string, hwClass: string, quantity: Quantity): QuantileModel | null {
+  /** The pod's median model (its own once it has minPodSamples, else its class's) and its class's spread. */
+  private correctionInUse(address: string, hwClass: string, quantity: Quantity): ClassModels | null {
+    const models = this.classes.get(hwClass)?.[quantity];
+    if (models === undefined) return null;
     const state = this.podStates.get(address);
     const own = state !== undefined && state.hardwareClass === hwClass ? state.models[quantity] : undefined;
-    if (own !== undefined && own.samples >= this.options.minPodSamples) return own;
-    return this.classes.get(hwClass)?.[quantity] ?? null;
+    const median = own !== undefined && own.samples >= this.options.minPodSamples ? own : models.median;
+    return { median, spread: models.spread };
   }
 
-  private factorOf(model: QuantileModel | null, pod: PodFeatures, inputTokens: number): number {
+  private factorOf(model: ClassModels | null, pod: PodFeatures, inputTokens: number): number {
     if (model === null) return 1;
     featuresOf(pod, inputTokens, this.x);
-    return Math.exp(clamp(model.logCorrection(this.x), this.tuning.logMin, this.tuning.logMax));
+    return Math.exp(clamp(model.median.logCorrection(this.x) + model.spread.log, this.tuning.logMin, this.tuning.logMax));
   }
 }
 
