@@ -1,9 +1,10 @@
 // In-flight load (SPEC.md §5): a pick loads its pods at once; a report, a scrape late enough to count
 // it, or expiry releases it; unknown reports are counted and ignored.
 
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
-import { InflightLoad, type InflightPick } from "../src/pods/inflight.js";
+import { InflightLoad, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
 
 function setup() {
   const clock = new ManualClock(0);
@@ -104,5 +105,126 @@ describe("loading and releasing", () => {
     expect(inflight.podLoad("D:1").decodeRequests).toBe(0);
     expect(inflight.podLoad("P:1").prefillRequests).toBe(1);
     expect(inflight.report("r1")).toBeDefined();
+  });
+});
+
+/**
+ * The in-flight rules stated once, per entry, with no bookkeeping: a side counts on a pod until a
+ * report, a late-enough scrape of that pod, the pod leaving or expiry; prefill counts only before its
+ * predicted completion. The class keeps running sums and pruned sets instead; both must agree.
+ */
+class Reference {
+  readonly entries = new Map<string, { pick: InflightPick; dispatchMs: number; prefillHeld: boolean; decodeHeld: boolean }>();
+  constructor(private readonly clock: ManualClock, private readonly reflectDelayMs: number, private readonly ttlFactor: number) {}
+
+  add(pick: InflightPick): void {
+    this.entries.delete(pick.requestId);
+    this.entries.set(pick.requestId, { pick, dispatchMs: this.clock.nowMs(), prefillHeld: pick.prefill !== undefined, decodeHeld: true });
+  }
+
+  report(requestId: string): void {
+    this.entries.delete(requestId);
+  }
+
+  release(address: string, scrapedAtMs: number): void {
+    for (const e of this.entries.values()) {
+      if (e.dispatchMs + this.reflectDelayMs > scrapedAtMs) continue;
+      if (e.pick.prefill === address) e.prefillHeld = false;
+      if (e.pick.decode === address) e.decodeHeld = false;
+    }
+  }
+
+  expire(): void {
+    const now = this.clock.nowMs();
+    for (const [id, e] of this.entries) {
+      if (now > e.dispatchMs + this.ttlFactor * Math.max(e.pick.decodeDoneMs - e.dispatchMs, 1)) this.entries.delete(id);
+    }
+  }
+
+  podLoad(address: string): PodInflight {
+    const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
+    const now = this.clock.nowMs();
+    for (const e of this.entries.values()) {
+      const local = e.pick.prefill === undefined;
+      const prefillHere = local ? e.decodeHeld && e.pick.decode === address : e.prefillHeld && e.pick.prefill === address;
+      if (prefillHere && now < e.pick.prefillDoneMs) {
+        load.prefillRequests++;
+        load.prefillTokens += e.pick.prefillTokens;
+        load.prefillMsAhead += Math.min(e.pick.prefillComputeMs, e.pick.prefillDoneMs - now);
+      }
+      if (e.decodeHeld && e.pick.decode === address) {
+        load.decodeRequests++;
+        load.decodeTokens += e.pick.kvTokens;
+      }
+    }
+    return load;
+  }
+}
+
+describe("the running sums against the rules recomputed from every entry", () => {
+  const PODS = ["P:1", "P:2", "D:1", "D:2"];
+  const op = fc.oneof(
+    fc.record({
+      t: fc.constant("add" as const),
+      id: fc.integer({ min: 0, max: 15 }),
+      prefill: fc.constantFrom("P:1", "P:2", undefined),
+      decode: fc.constantFrom("D:1", "D:2"),
+      tokens: fc.integer({ min: 1, max: 4000 }),
+      prefillMs: fc.integer({ min: 0, max: 400 }),
+      durationMs: fc.integer({ min: 0, max: 3000 }),
+    }),
+    fc.record({ t: fc.constant("report" as const), id: fc.integer({ min: 0, max: 15 }) }),
+    fc.record({ t: fc.constant("scrape" as const), pod: fc.constantFrom(...PODS), lagMs: fc.integer({ min: 0, max: 300 }) }),
+    fc.record({ t: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 500 }) }),
+    fc.record({ t: fc.constant("expire" as const) }),
+    fc.record({ t: fc.constant("forget" as const), pod: fc.constantFrom(...PODS) }),
+  );
+
+  it("every pod's load equals the reference after any sequence of picks, reports, scrapes, expiries and departures", () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
+        const clock = new ManualClock(1000);
+        const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2 });
+        const reference = new Reference(clock, 200, 2);
+        for (const o of ops) {
+          const now = clock.nowMs();
+          if (o.t === "add") {
+            const p = pick(`r${o.id}`, {
+              prefill: o.prefill,
+              decode: o.decode,
+              prefillTokens: o.tokens * 0.7,
+              prefillComputeMs: o.prefillMs / 2,
+              kvTokens: o.tokens + 0.5,
+              prefillDoneMs: now + o.prefillMs,
+              decodeDoneMs: now + o.prefillMs + o.durationMs,
+            });
+            inflight.add(p);
+            reference.add(p);
+          } else if (o.t === "report") {
+            inflight.report(`r${o.id}`);
+            reference.report(`r${o.id}`);
+          } else if (o.t === "scrape") {
+            inflight.onScrape(o.pod, now - o.lagMs);
+            reference.release(o.pod, now - o.lagMs);
+          } else if (o.t === "advance") clock.advance(o.ms);
+          else if (o.t === "expire") {
+            inflight.expire();
+            reference.expire();
+          } else {
+            inflight.forgetPod(o.pod);
+            reference.release(o.pod, Infinity);
+          }
+          for (const pod of PODS) {
+            const got = inflight.podLoad(pod);
+            const want = reference.podLoad(pod);
+            expect(got.prefillRequests, pod).toBe(want.prefillRequests);
+            expect(got.decodeRequests, pod).toBe(want.decodeRequests);
+            for (const key of ["prefillTokens", "prefillMsAhead", "decodeTokens"] as const) expect(got[key]).toBeCloseTo(want[key], 6);
+          }
+          expect(inflight.size).toBe(reference.entries.size);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -1,7 +1,13 @@
 // headroom's own in-flight load (SPEC.md §5): every pick adds an entry on its pods at once, because
 // scraped metrics lag by a scrape interval or more. A pod's side of an entry is released by a
 // completion report, by a scrape taken late enough to count the request itself, or by expiry.
+//
+// Every refresh asks each pod for its load and every pick adds an entry, so the costs follow what
+// changes, not what is held: decode load is kept as running sums, prefill load walks only the pod's
+// prefills still ahead of their predicted completion, a scrape walks only the entries it releases
+// (they are kept in dispatch order), and expiry pops a deadline heap.
 
+import TinyQueue from "tinyqueue";
 import type { Clock } from "../clock.js";
 import { normalizeAddress } from "./registry.js";
 
@@ -32,6 +38,8 @@ export interface InflightEntry<C = unknown> extends InflightPick<C> {
   /** Sides still counted as load: the prefill pod's queue and the decode pod's batch. */
   prefillHeld: boolean;
   decodeHeld: boolean;
+  /** When the entry is dropped whatever still holds it: dispatch + ttlFactor x its predicted duration. */
+  expiresMs: number;
 }
 
 /** Load an in-flight pick puts on one pod beyond what its last scrape shows. */
@@ -60,10 +68,21 @@ export interface InflightCounters {
   duplicatePicks: number;
 }
 
+/** One pod's share of the in-flight entries. */
+interface PodEntries<C> {
+  /** Entries holding a side here, in dispatch order. */
+  held: Set<InflightEntry<C>>;
+  /** Entries whose prefill here may still be ahead (pruned once their predicted completion passes). */
+  prefilling: Set<InflightEntry<C>>;
+  decodeRequests: number;
+  decodeTokens: number;
+}
+
 export class InflightLoad<C = unknown> {
   private readonly byRequest = new Map<string, InflightEntry<C>>();
-  /** Per pod address: entries holding a side on it. */
-  private readonly byPod = new Map<string, Set<InflightEntry<C>>>();
+  private readonly byPod = new Map<string, PodEntries<C>>();
+  /** Every live entry by expiresMs; dropped entries leave lazily, when they reach the top. */
+  private readonly deadlines = new TinyQueue<InflightEntry<C>>([], (a, b) => a.expiresMs - b.expiresMs);
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {}
@@ -79,7 +98,8 @@ export class InflightLoad<C = unknown> {
       this.counters.duplicatePicks++;
       this.drop(existing);
     }
-    // Built field by field (not spread) so every entry has one shape: load queries walk many of them.
+    const now = this.options.clock.nowMs();
+    // Built field by field (not spread) so every entry has one shape.
     const entry: InflightEntry<C> = {
       requestId: pick.requestId,
       pool: pick.pool,
@@ -91,15 +111,23 @@ export class InflightLoad<C = unknown> {
       prefillDoneMs: pick.prefillDoneMs,
       decodeDoneMs: pick.decodeDoneMs,
       context: pick.context,
-      dispatchMs: this.options.clock.nowMs(),
+      dispatchMs: now,
       prefillKey: pick.prefill === undefined ? undefined : normalizeAddress(pick.prefill),
       decodeKey: normalizeAddress(pick.decode),
       prefillHeld: pick.prefill !== undefined,
       decodeHeld: true,
+      expiresMs: now + this.options.ttlFactor * Math.max(pick.decodeDoneMs - now, 1),
     };
     this.byRequest.set(pick.requestId, entry);
-    if (entry.prefillKey !== undefined) this.podSet(entry.prefillKey).add(entry);
-    this.podSet(entry.decodeKey).add(entry);
+    const decodePod = this.pod(entry.decodeKey);
+    decodePod.held.add(entry);
+    decodePod.decodeRequests++;
+    decodePod.decodeTokens += entry.kvTokens;
+    // A local prefill runs on the decode pod.
+    const prefillPod = entry.prefillKey === undefined ? decodePod : this.pod(entry.prefillKey);
+    prefillPod.held.add(entry);
+    prefillPod.prefilling.add(entry);
+    this.deadlines.push(entry);
     return entry;
   }
 
@@ -122,31 +150,31 @@ export class InflightLoad<C = unknown> {
    */
   onScrape(address: string, scrapedAtMs: number): void {
     const key = normalizeAddress(address);
-    const set = this.byPod.get(key);
-    if (set === undefined) return;
-    for (const entry of set) {
-      if (entry.dispatchMs + this.options.reflectDelayMs > scrapedAtMs) continue;
+    const pod = this.byPod.get(key);
+    if (pod === undefined) return;
+    for (const entry of pod.held) {
+      // Dispatch order: the first entry too recent to be counted ends the walk.
+      if (entry.dispatchMs + this.options.reflectDelayMs > scrapedAtMs) break;
       const wasHeld = entry.prefillHeld || entry.decodeHeld;
-      if (entry.prefillKey === key) entry.prefillHeld = false;
-      if (entry.decodeKey === key) entry.decodeHeld = false;
-      set.delete(entry);
+      this.releaseOn(key, pod, entry);
       if (wasHeld && !entry.prefillHeld && !entry.decodeHeld) this.counters.released.scrape++;
     }
-    if (set.size === 0) this.byPod.delete(key);
+    if (pod.held.size === 0) this.byPod.delete(key);
   }
 
   /** Drops entries older than ttlFactor x their predicted duration; those still holding load count as expired. */
   expire(): number {
     const now = this.options.clock.nowMs();
     let expired = 0;
-    for (const entry of this.byRequest.values()) {
-      const duration = Math.max(entry.decodeDoneMs - entry.dispatchMs, 1);
-      if (now <= entry.dispatchMs + this.options.ttlFactor * duration) continue;
-      if (entry.prefillHeld || entry.decodeHeld) {
+    for (let top = this.deadlines.peek(); top !== undefined && top.expiresMs < now; top = this.deadlines.peek()) {
+      this.deadlines.pop();
+      // An entry reported, replaced or already expired is no longer the one its request id maps to.
+      if (this.byRequest.get(top.requestId) !== top) continue;
+      if (top.prefillHeld || top.decodeHeld) {
         this.counters.released.expired++;
         expired++;
       }
-      this.drop(entry);
+      this.drop(top);
     }
     return expired;
   }
@@ -154,29 +182,26 @@ export class InflightLoad<C = unknown> {
   /** Load on a pod from picks its last scrape has not counted. */
   podLoad(address: string): PodInflight {
     const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
-    const key = normalizeAddress(address);
-    const set = this.byPod.get(key);
-    if (set === undefined) return load;
+    const pod = this.byPod.get(normalizeAddress(address));
+    if (pod === undefined) return load;
+    load.decodeRequests = pod.decodeRequests;
+    load.decodeTokens = pod.decodeTokens;
     const now = this.options.clock.nowMs();
-    for (const entry of set) {
-      // A local prefill runs on the decode pod and is held as long as the decode side is.
-      const prefillHere = entry.prefillKey === undefined ? entry.decodeHeld : entry.prefillHeld && entry.prefillKey === key;
-      if (prefillHere && now < entry.prefillDoneMs) {
-        load.prefillRequests++;
-        load.prefillTokens += entry.prefillTokens;
-        load.prefillMsAhead += Math.min(entry.prefillComputeMs, entry.prefillDoneMs - now);
+    for (const entry of pod.prefilling) {
+      if (now >= entry.prefillDoneMs) {
+        pod.prefilling.delete(entry);
+        continue;
       }
-      if (entry.decodeHeld && entry.decodeKey === key) {
-        load.decodeRequests++;
-        load.decodeTokens += entry.kvTokens;
-      }
+      load.prefillRequests++;
+      load.prefillTokens += entry.prefillTokens;
+      load.prefillMsAhead += Math.min(entry.prefillComputeMs, entry.prefillDoneMs - now);
     }
     return load;
   }
 
   /** Entries holding load on a pod (for /v1/state). */
   entriesOn(address: string): number {
-    return this.byPod.get(normalizeAddress(address))?.size ?? 0;
+    return this.byPod.get(normalizeAddress(address))?.held.size ?? 0;
   }
 
   get(requestId: string): InflightEntry<C> | undefined {
@@ -186,31 +211,41 @@ export class InflightLoad<C = unknown> {
   /** Forgets a pod that left (its entries stay for their reports, without load there). */
   forgetPod(address: string): void {
     const key = normalizeAddress(address);
-    const set = this.byPod.get(key);
-    if (set === undefined) return;
-    for (const entry of set) {
-      if (entry.prefillKey === key) entry.prefillHeld = false;
-      if (entry.decodeKey === key) entry.decodeHeld = false;
-    }
+    const pod = this.byPod.get(key);
+    if (pod === undefined) return;
+    for (const entry of pod.held) this.releaseOn(key, pod, entry);
     this.byPod.delete(key);
   }
 
-  private podSet(key: string): Set<InflightEntry<C>> {
-    let set = this.byPod.get(key);
-    if (set === undefined) {
-      set = new Set();
-      this.byPod.set(key, set);
+  private pod(key: string): PodEntries<C> {
+    let pod = this.byPod.get(key);
+    if (pod === undefined) {
+      pod = { held: new Set(), prefilling: new Set(), decodeRequests: 0, decodeTokens: 0 };
+      this.byPod.set(key, pod);
     }
-    return set;
+    return pod;
+  }
+
+  /** Releases whatever sides of `entry` are on pod `key` (a local prefill goes with its decode side). */
+  private releaseOn(key: string, pod: PodEntries<C>, entry: InflightEntry<C>): void {
+    if (entry.decodeKey === key && entry.decodeHeld) {
+      entry.decodeHeld = false;
+      pod.decodeRequests--;
+      // Sums of fractional tokens do not return to exactly 0 by subtraction.
+      pod.decodeTokens = pod.decodeRequests === 0 ? 0 : pod.decodeTokens - entry.kvTokens;
+    }
+    if (entry.prefillKey === key) entry.prefillHeld = false;
+    pod.held.delete(entry);
+    pod.prefilling.delete(entry);
   }
 
   private drop(entry: InflightEntry<C>): void {
     this.byRequest.delete(entry.requestId);
     for (const key of entry.prefillKey !== undefined ? [entry.prefillKey, entry.decodeKey] : [entry.decodeKey]) {
-      const set = this.byPod.get(key);
-      if (set === undefined) continue;
-      set.delete(entry);
-      if (set.size === 0) this.byPod.delete(key);
+      const pod = this.byPod.get(key);
+      if (pod === undefined) continue;
+      this.releaseOn(key, pod, entry);
+      if (pod.held.size === 0) this.byPod.delete(key);
     }
     entry.prefillHeld = false;
     entry.decodeHeld = false;
