@@ -2,18 +2,21 @@
 // measures each request's latency from its scheduled send time (so a stalled server shows up as
 // queueing, not as a lower offered rate). Raw HTTP/1.1 over keep-alive sockets with the request bytes
 // built once, so the generator itself is not the bottleneck; one request at a time per connection
-// (no pipelining), requests that find every connection busy wait in order, their wait counted.
-// Args: url rate durationS body.
+// (no pipelining), requests that find every connection busy wait in order, their wait counted. The
+// first WARMUP_S seconds run at the same rate unmeasured: a cold server compiles and tiers up its code
+// (WASM included) then, which is not the steady state the percentiles are about.
+// Args: url rate durationS body [path, default /v1/pick].
 // Prints one JSON object.
 
 import { connect, type Socket } from "node:net";
 
-const [url, rateArg, durationArg, body] = process.argv.slice(2);
+const [url, rateArg, durationArg, body, path = "/v1/pick"] = process.argv.slice(2);
 const rate = Number(rateArg);
 const durationS = Number(durationArg);
 const CONNECTIONS = 32;
-const total = Math.round(rate * durationS);
-const target = new URL(`${url}/v1/pick`);
+const WARMUP_S = 2;
+const total = Math.round(rate * (WARMUP_S + durationS));
+const target = new URL(`${url}${path}`);
 const request = Buffer.from(
   `POST ${target.pathname} HTTP/1.1\r\nhost: ${target.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
 );
@@ -36,6 +39,7 @@ function dispatch(c: Connection, scheduledMs: number): void {
 }
 
 const latencies = new Float64Array(total);
+let measured = 0;
 let answered = 0;
 let errors = 0;
 let sent = 0;
@@ -51,8 +55,8 @@ function onData(c: Connection, chunk: Buffer): void {
     if (c.buffer.length < headerEnd + 4 + length) return;
     if (!head.startsWith("HTTP/1.1 200")) errors++;
     c.buffer = c.buffer.subarray(headerEnd + 4 + length);
-    latencies[answered++] = performance.now() - c.inFlight;
-    if (answered === total) finish();
+    if (c.inFlight >= start + WARMUP_S * 1000) latencies[measured++] = performance.now() - c.inFlight;
+    if (++answered === total) finish();
     if (backlogHead < backlog.length) dispatch(c, backlog[backlogHead++]);
     else {
       c.inFlight = -1;
@@ -62,9 +66,9 @@ function onData(c: Connection, chunk: Buffer): void {
 }
 
 function finish(): void {
-  const sorted = latencies.slice(0, answered).sort();
+  const sorted = latencies.slice(0, measured).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  process.stdout.write(`${JSON.stringify({ sent, errors, p50Ms: at(0.5), p99Ms: at(0.99) })}\n`);
+  process.stdout.write(`${JSON.stringify({ sent, measured, warmupS: WARMUP_S, errors, p50Ms: at(0.5), p99Ms: at(0.99) })}\n`);
   process.exit(0);
 }
 
@@ -92,7 +96,12 @@ function tick(): void {
     else backlog.push(scheduledMs);
     sent++;
   }
-  if (sent < total) setTimeout(tick, Math.max(0, start + (sent * 1000) / rate - performance.now()));
+  if (sent >= total) return;
+  // Timers fire on a millisecond grid, late by up to a millisecond: every request they send would carry
+  // that as latency. Close to the next send time, poll instead (this process has its own core).
+  const waitMs = start + (sent * 1000) / rate - performance.now();
+  if (waitMs > 2) setTimeout(tick, waitMs - 1.5);
+  else setImmediate(tick);
 }
 
 let connected = 0;

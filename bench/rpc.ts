@@ -82,9 +82,9 @@ function wrk(url: string, body: string): WrkResult {
 }
 
 /** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
-function openLoop(url: string, rate: number): { sent: number; p50Ms: number; p99Ms: number; errors: number } {
+function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number; p50Ms: number; p99Ms: number; errors: number } {
   const script = new URL("./open-loop.js", import.meta.url).pathname;
-  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY], {
+  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY, path], {
     encoding: "utf8",
   });
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
@@ -122,6 +122,9 @@ try {
   const rate = Math.max(1, Math.round(pick.rps / 2));
   const open = openLoop(small.url, rate);
   note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors`);
+  // The machine's floor: the trivial handler at the same offered rate, on the same server.
+  const openTrivial = openLoop(small.url, rate, "/bench/fixed");
+  note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms`);
   emit({
     bench: "rpc",
     case: "pick-http",
@@ -132,9 +135,11 @@ try {
     p50Us: Math.round(open.p50Ms * 1000),
     p99Us: Math.round(open.p99Ms * 1000),
     openLoopRate: rate,
+    trivialP50Us: Math.round(openTrivial.p50Ms * 1000),
+    trivialP99Us: Math.round(openTrivial.p99Ms * 1000),
     wrkP50Us: Math.round(pick.p50Ms * 1000),
     wrkP99Us: Math.round(pick.p99Ms * 1000),
-    errors: pick.non2xx + trivial.non2xx + open.errors,
+    errors: pick.non2xx + trivial.non2xx + open.errors + openTrivial.errors,
   });
   // The same open loop with every planner ticking each second with ARIMA: planner work must not show.
   await stopServer(small);

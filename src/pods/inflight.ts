@@ -3,9 +3,9 @@
 // completion report, by a scrape taken late enough to count the request itself, or by expiry.
 //
 // Every refresh asks each pod for its load and every pick adds an entry, so the costs follow what
-// changes, not what is held: decode load is kept as running sums, prefill load walks only the pod's
-// prefills still ahead of their predicted completion, a scrape walks only the entries it releases
-// (they are kept in dispatch order), and expiry pops a deadline heap.
+// changes, not what is held: load is kept as running sums, a prefill moves between them as its
+// predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
+// releases (they are kept in dispatch order), and expiry pops a deadline heap.
 
 import TinyQueue from "tinyqueue";
 import type { Clock } from "../clock.js";
@@ -40,6 +40,14 @@ export interface InflightEntry<C = unknown> extends InflightPick<C> {
   decodeHeld: boolean;
   /** When the entry is dropped whatever still holds it: dispatch + ttlFactor x its predicted duration. */
   expiresMs: number;
+  /** Where its prefill counts: not at all, queued (its whole compute ahead) or running (until prefillDoneMs). */
+  prefillPhase: PrefillPhase;
+}
+
+const enum PrefillPhase {
+  None,
+  Queued,
+  Running,
 }
 
 /** Load an in-flight pick puts on one pod beyond what its last scrape shows. */
@@ -68,12 +76,48 @@ export interface InflightCounters {
   duplicatePicks: number;
 }
 
+/**
+ * Prefills of one phase on one pod: their sums, and a heap by the time each leaves the phase. A prefill
+ * released early stays in the heap until it reaches the top, where its phase no longer matches.
+ */
+class PrefillPhaseSums<C> {
+  requests = 0;
+  tokens = 0;
+  /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
+  ms = 0;
+  readonly heap: TinyQueue<InflightEntry<C>>;
+
+  constructor(readonly leavesAt: (e: InflightEntry<C>) => number, private readonly msOf: (e: InflightEntry<C>) => number) {
+    this.heap = new TinyQueue<InflightEntry<C>>([], (a, b) => leavesAt(a) - leavesAt(b));
+  }
+
+  add(e: InflightEntry<C>): void {
+    this.requests++;
+    this.tokens += e.prefillTokens;
+    this.ms += this.msOf(e);
+    this.heap.push(e);
+  }
+
+  remove(e: InflightEntry<C>): void {
+    this.requests--;
+    // Sums of fractions do not return to exactly 0 by subtraction.
+    this.tokens = this.requests === 0 ? 0 : this.tokens - e.prefillTokens;
+    this.ms = this.requests === 0 ? 0 : this.ms - this.msOf(e);
+  }
+}
+
+const queuedUntil = (e: InflightEntry) => e.prefillDoneMs - e.prefillComputeMs;
+const doneAt = (e: InflightEntry) => e.prefillDoneMs;
+const computeMs = (e: InflightEntry) => e.prefillComputeMs;
+
 /** One pod's share of the in-flight entries. */
 interface PodEntries<C> {
   /** Entries holding a side here, in dispatch order. */
   held: Set<InflightEntry<C>>;
-  /** Entries whose prefill here may still be ahead (pruned once their predicted completion passes). */
-  prefilling: Set<InflightEntry<C>>;
+  /** Prefills here whose whole compute is still ahead. */
+  queued: PrefillPhaseSums<C>;
+  /** Prefills here past their predicted start, not yet done. */
+  running: PrefillPhaseSums<C>;
   decodeRequests: number;
   decodeTokens: number;
 }
@@ -117,6 +161,7 @@ export class InflightLoad<C = unknown> {
       prefillHeld: pick.prefill !== undefined,
       decodeHeld: true,
       expiresMs: now + this.options.ttlFactor * Math.max(pick.decodeDoneMs - now, 1),
+      prefillPhase: PrefillPhase.Queued,
     };
     this.byRequest.set(pick.requestId, entry);
     const decodePod = this.pod(entry.decodeKey);
@@ -126,7 +171,7 @@ export class InflightLoad<C = unknown> {
     // A local prefill runs on the decode pod.
     const prefillPod = entry.prefillKey === undefined ? decodePod : this.pod(entry.prefillKey);
     prefillPod.held.add(entry);
-    prefillPod.prefilling.add(entry);
+    prefillPod.queued.add(entry);
     this.deadlines.push(entry);
     return entry;
   }
@@ -187,15 +232,11 @@ export class InflightLoad<C = unknown> {
     load.decodeRequests = pod.decodeRequests;
     load.decodeTokens = pod.decodeTokens;
     const now = this.options.clock.nowMs();
-    for (const entry of pod.prefilling) {
-      if (now >= entry.prefillDoneMs) {
-        pod.prefilling.delete(entry);
-        continue;
-      }
-      load.prefillRequests++;
-      load.prefillTokens += entry.prefillTokens;
-      load.prefillMsAhead += Math.min(entry.prefillComputeMs, entry.prefillDoneMs - now);
-    }
+    advancePrefills(pod, now);
+    load.prefillRequests = pod.queued.requests + pod.running.requests;
+    load.prefillTokens = pod.queued.tokens + pod.running.tokens;
+    // A queued prefill has its whole compute ahead, a running one what is left until it is done.
+    load.prefillMsAhead = pod.queued.ms + Math.max(0, pod.running.ms - pod.running.requests * now);
     return load;
   }
 
@@ -220,7 +261,13 @@ export class InflightLoad<C = unknown> {
   private pod(key: string): PodEntries<C> {
     let pod = this.byPod.get(key);
     if (pod === undefined) {
-      pod = { held: new Set(), prefilling: new Set(), decodeRequests: 0, decodeTokens: 0 };
+      pod = {
+        held: new Set(),
+        queued: new PrefillPhaseSums<C>(queuedUntil, computeMs),
+        running: new PrefillPhaseSums<C>(doneAt, doneAt),
+        decodeRequests: 0,
+        decodeTokens: 0,
+      };
       this.byPod.set(key, pod);
     }
     return pod;
@@ -235,8 +282,9 @@ export class InflightLoad<C = unknown> {
       pod.decodeTokens = pod.decodeRequests === 0 ? 0 : pod.decodeTokens - entry.kvTokens;
     }
     if (entry.prefillKey === key) entry.prefillHeld = false;
+    // Its prefill is here when it was picked here (or it is a local one, on the decode pod).
+    if ((entry.prefillKey ?? entry.decodeKey) === key) leavePhase(pod, entry);
     pod.held.delete(entry);
-    pod.prefilling.delete(entry);
   }
 
   private drop(entry: InflightEntry<C>): void {
@@ -249,5 +297,28 @@ export class InflightLoad<C = unknown> {
     }
     entry.prefillHeld = false;
     entry.decodeHeld = false;
+  }
+}
+
+function leavePhase<C>(pod: PodEntries<C>, entry: InflightEntry<C>): void {
+  if (entry.prefillPhase === PrefillPhase.Queued) pod.queued.remove(entry);
+  else if (entry.prefillPhase === PrefillPhase.Running) pod.running.remove(entry);
+  entry.prefillPhase = PrefillPhase.None;
+}
+
+/** Moves queued prefills whose predicted start has passed to running, and drops those done by `now`. */
+function advancePrefills<C>(pod: PodEntries<C>, now: number): void {
+  for (let e = pod.queued.heap.peek(); e !== undefined && queuedUntil(e) <= now; e = pod.queued.heap.peek()) {
+    pod.queued.heap.pop();
+    if (e.prefillPhase !== PrefillPhase.Queued) continue;
+    pod.queued.remove(e);
+    e.prefillPhase = PrefillPhase.Running;
+    pod.running.add(e);
+  }
+  for (let e = pod.running.heap.peek(); e !== undefined && doneAt(e) <= now; e = pod.running.heap.peek()) {
+    pod.running.heap.pop();
+    if (e.prefillPhase !== PrefillPhase.Running) continue;
+    pod.running.remove(e);
+    e.prefillPhase = PrefillPhase.None;
   }
 }
