@@ -1,10 +1,14 @@
 // A WebSocket load generator for bench:rpc: msgpack frames of 64 different picks over WS /v1/stream,
-// a few frames in flight, for a fixed time. Args: wsUrl durationS. Prints one JSON object. Runs with
-// --experimental-websocket (Node 20's WebSocket client).
+// a few frames in flight, for a fixed time. Like a gateway, it reports each answered frame's requests
+// as completed (one report frame per pick frame, sent when the answer arrives), so headroom's in-flight
+// load stays the size a serving cluster's would instead of growing for the whole run. Args: wsUrl
+// durationS [--no-reports]. Prints one JSON object. Runs with --experimental-websocket (Node 20's
+// WebSocket client).
 
 import { pack, unpack } from "msgpackr";
 
 const [url, durationArg] = process.argv.slice(2);
+const reports = !process.argv.includes("--no-reports");
 const durationS = Number(durationArg);
 const PICKS_PER_FRAME = 64;
 const IN_FLIGHT = 4;
@@ -39,10 +43,24 @@ function sendOne(): void {
 ws.onopen = () => {
   for (let i = 0; i < IN_FLIGHT; i++) sendOne();
 };
+let reported = 0;
 ws.onmessage = (event) => {
-  const msg = unpack(new Uint8Array(event.data as ArrayBuffer)) as { t: string; items: { error?: unknown }[] };
+  const msg = unpack(new Uint8Array(event.data as ArrayBuffer)) as { t: string; items: { requestId?: string; error?: unknown }[]; known?: number };
+  if (msg.t === "reported") {
+    reported += msg.known ?? 0;
+    return;
+  }
+  if (msg.t !== "picked") {
+    errors++;
+    return;
+  }
   frameMs.push(performance.now() - sentAt[answered++]);
-  for (const item of msg.items) if (item.error) errors++;
+  const done: { requestId: string; ok: true }[] = [];
+  for (const item of msg.items) {
+    if (item.error) errors++;
+    else if (item.requestId !== undefined) done.push({ requestId: item.requestId, ok: true });
+  }
+  if (reports && done.length > 0) ws.send(pack({ t: "report", items: done }));
   if (performance.now() - start >= durationS * 1000) stopping = true;
   if (!stopping) sendOne();
   else if (answered === next) {
@@ -50,7 +68,7 @@ ws.onmessage = (event) => {
     frameMs.sort((a, b) => a - b);
     const at = (q: number) => frameMs[Math.min(frameMs.length - 1, Math.floor(q * frameMs.length))];
     process.stdout.write(
-      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: at(0.5), frameP99Ms: at(0.99), errors })}\n`,
+      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, reported, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: at(0.5), frameP99Ms: at(0.99), errors })}\n`,
     );
     ws.close();
   }

@@ -5,7 +5,7 @@
 // Every refresh asks each pod for its load and every pick adds an entry, so the costs follow what
 // changes, not what is held: load is kept as running sums, a prefill moves between them as its
 // predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
-// releases (they are kept in dispatch order), and expiry pops a deadline heap.
+// releases (they are kept in dispatch order), and expiry visits only the time slots that have passed.
 
 import TinyQueue from "tinyqueue";
 import type { Clock } from "../clock.js";
@@ -125,11 +125,18 @@ interface PodEntries<C> {
 export class InflightLoad<C = unknown> {
   private readonly byRequest = new Map<string, InflightEntry<C>>();
   private readonly byPod = new Map<string, PodEntries<C>>();
-  /** Every live entry by expiresMs; dropped entries leave lazily, when they reach the top. */
-  private readonly deadlines = new TinyQueue<InflightEntry<C>>([], (a, b) => a.expiresMs - b.expiresMs);
+  /**
+   * Live entries by slot of EXPIRY_SLOT_MS their expiresMs falls in (a timing wheel). An entry leaves its
+   * slot when dropped, so a reported entry is not kept until its expiry.
+   */
+  private readonly expirySlots = new Map<number, Set<InflightEntry<C>>>();
+  /** The earliest slot expire() has not emptied yet. */
+  private nextSlot: number;
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
-  constructor(private readonly options: InflightOptions) {}
+  constructor(private readonly options: InflightOptions) {
+    this.nextSlot = slotOf(options.clock.nowMs());
+  }
 
   get size(): number {
     return this.byRequest.size;
@@ -172,7 +179,10 @@ export class InflightLoad<C = unknown> {
     const prefillPod = entry.prefillKey === undefined ? decodePod : this.pod(entry.prefillKey);
     prefillPod.held.add(entry);
     prefillPod.queued.add(entry);
-    this.deadlines.push(entry);
+    const slot = slotOf(entry.expiresMs);
+    let expiring = this.expirySlots.get(slot);
+    if (expiring === undefined) this.expirySlots.set(slot, (expiring = new Set()));
+    expiring.add(entry);
     return entry;
   }
 
@@ -211,16 +221,23 @@ export class InflightLoad<C = unknown> {
   expire(): number {
     const now = this.options.clock.nowMs();
     let expired = 0;
-    for (let top = this.deadlines.peek(); top !== undefined && top.expiresMs < now; top = this.deadlines.peek()) {
-      this.deadlines.pop();
-      // An entry reported, replaced or already expired is no longer the one its request id maps to.
-      if (this.byRequest.get(top.requestId) !== top) continue;
-      if (top.prefillHeld || top.decodeHeld) {
-        this.counters.released.expired++;
-        expired++;
+    const nowSlot = slotOf(now);
+    // Every slot before now's has passed entirely; in now's, only some entries have. After a long gap
+    // (a clock that jumps), the occupied slots are fewer than the passed ones.
+    const slots = nowSlot - this.nextSlot >= this.expirySlots.size ? [...this.expirySlots.keys()] : range(this.nextSlot, nowSlot);
+    for (const slot of slots) {
+      const expiring = this.expirySlots.get(slot);
+      if (expiring === undefined || slot > nowSlot) continue;
+      for (const entry of expiring) {
+        if (entry.expiresMs >= now) continue;
+        if (entry.prefillHeld || entry.decodeHeld) {
+          this.counters.released.expired++;
+          expired++;
+        }
+        this.drop(entry);
       }
-      this.drop(top);
     }
+    this.nextSlot = nowSlot;
     return expired;
   }
 
@@ -289,6 +306,9 @@ export class InflightLoad<C = unknown> {
 
   private drop(entry: InflightEntry<C>): void {
     this.byRequest.delete(entry.requestId);
+    const slot = slotOf(entry.expiresMs);
+    const expiring = this.expirySlots.get(slot);
+    if (expiring !== undefined && expiring.delete(entry) && expiring.size === 0) this.expirySlots.delete(slot);
     for (const key of entry.prefillKey !== undefined ? [entry.prefillKey, entry.decodeKey] : [entry.decodeKey]) {
       const pod = this.byPod.get(key);
       if (pod === undefined) continue;
@@ -298,6 +318,19 @@ export class InflightLoad<C = unknown> {
     entry.prefillHeld = false;
     entry.decodeHeld = false;
   }
+}
+
+/** Width of one expiry slot: about the expiry check's period, so a check visits one or two slots. */
+const EXPIRY_SLOT_MS = 64;
+
+function slotOf(ms: number): number {
+  return Math.floor(ms / EXPIRY_SLOT_MS);
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i <= to; i++) out.push(i);
+  return out;
 }
 
 function leavePhase<C>(pod: PodEntries<C>, entry: InflightEntry<C>): void {
