@@ -1,7 +1,8 @@
 // The server bench:rpc measures: one pool of N prefill x N decode unscraped pods (plus the default
 // levels' pools for the stream's mix), picks on the main thread, and the trivial /bench/fixed handler
 // answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
-// on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA).
+// on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA)
+// [--workers T] (T kernel worker threads taking every batch instead of the main thread).
 
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
@@ -11,6 +12,8 @@ import { createServer } from "../src/server/app.js";
 
 const n = Number(process.argv[2] ?? 16);
 const busyPlanners = process.argv.includes("--planners-every-second");
+const workersAt = process.argv.indexOf("--workers");
+const workers = workersAt < 0 ? "{ threads: 0 }" : `{ threads: ${Number(process.argv[workersAt + 1])}, inlineBelowPairs: 0 }`;
 const planner = busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
 const pods = (pool: number, count: number) =>
   Array.from({ length: count }, (_, i) => [
@@ -19,7 +22,7 @@ const pods = (pool: number, count: number) =>
   ]).flat();
 const yaml = `
 topology: { kvBytesPerToken: 131072 }
-workers: { threads: 0 }
+workers: ${workers}
 server: { maxInflightPerConnection: 4096 }
 pools:
 ${["high", "medium", "low"]

@@ -13,7 +13,7 @@ import { PodInputSchema } from "../config/schema.js";
 import { ConfigError, HeadroomError } from "../errors.js";
 import { oracle } from "../kernel/oracle.js";
 import { TwinKernel } from "../kernel/twin.js";
-import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
+import type { OptimizerParams, Outcome, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { requestProblem } from "../kernel/validate.js";
 import { WasmKernel } from "../kernel/wasm.js";
@@ -27,7 +27,7 @@ import { WebhookActuator } from "../planner/webhook-actuator.js";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
-import type { KernelHold, PoolState } from "./pool-state.js";
+import { predictedOf, type KernelHold, type PoolState } from "./pool-state.js";
 import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
 import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
 
@@ -405,7 +405,23 @@ export class Engine implements EngineApi {
       for (const p of batch) p.resolve(new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
       return;
     }
+    this.count(pool, results);
     batch.forEach((p, k) => p.resolve(this.answer(pool, p, results[k])));
+  }
+
+  /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
+  private count(pool: PoolState, results: readonly PickResult[]): void {
+    const outcomes = new Map<Outcome, number>();
+    let pairs = 0;
+    for (const r of results) {
+      outcomes.set(r.outcome, (outcomes.get(r.outcome) ?? 0) + 1);
+      pairs += r.pairs;
+    }
+    for (const [outcome, n] of outcomes) {
+      this.selections.inc({ outcome }, n);
+      this.picks.inc({ pool: pool.name, outcome }, n);
+    }
+    this.pairsEvaluated.inc(pairs);
   }
 
   private pickInline(pool: PoolState, requests: PickRequest[]): PickResult[] {
@@ -416,9 +432,6 @@ export class Engine implements EngineApi {
 
   /** A result becomes an answer or an error; a pick's load joins its pods in pick order. */
   private answer(pool: PoolState, pending: Pending, r: PickResult): PickAnswer | HeadroomError {
-    this.selections.inc({ outcome: r.outcome });
-    this.picks.inc({ pool: pool.name, outcome: r.outcome });
-    this.pairsEvaluated.inc(r.pairs);
     if (r.outcome === "shed") {
       return new HeadroomError("SHED", `sheddable request (priority ${pending.request.priority}) with no pair predicted to meet its SLO`);
     }
@@ -428,7 +441,8 @@ export class Engine implements EngineApi {
     if (pods === undefined) return new HeadroomError("WORKER_FAILED", `snapshot version ${r.version} of pool ${pool.name} is no longer known`);
     // Explained on the numbers the pick saw, before its own load joins its pods.
     const explain = pending.input.explain ? this.explain(pool, pending.request, pods.addresses) : undefined;
-    pool.recordPick(pending.requestId, pending.request, r);
+    const predicted = predictedOf(r);
+    pool.recordPick(pending.requestId, pending.request, r, predicted);
     const decode = pods.addresses[r.decode];
     const prefill = r.prefill >= 0 ? pods.addresses[r.prefill] : undefined;
     const headers: Record<string, string> = { "x-gateway-destination-endpoint": decode };
@@ -441,7 +455,7 @@ export class Engine implements EngineApi {
       prefill,
       decode,
       fallbacks: r.fallbacks.map((i) => pods.addresses[i]),
-      predicted: { prefillTtftMs: r.prefillTtftMs, decodeTtftMs: r.decodeTtftMs, transferMs: r.transferMs, ttftMs: r.ttftMs, tpotMs: r.tpotMs },
+      predicted,
       headroom: {
         ttftMs: Number.isNaN(r.headroomTtftMs) ? undefined : r.headroomTtftMs,
         tpotMs: Number.isNaN(r.headroomTpotMs) ? undefined : r.headroomTpotMs,

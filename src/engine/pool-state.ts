@@ -26,7 +26,20 @@ export interface PickContext {
   /** The pods' features at dispatch; no prefillFeatures when the decode pod prefilled locally. */
   prefillFeatures?: PodFeatures;
   decodeFeatures: PodFeatures;
-  predicted: { prefillTtftMs: number; decodeTtftMs: number; transferMs: number; ttftMs: number; tpotMs: number };
+  predicted: PredictedTimes;
+}
+
+/** The times a pick predicted (shared by its answer and its in-flight entry; neither changes them). */
+export interface PredictedTimes {
+  prefillTtftMs: number;
+  decodeTtftMs: number;
+  transferMs: number;
+  ttftMs: number;
+  tpotMs: number;
+}
+
+export function predictedOf(r: PickResult): PredictedTimes {
+  return { prefillTtftMs: r.prefillTtftMs, decodeTtftMs: r.decodeTtftMs, transferMs: r.transferMs, ttftMs: r.ttftMs, tpotMs: r.tpotMs };
 }
 
 /** A kernel as PoolState feeds it: the whole snapshot on a new version, only the loads otherwise. */
@@ -163,7 +176,7 @@ export class PoolState {
    * (the same increments the kernel applies inside a batch). Returns the entry's pick, or null when
    * the result names no pods or a version that is no longer known.
    */
-  recordPick(requestId: string, req: PickRequest, result: PickResult): InflightPick<PickContext> | null {
+  recordPick(requestId: string, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): InflightPick<PickContext> | null {
     const pods = this.podsAt(result.version);
     const snap = this.current;
     if (result.decode < 0 || pods === undefined || snap === null) return null;
@@ -189,13 +202,7 @@ export class PoolState {
         outputTokens: req.outputTokens,
         prefillFeatures: local ? undefined : pods.features[result.prefill],
         decodeFeatures: pods.features[result.decode],
-        predicted: {
-          prefillTtftMs: result.prefillTtftMs,
-          decodeTtftMs: result.decodeTtftMs,
-          transferMs: result.transferMs,
-          ttftMs: result.ttftMs,
-          tpotMs: result.tpotMs,
-        },
+        predicted,
       },
     };
     this.inflight.add(pick);
