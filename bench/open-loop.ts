@@ -44,6 +44,8 @@ let answered = 0;
 let errors = 0;
 let sent = 0;
 let start = 0;
+/** The worst latency of requests scheduled in each second, warm-up included (stderr: where a tail comes from). */
+const worstPerSecond: number[] = [];
 
 function onData(c: Connection, chunk: Buffer): void {
   c.buffer = c.buffer.length === 0 ? chunk : Buffer.concat([c.buffer, chunk]);
@@ -55,7 +57,10 @@ function onData(c: Connection, chunk: Buffer): void {
     if (c.buffer.length < headerEnd + 4 + length) return;
     if (!head.startsWith("HTTP/1.1 200")) errors++;
     c.buffer = c.buffer.subarray(headerEnd + 4 + length);
-    if (c.inFlight >= start + WARMUP_S * 1000) latencies[measured++] = performance.now() - c.inFlight;
+    const latencyMs = performance.now() - c.inFlight;
+    const second = Math.floor((c.inFlight - start) / 1000);
+    worstPerSecond[second] = Math.max(worstPerSecond[second] ?? 0, latencyMs);
+    if (c.inFlight >= start + WARMUP_S * 1000) latencies[measured++] = latencyMs;
     if (++answered === total) finish();
     if (backlogHead < backlog.length) dispatch(c, backlog[backlogHead++]);
     else {
@@ -68,6 +73,7 @@ function onData(c: Connection, chunk: Buffer): void {
 function finish(): void {
   const sorted = latencies.slice(0, measured).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  process.stderr.write(`open-loop: start ${Math.round(performance.timeOrigin + start)}; worst latency per second (ms): ${worstPerSecond.map((ms) => ms.toFixed(1)).join(" ")}\n`);
   process.stdout.write(`${JSON.stringify({ sent, measured, warmupS: WARMUP_S, errors, p50Ms: at(0.5), p99Ms: at(0.99) })}\n`);
   process.exit(0);
 }
