@@ -147,6 +147,26 @@ describe("scale-down", () => {
   });
 });
 
+describe("scale-down below the observed load", () => {
+  it("never leaves fewer workers than the load just observed needs, whatever the forecast", () => {
+    const t = setup([medium("m", { loadPredictor: "kalman", proactive: true })], { tuning: { cooldownMs: 0 } });
+    // 60 req/s: prefill 3.63 -> 4 workers. The load falls to 20 req/s (prefill 1.21 -> 2 workers) and
+    // stays; the Kalman trend carries the fall on to 0 and takes several intervals to come back.
+    feed(t, { m: { ratePerS: 60 } }, 10);
+    feed(t, { m: { ratePerS: 40 } }, 10);
+    const seen: { predicted: number; prefill: number }[] = [];
+    for (let i = 0; i < 8; i++) {
+      feed(t, { m: { ratePerS: 20 } }, 10);
+      const s = t.state("m");
+      seen.push({ predicted: s.load!.predicted.ratePerS, prefill: s.desired.prefill });
+    }
+    // The forecast alone would need one prefill worker or none for most of these intervals.
+    expect(seen.filter((x) => x.predicted < 10).length).toBeGreaterThanOrEqual(4);
+    expect(seen.map((x) => x.prefill)).toEqual([2, 2, 2, 2, 2, 2, 2, 2]);
+    t.planners.close();
+  });
+});
+
 describe("cost optimisation", () => {
   // Low pools, TP=1 at ISL 200 / OSL 1000 and 25 req/s: prefill 5,000 / (24,182 x 0.95) = 0.22 workers;
   // decode (KV-bound at batch 620, 19,722 tok/s) 25,000 / (19,722 x 0.95) = 1.33 workers.

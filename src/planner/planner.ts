@@ -296,7 +296,7 @@ export class PoolPlanner {
     const need = sizeNeed(this.o.profile, this.sizing, load, this.corrections);
     this.need = need;
     const choice = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization);
-    const { next, reason, details } = this.behave(choice.layout, obs, utilization, now, need);
+    const { next, reason, details } = this.behave(choice.layout, this.scaleDownFloor(load, need), obs, utilization, now, need);
     this.conclude(next, reason, details, need);
     if (this.o.applier.state().status === "failed") this.o.applier.retry();
   }
@@ -386,6 +386,18 @@ export class PoolPlanner {
     }
   }
 
+  /**
+   * The fewest workers a scale-down may leave: what the load just observed needs when the forecast is
+   * below it. A forecast lags a falling load's turn (ARIMA and the Kalman trend both overshoot it), and
+   * a worker taken away too early comes back only after its start-up delay, with a backlog behind it.
+   */
+  private scaleDownFloor(sizedFor: Load, need: Need): Layout {
+    const observed = this.load?.observed;
+    if (observed === undefined || !(observed.ratePerS > sizedFor.ratePerS)) return layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization).layout;
+    const observedNeed = sizeNeed(this.o.profile, this.sizing, { ...sizedFor, ratePerS: observed.ratePerS }, this.corrections);
+    return layoutFor(observedNeed, this.maxWorkers, this.pool.planner.costOptimization).layout;
+  }
+
   private loadForNext(obs: IntervalObservation): Load {
     const { rate, isl, osl } = this.o.predictors;
     const observed: Load = { ratePerS: obs.ratePerS, isl: Math.max(1, this.lastIsl), osl: Math.max(1, this.lastOsl) };
@@ -431,6 +443,7 @@ export class PoolPlanner {
   /** The pool's SLO behaviours between the current layout and the sized target. */
   private behave(
     target: Layout,
+    floor: Layout,
     obs: IntervalObservation,
     util: PoolUtilization | undefined,
     now: number,
@@ -486,11 +499,17 @@ export class PoolPlanner {
       else if (prefillHot || decodeHot) details.push("scale-down held: utilization over the scale-up threshold");
       else if (sinceChange < cooldownMs) details.push(`scale-down held: cooldown, ${fmt((cooldownMs - sinceChange) / 1000)} s left`);
       else {
-        // One step, from the role with the most workers beyond the target.
-        const role = excess.reduce((a, b) => (cur[b] - target[b] > cur[a] - target[a] ? b : a));
-        next[role]--;
-        reason = "scale_down";
-        details.push(`scale down one ${role} worker toward ${describeLayout(target)}`, this.describeNeed(need));
+        const removable = excess.filter((r) => floor[r] < cur[r]);
+        if (removable.length === 0) {
+          const observed = this.load!.observed.ratePerS;
+          details.push(`scale-down held: the ${fmt(observed)} req/s just observed needs ${describeLayout(floor)}, more than the forecast's ${describeLayout(target)}`);
+        } else {
+          // One step, from the role with the most workers beyond the target.
+          const role = removable.reduce((a, b) => (cur[b] - target[b] > cur[a] - target[a] ? b : a));
+          next[role]--;
+          reason = "scale_down";
+          details.push(`scale down one ${role} worker toward ${describeLayout(target)}`, this.describeNeed(need));
+        }
       }
     }
     return { next: fitToCap(next, this.maxWorkers, need), reason, details };
