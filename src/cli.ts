@@ -4,8 +4,10 @@
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile } from "./config/load.js";
 import { ConfigError } from "./errors.js";
+import { DEMO_FLEET, startPodFleet, type FleetPodSpec } from "./podsim/fleet.js";
 import { serveUntilSignalled } from "./serve.js";
 
 export interface CliIo {
@@ -31,8 +33,9 @@ const COMMANDS: Record<string, Command> = {
 
 Run the scheduler until SIGTERM or SIGINT (in-flight work finishes first). SIGHUP reloads the
 configuration file; an invalid one is refused and the running configuration kept.
-Without --config it serves the bundled demo (deploy/config/demo.yaml): the three default pools with
-unscraped demo pods on 127.0.0.1, on port 8080.
+Without --config it serves the embedded demo on 127.0.0.1:8080: a small simulated cluster (the pod
+simulator's six pods in the three default pools, on free loopback ports) scraped for real, on the base
+configuration deploy/config/demo.yaml.
 
 Options:
   -c, --config FILE  the configuration file
@@ -65,7 +68,21 @@ Options:
   },
   "pod-sim": {
     summary: "serve simulated inference pods (metrics and completions)",
-    help: "Usage: headroom pod-sim\n\nServe simulated inference pods.\n",
+    help: `Usage: headroom pod-sim [--pod NAME:ROLE[:PORT[:TP]]]... [--host HOST] [--report-url URL] [--print-config]
+
+Serve simulated vLLM pods on loopback until SIGTERM or SIGINT: one OpenAI-compatible HTTP server per
+pod (/v1/completions, /v1/chat/completions, streaming or not; /metrics with vLLM's names), timed by the
+shipped latency profile and each pod's own load. A decode pod given x-prefiller-host-port sends the
+prompt to that prefill pod first. Prints one JSON line per pod ({"name","role","address","metricsUrl"}).
+
+Options:
+      --pod SPEC        a pod: NAME:ROLE (prefill, decode or both), optionally :PORT (0: any) and :TP;
+                        repeatable. Without --pod, the demo's six pods in the three default pools
+      --host HOST       the address to listen on (default 127.0.0.1)
+      --report-url URL  headroom's POST /v1/report URL: decode pods report each finished request
+      --print-config    also print a headroom \`pools\` section (YAML) for these pods
+`,
+    run: podSim,
   },
   client: {
     summary: "send picks and reports to a running headroom",
@@ -140,6 +157,57 @@ async function serve(args: string[], io: CliIo): Promise<number> {
     io.stderr.write(`headroom serve: invalid configuration ${values.config ?? ""}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);
     return EXIT_FAILED;
   }
+}
+
+async function podSim(args: string[], io: CliIo): Promise<number> {
+  let values: { pod?: string[]; host?: string; "report-url"?: string; "print-config"?: boolean };
+  let pods: FleetPodSpec[];
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        pod: { type: "string", multiple: true },
+        host: { type: "string" },
+        "report-url": { type: "string" },
+        "print-config": { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+    pods = values.pod === undefined ? [...DEMO_FLEET] : values.pod.map(parsePodSpec);
+    if (values["report-url"] !== undefined && !/^https?:\/\/[^/]/.test(values["report-url"])) throw new Error(`--report-url must be an http(s) URL, got ${values["report-url"]}`);
+  } catch (err) {
+    io.stderr.write(`headroom pod-sim: ${(err as Error).message}\n\n${COMMANDS["pod-sim"]!.help}`);
+    return EXIT_USAGE;
+  }
+  const fleet = await startPodFleet({ pods, host: values.host, reportUrl: values["report-url"] });
+  for (const p of fleet.pods) io.stdout.write(`${JSON.stringify({ name: p.spec.name, role: p.spec.role, address: p.address, metricsUrl: p.metricsUrl })}\n`);
+  if (values["print-config"]) io.stdout.write(stringifyYaml({ pools: fleet.poolsConfig() }));
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      fleet.close().then(
+        () => resolve(EXIT_OK),
+        () => resolve(EXIT_FAILED),
+      );
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+}
+
+/** NAME:ROLE[:PORT[:TP]]. */
+export function parsePodSpec(text: string): FleetPodSpec {
+  const [name, role, port, tp, ...rest] = text.split(":");
+  if (rest.length > 0 || name === undefined || role === undefined) throw new Error(`--pod ${text}: expected NAME:ROLE[:PORT[:TP]]`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`--pod ${text}: the name may hold letters, digits, '_', '.' and '-'`);
+  if (role !== "prefill" && role !== "decode" && role !== "both") throw new Error(`--pod ${text}: the role must be prefill, decode or both`);
+  const portNumber = port === undefined || port === "" ? 0 : Number(port);
+  if (!(Number.isInteger(portNumber) && portNumber >= 0 && portNumber <= 65535)) throw new Error(`--pod ${text}: the port must be an integer in 0..65535`);
+  const tpNumber = tp === undefined ? 1 : Number(tp);
+  if (!(Number.isInteger(tpNumber) && tpNumber >= 1 && tpNumber <= 64)) throw new Error(`--pod ${text}: TP must be an integer in 1..64`);
+  return { name, role, port: portNumber, tp: tpNumber };
 }
 
 async function validate(args: string[], io: CliIo): Promise<number> {

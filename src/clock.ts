@@ -38,6 +38,43 @@ export const realClock: Clock = {
   },
 };
 
+/**
+ * Real time for code that chains timers as a model of durations (the pod simulator): a timer never fires
+ * before its deadline (Node rounds delays to whole milliseconds, so plain timers can fire early), and
+ * inside a timer's callback the time is its deadline, so a chain of delays adds up exactly instead of
+ * drifting by each callback's lateness. Monotonic: never earlier than a time it has returned.
+ */
+export class PacedClock implements Clock {
+  private last = 0;
+  private inside: number | null = null;
+
+  nowMs(): number {
+    this.last = Math.max(this.last, this.inside ?? performance.now());
+    return this.last;
+  }
+
+  schedule(delayMs: number, fn: () => void): Cancel {
+    const deadline = this.nowMs() + Math.max(0, delayMs);
+    let timer: NodeJS.Timeout;
+    const fire = () => {
+      const early = deadline - performance.now();
+      if (early > 0) {
+        timer = setTimeout(fire, Math.ceil(early));
+        return;
+      }
+      const outer = this.inside;
+      this.inside = deadline;
+      try {
+        fn();
+      } finally {
+        this.inside = outer;
+      }
+    };
+    timer = setTimeout(fire, Math.ceil(Math.max(0, delayMs)));
+    return () => clearTimeout(timer);
+  }
+}
+
 interface Timer {
   atMs: number;
   seq: number;

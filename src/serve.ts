@@ -1,14 +1,19 @@
 // `headroom serve`: the engine behind the uWebSockets.js front end, until SIGTERM. Without --config it
-// serves the bundled demo configuration (deploy/config/demo.yaml). SIGHUP reloads the configuration
-// file; an invalid one (or one that needs a restart) is refused and the running one kept.
+// serves the embedded demo: a small simulated cluster (the pod simulator, one HTTP server per pod on
+// loopback) in the three default pools, scraped for real, on the bundled base configuration
+// (deploy/config/demo.yaml). SIGHUP reloads the configuration file; an invalid one (or one that needs a
+// restart) is refused and the running one kept.
 
+import { readFileSync } from "node:fs";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { loadConfigFile } from "./config/load.js";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { loadConfigFile, parseConfig, type LoadedConfig } from "./config/load.js";
 import type { HeadroomConfig } from "./config/schema.js";
 import { Engine } from "./engine/engine.js";
 import { ConfigError } from "./errors.js";
 import { jsonLogger, type Logger } from "./log.js";
 import { shippedFile } from "./paths.js";
+import { DEMO_FLEET, startPodFleet, type PodFleet } from "./podsim/fleet.js";
 import { createServer, type HeadroomServer } from "./server/app.js";
 
 export const DEMO_CONFIG = shippedFile("deploy", "config", "demo.yaml");
@@ -24,6 +29,8 @@ export interface ServeOptions {
 
 export interface Serving {
   engine: Engine;
+  /** The demo's simulated pods; null when serving a configuration file. */
+  fleet: PodFleet | null;
   server: HeadroomServer;
   port: number;
   config: HeadroomConfig;
@@ -37,7 +44,15 @@ export interface Serving {
 export async function startServing(options: ServeOptions): Promise<Serving> {
   const file = options.configFile ?? DEMO_CONFIG;
   const logger = options.logger ?? jsonLogger();
-  const loaded = loadConfigFile(file);
+  const fleet = options.configFile === undefined ? await startPodFleet({ pods: DEMO_FLEET }) : null;
+  const load = (): LoadedConfig => (fleet === null ? loadConfigFile(file) : parseConfig(demoConfig(fleet), file));
+  let loaded: LoadedConfig;
+  try {
+    loaded = load();
+  } catch (err) {
+    await fleet?.close();
+    throw err;
+  }
   for (const warning of loaded.warnings) logger.log("warn", warning, { config: file });
   const config = loaded.config;
   const registry = new Registry();
@@ -51,28 +66,21 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     port = await server.listen(host, options.port ?? config.server.port);
   } catch (err) {
     await engine.close();
+    await fleet?.close();
     throw err;
   }
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  options.out.write(
-    [
-      `headroom serving ${file === DEMO_CONFIG ? "the demo configuration (unscraped demo pods)" : file} on ${base}`,
-      `  pick:     curl -s ${base}/v1/pick -H 'content-type: application/json' -d '{"sloLevel":"high","inputTokens":1500,"maxTokens":200}'`,
-      `  gateway:  curl -si ${base}/v1/gateway/pick -H 'x-slo-level: medium' -H 'x-prompt-tokens: 800'`,
-      `  metrics:  ${base}/metrics`,
-      `  state:    ${base}/v1/state`,
-      `  ready:    ${base}/readyz`,
-      "",
-    ].join("\n"),
-  );
+  fleet?.reportTo(`${base}/v1/report`);
+  options.out.write(banner(base, fleet === null ? file : null, fleet));
   return {
     engine,
+    fleet,
     server,
     port,
     config,
     reload() {
       try {
-        const next = loadConfigFile(file);
+        const next = load();
         engine.reload(next.config);
         logger.log("info", "configuration reloaded", { config: file });
         return [];
@@ -85,8 +93,37 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     async close() {
       await server.close();
       await engine.close();
+      await fleet?.close();
     },
   };
+}
+
+/** The bundled base configuration with the demo fleet's pods in its pools, scraped through their /metrics. */
+function demoConfig(fleet: PodFleet): string {
+  const base = parseYaml(readFileSync(DEMO_CONFIG, "utf8")) as Record<string, unknown>;
+  return stringifyYaml({ ...base, pools: fleet.poolsConfig() });
+}
+
+function banner(base: string, file: string | null, fleet: PodFleet | null): string {
+  const lines = [
+    `headroom serving ${file ?? "the embedded demo: a simulated cluster on loopback"} on ${base}`,
+    `  pick:     curl -s ${base}/v1/pick -H 'content-type: application/json' -d '{"sloLevel":"high","inputTokens":1500,"maxTokens":200}'`,
+    `  gateway:  curl -si ${base}/v1/gateway/pick -H 'x-slo-level: medium' -H 'x-prompt-tokens: 800'`,
+    `  metrics:  ${base}/metrics`,
+    `  state:    ${base}/v1/state`,
+    `  ready:    ${base}/readyz`,
+  ];
+  if (fleet !== null) {
+    const [prefill] = fleet.byPool("medium").filter((p) => p.spec.role === "prefill");
+    const [decode] = fleet.byPool("medium").filter((p) => p.spec.role === "decode");
+    lines.push(
+      "  simulated pods (vLLM-compatible; /v1/completions, /v1/chat/completions, /metrics):",
+      ...fleet.pods.map((p) => `    ${p.spec.name.padEnd(10)} ${p.spec.role.padEnd(7)} http://${p.address}`),
+      `  a completion with its prefill on ${prefill.spec.name}, as a gateway sends it after a pick (the pod reports back to headroom):`,
+      `    curl -s http://${decode.address}/v1/completions -H 'content-type: application/json' -H 'x-prefiller-host-port: ${prefill.address}' -d '{"prompt":"Hello","max_tokens":16}'`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 /** Serves until SIGTERM or SIGINT; SIGHUP reloads. Resolves with the exit code. */

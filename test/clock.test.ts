@@ -1,7 +1,7 @@
 // The injectable clock: virtual time runs timers in order and only when advanced; `every` repeats.
 
 import { describe, expect, it } from "vitest";
-import { every, ManualClock, realClock } from "../src/clock.js";
+import { every, ManualClock, PacedClock, realClock } from "../src/clock.js";
 
 describe("ManualClock", () => {
   it("runs timers in due order, ties in scheduling order, and only when time reaches them", () => {
@@ -55,5 +55,37 @@ describe("realClock", () => {
     const t0 = realClock.nowMs();
     const ranAt = await new Promise<number>((resolve) => realClock.schedule(5, () => resolve(realClock.nowMs())));
     expect(ranAt).toBeGreaterThan(t0);
+  });
+});
+
+describe("PacedClock", () => {
+  it("chains fractional delays without drift, never firing a timer before its deadline", async () => {
+    const clock = new PacedClock();
+    const start = clock.nowMs();
+    const seen: { inside: number; real: number }[] = [];
+    await new Promise<void>((resolve) => {
+      const step = () => {
+        seen.push({ inside: clock.nowMs(), real: performance.now() });
+        if (seen.length < 10) clock.schedule(1.3, step);
+        else resolve();
+      };
+      clock.schedule(1.3, step);
+    });
+    expect(seen[0].inside).toBeGreaterThanOrEqual(start + 1.3);
+    // Inside each callback the time is its deadline: the previous one plus exactly the delay...
+    for (let k = 1; k < seen.length; k++) expect(seen[k].inside - seen[k - 1].inside).toBeCloseTo(1.3, 9);
+    // ...which real time has reached (the clock reads performance.now() outside callbacks).
+    for (const s of seen) expect(s.real).toBeGreaterThanOrEqual(s.inside);
+  });
+
+  it("is monotonic across callbacks and plain reads, and a cancelled timer never runs", async () => {
+    const clock = new PacedClock();
+    let ran = false;
+    clock.schedule(2, () => (ran = true))();
+    const reads: number[] = [];
+    await new Promise<void>((resolve) => clock.schedule(5, () => (reads.push(clock.nowMs()), resolve())));
+    reads.push(clock.nowMs());
+    expect(reads[1]).toBeGreaterThanOrEqual(reads[0]);
+    expect(ran).toBe(false);
   });
 });

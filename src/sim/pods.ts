@@ -38,6 +38,8 @@ export interface Job {
   admittedMs?: number;
   firstTokenMs?: number;
   doneMs?: number;
+  /** Called at the end of every iteration that gives the request a token (the pod simulator streams them). */
+  onToken?: () => void;
 }
 
 /** What a pod's metrics endpoint would say now (vLLM's gauges). */
@@ -54,14 +56,14 @@ export function linkClass(a: SimPodSpec, b: SimPodSpec): LinkClass {
   return a.node === b.node ? "node" : a.rack === b.rack ? "rack" : "cross";
 }
 
-interface PodRuntime {
+export interface PodRuntime {
   spec: SimPodSpec;
   profile: LatencyProfile;
   speedup: number;
   kvCapacityTokens: number;
 }
 
-class PrefillPod {
+export class PrefillPod {
   private readonly queue: Job[] = [];
   private head = 0;
   private batch: Job[] = [];
@@ -140,7 +142,7 @@ class PrefillPod {
   }
 }
 
-class DecodePod {
+export class DecodePod {
   private readonly waiting: Job[] = [];
   private head = 0;
   private transferring = 0;
@@ -155,6 +157,8 @@ class DecodePod {
   private step = 0;
   private readonly finishing = new Map<number, Job[]>();
   private busy = false;
+  /** Requests in the batch that listen for their tokens. */
+  private readonly listening = new Set<Job>();
 
   constructor(
     private readonly pod: PodRuntime,
@@ -210,6 +214,8 @@ class DecodePod {
     const local = this.admit();
     const joiners = this.ready;
     this.ready = [];
+    for (const job of joiners) if (job.onToken !== undefined) this.listening.add(job);
+    for (const job of local) if (job.onToken !== undefined) this.listening.add(job);
     for (const job of joiners) {
       this.running++;
       this.promptTokens += job.req.inputTokens;
@@ -237,6 +243,8 @@ class DecodePod {
   private endIteration(joiners: Job[], local: Job[], batch: number): void {
     const now = this.clock.nowMs();
     for (const job of joiners) job.firstTokenMs = now;
+    for (const job of local) job.firstTokenMs = now;
+    for (const job of this.listening) job.onToken!();
     this.generated += batch;
     const finished = this.finishing.get(this.step);
     if (finished !== undefined) {
@@ -251,7 +259,6 @@ class DecodePod {
     this.localInProgress = 0;
     for (const job of local) {
       job.prefillDoneMs = now;
-      job.firstTokenMs = now;
       if (job.req.outputTokens === 1) {
         this.release(job, now);
         continue;
@@ -266,6 +273,7 @@ class DecodePod {
   }
 
   private release(job: Job, now: number): void {
+    this.listening.delete(job);
     this.reservedKv -= job.req.inputTokens + job.req.outputTokens;
     job.doneMs = now;
     this.completed(job);
