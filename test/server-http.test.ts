@@ -146,18 +146,21 @@ describe("/v1/gateway/pick", () => {
     const h = await start();
     const get = async (headers: Record<string, string>) => {
       const res = await fetch(`${h.url}/v1/gateway/pick`, { headers });
-      return { status: res.status, code: res.headers.get("x-headroom-error-code"), body: await res.json() };
+      return { status: res.status, code: res.headers.get("x-headroom-error-code"), retryAfter: res.headers.get("retry-after"), body: await res.json() };
     };
     const bad = await get({ "x-slo-ttft-ms": "-1" });
     expectError(bad, 400, "REQUEST_INVALID", /^header x-slo-ttft-ms: /);
     expect(bad.code).toBe("REQUEST_INVALID");
+    expect(bad.retryAfter).toBeNull();
     expectError(await get({ "x-slo-level": "platinum" }), 400, "UNKNOWN_LEVEL", /known: high, medium, low/);
     const shed = await get({ "x-slo-level": "high", "x-slo-ttft-ms": "0.001", "x-headroom-priority": "-1" });
     expectError(shed, 429, "SHED");
     expect(shed.code).toBe("SHED");
+    expect(shed.retryAfter).toBe("1");
     const none = await get({ "x-slo-level": "low" });
     expectError(none, 503, "NO_CANDIDATES");
     expect(none.code).toBe("NO_CANDIDATES");
+    expect(none.retryAfter).toBe("1");
   });
 });
 

@@ -39,6 +39,9 @@ export interface ServerContext {
 
 type Headers = Readonly<Record<string, string>>;
 
+/** Seconds a client is told to wait before retrying a 429 or 503 pick: about one scrape-and-refresh cycle, rounded up. */
+const RETRY_AFTER_S = "1";
+
 export class Exchange {
   private aborted = false;
   private done = false;
@@ -86,7 +89,10 @@ export class Exchange {
 
   sendError(error: WireError, format: BodyFormat = "json", headers?: Headers, closeConnection = false): void {
     if (!this.open) return;
-    this.send(STATUS_OF_CODE[error.code], encodeBody(errorBody(error), format), CONTENT_TYPE[format], headers, closeConnection);
+    const status = STATUS_OF_CODE[error.code];
+    // A shed or unavailable pick may be retried: say when (RFC 9110 §10.2.3).
+    const retry = status === 429 || status === 503 ? { "retry-after": RETRY_AFTER_S, ...headers } : headers;
+    this.send(status, encodeBody(errorBody(error), format), CONTENT_TYPE[format], retry, closeConnection);
   }
 
   /** Hands the connection to a WebSocket route (101 Switching Protocols); the exchange is over. */
