@@ -1,0 +1,112 @@
+// The Kubernetes manifests in deploy/k8s, checked offline: every document against the Kubernetes (and
+// Prometheus Operator) JSON schemas bundled in kubernetes-models, the ConfigMap's configuration against
+// headroom's own schema, and the properties the README promises (probes, non-root, read-only root
+// filesystem, RBAC for discovery and scaling). A broken copy must fail, so the check can fail.
+
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { parseConfig } from "../src/config/load.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const k8sDir = join(root, "deploy/k8s");
+
+interface Manifest {
+  file: string;
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  [key: string]: unknown;
+}
+
+function manifests(): Manifest[] {
+  const out: Manifest[] = [];
+  for (const file of readdirSync(k8sDir).filter((f) => f.endsWith(".yaml"))) {
+    for (const doc of parseAllDocuments(readFileSync(join(k8sDir, file), "utf8"))) {
+      if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0].message}`);
+      const value = doc.toJS() as Manifest | null;
+      if (value !== null) out.push({ ...value, file });
+    }
+  }
+  return out;
+}
+
+/** The kubernetes-models class for an apiVersion and kind. */
+async function modelFor(apiVersion: string, kind: string): Promise<new (data: unknown) => { validate(): void }> {
+  const module =
+    apiVersion === "monitoring.coreos.com/v1"
+      ? await import("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1")
+      : await import(`kubernetes-models/${apiVersion}`);
+  const model = (module as Record<string, unknown>)[kind];
+  if (typeof model !== "function") throw new Error(`no schema for ${apiVersion} ${kind}`);
+  return model as new (data: unknown) => { validate(): void };
+}
+
+async function validate(m: Manifest): Promise<void> {
+  const { file: _file, ...data } = m;
+  const Model = await modelFor(m.apiVersion, m.kind);
+  new Model(data).validate();
+}
+
+const all = manifests();
+const objects = all.filter((m) => m.kind !== "Kustomization");
+const find = (kind: string) => objects.find((m) => m.kind === kind)! as Manifest & Record<string, any>;
+
+describe("deploy/k8s", () => {
+  it.each(objects.map((m) => [`${m.file}: ${m.kind} ${m.metadata.name}`, m] as const))("%s is valid against its schema", async (_name, m) => {
+    await validate(m);
+  });
+
+  it("fails a broken manifest: the check can fail", async () => {
+    const deployment = structuredClone(find("Deployment"));
+    deployment.spec.template.spec.containers[0].ports[0].containerPort = "http";
+    await expect(validate(deployment)).rejects.toThrow(/containerPort/);
+    const monitor = structuredClone(find("ServiceMonitor"));
+    monitor.spec.endpoints[0].interval = 15;
+    await expect(validate(monitor)).rejects.toThrow(/interval/);
+  });
+
+  it("the kustomization lists every manifest file", () => {
+    const kustomization = all.find((m) => m.kind === "Kustomization") as unknown as { resources: string[] };
+    const files = [...new Set(objects.map((m) => m.file))].sort();
+    expect([...kustomization.resources].sort()).toEqual(files);
+  });
+
+  it("the ConfigMap's configuration passes headroom's schema and discovers pods through Kubernetes", () => {
+    const text = (find("ConfigMap").data as Record<string, string>)["headroom.yaml"];
+    const { config } = parseConfig(text, "configmap.yaml");
+    expect(config.pods.kubernetes?.namespace).toBe("llm-d");
+    expect(Object.keys(config.pods.kubernetes!.selectors).sort()).toEqual(["high", "low", "medium"]);
+    expect(config.server.host).toBe("0.0.0.0");
+    expect(config.server.port).toBe(8080);
+  });
+
+  it("the Deployment runs several replicas, probes /readyz and /healthz, and runs non-root on a read-only root filesystem", () => {
+    const d = find("Deployment");
+    expect(d.spec.replicas).toBeGreaterThan(1);
+    const pod = d.spec.template.spec;
+    const c = pod.containers[0];
+    expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+    expect(c.livenessProbe.httpGet.path).toBe("/healthz");
+    expect(c.resources.requests.cpu).toBeDefined();
+    expect(c.resources.requests.memory).toBeDefined();
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+    expect(c.args).toEqual(["serve", "--config", "/etc/headroom/headroom.yaml"]);
+    expect(pod.serviceAccountName).toBe(find("ServiceAccount").metadata.name);
+  });
+
+  it("RBAC allows what discovery and the scale actuator call, in the inference pods' namespace", () => {
+    const role = find("Role");
+    const config = parseConfig((find("ConfigMap").data as Record<string, string>)["headroom.yaml"]).config;
+    expect(role.metadata.namespace).toBe(config.pods.kubernetes!.namespace);
+    const allows = (group: string, resource: string, verb: string) =>
+      (role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]).some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const verb of ["list", "watch"]) expect(allows("", "pods", verb)).toBe(true);
+    for (const resource of ["deployments/scale", "statefulsets/scale"]) for (const verb of ["get", "update"]) expect(allows("apps", resource, verb)).toBe(true);
+    const binding = find("RoleBinding");
+    expect(binding.subjects[0]).toMatchObject({ kind: "ServiceAccount", name: "headroom", namespace: "headroom" });
+  });
+});
