@@ -254,6 +254,10 @@ describe("the embedded demo", () => {
         if (known === 0) await new Promise((r) => setTimeout(r, 20));
       }
       expect(known).toBe(1);
+      // The report is compared with what the pick predicted.
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toMatch(/^headroom_latency_actual_to_predicted_ratio_count\{pool="medium",quantity="ttft"\} 1$/m);
+      expect(metrics).toMatch(/^headroom_latency_actual_to_predicted_ratio_count\{pool="medium",quantity="tpot"\} 1$/m);
     } finally {
       await serving.close();
     }

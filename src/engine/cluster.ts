@@ -3,7 +3,7 @@
 // PoolState per pool whose snapshot is refreshed every `predictors.refreshMs` and on pod changes.
 // Completion reports release in-flight load and teach the online and remote predictors.
 
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { every, type Cancel, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { BUILTIN_PROFILE } from "../config/schema.js";
@@ -73,6 +73,7 @@ export class Cluster {
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
   private readonly reports: Counter<"result">;
+  private readonly accuracy: Histogram<"pool" | "quantity">;
   private closed = false;
 
   /** Builds the cluster; a profile that cannot be read or a remote predictor without URLs is a ConfigError. */
@@ -154,6 +155,15 @@ export class Cluster {
       });
     }
     this.reports = this.registerMetrics(registry);
+    this.accuracy = registered(registry, "headroom_latency_actual_to_predicted_ratio", Histogram<"pool" | "quantity">, () =>
+      new Histogram({
+        name: "headroom_latency_actual_to_predicted_ratio",
+        help: "Reported TTFT and TPOT over what the pick predicted (above 1: slower than predicted), by pool and quantity (ttft, tpot)",
+        labelNames: ["pool", "quantity"],
+        buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
+        registers: [registry],
+      }),
+    );
   }
 
   /** Loads the configured pods, publishes every pool's first snapshot and starts refreshing and scraping. */
@@ -197,6 +207,11 @@ export class Cluster {
     const context = entry.context;
     const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
     if (!report.ok || context === undefined || servedElsewhere) return true;
+    const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
+    const ttft = ratio(report.ttftMs, context.predicted.ttftMs);
+    const tpot = ratio(report.tpotMs, context.predicted.tpotMs);
+    if (ttft !== undefined) this.accuracy.observe({ pool: entry.pool, quantity: "ttft" }, ttft);
+    if (tpot !== undefined) this.accuracy.observe({ pool: entry.pool, quantity: "tpot" }, tpot);
     for (const sample of learningSamples(context, report)) {
       const address = sample.quantity === "prefill-ttft" && entry.prefill !== undefined ? entry.prefill : entry.decode;
       const features = sample.quantity === "prefill-ttft" ? (context.prefillFeatures ?? context.decodeFeatures) : context.decodeFeatures;
