@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile } from "./config/load.js";
+import { runClient, type ClientOptions } from "./client/client.js";
 import { ConfigError } from "./errors.js";
 import { DEMO_FLEET, startPodFleet, type FleetPodSpec } from "./podsim/fleet.js";
 import { serveUntilSignalled } from "./serve.js";
@@ -85,8 +86,30 @@ Options:
     run: podSim,
   },
   client: {
-    summary: "send picks and reports to a running headroom",
-    help: "Usage: headroom client\n\nSend picks and reports to a running headroom.\n",
+    summary: "send OpenAI requests with an SLO and report what happened",
+    help: `Usage: headroom client (--gateway URL | --headroom URL) [--level L] [--ttft-ms N] [--tpot-ms N]
+                       [--prompt-tokens N] [--max-tokens N] [--count N] [--concurrency N] [--chat]
+
+Send streamed OpenAI completions with an SLO, either through a gateway (nginx with
+deploy/gateway/nginx.conf) or through headroom itself (a gateway pick, then the completion on the
+decode pod it named, with its prefill pod in x-prefiller-host-port). Prints one JSON line per request
+(pool, pods, TTFT and TPOT measured from the stream, the targets and whether both were met) and a
+summary line. The targets are the explicit ones, else the pool's (from headroom's /v1/route, or the
+default pools' when only a gateway is given).
+
+Options:
+      --gateway URL        the gateway's base URL (requests go to URL/v1/completions)
+      --headroom URL       headroom's base URL (picks, and the pool's targets)
+      --level L            x-slo-level
+      --ttft-ms N          x-slo-ttft-ms
+      --tpot-ms N          x-slo-tpot-ms
+      --prompt-tokens N    prompt size (default 512)
+      --max-tokens N       output tokens (default 64)
+      --count N            requests (default 1)
+      --concurrency N      requests at once (default 1)
+      --chat               /v1/chat/completions instead of /v1/completions
+`,
+    run: client,
   },
 };
 
@@ -195,6 +218,59 @@ async function podSim(args: string[], io: CliIo): Promise<number> {
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
   });
+}
+
+async function client(args: string[], io: CliIo): Promise<number> {
+  let options: ClientOptions;
+  try {
+    const { values } = parseArgs({
+      args,
+      options: {
+        gateway: { type: "string" },
+        headroom: { type: "string" },
+        level: { type: "string" },
+        "ttft-ms": { type: "string" },
+        "tpot-ms": { type: "string" },
+        "prompt-tokens": { type: "string" },
+        "max-tokens": { type: "string" },
+        count: { type: "string" },
+        concurrency: { type: "string" },
+        chat: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    const number = (name: string, raw: string | undefined, fallback: number | undefined, integer: boolean, max: number): number | undefined => {
+      if (raw === undefined) return fallback;
+      const v = Number(raw);
+      if (!(Number.isFinite(v) && v > 0 && v <= max && (!integer || Number.isInteger(v)))) throw new Error(`--${name} must be ${integer ? "an integer" : "a number"} in (0, ${max}], got ${raw}`);
+      return v;
+    };
+    const url = (name: string, raw: string | undefined) => {
+      if (raw !== undefined && !/^https?:\/\/[^/]/.test(raw)) throw new Error(`--${name} must be an http(s) URL, got ${raw}`);
+      return raw?.replace(/\/+$/, "");
+    };
+    options = {
+      gatewayUrl: url("gateway", values.gateway),
+      headroomUrl: url("headroom", values.headroom),
+      level: values.level,
+      ttftMs: number("ttft-ms", values["ttft-ms"], undefined, false, 3_600_000),
+      tpotMs: number("tpot-ms", values["tpot-ms"], undefined, false, 3_600_000),
+      promptTokens: number("prompt-tokens", values["prompt-tokens"], 512, true, 262_144)!,
+      maxTokens: number("max-tokens", values["max-tokens"], 64, true, 65_536)!,
+      count: number("count", values.count, 1, true, 1_000_000)!,
+      concurrency: number("concurrency", values.concurrency, 1, true, 1024)!,
+      chat: values.chat === true,
+      timeoutMs: 600_000,
+    };
+    if (options.gatewayUrl === undefined && options.headroomUrl === undefined) throw new Error("give --gateway URL or --headroom URL");
+  } catch (err) {
+    io.stderr.write(`headroom client: ${(err as Error).message}\n\n${COMMANDS.client!.help}`);
+    return EXIT_USAGE;
+  }
+  const summary = await runClient(options, (r) => io.stdout.write(`${JSON.stringify(r)}\n`));
+  io.stdout.write(`${JSON.stringify({ summary })}\n`);
+  return summary.succeeded === summary.requests ? EXIT_OK : EXIT_FAILED;
 }
 
 /** NAME:ROLE[:PORT[:TP]]. */

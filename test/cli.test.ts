@@ -48,7 +48,7 @@ describe("dispatch and help", () => {
     expect(stdout).toContain(`Usage: headroom ${command}`);
   });
 
-  test.each(COMMANDS.filter((c) => c !== "validate" && c !== "serve" && c !== "pod-sim"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
+  test.each(COMMANDS.filter((c) => c !== "validate" && c !== "serve" && c !== "pod-sim" && c !== "client"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
     const { code, stdout, stderr } = await run(command);
     expect(code).toBe(2);
     expect(stdout).toBe("");
@@ -67,10 +67,10 @@ describe("serve", () => {
 });
 
 describe("validate", () => {
-  test("a valid file prints ok", async () => {
-    const { code, stdout, stderr } = await run("validate", "--config", example);
+  test.each([example, join(root, "deploy/config/global-scheduler-demo.yaml"), join(root, "deploy/config/demo.yaml")])("a valid file prints ok: %s", async (file) => {
+    const { code, stdout, stderr } = await run("validate", "--config", file);
     expect(code).toBe(0);
-    expect(stdout).toBe(`ok: ${example}\n`);
+    expect(stdout).toBe(`ok: ${file}\n`);
     expect(stderr).toBe("");
   });
 

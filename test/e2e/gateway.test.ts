@@ -14,6 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
+import { runClient, type ClientResult } from "../../src/client/client.js";
 import { startPodFleet, type PodFleet } from "../../src/podsim/fleet.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -164,6 +165,21 @@ describe("through nginx", () => {
     // Each pod named as the prefill pod did exactly those prefills.
     for (const [pod, n] of remote) expect((pod as (typeof fleet.pods)[number]).prefilled - prefilledBefore.get(pod as (typeof fleet.pods)[number])!).toBe(n);
     await waitFor("every completion to be reported", async () => (await reportsOk()) - reportsBefore === asks.length);
+  });
+
+  it("headroom client through the gateway: pool, pods, TTFT and TPOT from the stream, judged against the pool's targets", async () => {
+    const results: ClientResult[] = [];
+    const summary = await runClient(
+      { gatewayUrl: `http://127.0.0.1:${gatewayPort}`, level: "high", promptTokens: 500, maxTokens: 4, count: 3, concurrency: 3, chat: false, timeoutMs: 20_000 },
+      (r) => results.push(r),
+    );
+    expect(summary).toMatchObject({ requests: 3, succeeded: 3 });
+    for (const r of results) {
+      expect(r.pool).toBe("high");
+      expect(fleet.byPool("high").map((p) => p.address)).toContain(r.decode);
+      expect(r.targets).toEqual({ ttftMs: 300, tpotMs: 30 });
+      expect(r.tokens).toBe(4);
+    }
   });
 
   it("streams a chat completion through nginx token by token", async () => {

@@ -1,0 +1,169 @@
+// `headroom client`: sends OpenAI completions with an SLO (a level or explicit targets) either through
+// a gateway (nginx with deploy/gateway/nginx.conf) or straight through headroom (a gateway pick, then
+// the completion on the decode pod it named, with its prefill pod), streams each answer, and says what
+// happened: pool, pods, TTFT and TPOT measured from the stream, and whether each met its target.
+
+import { DEFAULTS } from "../config/schema.js";
+
+export interface ClientOptions {
+  /** Send through this gateway (its /v1/completions)… */
+  gatewayUrl?: string;
+  /** …or pick on this headroom and send to the pod itself; with a gateway, only asked for the pool's targets. */
+  headroomUrl?: string;
+  level?: string;
+  ttftMs?: number;
+  tpotMs?: number;
+  promptTokens: number;
+  maxTokens: number;
+  count: number;
+  concurrency: number;
+  chat: boolean;
+  timeoutMs: number;
+}
+
+export interface ClientResult {
+  index: number;
+  status: number;
+  pool?: string;
+  decode?: string;
+  prefill?: string;
+  requestId?: string;
+  tokens: number;
+  ttftMs?: number;
+  tpotMs?: number;
+  targets?: { ttftMs: number; tpotMs: number };
+  met?: boolean;
+  error?: string;
+}
+
+export interface ClientSummary {
+  requests: number;
+  succeeded: number;
+  met: number;
+  attainment: number;
+}
+
+/** Characters per prompt token, as the pod simulator counts them. */
+const CHARS_PER_TOKEN = 4;
+
+export async function runClient(o: ClientOptions, onResult: (r: ClientResult) => void): Promise<ClientSummary> {
+  if (o.gatewayUrl === undefined && o.headroomUrl === undefined) throw new RangeError("give --gateway or --headroom");
+  const targets = new Map<string, { ttftMs: number; tpotMs: number }>();
+  let next = 0;
+  let succeeded = 0;
+  let met = 0;
+  const worker = async () => {
+    for (let index = next++; index < o.count; index = next++) {
+      const r = await oneRequest(o, index, targets);
+      if (r.status === 200) succeeded++;
+      if (r.met) met++;
+      onResult(r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency, o.count)) }, worker));
+  return { requests: o.count, succeeded, met, attainment: o.count > 0 ? met / o.count : 0 };
+}
+
+function sloHeaders(o: ClientOptions): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (o.level !== undefined) h["x-slo-level"] = o.level;
+  if (o.ttftMs !== undefined) h["x-slo-ttft-ms"] = String(o.ttftMs);
+  if (o.tpotMs !== undefined) h["x-slo-tpot-ms"] = String(o.tpotMs);
+  return h;
+}
+
+async function oneRequest(o: ClientOptions, index: number, known: Map<string, { ttftMs: number; tpotMs: number }>): Promise<ClientResult> {
+  const result: ClientResult = { index, status: 0, tokens: 0 };
+  const prompt = "lorem ipsum ".repeat(Math.ceil((o.promptTokens * CHARS_PER_TOKEN) / 12)).slice(0, o.promptTokens * CHARS_PER_TOKEN);
+  const body = o.chat
+    ? { messages: [{ role: "user", content: prompt }], max_tokens: o.maxTokens, stream: true }
+    : { prompt, max_tokens: o.maxTokens, stream: true };
+  const path = o.chat ? "/v1/chat/completions" : "/v1/completions";
+  const headers: Record<string, string> = { "content-type": "application/json", ...sloHeaders(o) };
+  let url: string;
+  try {
+    if (o.gatewayUrl !== undefined) {
+      url = `${o.gatewayUrl}${path}`;
+    } else {
+      const pick = await fetch(`${o.headroomUrl}/v1/gateway/pick`, {
+        headers: { ...sloHeaders(o), "x-prompt-tokens": String(o.promptTokens) },
+        signal: AbortSignal.timeout(o.timeoutMs),
+      });
+      if (pick.status !== 200) {
+        result.status = pick.status;
+        result.error = `pick refused: ${(await pick.text()).trim()}`;
+        return result;
+      }
+      await pick.arrayBuffer();
+      result.pool = pick.headers.get("x-headroom-pool") ?? undefined;
+      result.decode = pick.headers.get("x-gateway-destination-endpoint") ?? undefined;
+      result.prefill = pick.headers.get("x-prefiller-host-port") ?? undefined;
+      result.requestId = pick.headers.get("x-headroom-request-id") ?? undefined;
+      if (result.prefill !== undefined) headers["x-prefiller-host-port"] = result.prefill;
+      if (result.requestId !== undefined) headers["x-request-id"] = result.requestId;
+      url = `http://${result.decode}${path}`;
+    }
+    const started = performance.now();
+    const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal: AbortSignal.timeout(o.timeoutMs) });
+    result.status = res.status;
+    result.pool ??= res.headers.get("x-headroom-pool") ?? undefined;
+    result.decode ??= nonEmpty(res.headers.get("x-headroom-decode"));
+    result.prefill ??= nonEmpty(res.headers.get("x-headroom-prefill"));
+    result.requestId ??= nonEmpty(res.headers.get("x-headroom-request-id"));
+    if (res.status !== 200 || res.body === null) {
+      result.error = (await res.text()).trim();
+      return result;
+    }
+    const tokenTimes = await readTokens(res.body, o.chat);
+    result.tokens = tokenTimes.length;
+    if (tokenTimes.length > 0) result.ttftMs = tokenTimes[0] - started;
+    if (tokenTimes.length > 1) result.tpotMs = (tokenTimes[tokenTimes.length - 1] - tokenTimes[0]) / (tokenTimes.length - 1);
+  } catch (err) {
+    result.error = (err as Error).message;
+    return result;
+  }
+  result.targets = await targetsFor(o, result.pool, known);
+  if (result.targets !== undefined && result.ttftMs !== undefined) {
+    result.met = result.ttftMs <= result.targets.ttftMs && (result.tpotMs === undefined || result.tpotMs <= result.targets.tpotMs);
+  }
+  return result;
+}
+
+/** Times (performance.now) of each streamed token. */
+async function readTokens(body: ReadableStream<Uint8Array>, chat: boolean): Promise<number[]> {
+  const times: number[] = [];
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+      const choice = (JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[] }).choices?.[0];
+      const text = chat ? choice?.delta?.content : choice?.text;
+      if (text !== undefined && text !== "") times.push(performance.now());
+    }
+  }
+  return times;
+}
+
+/** Explicit targets win; otherwise the pool's, from headroom's route or, without headroom, the default pools'. */
+async function targetsFor(o: ClientOptions, pool: string | undefined, known: Map<string, { ttftMs: number; tpotMs: number }>): Promise<{ ttftMs: number; tpotMs: number } | undefined> {
+  let poolTargets = pool === undefined ? undefined : known.get(pool);
+  if (poolTargets === undefined && pool !== undefined) {
+    if (o.headroomUrl !== undefined) {
+      const res = await fetch(`${o.headroomUrl}/v1/route`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sloLevel: o.level ?? "" }) });
+      if (res.ok) poolTargets = ((await res.json()) as { targets: { ttftMs: number; tpotMs: number } }).targets;
+    } else {
+      poolTargets = DEFAULTS.pools.find((p) => p.name === pool)?.targets;
+    }
+    if (poolTargets !== undefined) known.set(pool, poolTargets);
+  }
+  if (poolTargets === undefined && (o.ttftMs === undefined || o.tpotMs === undefined)) return undefined;
+  return { ttftMs: o.ttftMs ?? poolTargets!.ttftMs, tpotMs: o.tpotMs ?? poolTargets!.tpotMs };
+}
+
+function nonEmpty(v: string | null): string | undefined {
+  return v === null || v === "" ? undefined : v;
+}

@@ -1,0 +1,87 @@
+// `headroom client` against the embedded demo (simulated pods scraped by a real headroom on loopback):
+// picks through headroom, completions streamed from the chosen pods, TTFT and TPOT measured, targets
+// from the pool or given explicitly; bad options refused.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../src/cli.js";
+import { runClient, type ClientOptions, type ClientResult } from "../src/client/client.js";
+import { silentLogger } from "../src/log.js";
+import { startServing, type Serving } from "../src/serve.js";
+
+let serving: Serving;
+let base: string;
+
+beforeAll(async () => {
+  serving = await startServing({ port: 0, out: { write: () => true }, logger: silentLogger });
+  base = `http://127.0.0.1:${serving.port}`;
+  // Wait for the first scrapes: a pod awaiting its first scrape is not a candidate.
+  for (let i = 0; i < 100; i++) {
+    const state = (await (await fetch(`${base}/v1/state`)).json()) as { pools: { pods: { freshness: string }[] }[] };
+    if (state.pools.flatMap((p) => p.pods).every((p) => p.freshness === "fresh")) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+afterAll(() => serving.close());
+
+const options = (over: Partial<ClientOptions>): ClientOptions => ({
+  headroomUrl: base,
+  promptTokens: 300,
+  maxTokens: 5,
+  count: 4,
+  concurrency: 2,
+  chat: false,
+  timeoutMs: 20_000,
+  ...over,
+});
+
+describe("headroom client", () => {
+  it("picks through headroom, streams from the chosen decode pod, and measures TTFT and TPOT against the pool's targets", async () => {
+    const results: ClientResult[] = [];
+    const summary = await runClient(options({ level: "medium" }), (r) => results.push(r));
+    expect(summary).toMatchObject({ requests: 4, succeeded: 4 });
+    const medium = serving.fleet!.byPool("medium").map((p) => p.address);
+    for (const r of results) {
+      expect(r.status).toBe(200);
+      expect(r.pool).toBe("medium");
+      expect(medium).toContain(r.decode);
+      expect(medium).toContain(r.prefill);
+      expect(r.tokens).toBe(5);
+      expect(r.ttftMs).toBeGreaterThan(0);
+      expect(r.tpotMs).toBeGreaterThan(0);
+      expect(r.targets).toEqual({ ttftMs: 600, tpotMs: 50 });
+      expect(typeof r.met).toBe("boolean");
+    }
+    expect(summary.met).toBe(results.filter((r) => r.met).length);
+  });
+
+  it("judges explicit targets: an impossible TTFT is missed", async () => {
+    const results: ClientResult[] = [];
+    const summary = await runClient(options({ chat: true, count: 2, ttftMs: 0.001, tpotMs: 1000 }), (r) => results.push(r));
+    expect(summary.succeeded).toBe(2);
+    expect(summary.met).toBe(0);
+    for (const r of results) expect(r.targets).toEqual({ ttftMs: 0.001, tpotMs: 1000 });
+  });
+
+  it("reports a refused pick with its status", async () => {
+    const results: ClientResult[] = [];
+    const summary = await runClient(options({ level: "platinum", count: 1 }), (r) => results.push(r));
+    expect(summary.succeeded).toBe(0);
+    expect(results[0].status).toBe(400);
+    expect(results[0].error).toMatch(/UNKNOWN_LEVEL/);
+  });
+
+  it("the command prints one JSON line per request and a summary, and refuses bad options with exit 2", async () => {
+    let stdout = "";
+    const io = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: () => true } };
+    expect(await runCli(["client", "--headroom", base, "--level", "low", "--count", "2", "--max-tokens", "3"], io)).toBe(0);
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[2].summary).toMatchObject({ requests: 2, succeeded: 2 });
+    let stderr = "";
+    const bad = { stdout: { write: () => true }, stderr: { write: (s: string) => (stderr += s) } };
+    expect(await runCli(["client", "--count", "2"], bad)).toBe(2);
+    expect(stderr).toContain("give --gateway URL or --headroom URL");
+    expect(await runCli(["client", "--headroom", base, "--count", "0"], bad)).toBe(2);
+    expect(await runCli(["client", "--gateway", "ftp://x"], bad)).toBe(2);
+  });
+});
