@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { parseConfig } from "../src/config/load.js";
+import { checkRemoteConfig, remoteEndpointsFromEnv } from "../src/predictors/remote.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const k8sDir = join(root, "deploy/k8s");
@@ -21,10 +22,10 @@ interface Manifest {
   [key: string]: unknown;
 }
 
-function manifests(): Manifest[] {
+function manifests(dir = k8sDir): Manifest[] {
   const out: Manifest[] = [];
-  for (const file of readdirSync(k8sDir).filter((f) => f.endsWith(".yaml"))) {
-    for (const doc of parseAllDocuments(readFileSync(join(k8sDir, file), "utf8"))) {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml"))) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
       if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0].message}`);
       const value = doc.toJS() as Manifest | null;
       if (value !== null) out.push({ ...value, file });
@@ -108,5 +109,35 @@ describe("deploy/k8s", () => {
     for (const resource of ["deployments/scale", "statefulsets/scale"]) for (const verb of ["get", "update"]) expect(allows("apps", resource, verb)).toBe(true);
     const binding = find("RoleBinding");
     expect(binding.subjects[0]).toMatchObject({ kind: "ServiceAccount", name: "headroom", namespace: "headroom" });
+  });
+});
+
+describe("deploy/k8s/predictors (the optional latency-predictor services)", () => {
+  const overlay = manifests(join(k8sDir, "predictors"));
+  const full = overlay.filter((m) => m.file === "predictors.yaml");
+
+  it.each(full.map((m) => [`${m.kind} ${m.metadata.name}`, m] as const))("%s is valid against its schema", async (_name, m) => {
+    await validate(m);
+  });
+
+  it("gives headroom the six URLs its remote predictor reads, pointing at the three services' training and prediction ports", () => {
+    const patch = overlay.find((m) => m.file === "headroom-patch.yaml") as Manifest & Record<string, any>;
+    const env = Object.fromEntries((patch.spec.template.spec.containers[0].env as { name: string; value: string }[]).map((e) => [e.name, e.value]));
+    const config = parseConfig((overlay.find((m) => m.file === "config-patch.yaml")!.data as Record<string, string>)["headroom.yaml"]).config;
+    expect(checkRemoteConfig(config.predictors, env)).toEqual({ problems: [], warnings: [] });
+    const endpoints = remoteEndpointsFromEnv(env);
+    const services = full.filter((m) => m.kind === "Service").map((m) => m.metadata.name);
+    for (const [quantity, e] of Object.entries(endpoints)) {
+      expect(e!.trainingUrl).toBe(`http://${quantity}-predictor-svc:8000`);
+      expect(e!.predictionUrls).toEqual([`http://${quantity}-predictor-svc:8001`]);
+      expect(services).toContain(`${quantity}-predictor-svc`);
+    }
+    expect(Object.keys(endpoints).sort()).toEqual(["decode-tpot", "decode-ttft", "prefill-ttft"]);
+  });
+
+  it("the overlay's kustomization builds on deploy/k8s and applies both patches", () => {
+    const k = overlay.find((m) => m.kind === "Kustomization") as unknown as { resources: string[]; patches: { path: string }[] };
+    expect(k.resources).toEqual(["..", "predictors.yaml"]);
+    expect(k.patches.map((p) => p.path).sort()).toEqual(["config-patch.yaml", "headroom-patch.yaml"]);
   });
 });
