@@ -317,6 +317,12 @@ describe("YAML syntax", () => {
     ]);
   });
 
+  test("an alias without its anchor, and an alias bomb, are configuration errors (found by fuzzing)", () => {
+    expect(problemsOf("server: *nowhere\n")).toEqual([expect.stringMatching(/^yaml: .*[Aa]lias/)]);
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`)].join("\n");
+    expect(problemsOf(bomb)).toEqual([expect.stringMatching(/^yaml: .*[Aa]lias/)]);
+  });
+
   test("ConfigError carries its code", () => {
     try {
       parseConfig("a: [");

@@ -86,7 +86,14 @@ function parseYaml(text: string): { value: unknown; warnings: string[] } {
       ),
     );
   }
-  return { value: doc.toJS(), warnings: doc.warnings.map((w) => `yaml: ${where(w)}`) };
+  let value: unknown;
+  try {
+    // Aliases resolve here: one that names no anchor, or too many of them (an alias bomb), throws.
+    value = doc.toJS();
+  } catch (err) {
+    throw new ConfigError([`yaml: ${(err as Error).message}`]);
+  }
+  return { value, warnings: doc.warnings.map((w) => `yaml: ${where(w)}`) };
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>

@@ -1,0 +1,27 @@
+// npm run fuzz: every decoder of bench/fuzz-targets.ts over --runs inputs each (default 100,000) from
+// --seed (default: a fresh one, printed). One JSON line per target on stdout: inputs, accepted,
+// rejections by code, crashes (0, or 1 with the counterexample), duration. Exit 1 on any crash.
+
+import { FUZZ_TARGETS, fuzz } from "./fuzz-targets.js";
+import { emit, note } from "./measure.js";
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const runs = Number(option("--runs") ?? 100_000);
+const seed = Number(option("--seed") ?? Date.now() % 2 ** 31);
+if (!(Number.isInteger(runs) && runs > 0) || !Number.isInteger(seed)) {
+  note("usage: npm run fuzz -- [--runs N] [--seed S]");
+  process.exit(2);
+}
+note(`fuzz: ${runs} inputs per target, seed ${seed}`);
+let crashes = 0;
+for (const target of FUZZ_TARGETS) {
+  const report = fuzz(target, runs, seed);
+  crashes += report.crashes;
+  note(`${target.name}: ${report.inputs} inputs, ${report.accepted} accepted, ${report.crashes} crashes, ${report.durationMs} ms`);
+  emit({ bench: "fuzz", seed, ...report });
+}
+process.exitCode = crashes > 0 ? 1 : 0;
