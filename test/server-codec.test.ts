@@ -229,6 +229,13 @@ describe("routes, reports, pods, addresses", () => {
     expect(rejection(() => decodePods({ pods: "all" }))).toMatch(/^pods: must be an array/);
   });
 
+  it("pods: a decoded __proto__ key stays an own field and never sets the pod's prototype (found by fuzzing)", () => {
+    const [pod] = decodePods(JSON.parse('{"address":"h:1","pool":"high","__proto__":{"role":"decode"}}'));
+    expect(Object.getPrototypeOf(pod)).toBe(Object.prototype);
+    expect((pod as { role?: string }).role).toBeUndefined();
+    expect(Object.hasOwn(pod, "__proto__")).toBe(true);
+  });
+
   it("addresses in paths are percent-decoded", () => {
     expect(decodeAddressParam("10.0.0.1%3A8000")).toBe("10.0.0.1:8000");
     expect(decodeAddressParam("%5B%3A%3A1%5D:8000")).toBe("[::1]:8000");

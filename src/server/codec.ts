@@ -319,8 +319,9 @@ export function decodePods(body: unknown): PodPush[] {
     // Named as the engine names them, one pod or many.
     const at = `pods[${i}]`;
     if (!isObject(item)) throw invalid(at, "must be a pod object", item);
-    const pod: Obj = {};
-    for (const key of Object.keys(item)) if (item[key] !== null) pod[key] = item[key];
+    // Own data properties only: assigning a "__proto__" key would set the object's prototype instead
+    // (found by fuzzing); as an own property it is an unknown field, refused by the pod schema.
+    const pod: Obj = Object.fromEntries(Object.entries(item).filter(([, v]) => v !== null));
     if (typeof pod.pool !== "string" || pod.pool === "") throw invalid(`${at}.pool`, "must be a pool name", pod.pool);
     if (typeof pod.address !== "string" || pod.address === "") throw invalid(`${at}.address`, "must be host:port", pod.address);
     return pod as unknown as PodPush;
