@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
-import { FAILURES_BEFORE_FAILING, PodRegistry } from "../src/pods/registry.js";
+import { failOpen, FAILURES_BEFORE_FAILING, PodRegistry } from "../src/pods/registry.js";
 import type { PodMetrics } from "../src/pods/types.js";
 
 function setup() {
@@ -133,5 +133,42 @@ describe("freshness", () => {
     registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:10/metrics" });
     expect(registry.get("m:1")!.metrics).toBeUndefined();
     expect(registry.status(registry.get("m:1")!).freshness).toBe("pending");
+  });
+});
+
+describe("fail-open", () => {
+  const scraped = (registry: PodRegistry, address: string, extra: Partial<{ draining: boolean }> = {}) =>
+    registry.upsert("push", { address, pool: "p", role: "both", metricsUrl: `http://${address}/metrics`, ...extra });
+  const fail = (registry: PodRegistry, address: string) => {
+    for (let i = 0; i < FAILURES_BEFORE_FAILING; i++) registry.recordScrape(address, { ok: false, cause: "timeout", message: "slow" });
+  };
+
+  it("revives the pods of a pool out only for their scrapes, on their last metrics, when none is a candidate", () => {
+    const { registry, clock } = setup();
+    for (const a of ["a:1", "b:1", "c:1", "d:1"]) scraped(registry, a, a === "c:1" ? { draining: true } : {});
+    for (const a of ["a:1", "b:1", "c:1"]) registry.recordScrape(a, { ok: true, metrics: metrics(clock.nowMs()) });
+    // d:1 never had a good scrape; c:1 drains.
+    fail(registry, "a:1");
+    clock.advance(1500);
+    const pods = registry.podsOf("p");
+    const statuses = pods.map((pod) => registry.status(pod));
+    expect(statuses.every((s) => !s.eligible)).toBe(true);
+    const revived = failOpen(pods, statuses)!;
+    const by = Object.fromEntries(pods.map((pod, i) => [pod.spec.address, revived[i]]));
+    expect(by["a:1"]).toEqual({ freshness: "failing", eligible: true, failOpen: true });
+    expect(by["b:1"]).toEqual({ freshness: "stale", eligible: true, failOpen: true });
+    expect(by["c:1"].eligible).toBe(false);
+    expect(by["d:1"].eligible).toBe(false);
+  });
+
+  it("changes nothing while one pod of the pool is a candidate, or when no pod has ever been scraped", () => {
+    const { registry, clock } = setup();
+    scraped(registry, "a:1");
+    scraped(registry, "b:1");
+    expect(failOpen(registry.podsOf("p"), registry.podsOf("p").map((pod) => registry.status(pod)))).toBeNull();
+    registry.recordScrape("a:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    fail(registry, "b:1");
+    const pods = registry.podsOf("p");
+    expect(failOpen(pods, pods.map((pod) => registry.status(pod)))).toBeNull();
   });
 });

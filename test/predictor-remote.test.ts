@@ -12,7 +12,7 @@ import {
   type PredictMode,
   type StandInRow,
 } from "../bench/latency-predictor-service.js";
-import { ManualClock } from "../src/clock.js";
+import { ManualClock, realClock } from "../src/clock.js";
 import { BUILTIN_PROFILE } from "../src/config/schema.js";
 import { MemoryLogger } from "../src/log.js";
 import type { PodRole } from "../src/pods/types.js";
@@ -600,6 +600,34 @@ describe("in its own thread", () => {
       const deadline = Date.now() + 3000;
       while (service.trainingEntriesAccepted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(service.trainingEntriesAccepted).toBe(before + 1);
+    } finally {
+      threaded.close();
+    }
+  });
+
+  test("a counter mirrored before its first value still takes labelled values later: /metrics never throws (found by bench:reliability)", async () => {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const ep = { trainingUrl: service.url, predictionUrls: [service.url] };
+    const registry = new Registry();
+    const pods = [pod(0, "prefill"), pod(1, "decode")];
+    const threaded = new ThreadedRemotePredictor({
+      endpoints: { "prefill-ttft": ep },
+      fallback: profile,
+      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50 },
+      clock: realClock,
+      registry,
+      logger: new MemoryLogger(),
+    });
+    try {
+      // A good refresh mirrors headroom_predictor_fallbacks_total with no value yet...
+      await threaded.refresh(pods, GRID);
+      await registry.metrics();
+      // ...then a failing one gives it its first labelled value.
+      service.behaviour = { ...service.behaviour, predict: "error" };
+      await threaded.refresh(pods, GRID);
+      const text = await registry.metrics();
+      expect(text).toMatch(/^headroom_predictor_fallbacks_total\{predictor="prefill-ttft",reason="[a-z_0-9]+"\} 1$/m);
     } finally {
       threaded.close();
     }

@@ -12,7 +12,7 @@ import { validateSnapshot } from "../kernel/validate.js";
 import type { Logger } from "../log.js";
 import { OncePerCause } from "../log.js";
 import type { InflightLoad, InflightPick } from "../pods/inflight.js";
-import type { PodRegistry, PodState, PodStatus } from "../pods/registry.js";
+import { failOpen, type PodRegistry, type PodState, type PodStatus } from "../pods/registry.js";
 import type { LatencyProfile } from "../predictors/latency-profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "../predictors/types.js";
 import { allocatePredictions, QUANTITIES } from "../predictors/types.js";
@@ -151,7 +151,14 @@ export class PoolState {
     const started = performance.now();
     const pods = this.registry.podsOf(this.options.name);
     const features = this.features(pods);
-    const statuses = pods.map((pod) => this.registry.status(pod));
+    const scraped = pods.map((pod) => this.registry.status(pod));
+    const revived = failOpen(pods, scraped);
+    const statuses = revived ?? scraped;
+    if (revived !== null) {
+      this.problems.fail("fail-open", "all_pods_unscraped", "every pod of the pool failed its scrapes or went stale; picks use their last metrics", { pool: this.name });
+    } else {
+      this.problems.clear("fail-open", "the pool's pods are scraped again", { pool: this.name });
+    }
     const grid = this.options.gridTokens;
     const predictions = allocatePredictions(pods.length, grid);
     const fetching = new Map<Predictor, Promise<void>>();

@@ -26,6 +26,26 @@ export interface PodStatus {
   eligible: boolean;
   /** Why the pod is not a candidate; absent when it is. */
   excludedBecause?: string;
+  /** A candidate on its last good metrics only because every pod of its pool failed its scrapes or went stale. */
+  failOpen?: true;
+}
+
+/**
+ * When no pod of a pool is a candidate and some are out only for their scrapes (failing or stale, with
+ * metrics from an earlier good scrape, not draining), those become candidates again on their last
+ * metrics. All of a pool's scrapes failing at once is more often headroom's own trouble (an event loop
+ * too busy to read answers within scrapeTimeoutMs, a network partition from the pods) than every pod
+ * dying together, and refusing every pick would make headroom the cause of the failure; the pods that
+ * are really gone fail at the gateway, which retries elsewhere. Envoy's panic threshold does the same.
+ */
+export function failOpen(pods: readonly PodState[], statuses: readonly PodStatus[]): PodStatus[] | null {
+  if (statuses.some((s) => s.eligible)) return null;
+  const revived = statuses.map((s, i) =>
+    (s.freshness === "failing" || s.freshness === "stale") && pods[i].metrics !== undefined && !pods[i].spec.draining
+      ? { freshness: s.freshness, eligible: true, failOpen: true as const }
+      : s,
+  );
+  return revived.some((s) => s.eligible) ? revived : null;
 }
 
 interface Entry {

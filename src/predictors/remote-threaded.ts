@@ -7,7 +7,7 @@ import { Counter } from "prom-client";
 import { DEFAULTS } from "../config/schema.js";
 import { registered } from "../metrics.js";
 import { builtSibling } from "../paths.js";
-import { FRESH_REFRESHES, overlayRemote, type RemotePredictorInit, type RemoteValues } from "./remote.js";
+import { FRESH_REFRESHES, overlayRemote, REMOTE_COUNTERS, type RemotePredictorInit, type RemoteValues } from "./remote.js";
 import type { FromRemoteThread, ToRemoteThread } from "./remote-thread.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 
@@ -113,7 +113,10 @@ export class ThreadedRemotePredictor implements Predictor {
       this.mirrored.set(metric.name, metric);
       if (known) continue;
       const mirrored = this.mirrored;
-      const labelNames = [...new Set(metric.values.flatMap((v) => Object.keys(v.labels)))];
+      // The label names as the thread declared them: a counter without values yet shows none (mirroring
+      // those left it unable to take its first labelled value, and every /metrics scrape threw).
+      const declared = Object.values(REMOTE_COUNTERS).find((c) => c.name === metric.name)?.labels;
+      const labelNames = declared ? [...declared] : [...new Set(metric.values.flatMap((v) => Object.keys(v.labels)))];
       registered(this.init.registry, metric.name, Counter, () =>
         new Counter({
           name: metric.name,

@@ -254,30 +254,23 @@ interface RemoteMetrics {
   invalidRows: Counter<"predictor">;
 }
 
+/** The remote predictor's counters: name, help and label names (the thread's are mirrored under the same). */
+export const REMOTE_COUNTERS = Object.freeze({
+  calls: { name: CALLS_METRIC, help: "Latency predictor calls by predictor and status", labels: ["predictor", "status"] },
+  fallbacks: { name: "headroom_predictor_fallbacks_total", help: "Remote prediction calls whose pods fell back to the profile, by reason", labels: ["predictor", "reason"] },
+  trainingDropped: { name: "headroom_predictor_training_dropped_total", help: "Training entries dropped (oldest first) because the buffer was full", labels: ["predictor"] },
+  trainingSent: { name: "headroom_predictor_training_sent_total", help: "Training entries the training server accepted", labels: ["predictor"] },
+  invalidRows: { name: "headroom_predictor_invalid_rows_total", help: "Prediction rows and training entries not sent because a feature was invalid", labels: ["predictor"] },
+} as const);
+
 function remoteMetrics(registry: Registry): RemoteMetrics {
+  const c = REMOTE_COUNTERS;
   return {
-    calls: counterOn(registry, CALLS_METRIC, "Latency predictor calls by predictor and status", ["predictor", "status"]),
-    fallbacks: counterOn(
-      registry,
-      "headroom_predictor_fallbacks_total",
-      "Remote prediction calls whose pods fell back to the profile, by reason",
-      ["predictor", "reason"],
-    ),
-    trainingDropped: counterOn(
-      registry,
-      "headroom_predictor_training_dropped_total",
-      "Training entries dropped (oldest first) because the buffer was full",
-      ["predictor"],
-    ),
-    trainingSent: counterOn(registry, "headroom_predictor_training_sent_total", "Training entries the training server accepted", [
-      "predictor",
-    ]),
-    invalidRows: counterOn(
-      registry,
-      "headroom_predictor_invalid_rows_total",
-      "Prediction rows and training entries not sent because a feature was invalid",
-      ["predictor"],
-    ),
+    calls: counterOn(registry, c.calls.name, c.calls.help, c.calls.labels),
+    fallbacks: counterOn(registry, c.fallbacks.name, c.fallbacks.help, c.fallbacks.labels),
+    trainingDropped: counterOn(registry, c.trainingDropped.name, c.trainingDropped.help, c.trainingDropped.labels),
+    trainingSent: counterOn(registry, c.trainingSent.name, c.trainingSent.help, c.trainingSent.labels),
+    invalidRows: counterOn(registry, c.invalidRows.name, c.invalidRows.help, c.invalidRows.labels),
   };
 }
 
