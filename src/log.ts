@@ -13,7 +13,10 @@ export function jsonLogger(out: { write(text: string): unknown } = process.stder
   return {
     log(level, message, fields) {
       if (rank[level] < rank[minLevel]) return;
-      out.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields })}\n`);
+      // One JSON object per line: control characters in any value are escaped, and a field cannot
+      // overwrite time, level or msg (they are written first and again last).
+      const head = { time: new Date().toISOString(), level, msg: message };
+      out.write(`${JSON.stringify({ ...head, ...fields, ...head })}\n`);
     },
   };
 }
