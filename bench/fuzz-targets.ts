@@ -11,6 +11,8 @@ import { pack } from "msgpackr";
 import { parseConfig } from "../src/config/load.js";
 import { HeadroomError } from "../src/errors.js";
 import { shippedFile } from "../src/paths.js";
+import { isIP } from "node:net";
+import { podSpecOf, ROLE_LABEL, ZONE_LABEL } from "../src/pods/kubernetes.js";
 import { parseVllmMetrics, VLLM_PARSE_CAUSES } from "../src/pods/vllm-metrics.js";
 import { parsePredictions } from "../src/predictors/remote.js";
 import { decodeBody, decodeFrame, decodeGatewayPick, decodePick, decodePods, decodeReportItems, decodeReports } from "../src/server/codec.js";
@@ -216,6 +218,41 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
       }
       if (!VLLM_PARSE_CAUSES.includes(result.cause)) throw new FuzzCrash(`unknown cause ${result.cause}`);
       return result.cause;
+    },
+  },
+  {
+    name: "kubernetes-pod",
+    codes: ["not_ready", "bad_role", "bad_ip"],
+    input: fc.record({
+      metadata: fc.record(
+        {
+          name: fc.string({ maxLength: 20 }),
+          namespace: fc.string({ maxLength: 10 }),
+          uid: fc.string({ maxLength: 10 }),
+          deletionTimestamp: fc.constantFrom(undefined, new Date(0)),
+          labels: fc.dictionary(fc.oneof(fc.constantFrom(ROLE_LABEL, ZONE_LABEL, "app"), fc.string({ maxLength: 8 })), fc.oneof(fc.constantFrom("prefill", "decode", "both", "prefill-decode", "Decode", ""), fc.string({ maxLength: 12 })), { maxKeys: 4 }),
+        },
+        { requiredKeys: [] },
+      ),
+      status: fc.record(
+        {
+          podIP: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 20 }), fc.constantFrom("", "10.0.0.1\n", "[::1]", "10.0.0.1:80")),
+          conditions: fc.array(fc.record({ type: fc.constantFrom("Ready", "PodScheduled", ""), status: fc.constantFrom("True", "False", "Unknown") }), { maxLength: 3 }),
+        },
+        { requiredKeys: [] },
+      ),
+      spec: fc.record({ nodeName: fc.string({ maxLength: 12 }) }, { requiredKeys: [] }),
+    }),
+    run(pod) {
+      const spec = podSpecOf(pod as never, "high", 8000, "/metrics");
+      if (spec === null) return "not_ready";
+      if (typeof spec === "string") return spec;
+      const at = spec.address.lastIndexOf(":");
+      const host = spec.address.slice(0, at).replace(/^\[(.*)\]$/, "$1");
+      if (isIP(host) === 0 || spec.address.slice(at + 1) !== "8000") throw new FuzzCrash(`accepted address ${JSON.stringify(spec.address)}`);
+      if (!["prefill", "decode", "both"].includes(spec.role)) throw new FuzzCrash(`accepted role ${spec.role}`);
+      if (new URL(spec.metricsUrl!).port !== "8000") throw new FuzzCrash(`metrics URL ${spec.metricsUrl}`);
+      return "ok";
     },
   },
   {

@@ -1,5 +1,5 @@
-// npm run fuzz: every decoder of bench/fuzz-targets.ts over --runs inputs each (default 100,000) from
-// --seed (default: a fresh one, printed). One JSON line per target on stdout: inputs, accepted,
+// npm run fuzz: every decoder of bench/fuzz-targets.ts (or --targets a,b) over --runs inputs each
+// (default 100,000) from --seed (default: a fresh one, printed). One JSON line per target on stdout: inputs, accepted,
 // rejections by code, crashes (0, or 1 with the counterexample), duration. Exit 1 on any crash.
 
 import { FUZZ_TARGETS, fuzz } from "./fuzz-targets.js";
@@ -17,8 +17,9 @@ if (!(Number.isInteger(runs) && runs > 0) || !Number.isInteger(seed)) {
   process.exit(2);
 }
 note(`fuzz: ${runs} inputs per target, seed ${seed}`);
+const wanted = option("--targets")?.split(",");
 let crashes = 0;
-for (const target of FUZZ_TARGETS) {
+for (const target of FUZZ_TARGETS.filter((t) => wanted === undefined || wanted.includes(t.name))) {
   const report = fuzz(target, runs, seed);
   crashes += report.crashes;
   note(`${target.name}: ${report.inputs} inputs, ${report.accepted} accepted, ${report.crashes} crashes, ${report.durationMs} ms`);

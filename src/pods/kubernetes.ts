@@ -1,6 +1,7 @@
 // Kubernetes discovery (SPEC.md §5): per pool, lists and watches the pods its label selector picks and
 // hands the pool's complete set of ready pods, as PodSpecs, to a sink whenever that set changes.
 
+import { isIP } from "node:net";
 import { CoreV1Api, KubeConfig, Observable, Watch, type ObservableMiddleware, type V1Pod } from "@kubernetes/client-node";
 import { Counter, type Registry } from "prom-client";
 import type { Cancel, Clock } from "../clock.js";
@@ -259,28 +260,18 @@ class PoolWatch {
     for (const pod of this.pods.values()) {
       const name = `${pod.metadata?.namespace ?? this.shared.options.namespace}/${pod.metadata?.name ?? "?"}`;
       present.add(name);
-      const ip = pod.status?.podIP;
-      if (!ip || !isReady(pod)) continue;
-      const label = pod.metadata?.labels?.[ROLE_LABEL];
-      const role = label === undefined ? undefined : ROLES.get(label);
-      if (role === undefined) {
+      const spec = podSpecOf(pod, this.pool, port, metricsPath);
+      if (spec === null) continue;
+      if (spec === "bad_role" || spec === "bad_ip") {
         badRole.add(name);
-        this.shared.once.fail(`pod:${name}`, "bad_role", "kubernetes pod skipped: no valid role label", {
+        const bad = spec === "bad_role" ? { label: ROLE_LABEL, value: pod.metadata?.labels?.[ROLE_LABEL] ?? null, accepted: [...ROLES.keys()] } : { podIP: pod.status?.podIP };
+        this.shared.once.fail(`pod:${name}`, spec, spec === "bad_role" ? "kubernetes pod skipped: no valid role label" : "kubernetes pod skipped: its podIP is not an IP address", {
           pool: this.pool,
           pod: name,
-          label: ROLE_LABEL,
-          value: label ?? null,
-          accepted: [...ROLES.keys()],
+          ...bad,
         });
         continue;
       }
-      const host = ip.includes(":") ? `[${ip}]` : ip;
-      const spec: PodSpec = { address: `${host}:${port}`, pool: this.pool, role };
-      if (pod.spec?.nodeName) spec.node = pod.spec.nodeName;
-      const zone = pod.metadata?.labels?.[ZONE_LABEL];
-      if (zone) spec.rack = zone;
-      if (metricsPath !== "") spec.metricsUrl = `http://${host}:${port}${metricsPath}`;
-      if (pod.metadata?.deletionTimestamp) spec.draining = true;
       specs.push(spec);
     }
     for (const name of this.badRole) {
@@ -302,7 +293,28 @@ class PoolWatch {
   }
 }
 
-function isReady(pod: V1Pod): boolean {
+/**
+ * A watched pod as a member of `pool`: its spec; null while it has no IP or is not ready; "bad_role"
+ * when its role label is missing or unknown; "bad_ip" when its podIP is not an IP address.
+ */
+export function podSpecOf(pod: Partial<V1Pod>, pool: string, port: number, metricsPath: string): PodSpec | "bad_role" | "bad_ip" | null {
+  const ip = pod.status?.podIP;
+  if (!ip || !isReady(pod)) return null;
+  const label = pod.metadata?.labels?.[ROLE_LABEL];
+  const role = label === undefined ? undefined : ROLES.get(label);
+  if (role === undefined) return "bad_role";
+  if (isIP(ip) === 0) return "bad_ip";
+  const host = isIP(ip) === 6 ? `[${ip}]` : ip;
+  const spec: PodSpec = { address: `${host}:${port}`, pool, role };
+  if (pod.spec?.nodeName) spec.node = pod.spec.nodeName;
+  const zone = pod.metadata?.labels?.[ZONE_LABEL];
+  if (zone) spec.rack = zone;
+  if (metricsPath !== "") spec.metricsUrl = `http://${host}:${port}${metricsPath}`;
+  if (pod.metadata?.deletionTimestamp) spec.draining = true;
+  return spec;
+}
+
+function isReady(pod: Partial<V1Pod>): boolean {
   return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
