@@ -34,6 +34,16 @@ function rejection(err: unknown, codes: readonly string[]): string {
   throw new FuzzCrash(`undocumented failure: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
 }
 
+/** Runs a decoder: "ok", or the documented code it rejected the input with. */
+function decoded(codes: readonly string[], decode: () => unknown): string {
+  try {
+    decode();
+    return "ok";
+  } catch (err) {
+    return rejection(err, codes);
+  }
+}
+
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
 /** Values a client could send, near and far from what a field wants. */
@@ -90,12 +100,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
     codes: PICK_CODES,
     input: fc.oneof(fc.uint8Array({ maxLength: 64 }), pickLike.map((v) => utf8(JSON.stringify(v) ?? "")), fc.string().map(utf8)),
     run(bytes: Uint8Array) {
-      try {
-        decodePick(decodeBody(bytes, "json"));
-        return "ok";
-      } catch (err) {
-        return rejection(err, PICK_CODES);
-      }
+      return decoded(PICK_CODES, () => decodePick(decodeBody(bytes, "json")));
     },
   },
   {
@@ -103,12 +108,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
     codes: PICK_CODES,
     input: fc.oneof(fc.uint8Array({ maxLength: 64 }), pickLike.map((v) => pack(v) as Uint8Array)),
     run(bytes: Uint8Array) {
-      try {
-        decodePick(decodeBody(bytes, "msgpack"));
-        return "ok";
-      } catch (err) {
-        return rejection(err, PICK_CODES);
-      }
+      return decoded(PICK_CODES, () => decodePick(decodeBody(bytes, "msgpack")));
     },
   },
   {
@@ -124,12 +124,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
       priority: SLO_HEADER_VALUES,
     }),
     run(headers) {
-      try {
-        decodeGatewayPick(headers);
-        return "ok";
-      } catch (err) {
-        return rejection(err, PICK_CODES);
-      }
+      return decoded(PICK_CODES, () => decodeGatewayPick(headers));
     },
   },
   {
@@ -140,12 +135,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
       fc.record({ reports: fc.array(fc.dictionary(fc.constantFrom("requestId", "ok", "ttftMs", "tpotMs", "inputTokens", "outputTokens", "decode"), hostileValue), { maxLength: 4 }) }),
     ),
     run(body) {
-      try {
-        decodeReports(body);
-        return "ok";
-      } catch (err) {
-        return rejection(err, PICK_CODES);
-      }
+      return decoded(PICK_CODES, () => decodeReports(body));
     },
   },
   {
@@ -196,12 +186,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget<any>[] = [
     codes: ["CONFIG_INVALID"],
     input: fc.oneof(mutatedLines(exampleConfig), fc.string({ maxLength: 200 })),
     run(text: string) {
-      try {
-        parseConfig(text, "fuzz.yaml");
-        return "ok";
-      } catch (err) {
-        return rejection(err, ["CONFIG_INVALID"]);
-      }
+      return decoded(["CONFIG_INVALID"], () => parseConfig(text, "fuzz.yaml"));
     },
   },
   {

@@ -256,11 +256,11 @@ class PoolFleet {
     this.decode = Array.from({ length: slots }, (_, i) => ({ pod: slots + i, state: "off", readyAtMs: 0 }));
   }
 
-  /** Prefill workers and decode-capable workers (decode + both) as the layout asks; `now` skips the start-up delay. */
-  apply(layout: Layout, now = false): void {
+  /** Prefill workers and decode-capable workers (decode + both) as the layout asks; `immediately` skips the start-up delay. */
+  apply(layout: Layout, immediately = false): void {
     this.account();
-    this.resize(this.prefill, layout.prefill, now);
-    this.resize(this.decode, layout.decode + layout.both, now);
+    this.resize(this.prefill, layout.prefill, immediately);
+    this.resize(this.decode, layout.decode + layout.both, immediately);
   }
 
   /** Starting workers become active, empty draining ones are released; GPUs are counted up to now. */
@@ -358,7 +358,7 @@ class PoolFleet {
     this.peakGpus = Math.max(this.peakGpus, gpus);
   }
 
-  private resize(workers: Worker[], wanted: number, now: boolean): void {
+  private resize(workers: Worker[], wanted: number, immediately: boolean): void {
     const t = this.clock.nowMs();
     let serving = workers.filter((w) => w.state === "starting" || w.state === "active").length;
     // Fewer: cancel starting workers first (newest first), then drain the least-loaded active ones.
@@ -385,8 +385,8 @@ class PoolFleet {
     for (const w of workers) {
       if (serving >= wanted) break;
       if (w.state !== "off") continue;
-      w.state = now ? "active" : "starting";
-      w.readyAtMs = now ? t : t + this.o.startupDelayMs;
+      w.state = immediately ? "active" : "starting";
+      w.readyAtMs = immediately ? t : t + this.o.startupDelayMs;
       this.started++;
       serving++;
     }
