@@ -57,7 +57,13 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   const config = loaded.config;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const engine = await Engine.create({ config, logger, registry });
+  let engine: Engine;
+  try {
+    engine = await Engine.create({ config, logger, registry });
+  } catch (err) {
+    await fleet?.close();
+    throw err;
+  }
   engine.start();
   const server = createServer({ engine, registry, config: config.server, logger });
   const host = options.host ?? config.server.host;
