@@ -153,7 +153,7 @@ describe("watch events", () => {
     api.modify("gpu", (p) => (p.metadata.labels[ROLE_LABEL] = "decode"));
     await until(() => d.calls.length === 3);
     expect(d.addresses()).toEqual(["10.0.0.2:8000"]);
-    expect(d.logger.lines.filter((l) => l.message === "kubernetes pod role label fixed").map((l) => l.fields?.pod)).toEqual(["llm/gpu"]);
+    expect(d.logger.lines.filter((l) => l.message === "kubernetes pod no longer skipped").map((l) => l.fields?.pod)).toEqual(["llm/gpu"]);
     expect(await d.errors()).toEqual({});
   });
 });

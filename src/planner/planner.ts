@@ -296,7 +296,7 @@ export class PoolPlanner {
     const need = sizeNeed(this.o.profile, this.sizing, load, this.corrections);
     this.need = need;
     const choice = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization);
-    const { next, reason, details } = this.behave(choice.layout, this.scaleDownFloor(load, need), obs, utilization, now, need);
+    const { next, reason, details } = this.behave(choice.layout, this.scaleDownFloor(load, choice.layout), obs, utilization, now, need);
     this.conclude(next, reason, details, need);
     if (this.o.applier.state().status === "failed") this.o.applier.retry();
   }
@@ -391,9 +391,9 @@ export class PoolPlanner {
    * below it. A forecast lags a falling load's turn (ARIMA and the Kalman trend both overshoot it), and
    * a worker taken away too early comes back only after its start-up delay, with a backlog behind it.
    */
-  private scaleDownFloor(sizedFor: Load, need: Need): Layout {
+  private scaleDownFloor(sizedFor: Load, target: Layout): Layout {
     const observed = this.load?.observed;
-    if (observed === undefined || !(observed.ratePerS > sizedFor.ratePerS)) return layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization).layout;
+    if (observed === undefined || !(observed.ratePerS > sizedFor.ratePerS)) return target;
     const observedNeed = sizeNeed(this.o.profile, this.sizing, { ...sizedFor, ratePerS: observed.ratePerS }, this.corrections);
     return layoutFor(observedNeed, this.maxWorkers, this.pool.planner.costOptimization).layout;
   }

@@ -111,8 +111,8 @@ class PoolWatch {
   private attempt = 0;
   private failures = 0;
   private lastSent: string | undefined;
-  /** Pods currently warned about for their role label, by namespace/name. */
-  private badRole = new Set<string>();
+  /** Pods currently skipped and warned about (role label or podIP), by namespace/name. */
+  private skipped = new Set<string>();
   private abortRequest: AbortController | undefined;
   private cancelResync: Cancel | undefined;
   /** A pending relist after a failure, or rewatch after a watch the server ended. */
@@ -256,14 +256,14 @@ class PoolWatch {
     const { port, metricsPath } = this.shared.options;
     const specs: PodSpec[] = [];
     const present = new Set<string>();
-    const badRole = new Set<string>();
+    const skipped = new Set<string>();
     for (const pod of this.pods.values()) {
       const name = `${pod.metadata?.namespace ?? this.shared.options.namespace}/${pod.metadata?.name ?? "?"}`;
       present.add(name);
       const spec = podSpecOf(pod, this.pool, port, metricsPath);
       if (spec === null) continue;
       if (spec === "bad_role" || spec === "bad_ip") {
-        badRole.add(name);
+        skipped.add(name);
         const bad = spec === "bad_role" ? { label: ROLE_LABEL, value: pod.metadata?.labels?.[ROLE_LABEL] ?? null, accepted: [...ROLES.keys()] } : { podIP: pod.status?.podIP };
         this.shared.once.fail(`pod:${name}`, spec, spec === "bad_role" ? "kubernetes pod skipped: no valid role label" : "kubernetes pod skipped: its podIP is not an IP address", {
           pool: this.pool,
@@ -274,12 +274,12 @@ class PoolWatch {
       }
       specs.push(spec);
     }
-    for (const name of this.badRole) {
-      if (badRole.has(name)) continue;
-      if (present.has(name)) this.shared.once.clear(`pod:${name}`, "kubernetes pod role label fixed", { pool: this.pool, pod: name });
+    for (const name of this.skipped) {
+      if (skipped.has(name)) continue;
+      if (present.has(name)) this.shared.once.clear(`pod:${name}`, "kubernetes pod no longer skipped", { pool: this.pool, pod: name });
       else this.shared.once.forget(`pod:${name}`);
     }
-    this.badRole = badRole;
+    this.skipped = skipped;
 
     specs.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
     const serialized = JSON.stringify(specs);
