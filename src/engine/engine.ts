@@ -52,7 +52,32 @@ interface Pending {
   input: PickInput;
   requestId: string;
   request: PickRequest;
-  resolve: (answer: PickAnswer | HeadroomError) => void;
+  answers: Answers;
+  /** Where this pick's answer goes in its call's answers. */
+  index: number;
+}
+
+/**
+ * The answers of one `pick` call, handed over once every pick of it is answered: one promise per call,
+ * not one per pick (a stream frame of 64 picks would otherwise make 65).
+ */
+class Answers {
+  readonly values: (PickAnswer | HeadroomError)[];
+  private left: number;
+
+  constructor(
+    count: number,
+    private readonly done: (values: (PickAnswer | HeadroomError)[]) => void,
+  ) {
+    this.values = new Array(count);
+    this.left = count;
+    if (count === 0) done(this.values);
+  }
+
+  set(index: number, answer: PickAnswer | HeadroomError): void {
+    this.values[index] = answer;
+    if (--this.left === 0) this.done(this.values);
+  }
 }
 
 /** The main thread's kernel for one pool and what it holds of the pool's snapshot. */
@@ -143,7 +168,7 @@ export class Engine implements EngineApi {
     this.closed = true;
     this.planners.close();
     this.cluster.close();
-    for (const pending of this.queue.splice(0)) pending.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
+    for (const p of this.queue.splice(0)) p.answers.set(p.index, new HeadroomError("NOT_READY", "the engine is shutting down"));
     await this.workers?.destroy();
   }
 
@@ -172,7 +197,10 @@ export class Engine implements EngineApi {
   }
 
   pick(inputs: readonly PickInput[]): Promise<(PickAnswer | HeadroomError)[]> {
-    return Promise.all(inputs.map((input) => this.enqueue(input)));
+    return new Promise((resolve) => {
+      const answers = new Answers(inputs.length, resolve);
+      inputs.forEach((input, index) => this.enqueue(input, answers, index));
+    });
   }
 
   report(reports: readonly CompletionReport[]): { known: number; unknown: number } {
@@ -319,13 +347,14 @@ export class Engine implements EngineApi {
     return pool;
   }
 
-  private enqueue(input: PickInput): Promise<PickAnswer | HeadroomError> {
-    if (this.closed) return Promise.resolve(new HeadroomError("NOT_READY", "the engine is shutting down"));
+  /** Queues a pick for the next batch of its pool, or answers it at once when it cannot be made. */
+  private enqueue(input: PickInput, answers: Answers, index: number): void {
+    if (this.closed) return answers.set(index, new HeadroomError("NOT_READY", "the engine is shutting down"));
     let poolConfig: PoolConfig;
     try {
       poolConfig = this.poolFor(input.sloLevel);
     } catch (err) {
-      return Promise.resolve(err as HeadroomError);
+      return answers.set(index, err as HeadroomError);
     }
     const pool = this.cluster.pools.get(poolConfig.name)!;
     this.planners.observeArrival(pool.name);
@@ -340,12 +369,10 @@ export class Engine implements EngineApi {
       seed: input.seed ?? (Math.random() * 4294967296) >>> 0,
     };
     const problem = requestProblem(request);
-    if (problem) return Promise.resolve(new HeadroomError("REQUEST_INVALID", problem));
+    if (problem) return answers.set(index, new HeadroomError("REQUEST_INVALID", problem));
     const requestId = input.requestId ?? randomUUID();
-    return new Promise((resolve) => {
-      this.queue.push({ pool, input, requestId, request, resolve });
-      this.scheduleFlush();
-    });
+    this.queue.push({ pool, input, requestId, request, answers, index });
+    this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
@@ -377,7 +404,7 @@ export class Engine implements EngineApi {
   private async runBatch(pool: PoolState, batch: Pending[]): Promise<void> {
     const snap = pool.snapshot;
     if (snap === null) {
-      for (const p of batch) p.resolve(new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
+      for (const p of batch) p.answers.set(p.index, new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
       return;
     }
     const requests = batch.map((p) => p.request);
@@ -402,11 +429,11 @@ export class Engine implements EngineApi {
     } catch (err) {
       this.workerFailures.inc();
       this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
-      for (const p of batch) p.resolve(new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+      for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
       return;
     }
     this.count(pool, results);
-    batch.forEach((p, k) => p.resolve(this.answer(pool, p, results[k])));
+    batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
   }
 
   /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
