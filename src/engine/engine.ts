@@ -287,6 +287,7 @@ export class Engine implements EngineApi {
               freshness: status.freshness,
               eligible: status.eligible,
               excludedBecause: status.excludedBecause,
+              failOpen: status.failOpen,
               draining: pod?.spec.draining ?? false,
               metrics: pod?.metrics && { waiting: pod.metrics.waiting, running: pod.metrics.running, kvUsage: pod.metrics.kvUsage, scrapedAtMs: round(pod.metrics.scrapedAtMs) },
               inflight: this.cluster.inflight.podLoad(address),
