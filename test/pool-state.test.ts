@@ -72,6 +72,30 @@ describe("refresh", () => {
     expect(scraped.kvTokensUsed).toBe(0.25 * profile.kvCapacityTokens(1, 0.9));
   });
 
+  it("fails open: when every pod went stale, those with earlier metrics stay candidates, and it is logged once", () => {
+    const { registry, pool, clock, logger } = setup();
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role: "prefill", metricsUrl },
+      { address: "10.0.0.2:8000", pool: "medium", role: "decode", metricsUrl },
+    ]);
+    for (const a of ["10.0.0.1:8000", "10.0.0.2:8000"]) registry.recordScrape(a, { ok: true, metrics: { scrapedAtMs: clock.nowMs(), waiting: 0, running: 1, kvUsage: 0.1 } });
+    expect([...pool.refresh().roles].every((r) => (r & ROLE_ELIGIBLE) !== 0)).toBe(true);
+    clock.advance(1500);
+    const stale = pool.refresh();
+    expect([...stale.roles].every((r) => (r & ROLE_ELIGIBLE) !== 0)).toBe(true);
+    expect(pool.latestPods!.statuses.map((s) => [s.freshness, s.failOpen])).toEqual([
+      ["stale", true],
+      ["stale", true],
+    ]);
+    pool.refresh();
+    expect(logger.lines.filter((l) => l.message.startsWith("every pod of the pool failed its scrapes"))).toHaveLength(1);
+    // One pod scraped again: the other is out, as usual.
+    registry.recordScrape("10.0.0.2:8000", { ok: true, metrics: { scrapedAtMs: clock.nowMs(), waiting: 0, running: 1, kvUsage: 0.1 } });
+    const back = pool.refresh();
+    expect([...back.roles].map((r) => (r & ROLE_ELIGIBLE) !== 0)).toEqual([false, true]);
+    expect(logger.lines.some((l) => l.message === "the pool's pods are scraped again")).toBe(true);
+  });
+
   it("publishes a new version each refresh and remembers the pod order of the last few", () => {
     const { registry, pool } = setup();
     registry.upsert("push", { address: "a:1", pool: "medium", role: "both" });
