@@ -112,6 +112,43 @@ describe("picks", () => {
   });
 });
 
+describe("picks answered at once", () => {
+  const inputs = Array.from({ length: 12 }, (_, k) => ({ sloLevel: ["high", "medium", "gold"][k % 3], inputTokens: 300 + 400 * k, outputTokens: 40, seed: 7 + k }));
+  const strip = (x: PickAnswer | HeadroomError) => (x instanceof HeadroomError ? x.code : { ...x, requestId: "" });
+
+  it("pickNow answers what pick answers for the same seeds, and records the same in-flight load", async () => {
+    const { engine: now } = await engine("workers: { threads: 0 }");
+    const { engine: later } = await engine("workers: { threads: 0 }");
+    const a = now.pickNow(inputs)!;
+    const b = await later.pick(inputs);
+    expect(a.map(strip)).toEqual(b.map(strip));
+    expect(a.filter((x) => x instanceof HeadroomError).map((x) => (x as HeadroomError).code)).toEqual(["UNKNOWN_LEVEL", "UNKNOWN_LEVEL", "UNKNOWN_LEVEL", "UNKNOWN_LEVEL"]);
+    expect(now.cluster.inflight.size).toBe(8);
+    // prefillMsAhead shrinks as the real clock runs; the rest of each pod's load must match.
+    const loads = (e: Engine) =>
+      e.cluster.pods.all().map((pod) => {
+        const { prefillMsAhead: _, ...load } = e.cluster.inflight.podLoad(pod.spec.address);
+        return [pod.spec.address, load];
+      });
+    expect(loads(now)).toEqual(loads(later));
+  });
+
+  it("pickNow declines, doing nothing, when a pool's batch belongs on a worker, a batch window is set, or picks are queued", async () => {
+    const { engine: pooled } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }");
+    const { engine: windowed } = await engine("workers: { threads: 0, batchWindowUs: 1000 }");
+    for (const e of [pooled, windowed]) {
+      expect(e.pickNow(inputs)).toBeUndefined();
+      expect(e.cluster.inflight.size).toBe(0);
+      expect((await e.pick(inputs)).map(strip)).toHaveLength(inputs.length);
+    }
+    const { engine: queued } = await engine("workers: { threads: 0 }");
+    const first = queued.pick(inputs.slice(0, 3));
+    expect(queued.pickNow(inputs.slice(3))).toBeUndefined();
+    expect((await first).map(strip).filter((x) => typeof x !== "string")).toHaveLength(2);
+    expect(queued.cluster.inflight.size).toBe(2);
+  });
+});
+
 describe("reports and pods", () => {
   it("a report releases the pick; unknown ids are counted; a bad report changes nothing", async () => {
     const { engine: e } = await engine("workers: { threads: 0 }");

@@ -28,7 +28,7 @@ import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
 import { predictedOf, type KernelHold, type PoolState } from "./pool-state.js";
-import type { EngineApi, ExplainedPair, PickAnswer, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
+import type { EngineApi, ExplainedPair, PickAnswer, PickAnswers, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
 import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
 
 /** The pool a request without a level goes to (SPEC.md §6); the first configured pool when none has it. */
@@ -62,12 +62,12 @@ interface Pending {
  * not one per pick (a stream frame of 64 picks would otherwise make 65).
  */
 class Answers {
-  readonly values: (PickAnswer | HeadroomError)[];
+  readonly values: PickAnswers;
   private left: number;
 
   constructor(
     count: number,
-    private readonly done: (values: (PickAnswer | HeadroomError)[]) => void,
+    private readonly done: (values: PickAnswers) => void,
   ) {
     this.values = new Array(count);
     this.left = count;
@@ -99,8 +99,10 @@ export class Engine implements EngineApi {
   private paramsVersion = 1;
   private readonly selections: Counter<"outcome">;
   private readonly pairsEvaluated: Counter;
+  private readonly outcomeCounters = new Map<string, { selections: Counter.Internal; picks: Counter.Internal }>();
   private readonly picks: Counter<"pool" | "outcome">;
-  private readonly batches: Counter<"where">;
+  /** Children of headroom_pick_batches_total by where the batch ran, resolved once. */
+  private readonly batches: { inline: Counter.Internal; worker: Counter.Internal };
   private readonly workerFailures: Counter;
   private closed = false;
 
@@ -150,7 +152,8 @@ export class Engine implements EngineApi {
     this.selections = counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
     this.pairsEvaluated = counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
     this.picks = counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
-    this.batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+    const batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+    this.batches = { inline: batches.labels("inline"), worker: batches.labels("worker") };
     this.workerFailures = counter("headroom_worker_failures_total", "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", []);
   }
 
@@ -196,11 +199,35 @@ export class Engine implements EngineApi {
     return { pool: pool.name, targets: { ...pool.targets }, sloPriority: pool.sloPriority };
   }
 
-  pick(inputs: readonly PickInput[]): Promise<(PickAnswer | HeadroomError)[]> {
+  pick(inputs: readonly PickInput[]): Promise<PickAnswers> {
     return new Promise((resolve) => {
       const answers = new Answers(inputs.length, resolve);
-      inputs.forEach((input, index) => this.enqueue(input, answers, index));
+      inputs.forEach((input, index) => {
+        const pending = this.prepare(input, answers, index);
+        if (pending === undefined) return;
+        this.queue.push(pending);
+        this.scheduleFlush();
+      });
     });
+  }
+
+  pickNow(inputs: readonly PickInput[]): PickAnswers | undefined {
+    // Picks queued ahead keep their place: these wait behind them. A batch window is a request to wait.
+    if (this.queue.length > 0 || this.closed || this.config.workers.batchWindowUs > 0) return undefined;
+    for (const input of inputs) {
+      const config = this.byLevel.get((input.sloLevel ?? "").toLowerCase()) ?? this.defaultPool;
+      if (!this.runsInline(this.cluster.pools.get(config.name)!, inputs.length)) return undefined;
+    }
+    let values: PickAnswers | undefined;
+    const answers = new Answers(inputs.length, (done) => (values = done));
+    const byPool = new Map<PoolState, Pending[]>();
+    inputs.forEach((input, index) => {
+      const pending = this.prepare(input, answers, index);
+      if (pending !== undefined) appendTo(byPool, pending.pool, pending);
+    });
+    for (const [pool, list] of byPool) this.runBatches(pool, list);
+    if (values === undefined) throw new Error("internal: an inline pick was left unanswered");
+    return values;
   }
 
   report(reports: readonly CompletionReport[]): { known: number; unknown: number } {
@@ -348,14 +375,18 @@ export class Engine implements EngineApi {
     return pool;
   }
 
-  /** Queues a pick for the next batch of its pool, or answers it at once when it cannot be made. */
-  private enqueue(input: PickInput, answers: Answers, index: number): void {
-    if (this.closed) return answers.set(index, new HeadroomError("NOT_READY", "the engine is shutting down"));
+  /** A pick ready for its pool's next batch, or undefined when it is already answered (it cannot be made). */
+  private prepare(input: PickInput, answers: Answers, index: number): Pending | undefined {
+    if (this.closed) {
+      answers.set(index, new HeadroomError("NOT_READY", "the engine is shutting down"));
+      return undefined;
+    }
     let poolConfig: PoolConfig;
     try {
       poolConfig = this.poolFor(input.sloLevel);
     } catch (err) {
-      return answers.set(index, err as HeadroomError);
+      answers.set(index, err as HeadroomError);
+      return undefined;
     }
     const pool = this.cluster.pools.get(poolConfig.name)!;
     this.planners.observeArrival(pool.name);
@@ -370,10 +401,21 @@ export class Engine implements EngineApi {
       seed: input.seed ?? (Math.random() * 4294967296) >>> 0,
     };
     const problem = requestProblem(request);
-    if (problem) return answers.set(index, new HeadroomError("REQUEST_INVALID", problem));
-    const requestId = input.requestId ?? randomUUID();
-    this.queue.push({ pool, input, requestId, request, answers, index });
-    this.scheduleFlush();
+    if (problem) {
+      answers.set(index, new HeadroomError("REQUEST_INVALID", problem));
+      return undefined;
+    }
+    return { pool, input, requestId: input.requestId ?? randomUUID(), request, answers, index };
+  }
+
+  /**
+   * Whether a batch of `size` picks on `pool` runs on the main thread: always without workers, else
+   * below the crossover (pairs x batch size) where a thread hop costs more than the pick.
+   */
+  private runsInline(pool: PoolState, size: number): boolean {
+    if (this.workers === null) return true;
+    const snap = pool.snapshot;
+    return snap === null || candidatePairs(snap.roles) * Math.min(size, this.config.workers.batchCapacity) < this.config.workers.inlineBelowPairs;
   }
 
   private scheduleFlush(): void {
@@ -391,53 +433,72 @@ export class Engine implements EngineApi {
   /** Runs every queued pick: per pool, in arrival order, in batches of at most batchCapacity. */
   private flush(): void {
     const byPool = new Map<PoolState, Pending[]>();
-    for (const pending of this.queue.splice(0)) {
-      let list = byPool.get(pending.pool);
-      if (list === undefined) byPool.set(pending.pool, (list = []));
-      list.push(pending);
-    }
-    const capacity = this.config.workers.batchCapacity;
-    for (const [pool, list] of byPool) {
-      for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
-    }
+    for (const pending of this.queue.splice(0)) appendTo(byPool, pending.pool, pending);
+    for (const [pool, list] of byPool) this.runBatches(pool, list);
   }
 
-  private async runBatch(pool: PoolState, batch: Pending[]): Promise<void> {
+  private runBatches(pool: PoolState, list: Pending[]): void {
+    const capacity = this.config.workers.batchCapacity;
+    if (list.length <= capacity) void this.runBatch(pool, list);
+    else for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
+  }
+
+  /** Answers a batch: at once when it runs inline, when its worker is done otherwise. */
+  private runBatch(pool: PoolState, batch: Pending[]): Promise<void> | undefined {
     const snap = pool.snapshot;
     if (snap === null) {
       for (const p of batch) p.answers.set(p.index, new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
-      return;
+      return undefined;
     }
     const requests = batch.map((p) => p.request);
+    if (!this.runsInline(pool, batch.length)) return this.runOnWorker(pool, batch, requests);
     let results: PickResult[];
-    const pairs = candidatePairs(snap.roles) * batch.length;
     try {
-      if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
-        this.batches.inc({ where: "worker" });
-        results = await this.workers.run({
+      results = this.pickInline(pool, requests);
+    } catch (err) {
+      this.batchFailed(pool, batch, err);
+      return undefined;
+    }
+    this.batches.inline.inc();
+    this.settle(pool, batch, results);
+    return undefined;
+  }
+
+  private async runOnWorker(pool: PoolState, batch: Pending[], requests: PickRequest[]): Promise<void> {
+    let results: PickResult[];
+    try {
+      this.batches.worker.inc();
+      results = await this.workers!.run({
           pool: pool.name,
           buffer: pool.shared.shared,
           params: this.config.optimizer,
           topology: this.config.topology,
           paramsVersion: this.paramsVersion,
           batchCapacity: this.config.workers.batchCapacity,
-          requests: encodeRequests(requests),
-        });
-      } else {
-        this.batches.inc({ where: "inline" });
-        results = this.pickInline(pool, requests);
-      }
+        requests: encodeRequests(requests),
+      });
     } catch (err) {
-      this.workerFailures.inc();
-      this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
-      for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+      this.batchFailed(pool, batch, err);
       return;
     }
-    this.count(pool, results);
-    batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
+    this.settle(pool, batch, results);
   }
 
-  /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
+  private batchFailed(pool: PoolState, batch: Pending[], err: unknown): void {
+    this.workerFailures.inc();
+    this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
+    for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+  }
+
+  private settle(pool: PoolState, batch: Pending[], results: PickResult[]): void {
+    this.count(pool, results);
+    for (let k = 0; k < batch.length; k++) batch[k].answers.set(batch[k].index, this.answer(pool, batch[k], results[k]));
+  }
+
+  /**
+   * A batch's picks join the counters once per outcome, through children resolved once per pool and
+   * outcome: prom-client hashes the labels of every labelled call, which costs as much as a small pick.
+   */
   private count(pool: PoolState, results: readonly PickResult[]): void {
     const outcomes = new Map<Outcome, number>();
     let pairs = 0;
@@ -446,8 +507,14 @@ export class Engine implements EngineApi {
       pairs += r.pairs;
     }
     for (const [outcome, n] of outcomes) {
-      this.selections.inc({ outcome }, n);
-      this.picks.inc({ pool: pool.name, outcome }, n);
+      const key = `${pool.name}\n${outcome}`;
+      let counters = this.outcomeCounters.get(key);
+      if (counters === undefined) {
+        counters = { selections: this.selections.labels(outcome), picks: this.picks.labels(pool.name, outcome) };
+        this.outcomeCounters.set(key, counters);
+      }
+      counters.selections.inc(n);
+      counters.picks.inc(n);
     }
     this.pairsEvaluated.inc(pairs);
   }
@@ -545,8 +612,17 @@ function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {
   }
 }
 
+/** candidatePairs by snapshot (its roles array): asked for every batch when workers are configured. */
+const pairsByRoles = new WeakMap<Uint8Array, number>();
+
 /** Eligible prefill candidates x eligible decode candidates: the size of a pick's search. */
 function candidatePairs(roles: Uint8Array): number {
+  let pairs = pairsByRoles.get(roles);
+  if (pairs === undefined) pairsByRoles.set(roles, (pairs = countPairs(roles)));
+  return pairs;
+}
+
+function countPairs(roles: Uint8Array): number {
   let prefill = 0;
   let decode = 0;
   for (const role of roles) {
@@ -555,6 +631,12 @@ function candidatePairs(roles: Uint8Array): number {
     if (role & ROLE_DECODE) decode++;
   }
   return Math.max(prefill, 1) * Math.max(decode, 1);
+}
+
+function appendTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
 }
 
 function reportProblem(r: CompletionReport): string | null {

@@ -87,6 +87,9 @@ export interface Readiness {
  * maps to HTTP statuses: REQUEST_INVALID, UNKNOWN_LEVEL, UNKNOWN_POOL, NOT_FOUND (400/404), SHED (429),
  * NO_CANDIDATES, OVERLOADED, WORKER_FAILED, NOT_READY (503).
  */
+/** A batch's answers in its order: each pick's answer, or the error that answers it. */
+export type PickAnswers = (PickAnswer | HeadroomError)[];
+
 export interface EngineApi {
   /** Level (case-insensitive; absent: the default pool) to pool; throws UNKNOWN_LEVEL naming the known levels. */
   route(sloLevel: string | undefined): RouteAnswer;
@@ -94,7 +97,13 @@ export interface EngineApi {
    * Picks for a batch, in order. Never rejects: an item that cannot be served is a HeadroomError in its
    * place (UNKNOWN_LEVEL, REQUEST_INVALID, SHED, NO_CANDIDATES, WORKER_FAILED, ...).
    */
-  pick(inputs: readonly PickInput[]): Promise<(PickAnswer | HeadroomError)[]>;
+  pick(inputs: readonly PickInput[]): Promise<PickAnswers>;
+  /**
+   * The same picks answered now, on the main thread, when each runs inline (no worker-sized pool), no
+   * pick is queued ahead of them and no batch window is configured; undefined otherwise, having done
+   * nothing (call `pick`).
+   */
+  pickNow(inputs: readonly PickInput[]): PickAnswers | undefined;
   /** Releases in-flight load and learns; returns how many request ids were known. Throws REQUEST_INVALID for a bad item (none applied). */
   report(reports: readonly CompletionReport[]): { known: number; unknown: number };
   /** Upserts pushed pods (all or none: UNKNOWN_POOL / REQUEST_INVALID). */

@@ -23,6 +23,7 @@ import {
 import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
 import { serverMetrics, type RouteLabel } from "./metrics.js";
+import { elapsedSeconds, whenPicked } from "./picks.js";
 import { createStream } from "./stream.js";
 
 /** How long close() lets requests and unsent stream answers finish before it closes connections anyway. */
@@ -84,17 +85,18 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
   function pick(ex: Exchange, req: HttpRequest): void {
     const slo = sloHeaders(req);
-    ex.readBody(req, async (body, format) => {
-      const startedNs = process.hrtime.bigint();
-      const [result] = await engine.pick([decodePick(decodeBody(body, format), slo)]);
-      if (result instanceof HeadroomError) ex.sendError(result, format);
-      else ex.sendValue(200, result, format);
-      ctx.metrics.pickSeconds.observe({ via: "pick" }, elapsedSeconds(startedNs));
+    ex.readBody(req, (body, format) => {
+      const startedMs = performance.now();
+      return whenPicked(engine, [decodePick(decodeBody(body, format), slo)], ([result]) => {
+        if (result instanceof HeadroomError) ex.sendError(result, format);
+        else ex.sendValue(200, result, format);
+        ctx.metrics.pickSeconds.pick.observe(elapsedSeconds(startedMs));
+      });
     });
   }
 
   function gatewayPick(ex: Exchange, req: HttpRequest): void {
-    const startedNs = process.hrtime.bigint();
+    const startedMs = performance.now();
     // nginx drops an auth sub-request's body; the code survives in a header it can map.
     const refuse = (err: unknown) => {
       const wire = toWireError(err);
@@ -114,11 +116,11 @@ export function createServer(options: ServerOptions): HeadroomServer {
       return;
     }
     // A body (ext_authz with_request_body) is not read: the pick is made from headers alone.
-    engine.pick([input]).then(([result]) => {
+    whenPicked(engine, [input], ([result]) => {
       if (result instanceof HeadroomError) refuse(result);
       else ex.send(200, "", TEXT, gatewayHeaders(result));
-      ctx.metrics.pickSeconds.observe({ via: "gateway" }, elapsedSeconds(startedNs));
-    }, refuse);
+      ctx.metrics.pickSeconds.gateway.observe(elapsedSeconds(startedMs));
+    })?.catch(refuse);
   }
 
   function route(ex: Exchange, req: HttpRequest): void {
@@ -286,8 +288,4 @@ function gatewayHeaders(answer: PickAnswer): Record<string, string> {
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
-}
-
-function elapsedSeconds(startedNs: bigint): number {
-  return Number(process.hrtime.bigint() - startedNs) / 1e9;
 }

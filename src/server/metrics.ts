@@ -28,30 +28,44 @@ type PickVia = "pick" | "gateway" | "stream";
 const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 export interface ServerMetrics {
-  requests: Counter<"route" | "status">;
-  pickSeconds: Histogram<"via">;
+  /** Counts a finished request. */
+  request(route: RouteLabel, status: number): void;
+  /** Observes a pick's seconds, by how it arrived. */
+  pickSeconds: Record<PickVia, Histogram.Internal<"via">>;
 }
 
+/**
+ * Labelled children are resolved once (per route and status, per way in) rather than per request:
+ * prom-client hashes the label values on every labelled call, which costs as much as a small pick.
+ */
 export function serverMetrics(registry: Registry): ServerMetrics {
   const requestsName = "headroom_http_requests_total";
   const pickName = "headroom_pick_duration_seconds";
+  const requests = registered(registry, requestsName, Counter<"route" | "status">, () =>
+    new Counter({
+      name: requestsName,
+      help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
+      labelNames: ["route", "status"],
+      registers: [registry],
+    }),
+  );
+  const pickSeconds = registered(registry, pickName, Histogram<"via">, () =>
+    new Histogram({
+      name: pickName,
+      help: "Seconds from a pick's request (or stream frame) being complete to its answer being written",
+      labelNames: ["via"],
+      buckets: PICK_SECONDS_BUCKETS,
+      registers: [registry],
+    }),
+  );
+  const children = new Map<string, Counter.Internal>();
   return {
-    requests: registered(registry, requestsName, Counter<"route" | "status">, () =>
-      new Counter({
-        name: requestsName,
-        help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
-        labelNames: ["route", "status"],
-        registers: [registry],
-      }),
-    ),
-    pickSeconds: registered(registry, pickName, Histogram<"via">, () =>
-      new Histogram({
-        name: pickName,
-        help: "Seconds from a pick's request (or stream frame) being complete to its answer being written",
-        labelNames: ["via"],
-        buckets: PICK_SECONDS_BUCKETS,
-        registers: [registry],
-      }),
-    ),
+    request(route, status) {
+      const key = `${route} ${status}`;
+      let child = children.get(key);
+      if (child === undefined) children.set(key, (child = requests.labels(route, String(status))));
+      child.inc();
+    },
+    pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
 }

@@ -3,11 +3,12 @@
 // while the socket's buffer is full, so a slow reader is paced by that bound instead of by memory.
 
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket, WebSocketBehavior } from "uWebSockets.js";
-import type { EngineApi, PickInput } from "../engine/types.js";
+import type { EngineApi, PickAnswers, PickInput } from "../engine/types.js";
 import { HeadroomError } from "../errors.js";
 import { compactPick, decodeFrame, decodePick, decodeReportItems, encodeMsgpack, NO_SLO_HEADERS, type CompactItem } from "./codec.js";
 import { errorBody, toWireError } from "./errors.js";
 import { Exchange, type ServerContext } from "./exchange.js";
+import { elapsedSeconds, whenPicked } from "./picks.js";
 
 /** Answers wait in our queue, not uWS's buffer, once this much is buffered for the client. */
 const SEND_HIGH_WATER_BYTES = 1024 * 1024;
@@ -85,35 +86,38 @@ export function createStream(options: StreamOptions): Stream {
   }
 
   function picks(ws: WebSocket<Connection>, conn: Connection, items: unknown[]): void {
-    const startedNs = process.hrtime.bigint();
+    const startedMs = performance.now();
     const admitted = Math.min(items.length, Math.max(0, maxInflightPerConnection - conn.unansweredPicks));
     const answers: CompactItem[] = new Array(items.length);
     const inputs: PickInput[] = [];
     const positions: number[] = [];
-    items.forEach((item, i) => {
+    for (let i = 0; i < items.length; i++) {
       if (i >= admitted) {
         answers[i] = { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
-        return;
+        continue;
       }
       try {
-        inputs.push(decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
+        inputs.push(decodePick(items[i], NO_SLO_HEADERS, `items[${i}].`));
         positions.push(i);
       } catch (err) {
         answers[i] = { error: toWireError(err) };
       }
-    });
+    }
     const slot = enqueue(conn, admitted);
-    engine.pick(inputs).then(
-      (results) => {
-        results.forEach((result, k) => (answers[positions[k]] = compactPick(result)));
-        fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
-        ctx.metrics.pickSeconds.observe({ via: "stream" }, Number(process.hrtime.bigint() - startedNs) / 1e9);
-      },
-      (err: unknown) => {
-        ctx.logger.log("error", "stream picks failed", { error: err instanceof Error ? err.stack : String(err) });
-        fill(ws, slot, errorFrame(err));
-      },
-    );
+    const answered = (results: PickAnswers) => {
+      for (let k = 0; k < results.length; k++) answers[positions[k]] = compactPick(results[k]);
+      fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
+      ctx.metrics.pickSeconds.stream.observe(elapsedSeconds(startedMs));
+    };
+    const failed = (err: unknown) => {
+      ctx.logger.log("error", "stream picks failed", { error: err instanceof Error ? err.stack : String(err) });
+      if (slot.bytes === null) fill(ws, slot, errorFrame(err));
+    };
+    try {
+      whenPicked(engine, inputs, answered)?.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   function reports(ws: WebSocket<Connection>, conn: Connection, items: unknown[]): void {
