@@ -1,6 +1,7 @@
 // Shared by the benchmarks: medians from benchmark.js samples, rounding for JSON lines, and output
 // that keeps stdout to one JSON object per line.
 
+import { readFileSync } from "node:fs";
 import Benchmark from "benchmark";
 
 /** Median seconds per call of fn over benchmark.js's samples. */
@@ -27,4 +28,32 @@ export function emit(line: Record<string, unknown>): void {
 
 export function note(text: string): void {
   process.stderr.write(`${text}\n`);
+}
+
+export interface CpuTimes {
+  steal: number;
+  total: number;
+}
+
+/**
+ * The machine's CPU time so far from /proc/stat (all cores, in clock ticks); null where there is none.
+ * On a virtual machine, `steal` is time its cores were ready but the host ran someone else.
+ */
+export function cpuTimes(): CpuTimes | null {
+  let line: string | undefined;
+  try {
+    line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
+  } catch {
+    return null;
+  }
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (ticks.length < 8 || ticks.some((t) => !Number.isFinite(t))) return null;
+  return { steal: ticks[7], total: ticks.reduce((a, b) => a + b, 0) };
+}
+
+/** Percent of the machine's CPU time stolen between two readings; null when either is missing. */
+export function stealPct(before: CpuTimes | null, after: CpuTimes | null): number | null {
+  if (before === null || after === null || after.total <= before.total) return null;
+  return round((100 * (after.steal - before.steal)) / (after.total - before.total), 1);
 }

@@ -1,5 +1,5 @@
-// The server bench:rpc measures: one pool of N prefill x N decode unscraped pods (plus the default
-// levels' pools for the stream's mix), picks on the main thread, and the trivial /bench/fixed handler
+// The server bench:rpc measures: three pools of N prefill x N decode unscraped pods (bench/rpc-workload.ts),
+// picks on the main thread, and the trivial /bench/fixed handler
 // answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
 // on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA)
 // [--workers T] (T kernel worker threads taking every batch instead of the main thread).
@@ -9,26 +9,14 @@ import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
 import { silentLogger } from "../src/log.js";
 import { createServer } from "../src/server/app.js";
+import { rpcPoolsYaml } from "./rpc-workload.js";
 
 const n = Number(process.argv[2] ?? 16);
-const busyPlanners = process.argv.includes("--planners-every-second");
 const workersAt = process.argv.indexOf("--workers");
-const workers = workersAt < 0 ? "{ threads: 0 }" : `{ threads: ${Number(process.argv[workersAt + 1])}, inlineBelowPairs: 0 }`;
-const planner = busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
-const pods = (pool: number, count: number) =>
-  Array.from({ length: count }, (_, i) => [
-    `      - { address: "10.${pool}.0.${i + 1}:8000", role: prefill, rack: r${i % 2}, node: n${i % 4} }`,
-    `      - { address: "10.${pool}.1.${i + 1}:8000", role: decode, rack: r${i % 2}, node: n${i % 4} }`,
-  ]).flat();
-const yaml = `
-topology: { kvBytesPerToken: 131072 }
-workers: ${workers}
-server: { maxInflightPerConnection: 4096 }
-pools:
-${["high", "medium", "low"]
-  .map((level, p) => `  - sloLevel: ${level}${planner}\n    pods:\n${pods(p, n).join("\n")}`)
-  .join("\n")}
-`;
+const yaml = rpcPoolsYaml(n, {
+  busyPlanners: process.argv.includes("--planners-every-second"),
+  workers: workersAt < 0 ? 0 : Number(process.argv[workersAt + 1]),
+});
 const { config } = parseConfig(yaml);
 const registry = new Registry();
 const engine = await Engine.create({ config, logger: silentLogger, registry });

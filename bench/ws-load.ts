@@ -6,24 +6,13 @@
 // WebSocket client).
 
 import { pack, unpack } from "msgpackr";
+import { pickFrames, PICKS_PER_FRAME } from "./rpc-workload.js";
 
 const [url, durationArg] = process.argv.slice(2);
 const reports = !process.argv.includes("--no-reports");
 const durationS = Number(durationArg);
-const PICKS_PER_FRAME = 64;
 const IN_FLIGHT = 4;
-
-const frames = Array.from({ length: 16 }, (_, f) =>
-  pack({
-    t: "pick",
-    items: Array.from({ length: PICKS_PER_FRAME }, (_, k) => ({
-      sloLevel: ["high", "medium", "low"][(f + k) % 3],
-      inputTokens: 256 + ((f * PICKS_PER_FRAME + k) * 97) % 8000,
-      maxTokens: 64 + (k % 7) * 50,
-      seed: f * PICKS_PER_FRAME + k,
-    })),
-  }),
-);
+const frames = pickFrames();
 
 const ws = new WebSocket(url);
 ws.binaryType = "arraybuffer";

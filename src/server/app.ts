@@ -23,7 +23,7 @@ import {
 import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
 import { serverMetrics, type RouteLabel } from "./metrics.js";
-import { elapsedSeconds, whenPicked } from "./picks.js";
+import { elapsedSeconds } from "./metrics.js";
 import { createStream } from "./stream.js";
 
 /** How long close() lets requests and unsent stream answers finish before it closes connections anyway. */
@@ -85,13 +85,12 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
   function pick(ex: Exchange, req: HttpRequest): void {
     const slo = sloHeaders(req);
-    ex.readBody(req, (body, format) => {
+    ex.readBody(req, async (body, format) => {
       const startedMs = performance.now();
-      return whenPicked(engine, [decodePick(decodeBody(body, format), slo)], ([result]) => {
-        if (result instanceof HeadroomError) ex.sendError(result, format);
-        else ex.sendValue(200, result, format);
-        ctx.metrics.pickSeconds.pick.observe(elapsedSeconds(startedMs));
-      });
+      const [result] = await engine.pick([decodePick(decodeBody(body, format), slo)]);
+      if (result instanceof HeadroomError) ex.sendError(result, format);
+      else ex.sendValue(200, result, format);
+      ctx.metrics.pickSeconds.pick.observe(elapsedSeconds(startedMs));
     });
   }
 
@@ -116,11 +115,11 @@ export function createServer(options: ServerOptions): HeadroomServer {
       return;
     }
     // A body (ext_authz with_request_body) is not read: the pick is made from headers alone.
-    whenPicked(engine, [input], ([result]) => {
+    engine.pick([input]).then(([result]) => {
       if (result instanceof HeadroomError) refuse(result);
       else ex.send(200, "", TEXT, gatewayHeaders(result));
       ctx.metrics.pickSeconds.gateway.observe(elapsedSeconds(startedMs));
-    })?.catch(refuse);
+    }, refuse);
   }
 
   function route(ex: Exchange, req: HttpRequest): void {

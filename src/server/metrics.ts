@@ -69,3 +69,7 @@ export function serverMetrics(registry: Registry): ServerMetrics {
     pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
 }
+
+export function elapsedSeconds(startedMs: number): number {
+  return (performance.now() - startedMs) / 1000;
+}

@@ -8,7 +8,7 @@ import { HeadroomError } from "../errors.js";
 import { compactPick, decodeFrame, decodePick, decodeReportItems, encodeMsgpack, NO_SLO_HEADERS, type CompactItem } from "./codec.js";
 import { errorBody, toWireError } from "./errors.js";
 import { Exchange, type ServerContext } from "./exchange.js";
-import { elapsedSeconds, whenPicked } from "./picks.js";
+import { elapsedSeconds } from "./metrics.js";
 
 /** Answers wait in our queue, not uWS's buffer, once this much is buffered for the client. */
 const SEND_HIGH_WATER_BYTES = 1024 * 1024;
@@ -113,8 +113,12 @@ export function createStream(options: StreamOptions): Stream {
       ctx.logger.log("error", "stream picks failed", { error: err instanceof Error ? err.stack : String(err) });
       if (slot.bytes === null) fill(ws, slot, errorFrame(err));
     };
+    // A frame is a batch already: answered at once when it runs inline, its answer goes out with the
+    // loop turn's other writes (uWS corks the socket around this callback); else when its batch is done.
     try {
-      whenPicked(engine, inputs, answered)?.catch(failed);
+      const now = engine.pickNow(inputs);
+      if (now === undefined) engine.pick(inputs).then(answered).catch(failed);
+      else answered(now);
     } catch (err) {
       failed(err);
     }

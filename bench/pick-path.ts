@@ -1,0 +1,82 @@
+// The server's own work per pick, in one process without sockets: what bench:rpc's HTTP and WebSocket
+// cases cost in decoding, the engine (routing, the kernel, in-flight accounting, counters) and
+// encoding, as CPU time, so that it can be compared across runs on a machine whose wall-clock
+// throughput swings with its neighbours (bench:rpc prints the CPU steal it saw). Cases:
+// - http: the bench:rpc pick body on 16x16 pools, 32 picks at a time through the micro-batched
+//   `pick` (as wrk's 32 connections arrive), JSON in and out, never reported (wrk does not report);
+// - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickNow`, msgpack in and out,
+//   each frame's picks reported in one report frame (as bench/ws-load.ts does).
+// `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
+// the ceiling one core could serve before any socket work. Args: [--quick]. JSON lines on stdout.
+
+import { Registry } from "prom-client";
+import { parseConfig } from "../src/config/load.js";
+import { Engine } from "../src/engine/engine.js";
+import type { PickAnswer, PickAnswers } from "../src/engine/types.js";
+import { silentLogger } from "../src/log.js";
+import { compactPick, decodeBody, decodeFrame, decodePick, decodeReportItems, encodeBody, encodeMsgpack, NO_SLO_HEADERS } from "../src/server/codec.js";
+import { emit, median, note, round } from "./measure.js";
+import { PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
+import { pack } from "msgpackr";
+
+const quick = process.argv.includes("--quick");
+const ROUNDS = quick ? 3 : 9;
+const ROUND_S = quick ? 0.2 : 0.5;
+
+async function engineFor(n: number): Promise<Engine> {
+  const engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(n)).config, logger: silentLogger, registry: new Registry() });
+  engine.start();
+  return engine;
+}
+
+/** Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made). */
+async function cpuUsPerPick(step: () => Promise<number> | number): Promise<number> {
+  const perPick: number[] = [];
+  for (let r = 0; r < ROUNDS + 1; r++) {
+    const cpu = process.cpuUsage();
+    const untilMs = performance.now() + ROUND_S * 1000;
+    let picks = 0;
+    while (performance.now() < untilMs) picks += await step();
+    const used = process.cpuUsage(cpu);
+    // The first round warms the code up (JIT tiers, WASM) and is not counted.
+    if (r > 0) perPick.push((used.user + used.system) / picks);
+  }
+  return median(perPick);
+}
+
+const body = Buffer.from(PICK_BODY);
+
+async function httpStep(engine: Engine): Promise<number> {
+  const answered: Promise<void>[] = [];
+  for (let c = 0; c < 32; c++) {
+    const input = decodePick(decodeBody(body, "json"));
+    answered.push(engine.pick([input]).then(([answer]) => void encodeBody(answer, "json")));
+  }
+  await Promise.all(answered);
+  return 32;
+}
+
+const frames = pickFrames();
+let nextFrame = 0;
+
+function streamStep(engine: Engine): number {
+  const frame = decodeFrame(frames[nextFrame++ % frames.length]);
+  const inputs = frame.items.map((item, i) => decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
+  const answers: PickAnswers = engine.pickNow(inputs)!;
+  encodeMsgpack({ t: "picked", items: answers.map(compactPick) });
+  const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
+  const reports = decodeFrame(pack({ t: "report", items: done }));
+  engine.report(decodeReportItems(reports.items));
+  return inputs.length;
+}
+
+for (const [name, n, step] of [
+  ["http", 16, httpStep],
+  ["stream", 64, streamStep],
+] as const) {
+  const engine = await engineFor(n);
+  const us = await cpuUsPerPick(() => step(engine));
+  note(`pick path, ${name} on ${n}x${n}: ${us.toFixed(2)} CPU µs per pick`);
+  emit({ bench: "rpc", case: `path-${name}`, pool: `${n}x${n}`, cpuUsPerPick: round(us, 2), perCorePicksPerS: Math.round(1e6 / us) });
+  await engine.close();
+}

@@ -1,0 +1,47 @@
+// What bench:rpc serves and sends, shared by its server, its WebSocket generator and the in-process
+// pick-path measurement: three pools of n prefill x n decode unscraped pods over two racks and four
+// nodes, the HTTP pick body, and 16 msgpack frames of 64 different picks across the three pools.
+
+import { pack } from "msgpackr";
+
+export const PICK_BODY = JSON.stringify({ sloLevel: "medium", inputTokens: 1500, maxTokens: 200, prefixHit: 0.1 });
+export const PICKS_PER_FRAME = 64;
+
+export interface RpcPoolsOptions {
+  /** Every pool's planner ticking each second with ARIMA. */
+  busyPlanners?: boolean;
+  /** Kernel worker threads taking every batch instead of the main thread (0: none). */
+  workers?: number;
+}
+
+export function rpcPoolsYaml(n: number, options: RpcPoolsOptions = {}): string {
+  const workers = options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0 }` : "{ threads: 0 }";
+  const planner = options.busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
+  const pods = (pool: number) =>
+    Array.from({ length: n }, (_, i) => [
+      `      - { address: "10.${pool}.0.${i + 1}:8000", role: prefill, rack: r${i % 2}, node: n${i % 4} }`,
+      `      - { address: "10.${pool}.1.${i + 1}:8000", role: decode, rack: r${i % 2}, node: n${i % 4} }`,
+    ]).flat();
+  return `
+topology: { kvBytesPerToken: 131072 }
+workers: ${workers}
+server: { maxInflightPerConnection: 4096 }
+pools:
+${["high", "medium", "low"].map((level, p) => `  - sloLevel: ${level}${planner}\n    pods:\n${pods(p).join("\n")}`).join("\n")}
+`;
+}
+
+/** 16 frames `{"t":"pick","items":[…64]}`: levels, ISLs (256–8,255) and OSLs vary item by item. */
+export function pickFrames(): Uint8Array[] {
+  return Array.from({ length: 16 }, (_, f) =>
+    pack({
+      t: "pick",
+      items: Array.from({ length: PICKS_PER_FRAME }, (_, k) => ({
+        sloLevel: ["high", "medium", "low"][(f + k) % 3],
+        inputTokens: 256 + (((f * PICKS_PER_FRAME + k) * 97) % 8000),
+        maxTokens: 64 + (k % 7) * 50,
+        seed: f * PICKS_PER_FRAME + k,
+      })),
+    }),
+  );
+}
