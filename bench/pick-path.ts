@@ -4,6 +4,8 @@
 // throughput swings with its neighbours (bench:rpc prints the CPU steal it saw). Cases:
 // - http: the bench:rpc pick body on 16x16 pools, 32 picks at a time through the micro-batched
 //   `pick` (as wrk's 32 connections arrive), JSON in and out, never reported (wrk does not report);
+// - http-at-once: the same 32 picks each answered as it arrives (`pickNow`), which the server does
+//   not do for HTTP: the comparison is why;
 // - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickNow`, msgpack in and out,
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
@@ -56,6 +58,17 @@ async function httpStep(engine: Engine): Promise<number> {
   return 32;
 }
 
+/** The same 32 picks answered one by one as each arrives (`pickNow`), for comparison with batching. */
+async function httpAtOnceStep(engine: Engine): Promise<number> {
+  for (let c = 0; c < 32; c++) {
+    const [answer] = engine.pickNow([decodePick(decodeBody(body, "json"))])!;
+    encodeBody(answer, "json");
+  }
+  // A loop turn between rounds, as between wrk's rounds of requests: timers (refresh, expiry) run.
+  await new Promise(setImmediate);
+  return 32;
+}
+
 const frames = pickFrames();
 let nextFrame = 0;
 
@@ -72,6 +85,7 @@ function streamStep(engine: Engine): number {
 
 for (const [name, n, step] of [
   ["http", 16, httpStep],
+  ["http-at-once", 16, httpAtOnceStep],
   ["stream", 64, streamStep],
 ] as const) {
   const engine = await engineFor(n);
