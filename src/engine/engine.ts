@@ -469,12 +469,12 @@ export class Engine implements EngineApi {
     try {
       this.batches.worker.inc();
       results = await this.workers!.run({
-          pool: pool.name,
-          buffer: pool.shared.shared,
-          params: this.config.optimizer,
-          topology: this.config.topology,
-          paramsVersion: this.paramsVersion,
-          batchCapacity: this.config.workers.batchCapacity,
+        pool: pool.name,
+        buffer: pool.shared.shared,
+        params: this.config.optimizer,
+        topology: this.config.topology,
+        paramsVersion: this.paramsVersion,
+        batchCapacity: this.config.workers.batchCapacity,
         requests: encodeRequests(requests),
       });
     } catch (err) {

@@ -82,14 +82,14 @@ export interface Readiness {
   reasons: string[];
 }
 
+/** A batch's answers in its order: each pick's answer, or the error that answers it. */
+export type PickAnswers = (PickAnswer | HeadroomError)[];
+
 /**
  * What the server calls. Errors are HeadroomErrors with stable codes (src/errors.ts) that the server
  * maps to HTTP statuses: REQUEST_INVALID, UNKNOWN_LEVEL, UNKNOWN_POOL, NOT_FOUND (400/404), SHED (429),
  * NO_CANDIDATES, OVERLOADED, WORKER_FAILED, NOT_READY (503).
  */
-/** A batch's answers in its order: each pick's answer, or the error that answers it. */
-export type PickAnswers = (PickAnswer | HeadroomError)[];
-
 export interface EngineApi {
   /** Level (case-insensitive; absent: the default pool) to pool; throws UNKNOWN_LEVEL naming the known levels. */
   route(sloLevel: string | undefined): RouteAnswer;

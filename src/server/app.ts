@@ -22,8 +22,7 @@ import {
 } from "./codec.js";
 import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
-import { serverMetrics, type RouteLabel } from "./metrics.js";
-import { elapsedSeconds } from "./metrics.js";
+import { elapsedSeconds, serverMetrics, type RouteLabel } from "./metrics.js";
 import { createStream } from "./stream.js";
 
 /** How long close() lets requests and unsent stream answers finish before it closes connections anyway. */
