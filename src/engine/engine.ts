@@ -3,7 +3,7 @@
 // crossover and on a Piscina worker above it; the main thread then applies the batch's in-flight load
 // in pick order and maps pod indices to addresses with the snapshot version the result names.
 
-import { randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Piscina } from "piscina";
 import { Counter, type Registry } from "prom-client";
@@ -80,6 +80,20 @@ class Answers {
   }
 }
 
+/**
+ * Ids for picks that bring none: a counter makes them unique in this process, a random 48-bit prefix
+ * across replicas and restarts. Short ids keep the in-flight table cheap: hashing and inserting a
+ * fresh 36-character UUID cost about three times as much as one of these (and minting it more).
+ */
+class RequestIds {
+  private readonly prefix = `${randomBytes(6).toString("hex")}-`;
+  private next = 0;
+
+  mint(): string {
+    return this.prefix + (this.next++).toString(36);
+  }
+}
+
 /** The main thread's kernel for one pool and what it holds of the pool's snapshot. */
 interface InlineKernel {
   kernel: WasmKernel | TwinKernel;
@@ -95,14 +109,13 @@ export class Engine implements EngineApi {
   private readonly inline = new Map<string, InlineKernel>();
   private readonly workers: Piscina<WorkerTask, PickResult[]> | null;
   private readonly queue: Pending[] = [];
+  private readonly requestIds = new RequestIds();
   private flushScheduled = false;
   private paramsVersion = 1;
   private readonly selections: Counter<"outcome">;
   private readonly pairsEvaluated: Counter;
-  private readonly outcomeCounters = new Map<string, { selections: Counter.Internal; picks: Counter.Internal }>();
   private readonly picks: Counter<"pool" | "outcome">;
-  /** Children of headroom_pick_batches_total by where the batch ran, resolved once. */
-  private readonly batches: { inline: Counter.Internal; worker: Counter.Internal };
+  private readonly batches: Counter<"where">;
   private readonly workerFailures: Counter;
   private closed = false;
 
@@ -152,8 +165,7 @@ export class Engine implements EngineApi {
     this.selections = counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
     this.pairsEvaluated = counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
     this.picks = counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
-    const batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
-    this.batches = { inline: batches.labels("inline"), worker: batches.labels("worker") };
+    this.batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
     this.workerFailures = counter("headroom_worker_failures_total", "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", []);
   }
 
@@ -405,7 +417,7 @@ export class Engine implements EngineApi {
       answers.set(index, new HeadroomError("REQUEST_INVALID", problem));
       return undefined;
     }
-    return { pool, input, requestId: input.requestId ?? randomUUID(), request, answers, index };
+    return { pool, input, requestId: input.requestId ?? this.requestIds.mint(), request, answers, index };
   }
 
   /**
@@ -459,7 +471,7 @@ export class Engine implements EngineApi {
       this.batchFailed(pool, batch, err);
       return undefined;
     }
-    this.batches.inline.inc();
+    this.batches.inc({ where: "inline" });
     this.settle(pool, batch, results);
     return undefined;
   }
@@ -467,7 +479,7 @@ export class Engine implements EngineApi {
   private async runOnWorker(pool: PoolState, batch: Pending[], requests: PickRequest[]): Promise<void> {
     let results: PickResult[];
     try {
-      this.batches.worker.inc();
+      this.batches.inc({ where: "worker" });
       results = await this.workers!.run({
         pool: pool.name,
         buffer: pool.shared.shared,
@@ -495,10 +507,7 @@ export class Engine implements EngineApi {
     for (let k = 0; k < batch.length; k++) batch[k].answers.set(batch[k].index, this.answer(pool, batch[k], results[k]));
   }
 
-  /**
-   * A batch's picks join the counters once per outcome, through children resolved once per pool and
-   * outcome: prom-client hashes the labels of every labelled call, which costs as much as a small pick.
-   */
+  /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
   private count(pool: PoolState, results: readonly PickResult[]): void {
     const outcomes = new Map<Outcome, number>();
     let pairs = 0;
@@ -507,14 +516,8 @@ export class Engine implements EngineApi {
       pairs += r.pairs;
     }
     for (const [outcome, n] of outcomes) {
-      const key = `${pool.name}\n${outcome}`;
-      let counters = this.outcomeCounters.get(key);
-      if (counters === undefined) {
-        counters = { selections: this.selections.labels(outcome), picks: this.picks.labels(pool.name, outcome) };
-        this.outcomeCounters.set(key, counters);
-      }
-      counters.selections.inc(n);
-      counters.picks.inc(n);
+      this.selections.inc({ outcome }, n);
+      this.picks.inc({ pool: pool.name, outcome }, n);
     }
     this.pairsEvaluated.inc(pairs);
   }

@@ -28,16 +28,11 @@ type PickVia = "pick" | "gateway" | "stream";
 const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 export interface ServerMetrics {
-  /** Counts a finished request. */
-  request(route: RouteLabel, status: number): void;
-  /** Observes a pick's seconds, by how it arrived. */
+  requests: Counter<"route" | "status">;
+  /** A child per way in: a labelled observation costs half as much again as a child's. */
   pickSeconds: Record<PickVia, Histogram.Internal<"via">>;
 }
 
-/**
- * Labelled children are resolved once (per route and status, per way in) rather than per request:
- * prom-client hashes the label values on every labelled call, which costs as much as a small pick.
- */
 export function serverMetrics(registry: Registry): ServerMetrics {
   const requestsName = "headroom_http_requests_total";
   const pickName = "headroom_pick_duration_seconds";
@@ -58,14 +53,8 @@ export function serverMetrics(registry: Registry): ServerMetrics {
       registers: [registry],
     }),
   );
-  const children = new Map<string, Counter.Internal>();
   return {
-    request(route, status) {
-      const key = `${route} ${status}`;
-      let child = children.get(key);
-      if (child === undefined) children.set(key, (child = requests.labels(route, String(status))));
-      child.inc();
-    },
+    requests,
     pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
 }
