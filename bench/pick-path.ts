@@ -72,7 +72,7 @@ async function httpAtOnceStep(engine: Engine): Promise<number> {
 const frames = pickFrames();
 let nextFrame = 0;
 
-function streamStep(engine: Engine): number {
+async function streamStep(engine: Engine): Promise<number> {
   const frame = decodeFrame(frames[nextFrame++ % frames.length]);
   const inputs = frame.items.map((item, i) => decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
   const answers: PickAnswers = engine.pickNow(inputs)!;
@@ -80,6 +80,8 @@ function streamStep(engine: Engine): number {
   const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
   const reports = decodeFrame(pack({ t: "report", items: done }));
   engine.report(decodeReportItems(reports.items));
+  // A loop turn per frame, as each frame is a message event of its own: timers (refresh, expiry) run.
+  await new Promise(setImmediate);
   return inputs.length;
 }
 
