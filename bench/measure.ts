@@ -57,3 +57,10 @@ export function stealPct(before: CpuTimes | null, after: CpuTimes | null): numbe
   if (before === null || after === null || after.total <= before.total) return null;
   return round((100 * (after.steal - before.steal)) / (after.total - before.total), 1);
 }
+
+/** `run`'s result with the machine's CPU steal while it ran. */
+export function withSteal<T extends object>(run: () => T): T & { stealPct: number | null } {
+  const before = cpuTimes();
+  const result = run();
+  return { ...result, stealPct: stealPct(before, cpuTimes()) };
+}

@@ -11,6 +11,7 @@
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work. Args: [--quick]. JSON lines on stdout.
 
+import { pack } from "msgpackr";
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
@@ -19,7 +20,6 @@ import { silentLogger } from "../src/log.js";
 import { compactPick, decodeBody, decodeFrame, decodePick, decodeReportItems, encodeBody, encodeMsgpack, NO_SLO_HEADERS } from "../src/server/codec.js";
 import { emit, median, note, round } from "./measure.js";
 import { PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
-import { pack } from "msgpackr";
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 3 : 9;
@@ -32,7 +32,7 @@ async function engineFor(n: number): Promise<Engine> {
 }
 
 /** Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made). */
-async function cpuUsPerPick(step: () => Promise<number> | number): Promise<number> {
+async function cpuUsPerPick(step: () => Promise<number>): Promise<number> {
   const perPick: number[] = [];
   for (let r = 0; r < ROUNDS + 1; r++) {
     const cpu = process.cpuUsage();

@@ -15,7 +15,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { cpuTimes, emit, median, note, round, stealPct } from "./measure.js";
+import { emit, median, note, round, withSteal } from "./measure.js";
 import { PICK_BODY } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -66,13 +66,9 @@ function wrk(url: string, body: string, durationS: number): WrkResult {
     script,
     [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["content-type"] = "application/json"`].join("\n"),
   );
-  const before = cpuTimes();
-  const run = spawnSync(
-    "taskset",
-    ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, url],
-    { encoding: "utf8" },
+  const run = withSteal(() =>
+    spawnSync("taskset", ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, url], { encoding: "utf8" }),
   );
-  const steal = stealPct(before, cpuTimes());
   if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr || run.error}`);
   const out = run.stdout;
   const number = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
@@ -84,7 +80,7 @@ function wrk(url: string, body: string, durationS: number): WrkResult {
   };
   return {
     rps: number(/Requests\/sec:\s+([\d.]+)/),
-    stealPct: steal,
+    stealPct: run.stealPct,
     p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
     p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
     requests: number(/(\d+) requests in/),
@@ -95,33 +91,29 @@ function wrk(url: string, body: string, durationS: number): WrkResult {
 /** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
 function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number; p50Ms: number; p99Ms: number; errors: number; stealPct: number | null } {
   const script = new URL("./open-loop.js", import.meta.url).pathname;
-  const before = cpuTimes();
-  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY, path], {
-    encoding: "utf8",
-  });
+  const run = withSteal(() =>
+    spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
+  );
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
-  return { ...JSON.parse(run.stdout), stealPct: stealPct(before, cpuTimes()) };
+  return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
 }
 
 /** Runs bench/ws-load.js pinned to CLIENT_CORE: msgpack frames of 64 picks over one WebSocket. */
 function wsLoad(url: string): { frames: number; picks: number; picksPerS: number; frameP50Ms: number; frameP99Ms: number; errors: number; stealPct: number | null } {
   const script = new URL("./ws-load.js", import.meta.url).pathname;
-  const before = cpuTimes();
-  const run = spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S)], {
-    encoding: "utf8",
-  });
+  const args = ["-c", String(CLIENT_CORE), process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S)];
+  const run = withSteal(() => spawnSync("taskset", args, { encoding: "utf8" }));
   if (run.status !== 0) throw new Error(`WebSocket generator failed: ${run.stderr}`);
-  return { ...JSON.parse(run.stdout), stealPct: stealPct(before, cpuTimes()) };
+  return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
 }
 
 /** bench/pick-path.js pinned to SERVER_CORE; its JSON lines are passed on. */
 function pickPath(): void {
   const script = new URL("./pick-path.js", import.meta.url).pathname;
-  const before = cpuTimes();
-  const run = spawnSync("taskset", ["-c", String(SERVER_CORE), process.execPath, script, ...(quick ? ["--quick"] : [])], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const args = ["-c", String(SERVER_CORE), process.execPath, script, ...(quick ? ["--quick"] : [])];
+  const run = withSteal(() => spawnSync("taskset", args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }));
   if (run.status !== 0) throw new Error("pick-path measurement failed");
-  const steal = stealPct(before, cpuTimes());
-  for (const line of run.stdout.trim().split("\n")) emit({ ...JSON.parse(line), stealPct: steal });
+  for (const line of run.stdout.trim().split("\n")) emit({ ...JSON.parse(line), stealPct: run.stealPct });
 }
 
 if (spawnSync("wrk", ["--version"]).error) {

@@ -82,8 +82,8 @@ class Answers {
 
 /**
  * Ids for picks that bring none: a counter makes them unique in this process, a random 48-bit prefix
- * across replicas and restarts. Short ids keep the in-flight table cheap: hashing and inserting a
- * fresh 36-character UUID cost about three times as much as one of these (and minting it more).
+ * across replicas and restarts. Cheaper than UUIDs to mint, hash and keep in the in-flight table,
+ * which holds every unreported pick until it expires.
  */
 class RequestIds {
   private readonly prefix = `${randomBytes(6).toString("hex")}-`;
