@@ -17,7 +17,16 @@ import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
 import type { PickAnswer, PickAnswers } from "../src/engine/types.js";
 import { silentLogger } from "../src/log.js";
-import { compactPick, decodeBody, decodeFrame, decodePick, decodeReportItems, encodeBody, encodeMsgpack, NO_SLO_HEADERS } from "../src/server/codec.js";
+import {
+  compactPick,
+  decodeBody,
+  decodeFrame,
+  decodePick,
+  decodeReportItems,
+  encodeMsgpack,
+  encodePickAnswer,
+  NO_SLO_HEADERS,
+} from "../src/server/codec.js";
 import { emit, median, note, round } from "./measure.js";
 import { PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
 
@@ -52,7 +61,7 @@ async function httpStep(engine: Engine): Promise<number> {
   const answered: Promise<void>[] = [];
   for (let c = 0; c < 32; c++) {
     const input = decodePick(decodeBody(body, "json"));
-    answered.push(engine.pick([input]).then(([answer]) => void encodeBody(answer, "json")));
+    answered.push(engine.pick([input]).then(([answer]) => void encodePickAnswer(answer as PickAnswer, "json")));
   }
   await Promise.all(answered);
   return 32;
@@ -62,7 +71,7 @@ async function httpStep(engine: Engine): Promise<number> {
 async function httpAtOnceStep(engine: Engine): Promise<number> {
   for (let c = 0; c < 32; c++) {
     const [answer] = engine.pickNow([decodePick(decodeBody(body, "json"))])!;
-    encodeBody(answer, "json");
+    encodePickAnswer(answer as PickAnswer, "json");
   }
   // A loop turn between rounds, as between wrk's rounds of requests: timers (refresh, expiry) run.
   await new Promise(setImmediate);

@@ -1,8 +1,10 @@
 // The server's wire formats without a server: bodies, SLO and gateway headers, reports, pods and stream
 // frames decode into engine shapes or fail with a message naming the field; the error table.
 
-import { pack } from "msgpackr";
+import fc from "fast-check";
+import { pack, unpack } from "msgpackr";
 import { describe, expect, it } from "vitest";
+import type { PickAnswer } from "../src/engine/types.js";
 import { HeadroomError, RequestError, type ErrorCode } from "../src/errors.js";
 import {
   bodyFormat,
@@ -14,7 +16,9 @@ import {
   decodePods,
   decodeReports,
   decodeRouteLevel,
+  encodePickAnswer,
   NO_SLO_HEADERS,
+  roundMs,
   type GatewayHeaders,
 } from "../src/server/codec.js";
 import { errorBody, STATUS_OF_CODE, toWireError } from "../src/server/errors.js";
@@ -250,5 +254,64 @@ describe("stream frames", () => {
     expect(rejection(() => decodeFrame(pack([1, 2])))).toMatch(/^frame: must be a map/);
     expect(rejection(() => decodeFrame(pack({ t: "picks", items: [] })))).toMatch(/^frame\.t: must be "pick" or "report", got "picks"/);
     expect(rejection(() => decodeFrame(pack({ t: "pick", items: 3 })))).toMatch(/^frame\.items: must be an array/);
+  });
+});
+
+describe("pick answers", () => {
+  // Built field by field in the engine's order (src/engine/engine.ts, answer()), as JSON.stringify sees it.
+  const text = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.constantFrom("10.0.0.1:8000", 'a"b\\c', "\u2028", "\ud800"));
+  const num = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(NaN, Infinity, -Infinity, -0, 1e21, 5e-324));
+  const answer = fc
+    .record({
+      requestId: text,
+      pool: text,
+      outcome: fc.constantFrom("positive_headroom", "negative_headroom", "no_slo"),
+      decodeOnly: fc.boolean(),
+      prefill: fc.option(text, { nil: undefined }),
+      decode: text,
+      fallbacks: fc.array(text, { maxLength: 3 }),
+      predicted: fc.record({ prefillTtftMs: num, decodeTtftMs: num, transferMs: num, ttftMs: num, tpotMs: num }),
+      headroom: fc.record({ ttftMs: num, tpotMs: num, blended: num }, { requiredKeys: [] }),
+      headers: fc.dictionary(text, text, { maxKeys: 3 }),
+      pairs: num,
+      positivePairs: num,
+    })
+    .map((a) => a as unknown as PickAnswer);
+
+  /** The answer with its times rounded to the microsecond, built in the same order. */
+  const roundedTimes = (a: PickAnswer): PickAnswer => ({
+    ...a,
+    predicted: Object.fromEntries(Object.entries(a.predicted).map(([k, v]) => [k, roundMs(v)])) as PickAnswer["predicted"],
+    headroom: Object.fromEntries(Object.entries(a.headroom).map(([k, v]) => [k, v === undefined ? v : roundMs(v)])),
+  });
+
+  it("JSON is what JSON.stringify writes for the answer with its times rounded to the microsecond, for any strings and numbers", () => {
+    fc.assert(
+      fc.property(answer, (a) => {
+        expect(encodePickAnswer(a, "json")).toBe(JSON.stringify(roundedTimes(a)));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("times of every size and sign are written as V8 writes them once rounded", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.double(), fc.double({ min: -1e6, max: 1e6 }), fc.integer().map((i) => i / 1000 + 0.0005), fc.constantFrom(-0.0004, -0.0005, 0.0005, 999.9995, 1e12 - 0.0005, 1e15)), (t) => {
+        const a = { requestId: "r", pool: "p", outcome: "positive_headroom", decodeOnly: false, decode: "d", fallbacks: [], predicted: { prefillTtftMs: t, decodeTtftMs: t, transferMs: t, ttftMs: t, tpotMs: t }, headroom: { ttftMs: t }, headers: {}, pairs: 1, positivePairs: 1 } as unknown as PickAnswer;
+        expect(encodePickAnswer(a, "json")).toBe(JSON.stringify(roundedTimes(a)));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("an answer with explain, and msgpack, take the general encoders", () => {
+    fc.assert(
+      fc.property(answer, (a) => {
+        const explained = { ...a, explain: [{ decode: a.decode, link: "node", ttftMs: 1, tpotMs: 2, positive: true }] } as PickAnswer;
+        expect(encodePickAnswer(explained, "json")).toBe(JSON.stringify(explained));
+        expect(unpack(encodePickAnswer(a, "msgpack") as Uint8Array)).toEqual(unpack(pack(a)));
+      }),
+      { numRuns: 200 },
+    );
   });
 });

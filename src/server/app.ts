@@ -18,6 +18,7 @@ import {
   decodePods,
   decodeReports,
   decodeRouteLevel,
+  encodePickAnswer,
   type SloHeaders,
 } from "./codec.js";
 import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
@@ -88,7 +89,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
       const startedMs = performance.now();
       const [result] = await engine.pick([decodePick(decodeBody(body, format), slo)]);
       if (result instanceof HeadroomError) ex.sendError(result, format);
-      else ex.sendValue(200, result, format);
+      else ex.send(200, encodePickAnswer(result, format), CONTENT_TYPE[format]);
       ctx.metrics.pickSeconds.pick.observe(elapsedSeconds(startedMs));
     });
   }

@@ -53,6 +53,74 @@ export function encodeBody(value: unknown, format: BodyFormat): string | Uint8Ar
   return format === "msgpack" ? packr.pack(value) : JSON.stringify(value);
 }
 
+/**
+ * A pick's answer in its format. JSON is written field by field, the text JSON.stringify gives for the
+ * answer with its times rounded to the microsecond: JSON.stringify spent a third of an HTTP pick's CPU
+ * time on this object (`bench:pick-path`), most of it writing full-precision doubles, which take V8
+ * five times as long as three decimals written from an integer. msgpack carries the exact doubles, at
+ * no such cost. An answer with `explain` takes the general path, times exact.
+ */
+export function encodePickAnswer(answer: PickAnswer, format: BodyFormat): string | Uint8Array {
+  if (format === "msgpack") return packr.pack(answer);
+  if (answer.explain !== undefined) return JSON.stringify(answer);
+  const p = answer.predicted;
+  const h = answer.headroom;
+  let json = `{"requestId":${quoted(answer.requestId)},"pool":${quoted(answer.pool)},"outcome":${quoted(answer.outcome)},"decodeOnly":${answer.decodeOnly}`;
+  if (answer.prefill !== undefined) json += `,"prefill":${quoted(answer.prefill)}`;
+  json += `,"decode":${quoted(answer.decode)},"fallbacks":[`;
+  for (let i = 0; i < answer.fallbacks.length; i++) json += (i === 0 ? "" : ",") + quoted(answer.fallbacks[i]);
+  json += `],"predicted":{"prefillTtftMs":${ms(p.prefillTtftMs)},"decodeTtftMs":${ms(p.decodeTtftMs)},"transferMs":${ms(p.transferMs)},"ttftMs":${ms(p.ttftMs)},"tpotMs":${ms(p.tpotMs)}},"headroom":{`;
+  let separator = "";
+  for (const key of HEADROOM_KEYS) {
+    const v = h[key];
+    if (v === undefined) continue;
+    json += `${separator}"${key}":${ms(v)}`;
+    separator = ",";
+  }
+  json += `},"headers":{`;
+  separator = "";
+  for (const name in answer.headers) {
+    json += `${separator}${quoted(name)}:${quoted(answer.headers[name])}`;
+    separator = ",";
+  }
+  return `${json}},"pairs":${number(answer.pairs)},"positivePairs":${number(answer.positivePairs)}}`;
+}
+
+const HEADROOM_KEYS = ["ttftMs", "tpotMs", "blended"] as const;
+
+/** Printable ASCII but `"` and `\`: such a string is its own JSON text between quotes. */
+const PLAIN_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function quoted(s: string): string {
+  return PLAIN_STRING.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/** As JSON.stringify writes a number: NaN and the infinities are null. */
+function number(x: number): string {
+  return Number.isFinite(x) ? String(x) : "null";
+}
+
+/** Milliseconds rounded to the microsecond. */
+export function roundMs(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** ".001" to ".999" without trailing zeros, and "" for none: the decimals of a rounded time. */
+const DECIMALS = Array.from({ length: 1000 }, (_, i) => (i === 0 ? "" : `.${String(i).padStart(3, "0").replace(/0+$/, "")}`));
+
+/**
+ * `number(roundMs(x))`, written from the integer count of microseconds. Below 10^15 µs a three-decimal
+ * number is its own shortest round-trip form, which is what V8 writes; beyond, V8 writes it.
+ */
+function ms(x: number): string {
+  const us = Math.round(x * 1000);
+  if (!(Math.abs(us) < 1e15)) return number(roundMs(x));
+  const abs = Math.abs(us);
+  const whole = Math.floor(abs / 1000);
+  // -0.0004 rounds to -0, which JSON writes as 0.
+  return (us < 0 ? "-" : "") + whole + DECIMALS[abs - whole * 1000];
+}
+
 export function encodeMsgpack(value: unknown): Uint8Array {
   return packr.pack(value);
 }
