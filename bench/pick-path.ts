@@ -9,7 +9,8 @@
 // - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickNow`, msgpack in and out,
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
-// the ceiling one core could serve before any socket work. Args: [--quick]. JSON lines on stdout.
+// the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
+// JSON.stringify and by the server's writer. Args: [--quick]. JSON lines on stdout.
 
 import { pack } from "msgpackr";
 import { Registry } from "prom-client";
@@ -94,6 +95,33 @@ async function streamStep(engine: Engine): Promise<number> {
   return inputs.length;
 }
 
+/**
+ * One JSON answer's encoding and its copy into bytes (as the socket write does), by JSON.stringify and
+ * by the server's writer (times rounded to the microsecond), over the same answers in alternating rounds.
+ */
+async function encodeJson(): Promise<{ stringifyUs: number; writerUs: number }> {
+  const engine = await engineFor(16);
+  const answers: PickAnswer[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const [answer] = engine.pickNow([decodePick(decodeBody(body, "json"))])!;
+    answers.push(answer as PickAnswer);
+  }
+  await engine.close();
+  const rounds = { stringifyUs: [] as number[], writerUs: [] as number[] };
+  for (let r = 0; r < ROUNDS * 2; r++) {
+    for (const [key, encode] of [
+      ["stringifyUs", (a: PickAnswer) => JSON.stringify(a)],
+      ["writerUs", (a: PickAnswer) => encodePickAnswer(a, "json")],
+    ] as const) {
+      const cpu = process.cpuUsage();
+      for (const a of answers) Buffer.from(encode(a));
+      const used = process.cpuUsage(cpu);
+      rounds[key].push((used.user + used.system) / answers.length);
+    }
+  }
+  return { stringifyUs: median(rounds.stringifyUs), writerUs: median(rounds.writerUs) };
+}
+
 for (const [name, n, step] of [
   ["http", 16, httpStep],
   ["http-at-once", 16, httpAtOnceStep],
@@ -105,3 +133,7 @@ for (const [name, n, step] of [
   emit({ bench: "rpc", case: `path-${name}`, pool: `${n}x${n}`, cpuUsPerPick: round(us, 2), perCorePicksPerS: Math.round(1e6 / us) });
   await engine.close();
 }
+
+const encoded = await encodeJson();
+note(`one JSON answer: ${encoded.stringifyUs.toFixed(2)} CPU µs by JSON.stringify, ${encoded.writerUs.toFixed(2)} by the writer`);
+emit({ bench: "rpc", case: "encode-json", pool: "16x16", stringifyUs: round(encoded.stringifyUs, 2), writerUs: round(encoded.writerUs, 2) });

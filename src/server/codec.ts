@@ -55,10 +55,10 @@ export function encodeBody(value: unknown, format: BodyFormat): string | Uint8Ar
 
 /**
  * A pick's answer in its format. JSON is written field by field, the text JSON.stringify gives for the
- * answer with its times rounded to the microsecond: JSON.stringify spent a third of an HTTP pick's CPU
- * time on this object (`bench:pick-path`), most of it writing full-precision doubles, which take V8
- * five times as long as three decimals written from an integer. msgpack carries the exact doubles, at
- * no such cost. An answer with `explain` takes the general path, times exact.
+ * answer with its times rounded to the microsecond, which are written from an integer: most of what
+ * JSON.stringify spends on this object is writing full-precision doubles (`encode-json` in
+ * `bench:pick-path`). msgpack carries the exact doubles, at no such cost. An answer with `explain`
+ * takes the general path, times exact.
  */
 export function encodePickAnswer(answer: PickAnswer, format: BodyFormat): string | Uint8Array {
   if (format === "msgpack") return packr.pack(answer);
