@@ -74,7 +74,7 @@ export class Cluster {
   private flushScheduled = false;
   private readonly reports: Counter<"result">;
   private readonly accuracy: Histogram<"pool" | "quantity">;
-  /** Children by pool and quantity: a labelled observation costs half as much again as a child's. */
+  /** Children by pool and quantity, resolved once: a labelled observation also validates its labels each time. */
   private readonly accuracyChildren = new Map<string, Histogram.Internal<"pool" | "quantity">>();
   private closed = false;
 
