@@ -1,5 +1,5 @@
-// Shared by the benchmarks: medians from benchmark.js samples, rounding for JSON lines, and output
-// that keeps stdout to one JSON object per line.
+// Shared by the benchmarks: medians from benchmark.js samples, rounding for JSON lines, output that
+// keeps stdout to one JSON object per line, and the CPU steal a run saw on a virtual machine.
 
 import { readFileSync } from "node:fs";
 import Benchmark from "benchmark";
@@ -30,7 +30,7 @@ export function note(text: string): void {
   process.stderr.write(`${text}\n`);
 }
 
-export interface CpuTimes {
+interface CpuTimes {
   steal: number;
   total: number;
 }
@@ -39,7 +39,7 @@ export interface CpuTimes {
  * The machine's CPU time so far from /proc/stat (all cores, in clock ticks); null where there is none.
  * On a virtual machine, `steal` is time its cores were ready but the host ran someone else.
  */
-export function cpuTimes(): CpuTimes | null {
+function cpuTimes(): CpuTimes | null {
   let line: string | undefined;
   try {
     line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
@@ -53,7 +53,7 @@ export function cpuTimes(): CpuTimes | null {
 }
 
 /** Percent of the machine's CPU time stolen between two readings; null when either is missing. */
-export function stealPct(before: CpuTimes | null, after: CpuTimes | null): number | null {
+function stealPct(before: CpuTimes | null, after: CpuTimes | null): number | null {
   if (before === null || after === null || after.total <= before.total) return null;
   return round((100 * (after.steal - before.steal)) / (after.total - before.total), 1);
 }

@@ -4,9 +4,9 @@
 // throughput swings with its neighbours (bench:rpc prints the CPU steal it saw). Cases:
 // - http: the bench:rpc pick body on 16x16 pools, 32 picks at a time through the micro-batched
 //   `pick` (as wrk's 32 connections arrive), JSON in and out, never reported (wrk does not report);
-// - http-at-once: the same 32 picks each answered as it arrives (`pickNow`), which the server does
-//   not do for HTTP: the comparison is why;
-// - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickNow`, msgpack in and out,
+// - http-at-once: the same 32 picks each run at once as a batch of its own (`pickBatch`), which the
+//   server does not do for HTTP: the comparison is why;
+// - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickBatch`, msgpack in and out,
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
@@ -16,7 +16,7 @@ import { pack } from "msgpackr";
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
-import type { PickAnswer, PickAnswers } from "../src/engine/types.js";
+import type { PickAnswer } from "../src/engine/types.js";
 import { silentLogger } from "../src/log.js";
 import {
   compactPick,
@@ -68,11 +68,10 @@ async function httpStep(engine: Engine): Promise<number> {
   return 32;
 }
 
-/** The same 32 picks answered one by one as each arrives (`pickNow`), for comparison with batching. */
+/** The same 32 picks each run at once as a batch of its own (`pickBatch`), for comparison with batching. */
 async function httpAtOnceStep(engine: Engine): Promise<number> {
   for (let c = 0; c < 32; c++) {
-    const [answer] = engine.pickNow([decodePick(decodeBody(body, "json"))])!;
-    encodePickAnswer(answer as PickAnswer, "json");
+    engine.pickBatch([decodePick(decodeBody(body, "json"))], ([answer]) => void encodePickAnswer(answer as PickAnswer, "json"));
   }
   // A loop turn between rounds, as between wrk's rounds of requests: timers (refresh, expiry) run.
   await new Promise(setImmediate);
@@ -85,11 +84,12 @@ let nextFrame = 0;
 async function streamStep(engine: Engine): Promise<number> {
   const frame = decodeFrame(frames[nextFrame++ % frames.length]);
   const inputs = frame.items.map((item, i) => decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
-  const answers: PickAnswers = engine.pickNow(inputs)!;
-  encodeMsgpack({ t: "picked", items: answers.map(compactPick) });
-  const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
-  const reports = decodeFrame(pack({ t: "report", items: done }));
-  engine.report(decodeReportItems(reports.items));
+  engine.pickBatch(inputs, (answers) => {
+    encodeMsgpack({ t: "picked", items: answers.map(compactPick) });
+    const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
+    const reports = decodeFrame(pack({ t: "report", items: done }));
+    engine.report(decodeReportItems(reports.items));
+  });
   // A loop turn per frame, as each frame is a message event of its own: timers (refresh, expiry) run.
   await new Promise(setImmediate);
   return inputs.length;
@@ -103,7 +103,7 @@ async function encodeJson(): Promise<{ stringifyUs: number; writerUs: number }> 
   const engine = await engineFor(16);
   const answers: PickAnswer[] = [];
   for (let i = 0; i < 2000; i++) {
-    const [answer] = engine.pickNow([decodePick(decodeBody(body, "json"))])!;
+    const [answer] = await engine.pick([decodePick(decodeBody(body, "json"))]);
     answers.push(answer as PickAnswer);
   }
   await engine.close();

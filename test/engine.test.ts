@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock, type Clock } from "../src/clock.js";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
-import type { PickAnswer } from "../src/engine/types.js";
+import type { PickAnswer, PickAnswers, PickInput } from "../src/engine/types.js";
 import { HeadroomError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
 
@@ -113,15 +113,29 @@ describe("picks", () => {
   });
 });
 
-describe("picks answered at once", () => {
+describe("picks that are a batch already", () => {
   const inputs = Array.from({ length: 12 }, (_, k) => ({ sloLevel: ["high", "medium", "gold"][k % 3], inputTokens: 300 + 400 * k, outputTokens: 40, seed: 7 + k }));
   const strip = (x: PickAnswer | HeadroomError) => (x instanceof HeadroomError ? x.code : { ...x, requestId: "" });
 
-  it("pickNow answers what pick answers for the same seeds, and records the same in-flight load", async () => {
+  /** pickBatch's answers, and whether they came before it returned. */
+  function pickBatch(e: Engine, batch: PickInput[]): { atOnce: boolean; answers: Promise<PickAnswers> } {
+    let answered = false;
+    const answers = new Promise<PickAnswers>((resolve) =>
+      e.pickBatch(batch, (values) => {
+        answered = true;
+        resolve(values);
+      }),
+    );
+    return { atOnce: answered, answers };
+  }
+
+  it("runs inline at once: answers what pick answers for the same seeds, and records the same in-flight load", async () => {
     // Stopped clocks: a prefill's load moves from queued to done as its predicted times pass.
     const { engine: now } = await engine("workers: { threads: 0 }", new ManualClock(1000));
     const { engine: later } = await engine("workers: { threads: 0 }", new ManualClock(1000));
-    const a = now.pickNow(inputs)!;
+    const batch = pickBatch(now, inputs);
+    expect(batch.atOnce).toBe(true);
+    const a = await batch.answers;
     const b = await later.pick(inputs);
     expect(a.map(strip)).toEqual(b.map(strip));
     expect(a.filter((x) => x instanceof HeadroomError).map((x) => (x as HeadroomError).code)).toEqual(["UNKNOWN_LEVEL", "UNKNOWN_LEVEL", "UNKNOWN_LEVEL", "UNKNOWN_LEVEL"]);
@@ -130,19 +144,22 @@ describe("picks answered at once", () => {
     expect(loads(now)).toEqual(loads(later));
   });
 
-  it("pickNow declines, doing nothing, when a pool's batch belongs on a worker, a batch window is set, or picks are queued", async () => {
+  it("is answered later when a pool's batch belongs on a worker, a batch window is set, or picks are queued ahead", async () => {
     const { engine: pooled } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }");
     const { engine: windowed } = await engine("workers: { threads: 0, batchWindowUs: 1000 }");
     for (const e of [pooled, windowed]) {
-      expect(e.pickNow(inputs)).toBeUndefined();
+      const batch = pickBatch(e, inputs);
+      expect(batch.atOnce).toBe(false);
       expect(e.cluster.inflight.size).toBe(0);
-      expect((await e.pick(inputs)).map(strip)).toHaveLength(inputs.length);
+      expect((await batch.answers).map(strip)).toHaveLength(inputs.length);
     }
     const { engine: queued } = await engine("workers: { threads: 0 }");
     const first = queued.pick(inputs.slice(0, 3));
-    expect(queued.pickNow(inputs.slice(3))).toBeUndefined();
+    const batch = pickBatch(queued, inputs.slice(3));
+    expect(batch.atOnce).toBe(false);
     expect((await first).map(strip).filter((x) => typeof x !== "string")).toHaveLength(2);
-    expect(queued.cluster.inflight.size).toBe(2);
+    expect(queued.cluster.inflight.size).toBe(8);
+    expect((await batch.answers).map(strip)).toHaveLength(inputs.length - 3);
   });
 });
 

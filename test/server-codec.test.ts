@@ -18,7 +18,6 @@ import {
   decodeRouteLevel,
   encodePickAnswer,
   NO_SLO_HEADERS,
-  roundMs,
   type GatewayHeaders,
 } from "../src/server/codec.js";
 import { errorBody, STATUS_OF_CODE, toWireError } from "../src/server/errors.js";
@@ -279,6 +278,7 @@ describe("pick answers", () => {
     .map((a) => a as unknown as PickAnswer);
 
   /** The answer with its times rounded to the microsecond, built in the same order. */
+  const roundMs = (x: number) => Math.round(x * 1000) / 1000;
   const roundedTimes = (a: PickAnswer): PickAnswer => ({
     ...a,
     predicted: Object.fromEntries(Object.entries(a.predicted).map(([k, v]) => [k, roundMs(v)])) as PickAnswer["predicted"],

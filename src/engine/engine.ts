@@ -212,34 +212,11 @@ export class Engine implements EngineApi {
   }
 
   pick(inputs: readonly PickInput[]): Promise<PickAnswers> {
-    return new Promise((resolve) => {
-      const answers = new Answers(inputs.length, resolve);
-      inputs.forEach((input, index) => {
-        const pending = this.prepare(input, answers, index);
-        if (pending === undefined) return;
-        this.queue.push(pending);
-        this.scheduleFlush();
-      });
-    });
+    return new Promise((resolve) => this.submit(inputs, resolve, false));
   }
 
-  pickNow(inputs: readonly PickInput[]): PickAnswers | undefined {
-    // Picks queued ahead keep their place: these wait behind them. A batch window is a request to wait.
-    if (this.queue.length > 0 || this.closed || this.config.workers.batchWindowUs > 0) return undefined;
-    for (const input of inputs) {
-      const config = this.byLevel.get((input.sloLevel ?? "").toLowerCase()) ?? this.defaultPool;
-      if (!this.runsInline(this.cluster.pools.get(config.name)!, inputs.length)) return undefined;
-    }
-    let values: PickAnswers | undefined;
-    const answers = new Answers(inputs.length, (done) => (values = done));
-    const byPool = new Map<PoolState, Pending[]>();
-    inputs.forEach((input, index) => {
-      const pending = this.prepare(input, answers, index);
-      if (pending !== undefined) appendTo(byPool, pending.pool, pending);
-    });
-    for (const [pool, list] of byPool) this.runBatches(pool, list);
-    if (values === undefined) throw new Error("internal: an inline pick was left unanswered");
-    return values;
+  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void {
+    this.submit(inputs, done, true);
   }
 
   report(reports: readonly CompletionReport[]): { known: number; unknown: number } {
@@ -387,6 +364,26 @@ export class Engine implements EngineApi {
     return pool;
   }
 
+  /**
+   * Routes each pick and runs them: as their own batch at once (`now`), unless a batch window asks to
+   * wait or picks queued ahead must keep their place; otherwise with what else arrives this loop turn.
+   */
+  private submit(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, now: boolean): void {
+    const answers = new Answers(inputs.length, done);
+    const runNow = now && this.queue.length === 0 && this.config.workers.batchWindowUs === 0;
+    const byPool = new Map<PoolState, Pending[]>();
+    inputs.forEach((input, index) => {
+      const pending = this.prepare(input, answers, index);
+      if (pending === undefined) return;
+      if (runNow) appendTo(byPool, pending.pool, pending);
+      else {
+        this.queue.push(pending);
+        this.scheduleFlush();
+      }
+    });
+    this.runBatches(byPool);
+  }
+
   /** A pick ready for its pool's next batch, or undefined when it is already answered (it cannot be made). */
   private prepare(input: PickInput, answers: Answers, index: number): Pending | undefined {
     if (this.closed) {
@@ -420,16 +417,6 @@ export class Engine implements EngineApi {
     return { pool, input, requestId: input.requestId ?? this.requestIds.mint(), request, answers, index };
   }
 
-  /**
-   * Whether a batch of `size` picks on `pool` runs on the main thread: always without workers, else
-   * below the crossover (pairs x batch size) where a thread hop costs more than the pick.
-   */
-  private runsInline(pool: PoolState, size: number): boolean {
-    if (this.workers === null) return true;
-    const snap = pool.snapshot;
-    return snap === null || candidatePairs(snap.roles) * Math.min(size, this.config.workers.batchCapacity) < this.config.workers.inlineBelowPairs;
-  }
-
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -442,69 +429,55 @@ export class Engine implements EngineApi {
     else setImmediate(run);
   }
 
-  /** Runs every queued pick: per pool, in arrival order, in batches of at most batchCapacity. */
+  /** Runs every queued pick. */
   private flush(): void {
     const byPool = new Map<PoolState, Pending[]>();
     for (const pending of this.queue.splice(0)) appendTo(byPool, pending.pool, pending);
-    for (const [pool, list] of byPool) this.runBatches(pool, list);
+    this.runBatches(byPool);
   }
 
-  private runBatches(pool: PoolState, list: Pending[]): void {
+  /** Per pool, in arrival order, in batches of at most batchCapacity. */
+  private runBatches(byPool: Map<PoolState, Pending[]>): void {
     const capacity = this.config.workers.batchCapacity;
-    if (list.length <= capacity) void this.runBatch(pool, list);
-    else for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
+    for (const [pool, list] of byPool) {
+      for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
+    }
   }
 
-  /** Answers a batch: at once when it runs inline, when its worker is done otherwise. */
-  private runBatch(pool: PoolState, batch: Pending[]): Promise<void> | undefined {
+  /** Answers a batch; an inline one before the first await, so before runBatch returns. */
+  private async runBatch(pool: PoolState, batch: Pending[]): Promise<void> {
     const snap = pool.snapshot;
     if (snap === null) {
       for (const p of batch) p.answers.set(p.index, new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
-      return undefined;
-    }
-    const requests = batch.map((p) => p.request);
-    if (!this.runsInline(pool, batch.length)) return this.runOnWorker(pool, batch, requests);
-    let results: PickResult[];
-    try {
-      results = this.pickInline(pool, requests);
-    } catch (err) {
-      this.batchFailed(pool, batch, err);
-      return undefined;
-    }
-    this.batches.inc({ where: "inline" });
-    this.settle(pool, batch, results);
-    return undefined;
-  }
-
-  private async runOnWorker(pool: PoolState, batch: Pending[], requests: PickRequest[]): Promise<void> {
-    let results: PickResult[];
-    try {
-      this.batches.inc({ where: "worker" });
-      results = await this.workers!.run({
-        pool: pool.name,
-        buffer: pool.shared.shared,
-        params: this.config.optimizer,
-        topology: this.config.topology,
-        paramsVersion: this.paramsVersion,
-        batchCapacity: this.config.workers.batchCapacity,
-        requests: encodeRequests(requests),
-      });
-    } catch (err) {
-      this.batchFailed(pool, batch, err);
       return;
     }
-    this.settle(pool, batch, results);
-  }
-
-  private batchFailed(pool: PoolState, batch: Pending[], err: unknown): void {
-    this.workerFailures.inc();
-    this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
-    for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
-  }
-
-  private settle(pool: PoolState, batch: Pending[], results: PickResult[]): void {
+    const requests = batch.map((p) => p.request);
+    let results: PickResult[];
+    const pairs = candidatePairs(snap.roles) * batch.length;
+    try {
+      if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
+        this.batches.inc({ where: "worker" });
+        results = await this.workers.run({
+          pool: pool.name,
+          buffer: pool.shared.shared,
+          params: this.config.optimizer,
+          topology: this.config.topology,
+          paramsVersion: this.paramsVersion,
+          batchCapacity: this.config.workers.batchCapacity,
+          requests: encodeRequests(requests),
+        });
+      } else {
+        this.batches.inc({ where: "inline" });
+        results = this.pickInline(pool, requests);
+      }
+    } catch (err) {
+      this.workerFailures.inc();
+      this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
+      for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+      return;
+    }
     this.count(pool, results);
-    for (let k = 0; k < batch.length; k++) batch[k].answers.set(batch[k].index, this.answer(pool, batch[k], results[k]));
+    batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
   }
 
   /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
@@ -615,17 +588,8 @@ function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {
   }
 }
 
-/** candidatePairs by snapshot (its roles array): asked for every batch when workers are configured. */
-const pairsByRoles = new WeakMap<Uint8Array, number>();
-
 /** Eligible prefill candidates x eligible decode candidates: the size of a pick's search. */
 function candidatePairs(roles: Uint8Array): number {
-  let pairs = pairsByRoles.get(roles);
-  if (pairs === undefined) pairsByRoles.set(roles, (pairs = countPairs(roles)));
-  return pairs;
-}
-
-function countPairs(roles: Uint8Array): number {
   let prefill = 0;
   let decode = 0;
   for (const role of roles) {

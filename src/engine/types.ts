@@ -99,11 +99,11 @@ export interface EngineApi {
    */
   pick(inputs: readonly PickInput[]): Promise<PickAnswers>;
   /**
-   * The same picks answered now, on the main thread, when each runs inline (no worker-sized pool), no
-   * pick is queued ahead of them and no batch window is configured; undefined otherwise, having done
-   * nothing (call `pick`).
+   * Picks that are a batch already (a stream frame), run at once rather than with what else arrives
+   * this loop turn: `done` is called before this returns when they run on the main thread, no batch
+   * window is configured and no pick is queued ahead of them; otherwise when their batch is done.
    */
-  pickNow(inputs: readonly PickInput[]): PickAnswers | undefined;
+  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void;
   /** Releases in-flight load and learns; returns how many request ids were known. Throws REQUEST_INVALID for a bad item (none applied). */
   report(reports: readonly CompletionReport[]): { known: number; unknown: number };
   /** Upserts pushed pods (all or none: UNKNOWN_POOL / REQUEST_INVALID). */

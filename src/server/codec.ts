@@ -61,8 +61,7 @@ export function encodeBody(value: unknown, format: BodyFormat): string | Uint8Ar
  * takes the general path, times exact.
  */
 export function encodePickAnswer(answer: PickAnswer, format: BodyFormat): string | Uint8Array {
-  if (format === "msgpack") return packr.pack(answer);
-  if (answer.explain !== undefined) return JSON.stringify(answer);
+  if (format === "msgpack" || answer.explain !== undefined) return encodeBody(answer, format);
   const p = answer.predicted;
   const h = answer.headroom;
   let json = `{"requestId":${quoted(answer.requestId)},"pool":${quoted(answer.pool)},"outcome":${quoted(answer.outcome)},"decodeOnly":${answer.decodeOnly}`;
@@ -100,21 +99,17 @@ function number(x: number): string {
   return Number.isFinite(x) ? String(x) : "null";
 }
 
-/** Milliseconds rounded to the microsecond. */
-export function roundMs(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
 /** ".001" to ".999" without trailing zeros, and "" for none: the decimals of a rounded time. */
 const DECIMALS = Array.from({ length: 1000 }, (_, i) => (i === 0 ? "" : `.${String(i).padStart(3, "0").replace(/0+$/, "")}`));
 
 /**
- * `number(roundMs(x))`, written from the integer count of microseconds. Below 10^15 µs a three-decimal
- * number is its own shortest round-trip form, which is what V8 writes; beyond, V8 writes it.
+ * Milliseconds rounded to the microsecond as JSON.stringify writes them, from the integer count of
+ * microseconds. Below 10^15 µs a three-decimal number is its own shortest round-trip form, which is
+ * what V8 writes; beyond, V8 writes it.
  */
 function ms(x: number): string {
   const us = Math.round(x * 1000);
-  if (!(Math.abs(us) < 1e15)) return number(roundMs(x));
+  if (!(Math.abs(us) < 1e15)) return number(us / 1000);
   const abs = Math.abs(us);
   const whole = Math.floor(abs / 1000);
   // -0.0004 rounds to -0, which JSON writes as 0.

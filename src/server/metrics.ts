@@ -36,14 +36,6 @@ export interface ServerMetrics {
 export function serverMetrics(registry: Registry): ServerMetrics {
   const requestsName = "headroom_http_requests_total";
   const pickName = "headroom_pick_duration_seconds";
-  const requests = registered(registry, requestsName, Counter<"route" | "status">, () =>
-    new Counter({
-      name: requestsName,
-      help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
-      labelNames: ["route", "status"],
-      registers: [registry],
-    }),
-  );
   const pickSeconds = registered(registry, pickName, Histogram<"via">, () =>
     new Histogram({
       name: pickName,
@@ -54,7 +46,14 @@ export function serverMetrics(registry: Registry): ServerMetrics {
     }),
   );
   return {
-    requests,
+    requests: registered(registry, requestsName, Counter<"route" | "status">, () =>
+      new Counter({
+        name: requestsName,
+        help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
+        labelNames: ["route", "status"],
+        registers: [registry],
+      }),
+    ),
     pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
 }

@@ -104,21 +104,24 @@ export function createStream(options: StreamOptions): Stream {
       }
     }
     const slot = enqueue(conn, admitted);
-    const answered = (results: PickAnswers) => {
-      for (let k = 0; k < results.length; k++) answers[positions[k]] = compactPick(results[k]);
-      fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
-      ctx.metrics.pickSeconds.stream.observe(elapsedSeconds(startedMs));
-    };
     const failed = (err: unknown) => {
       ctx.logger.log("error", "stream picks failed", { error: err instanceof Error ? err.stack : String(err) });
       if (slot.bytes === null) fill(ws, slot, errorFrame(err));
     };
-    // A frame is a batch already: answered at once when it runs inline, its answer goes out with the
-    // loop turn's other writes (uWS corks the socket around this callback); else when its batch is done.
+    // Called from a worker's batch too, where a throw would be nobody's to catch.
+    const answered = (results: PickAnswers) => {
+      try {
+        for (let k = 0; k < results.length; k++) answers[positions[k]] = compactPick(results[k]);
+        fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
+        ctx.metrics.pickSeconds.stream.observe(elapsedSeconds(startedMs));
+      } catch (err) {
+        failed(err);
+      }
+    };
+    // A frame is a batch already. Answered before pickBatch returns when it runs inline, its answer
+    // goes out with the loop turn's other writes (uWS corks the socket around this callback).
     try {
-      const now = engine.pickNow(inputs);
-      if (now === undefined) engine.pick(inputs).then(answered).catch(failed);
-      else answered(now);
+      engine.pickBatch(inputs, answered);
     } catch (err) {
       failed(err);
     }
