@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { ManualClock, realClock } from "../src/clock.js";
-import { PoolState, type PickContext } from "../src/engine/pool-state.js";
+import { PoolState } from "../src/engine/pool-state.js";
 import { silentLogger } from "../src/log.js";
 import { InflightLoad } from "../src/pods/inflight.js";
 import { PodRegistry } from "../src/pods/registry.js";
@@ -15,7 +15,7 @@ import type { PodSpec } from "../src/pods/types.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ProfilePredictor } from "../src/predictors/profile.js";
 import { ThreadedRemotePredictor } from "../src/predictors/remote-threaded.js";
-import { logGrid, type Predictor, type Quantity } from "../src/predictors/types.js";
+import { logGrid, type PodFeatures, type Predictor, type Quantity } from "../src/predictors/types.js";
 import { emit, median, medianSeconds, note, round } from "./measure.js";
 
 const quick = process.argv.includes("--quick");
@@ -29,7 +29,7 @@ const profiles = new Map([[profile.name, profile]]);
 function cluster(predictors: Record<Quantity, Predictor>, gridTokens: Float64Array) {
   const clock = new ManualClock(1_000_000);
   const registry = new PodRegistry({ clock, staleAfterMs: 1000 });
-  const inflight = new InflightLoad<PickContext>({ clock, reflectDelayMs: 200, ttlFactor: 2 });
+  const inflight = new InflightLoad<PodFeatures>({ clock, reflectDelayMs: 200, ttlFactor: 2 });
   const specs: PodSpec[] = Array.from({ length: PODS }, (_, i) => ({
     address: `10.${i >> 8}.${i & 255}.1:8000`,
     pool: "medium",
@@ -45,19 +45,6 @@ function cluster(predictors: Record<Quantity, Predictor>, gridTokens: Float64Arr
       metrics: { scrapedAtMs: clock.nowMs(), waiting: i % 7, running: (i * 13) % 200, kvUsage: ((i * 37) % 100) / 100 },
     });
   });
-  for (let k = 0; k < 2000; k++) {
-    inflight.add({
-      requestId: `r${k}`,
-      pool: "medium",
-      prefill: specs[(2 * k) % PODS].address,
-      decode: specs[(2 * k + 1) % PODS].address,
-      prefillTokens: 1000 + k,
-      prefillComputeMs: 25,
-      kvTokens: 1200,
-      prefillDoneMs: clock.nowMs() + 50,
-      decodeDoneMs: clock.nowMs() + 3000,
-    });
-  }
   const pool = new PoolState(
     {
       name: "medium",
@@ -74,6 +61,26 @@ function cluster(predictors: Record<Quantity, Predictor>, gridTokens: Float64Arr
     registry,
     inflight,
   );
+  const features = pool.features(specs.map((spec) => registry.get(spec.address)!));
+  for (let k = 0; k < 2000; k++) {
+    const [p, d] = [(2 * k) % PODS, (2 * k + 1) % PODS];
+    inflight.add({
+      requestId: `r${k}`,
+      pool: "medium",
+      prefill: specs[p].address,
+      decode: specs[d].address,
+      inputTokens: 1200,
+      outputTokens: 150,
+      prefillTokens: 1000 + k,
+      prefillComputeMs: 25,
+      kvTokens: 1275,
+      prefillDoneMs: clock.nowMs() + 50,
+      decodeDoneMs: clock.nowMs() + 3000,
+      predicted: { prefillTtftMs: 50, decodeTtftMs: 5, transferMs: 6, ttftMs: 61, tpotMs: 19.6 },
+      prefillFeatures: features[p],
+      decodeFeatures: features[d],
+    });
+  }
   return pool;
 }
 

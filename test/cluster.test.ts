@@ -9,7 +9,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { realClock } from "../src/clock.js";
 import { parseConfig } from "../src/config/load.js";
 import { Cluster, learningSamples } from "../src/engine/cluster.js";
-import type { PickContext } from "../src/engine/pool-state.js";
 import { ConfigError } from "../src/errors.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import { ROLE_ELIGIBLE } from "../src/kernel/types.js";
@@ -162,8 +161,8 @@ pools:
     expect(c.inflight.get("req-1")).toBeDefined();
 
     const before = c.online!.stats("127.0.0.1:9002");
-    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 2 * result.ttftMs, tpotMs: 3 * result.tpotMs, inputTokens: 2000, outputTokens: 100 })).toBe(true);
-    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 100 })).toBe(false);
+    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 2 * result.ttftMs, tpotMs: 3 * result.tpotMs, inputTokens: 2000, outputTokens: 100 })).toBe(pool.name);
+    expect(c.report({ requestId: "req-1", ok: true, ttftMs: 100 })).toBeUndefined();
     const after = c.online!.stats("127.0.0.1:9002");
     expect(JSON.stringify(after)).not.toBe(JSON.stringify(before));
     const reports = await registry.getSingleMetric("headroom_reports_total")!.get();
@@ -171,17 +170,12 @@ pools:
   });
 
   it("takes what a measured TTFT leaves after the predicted wait and transfer as the prefill time", () => {
-    const context = {
-      inputTokens: 1000,
-      uncachedTokens: 1000,
-      outputTokens: 10,
-      predicted: { prefillTtftMs: 30, decodeTtftMs: 10, transferMs: 5, ttftMs: 45, tpotMs: 8 },
-    } as PickContext;
-    expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 85, tpotMs: 12 })).toEqual([
+    const predicted = { prefillTtftMs: 30, decodeTtftMs: 10, transferMs: 5, ttftMs: 45, tpotMs: 8 };
+    expect(learningSamples(predicted, { requestId: "r", ok: true, ttftMs: 85, tpotMs: 12 })).toEqual([
       { quantity: "prefill-ttft", actualMs: 70 },
       { quantity: "decode-tpot", actualMs: 12 },
     ]);
-    expect(learningSamples(context, { requestId: "r", ok: true, ttftMs: 3 })).toEqual([]);
+    expect(learningSamples(predicted, { requestId: "r", ok: true, ttftMs: 3 })).toEqual([]);
   });
 });
 

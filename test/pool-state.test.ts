@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { DEFAULTS } from "../src/config/schema.js";
-import { PoolState, VERSIONS_KEPT, type PickContext } from "../src/engine/pool-state.js";
+import { PoolState, VERSIONS_KEPT } from "../src/engine/pool-state.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../src/kernel/types.js";
 import { MemoryLogger } from "../src/log.js";
@@ -13,7 +13,7 @@ import { InflightLoad } from "../src/pods/inflight.js";
 import { PodRegistry } from "../src/pods/registry.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ProfilePredictor } from "../src/predictors/profile.js";
-import { logGrid, type Predictor } from "../src/predictors/types.js";
+import { logGrid, type PodFeatures, type Predictor } from "../src/predictors/types.js";
 import { request } from "./fixtures/pools.js";
 
 const profile = LatencyProfile.shipped("h100");
@@ -23,7 +23,7 @@ function setup(predictorFor?: (profilePredictor: ProfilePredictor) => Predictor)
   const clock = new ManualClock(5_000);
   const logger = new MemoryLogger();
   const registry = new PodRegistry({ clock, staleAfterMs: 1000 });
-  const inflight = new InflightLoad<PickContext>({ clock, reflectDelayMs: 200, ttlFactor: 2 });
+  const inflight = new InflightLoad<PodFeatures>({ clock, reflectDelayMs: 200, ttlFactor: 2 });
   const base = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
   const predictor = predictorFor ? predictorFor(base) : base;
   const pool = new PoolState(

@@ -10,7 +10,7 @@ import { BUILTIN_PROFILE } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { registered } from "../metrics.js";
-import { InflightLoad } from "../pods/inflight.js";
+import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import { PodRegistry } from "../pods/registry.js";
@@ -21,8 +21,8 @@ import { OnlinePredictor } from "../predictors/online.js";
 import { ProfilePredictor } from "../predictors/profile.js";
 import { checkRemoteConfig, remoteEndpointsFromEnv, remoteQuantities } from "../predictors/remote.js";
 import { ThreadedRemotePredictor } from "../predictors/remote-threaded.js";
-import { logGrid, QUANTITIES, type Predictor, type Quantity } from "../predictors/types.js";
-import { PoolState, type PickContext } from "./pool-state.js";
+import { logGrid, QUANTITIES, type PodFeatures, type Predictor, type Quantity } from "../predictors/types.js";
+import { PoolState } from "./pool-state.js";
 
 /** ISL grid of the profile and online predictors: 12 log-spaced points, 16 to 32,768 tokens. */
 export const PROFILE_GRID = logGrid(12, 16, 32_768);
@@ -61,7 +61,7 @@ export interface ClusterOptions {
 
 export class Cluster {
   readonly pods: PodRegistry;
-  readonly inflight: InflightLoad<PickContext>;
+  readonly inflight: InflightLoad<PodFeatures>;
   readonly pools = new Map<string, PoolState>();
   readonly profiles: ReadonlyMap<string, LatencyProfile>;
   readonly profile: ProfilePredictor;
@@ -110,7 +110,7 @@ export class Cluster {
     const grid = kinds.has("remote") ? remoteGrid(config.predictors.remote.gridPoints) : PROFILE_GRID;
 
     this.pods = new PodRegistry({ clock, staleAfterMs: config.pods.staleAfterMs });
-    this.inflight = new InflightLoad<PickContext>({
+    this.inflight = new InflightLoad<PodFeatures>({
       clock,
       reflectDelayMs: config.pods.reflectDelayMs,
       ttlFactor: config.pods.inflightTtlFactor,
@@ -197,27 +197,27 @@ export class Cluster {
 
   /**
    * A completion report: releases the request's in-flight load and, when it succeeded on the pods it
-   * was sent to, teaches the online and remote predictors. Returns false for an unknown request id.
+   * was sent to, teaches the online and remote predictors. Returns the request's pool, or undefined
+   * for an unknown request id.
    */
-  report(report: CompletionReport): boolean {
+  report(report: CompletionReport): string | undefined {
     const entry = this.inflight.report(report.requestId);
     if (entry === undefined) {
       this.reports.inc({ result: "unknown" });
-      return false;
+      return undefined;
     }
     this.reports.inc({ result: report.ok ? "ok" : "failed" });
-    const context = entry.context;
     const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
-    if (!report.ok || context === undefined || servedElsewhere) return true;
+    if (!report.ok || servedElsewhere) return entry.pool;
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
-    const ttft = ratio(report.ttftMs, context.predicted.ttftMs);
-    const tpot = ratio(report.tpotMs, context.predicted.tpotMs);
+    const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
+    const tpot = ratio(report.tpotMs, entry.predicted.tpotMs);
     if (ttft !== undefined) this.accuracyOf(entry.pool, "ttft").observe(ttft);
     if (tpot !== undefined) this.accuracyOf(entry.pool, "tpot").observe(tpot);
-    for (const sample of learningSamples(context, report)) {
+    for (const sample of learningSamples(entry.predicted, report)) {
       const address = sample.quantity === "prefill-ttft" && entry.prefill !== undefined ? entry.prefill : entry.decode;
-      const features = sample.quantity === "prefill-ttft" ? (context.prefillFeatures ?? context.decodeFeatures) : context.decodeFeatures;
-      const tokens = sample.quantity === "prefill-ttft" ? context.uncachedTokens : context.inputTokens;
+      const features = sample.quantity === "prefill-ttft" ? (entry.prefillFeatures ?? entry.decodeFeatures) : entry.decodeFeatures;
+      const tokens = sample.quantity === "prefill-ttft" ? entry.prefillTokens : entry.inputTokens;
       if (this.kind(sample.quantity) === "online") {
         this.online?.observe({ address, quantity: sample.quantity, features, inputTokens: tokens, actualMs: sample.actualMs });
       }
@@ -226,7 +226,7 @@ export class Cluster {
         this.remote?.addTrainingSample(sample.quantity, features, tokens, actual, Date.now());
       }
     }
-    return true;
+    return entry.pool;
   }
 
   private accuracyOf(pool: string, quantity: "ttft" | "tpot"): Histogram.Internal<"pool" | "quantity"> {
@@ -359,9 +359,8 @@ function staticPods(pool: PoolConfig): PodSpec[] {
  * learned from reports — splitting the residual taught it prefill's errors (the simulator showed
  * factors of 0.25–0.35 on pods whose true wait was several times the profile's).
  */
-export function learningSamples(context: PickContext, report: CompletionReport): { quantity: Quantity; actualMs: number }[] {
+export function learningSamples(p: PredictedTimes, report: CompletionReport): { quantity: Quantity; actualMs: number }[] {
   const out: { quantity: Quantity; actualMs: number }[] = [];
-  const p = context.predicted;
   if (report.ttftMs !== undefined && report.ttftMs > 0) {
     out.push({ quantity: "prefill-ttft", actualMs: report.ttftMs - p.decodeTtftMs - p.transferMs });
   }

@@ -226,10 +226,10 @@ export class Engine implements EngineApi {
     });
     let known = 0;
     for (const r of reports) {
-      const pool = this.cluster.inflight.get(r.requestId)?.pool;
-      if (!this.cluster.report(r)) continue;
+      const pool = this.cluster.report(r);
+      if (pool === undefined) continue;
       known++;
-      if (pool !== undefined) this.planners.observeCompletion(pool, r);
+      this.planners.observeCompletion(pool, r);
     }
     return { known, unknown: reports.length - known };
   }

@@ -11,32 +11,11 @@ import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { validateSnapshot } from "../kernel/validate.js";
 import type { Logger } from "../log.js";
 import { OncePerCause } from "../log.js";
-import type { InflightLoad, InflightPick } from "../pods/inflight.js";
+import type { InflightLoad, InflightPick, PredictedTimes } from "../pods/inflight.js";
 import { failOpen, type PodRegistry, type PodState, type PodStatus } from "../pods/registry.js";
 import type { LatencyProfile } from "../predictors/latency-profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "../predictors/types.js";
 import { allocatePredictions, QUANTITIES } from "../predictors/types.js";
-
-/** What a pick's completion report is compared with, to learn (kept with its in-flight entry). */
-export interface PickContext {
-  inputTokens: number;
-  /** Prompt tokens that needed prefill. */
-  uncachedTokens: number;
-  outputTokens: number;
-  /** The pods' features at dispatch; no prefillFeatures when the decode pod prefilled locally. */
-  prefillFeatures?: PodFeatures;
-  decodeFeatures: PodFeatures;
-  predicted: PredictedTimes;
-}
-
-/** The times a pick predicted (shared by its answer and its in-flight entry; neither changes them). */
-export interface PredictedTimes {
-  prefillTtftMs: number;
-  decodeTtftMs: number;
-  transferMs: number;
-  ttftMs: number;
-  tpotMs: number;
-}
 
 export function predictedOf(r: PickResult): PredictedTimes {
   return { prefillTtftMs: r.prefillTtftMs, decodeTtftMs: r.decodeTtftMs, transferMs: r.transferMs, ttftMs: r.ttftMs, tpotMs: r.tpotMs };
@@ -102,7 +81,7 @@ export class PoolState {
   constructor(
     readonly options: PoolStateOptions,
     private readonly registry: PodRegistry,
-    private readonly inflight: InflightLoad<PickContext>,
+    private readonly inflight: InflightLoad<PodFeatures>,
   ) {
     this.meanIsl = options.expected.isl;
     this.meanOsl = options.expected.osl;
@@ -183,7 +162,7 @@ export class PoolState {
    * (the same increments the kernel applies inside a batch). Returns the entry's pick, or null when
    * the result names no pods or a version that is no longer known.
    */
-  recordPick(requestId: string, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): InflightPick<PickContext> | null {
+  recordPick(requestId: string, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): InflightPick<PodFeatures> | null {
     const pods = this.podsAt(result.version);
     const snap = this.current;
     if (result.decode < 0 || pods === undefined || snap === null) return null;
@@ -192,25 +171,22 @@ export class PoolState {
     const local = result.prefill < 0;
     const computePod = local ? result.decode : result.prefill;
     const compute = interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), computePod);
-    const pick: InflightPick<PickContext> = {
+    const pick: InflightPick<PodFeatures> = {
       requestId,
       pool: this.options.name,
       prefill: local ? undefined : pods.addresses[result.prefill],
       decode: pods.addresses[result.decode],
+      inputTokens: req.inputTokens,
+      outputTokens: req.outputTokens,
       prefillTokens: uncached,
       prefillComputeMs: compute,
       kvTokens: req.inputTokens + req.outputTokens / 2,
       // A local prefill ends when its TTFT does; a remote one before the transfer and the decode wait.
       prefillDoneMs: now + (local ? result.ttftMs : result.prefillTtftMs),
       decodeDoneMs: now + result.ttftMs + result.tpotMs * req.outputTokens,
-      context: {
-        inputTokens: req.inputTokens,
-        uncachedTokens: uncached,
-        outputTokens: req.outputTokens,
-        prefillFeatures: local ? undefined : pods.features[result.prefill],
-        decodeFeatures: pods.features[result.decode],
-        predicted,
-      },
+      predicted,
+      prefillFeatures: local ? undefined : pods.features[result.prefill],
+      decodeFeatures: pods.features[result.decode],
     };
     this.inflight.add(pick);
     this.meanIsl += MEAN_ALPHA * (req.inputTokens - this.meanIsl);

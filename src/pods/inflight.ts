@@ -6,18 +6,36 @@
 // changes, not what is held: load is kept as running sums, a prefill moves between them as its
 // predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
 // releases (they are kept in dispatch order), and expiry visits only the time slots that have passed.
+//
+// A gateway that never reports leaves every pick here until it expires: a few hundred thousand
+// entries at tens of thousands of picks per second. So entries are rows of typed-array columns, not
+// objects: a pick leaves nothing for the collector to copy and promote but its id, and the per-pod
+// lists, the expiry slots and the heaps are links between row numbers.
 
-import TinyQueue from "tinyqueue";
 import type { Clock } from "../clock.js";
 import { normalizeAddress } from "./registry.js";
 
-/** `C` is what the engine keeps with a pick to learn from its report; the in-flight load never reads it. */
-export interface InflightPick<C = unknown> {
+/** The times a pick predicted (shared by its answer and its in-flight entry; neither changes them). */
+export interface PredictedTimes {
+  prefillTtftMs: number;
+  decodeTtftMs: number;
+  transferMs: number;
+  ttftMs: number;
+  tpotMs: number;
+}
+
+/**
+ * A pick as the in-flight load records it. The request's sizes, its predicted times and `F`, what the
+ * engine knew of each pod at dispatch, are kept to learn from its report; the load never reads them.
+ */
+export interface InflightPick<F = unknown> {
   requestId: string;
   pool: string;
   /** Absent when the decode pod prefills locally. */
   prefill?: string;
   decode: string;
+  inputTokens: number;
+  outputTokens: number;
   /** Prompt tokens that need prefill (ISL x (1 - prefixHit)). */
   prefillTokens: number;
   /** Predicted prefill compute on the prefill pod (or on the decode pod, locally). */
@@ -27,27 +45,10 @@ export interface InflightPick<C = unknown> {
   /** Predicted completion of prefill (first token) and of the whole request, in clock ms. */
   prefillDoneMs: number;
   decodeDoneMs: number;
-  context?: C;
-}
-
-export interface InflightEntry<C = unknown> extends InflightPick<C> {
-  dispatchMs: number;
-  /** Normalised addresses, compared on every load query. */
-  prefillKey?: string;
-  decodeKey: string;
-  /** Sides still counted as load: the prefill pod's queue and the decode pod's batch. */
-  prefillHeld: boolean;
-  decodeHeld: boolean;
-  /** When the entry is dropped whatever still holds it: dispatch + ttlFactor x its predicted duration. */
-  expiresMs: number;
-  /** Where its prefill counts: not at all, queued (its whole compute ahead) or running (until prefillDoneMs). */
-  prefillPhase: PrefillPhase;
-}
-
-const enum PrefillPhase {
-  None,
-  Queued,
-  Running,
+  predicted: PredictedTimes;
+  /** No prefillFeatures when the decode pod prefills locally. */
+  prefillFeatures?: F;
+  decodeFeatures: F;
 }
 
 /** Load an in-flight pick puts on one pod beyond what its last scrape shows. */
@@ -76,60 +77,262 @@ export interface InflightCounters {
   duplicatePicks: number;
 }
 
+/** Numbers in PredictedTimes. */
+const PREDICTED = 5;
+
+/** No row: the end of a list, or an empty one. */
+const NIL = -1;
+
+const enum Phase {
+  None,
+  /** Its whole prefill compute is still ahead of the pod. */
+  Queued,
+  /** Past its predicted start, not yet done. */
+  Running,
+}
+
+/** Sides of a row still counted as load. */
+const enum Held {
+  Prefill = 1,
+  Decode = 2,
+}
+
 /**
- * Prefills of one phase on one pod: their sums, and a heap by the time each leaves the phase. A prefill
- * released early stays in the heap until it reaches the top, where its phase no longer matches.
+ * The table's columns, one element per row. grow() replaces the arrays, never this object, so the
+ * lists and heaps that read them through it stay valid.
  */
-class PrefillPhaseSums<C> {
+class Columns<F> {
+  requestId: (string | undefined)[] = [];
+  pool: (string | undefined)[] = [];
+  /** The addresses as picked (reports and the engine see them so). */
+  prefill: (string | undefined)[] = [];
+  decode: (string | undefined)[] = [];
+  prefillFeatures: (F | undefined)[] = [];
+  decodeFeatures: (F | undefined)[] = [];
+  /** The pods the sides load: no prefill pod for a local prefill (it runs on the decode pod). */
+  prefillPod: (Pod | undefined)[] = [];
+  decodePod: (Pod | undefined)[] = [];
+  inputTokens: Float64Array;
+  outputTokens: Float64Array;
+  prefillTokens: Float64Array;
+  prefillComputeMs: Float64Array;
+  kvTokens: Float64Array;
+  prefillDoneMs: Float64Array;
+  decodeDoneMs: Float64Array;
+  dispatchMs: Float64Array;
+  expiresMs: Float64Array;
+  /** PredictedTimes, PREDICTED numbers per row in its order. */
+  predicted: Float64Array;
+  held: Uint8Array;
+  phase: Uint8Array;
+  /** Where the row sits in its prefill pod's heap of its phase. */
+  heapAt: Int32Array;
+  /** Links of the three lists a row can be on: its prefill pod's, its decode pod's, its expiry slot's. */
+  prefillNext: Int32Array;
+  prefillPrev: Int32Array;
+  decodeNext: Int32Array;
+  decodePrev: Int32Array;
+  expiryNext: Int32Array;
+  expiryPrev: Int32Array;
+
+  constructor(public capacity: number) {
+    this.inputTokens = new Float64Array(capacity);
+    this.outputTokens = new Float64Array(capacity);
+    this.prefillTokens = new Float64Array(capacity);
+    this.prefillComputeMs = new Float64Array(capacity);
+    this.kvTokens = new Float64Array(capacity);
+    this.prefillDoneMs = new Float64Array(capacity);
+    this.decodeDoneMs = new Float64Array(capacity);
+    this.dispatchMs = new Float64Array(capacity);
+    this.expiresMs = new Float64Array(capacity);
+    this.predicted = new Float64Array(PREDICTED * capacity);
+    this.held = new Uint8Array(capacity);
+    this.phase = new Uint8Array(capacity);
+    this.heapAt = new Int32Array(capacity);
+    this.prefillNext = new Int32Array(capacity);
+    this.prefillPrev = new Int32Array(capacity);
+    this.decodeNext = new Int32Array(capacity);
+    this.decodePrev = new Int32Array(capacity);
+    this.expiryNext = new Int32Array(capacity);
+    this.expiryPrev = new Int32Array(capacity);
+  }
+
+  grow(): void {
+    const capacity = this.capacity * 2;
+    this.inputTokens = grown(this.inputTokens, capacity);
+    this.outputTokens = grown(this.outputTokens, capacity);
+    this.prefillTokens = grown(this.prefillTokens, capacity);
+    this.prefillComputeMs = grown(this.prefillComputeMs, capacity);
+    this.kvTokens = grown(this.kvTokens, capacity);
+    this.prefillDoneMs = grown(this.prefillDoneMs, capacity);
+    this.decodeDoneMs = grown(this.decodeDoneMs, capacity);
+    this.dispatchMs = grown(this.dispatchMs, capacity);
+    this.expiresMs = grown(this.expiresMs, capacity);
+    this.predicted = grown(this.predicted, PREDICTED * capacity);
+    this.held = grown(this.held, capacity);
+    this.phase = grown(this.phase, capacity);
+    this.heapAt = grown(this.heapAt, capacity);
+    this.prefillNext = grown(this.prefillNext, capacity);
+    this.prefillPrev = grown(this.prefillPrev, capacity);
+    this.decodeNext = grown(this.decodeNext, capacity);
+    this.decodePrev = grown(this.decodePrev, capacity);
+    this.expiryNext = grown(this.expiryNext, capacity);
+    this.expiryPrev = grown(this.expiryPrev, capacity);
+    this.capacity = capacity;
+  }
+}
+
+function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, capacity: number): T {
+  const out = new (array.constructor as new (n: number) => T)(capacity);
+  out.set(array);
+  return out;
+}
+
+/** A doubly linked list of rows, oldest first; its links are one pair of the table's columns. */
+class RowList {
+  head = NIL;
+  tail = NIL;
+
+  append(row: number, next: Int32Array, prev: Int32Array): void {
+    next[row] = NIL;
+    prev[row] = this.tail;
+    if (this.tail === NIL) this.head = row;
+    else next[this.tail] = row;
+    this.tail = row;
+  }
+
+  unlink(row: number, next: Int32Array, prev: Int32Array): void {
+    const before = prev[row]!;
+    const after = next[row]!;
+    if (before === NIL) this.head = after;
+    else next[before] = after;
+    if (after === NIL) this.tail = before;
+    else prev[after] = before;
+  }
+}
+
+/**
+ * The prefills of one phase on one pod: their sums, and a binary min-heap of their rows by the time
+ * each leaves the phase. Rows know their place in it (Columns.heapAt), so a prefill released early
+ * leaves at once.
+ */
+class PhaseHeap {
   requests = 0;
   tokens = 0;
   /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
   ms = 0;
-  readonly heap: TinyQueue<InflightEntry<C>>;
+  private rows = new Int32Array(8);
+  private leavesAtMs = new Float64Array(8);
 
-  constructor(readonly leavesAt: (e: InflightEntry<C>) => number, private readonly msOf: (e: InflightEntry<C>) => number) {
-    this.heap = new TinyQueue<InflightEntry<C>>([], (a, b) => leavesAt(a) - leavesAt(b));
+  constructor(private readonly phase: Phase.Queued | Phase.Running) {}
+
+  /** When the first row leaves the phase (Infinity when none is in it). */
+  get nextMs(): number {
+    return this.requests === 0 ? Infinity : this.leavesAtMs[0]!;
   }
 
-  add(e: InflightEntry<C>): void {
+  get first(): number {
+    return this.rows[0]!;
+  }
+
+  add<F>(row: number, c: Columns<F>): void {
+    const leavesAtMs = this.phase === Phase.Queued ? c.prefillDoneMs[row]! - c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+    const ms = this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+    if (this.requests === this.rows.length) {
+      const capacity = this.rows.length * 2;
+      this.rows = grown(this.rows, capacity);
+      this.leavesAtMs = grown(this.leavesAtMs, capacity);
+    }
     this.requests++;
-    this.tokens += e.prefillTokens;
-    this.ms += this.msOf(e);
-    this.heap.push(e);
+    this.tokens += c.prefillTokens[row]!;
+    this.ms += ms;
+    c.phase[row] = this.phase;
+    this.place(this.requests - 1, row, leavesAtMs, c);
+    this.up(this.requests - 1, c);
   }
 
-  remove(e: InflightEntry<C>): void {
+  remove<F>(row: number, c: Columns<F>): void {
+    const at = c.heapAt[row]!;
     this.requests--;
     // Sums of fractions do not return to exactly 0 by subtraction.
-    this.tokens = this.requests === 0 ? 0 : this.tokens - e.prefillTokens;
-    this.ms = this.requests === 0 ? 0 : this.ms - this.msOf(e);
+    this.tokens = this.requests === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
+    this.ms = this.requests === 0 ? 0 : this.ms - (this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!);
+    c.phase[row] = Phase.None;
+    // The last row takes the removed one's place and moves up or down from there.
+    const last = this.requests;
+    if (at === last) return;
+    const leavesAtMs = this.leavesAtMs[last]!;
+    this.place(at, this.rows[last]!, leavesAtMs, c);
+    if (at > 0 && this.leavesAtMs[(at - 1) >> 1]! > leavesAtMs) this.up(at, c);
+    else this.down(at, c);
+  }
+
+  private place<F>(i: number, row: number, leavesAtMs: number, c: Columns<F>): void {
+    this.rows[i] = row;
+    this.leavesAtMs[i] = leavesAtMs;
+    c.heapAt[row] = i;
+  }
+
+  private up<F>(i: number, c: Columns<F>): void {
+    const row = this.rows[i]!;
+    const key = this.leavesAtMs[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.leavesAtMs[parent]! <= key) break;
+      this.place(i, this.rows[parent]!, this.leavesAtMs[parent]!, c);
+      i = parent;
+    }
+    this.place(i, row, key, c);
+  }
+
+  private down<F>(i: number, c: Columns<F>): void {
+    const row = this.rows[i]!;
+    const key = this.leavesAtMs[i]!;
+    const n = this.requests;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && this.leavesAtMs[child + 1]! < this.leavesAtMs[child]!) child++;
+      if (this.leavesAtMs[child]! >= key) break;
+      this.place(i, this.rows[child]!, this.leavesAtMs[child]!, c);
+      i = child;
+    }
+    this.place(i, row, key, c);
   }
 }
 
-const queuedUntil = (e: InflightEntry) => e.prefillDoneMs - e.prefillComputeMs;
-const doneAt = (e: InflightEntry) => e.prefillDoneMs;
-const computeMs = (e: InflightEntry) => e.prefillComputeMs;
-
 /** One pod's share of the in-flight entries. */
-interface PodEntries<C> {
-  /** Entries holding a side here, in dispatch order. */
-  held: Set<InflightEntry<C>>;
-  /** Prefills here whose whole compute is still ahead. */
-  queued: PrefillPhaseSums<C>;
-  /** Prefills here past their predicted start, not yet done. */
-  running: PrefillPhaseSums<C>;
-  decodeRequests: number;
-  decodeTokens: number;
+class Pod {
+  /** Rows whose prefill side is held here (remote prefills; a local one is on the decode list). */
+  readonly prefills = new RowList();
+  /** Rows whose decode side is held here. */
+  readonly decodes = new RowList();
+  /** Rows on either list. */
+  held = 0;
+  readonly queued = new PhaseHeap(Phase.Queued);
+  readonly running = new PhaseHeap(Phase.Running);
+  decodeRequests = 0;
+  decodeTokens = 0;
+  /** The spellings of the address picks used, each a key of InflightLoad.podsByAddress. */
+  readonly spellings: string[] = [];
 }
 
-export class InflightLoad<C = unknown> {
-  private readonly byRequest = new Map<string, InflightEntry<C>>();
-  private readonly byPod = new Map<string, PodEntries<C>>();
+export class InflightLoad<F = unknown> {
+  // Small to start with: the columns double as picks arrive.
+  private readonly c = new Columns<F>(16);
+  private readonly rowOf = new Map<string, number>();
+  /** Rows never used yet start at `fresh`; released ones wait in `free`. */
+  private fresh = 0;
+  private free = new Int32Array(64);
+  private freeCount = 0;
+  /** Pods by normalised address, and by every spelling seen (to skip normalising on each pick). */
+  private readonly pods = new Map<string, Pod>();
+  private readonly podsByAddress = new Map<string, Pod>();
   /**
-   * Live entries by slot of EXPIRY_SLOT_MS their expiresMs falls in (a timing wheel). An entry leaves its
+   * Live rows by slot of EXPIRY_SLOT_MS their expiresMs falls in (a timing wheel). A row leaves its
    * slot when dropped, so a reported entry is not kept until its expiry.
    */
-  private readonly expirySlots = new Map<number, Set<InflightEntry<C>>>();
+  private readonly expirySlots = new Map<number, RowList>();
   /** The earliest slot expire() has not emptied yet. */
   private nextSlot: number;
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
@@ -139,63 +342,75 @@ export class InflightLoad<C = unknown> {
   }
 
   get size(): number {
-    return this.byRequest.size;
+    return this.rowOf.size;
   }
 
   /** Records a pick; a second pick with the same request id replaces the first (a gateway retry). */
-  add(pick: InflightPick<C>): InflightEntry<C> {
-    const existing = this.byRequest.get(pick.requestId);
+  add(pick: InflightPick<F>): void {
+    const existing = this.rowOf.get(pick.requestId);
     if (existing !== undefined) {
       this.counters.duplicatePicks++;
       this.drop(existing);
     }
     const now = this.options.clock.nowMs();
-    // Built field by field (not spread) so every entry has one shape.
-    const entry: InflightEntry<C> = {
-      requestId: pick.requestId,
-      pool: pick.pool,
-      prefill: pick.prefill,
-      decode: pick.decode,
-      prefillTokens: pick.prefillTokens,
-      prefillComputeMs: pick.prefillComputeMs,
-      kvTokens: pick.kvTokens,
-      prefillDoneMs: pick.prefillDoneMs,
-      decodeDoneMs: pick.decodeDoneMs,
-      context: pick.context,
-      dispatchMs: now,
-      prefillKey: pick.prefill === undefined ? undefined : normalizeAddress(pick.prefill),
-      decodeKey: normalizeAddress(pick.decode),
-      prefillHeld: pick.prefill !== undefined,
-      decodeHeld: true,
-      expiresMs: now + this.options.ttlFactor * Math.max(pick.decodeDoneMs - now, 1),
-      prefillPhase: PrefillPhase.Queued,
-    };
-    this.byRequest.set(pick.requestId, entry);
-    const decodePod = this.pod(entry.decodeKey);
-    decodePod.held.add(entry);
+    const row = this.allocate();
+    const c = this.c;
+    const decodePod = this.podFor(pick.decode);
+    const prefillPod = pick.prefill === undefined ? undefined : this.podFor(pick.prefill);
+    c.requestId[row] = pick.requestId;
+    c.pool[row] = pick.pool;
+    c.prefill[row] = pick.prefill;
+    c.decode[row] = pick.decode;
+    c.prefillFeatures[row] = pick.prefillFeatures;
+    c.decodeFeatures[row] = pick.decodeFeatures;
+    c.prefillPod[row] = prefillPod;
+    c.decodePod[row] = decodePod;
+    c.inputTokens[row] = pick.inputTokens;
+    c.outputTokens[row] = pick.outputTokens;
+    c.prefillTokens[row] = pick.prefillTokens;
+    c.prefillComputeMs[row] = pick.prefillComputeMs;
+    c.kvTokens[row] = pick.kvTokens;
+    c.prefillDoneMs[row] = pick.prefillDoneMs;
+    c.decodeDoneMs[row] = pick.decodeDoneMs;
+    c.dispatchMs[row] = now;
+    c.expiresMs[row] = now + this.options.ttlFactor * Math.max(pick.decodeDoneMs - now, 1);
+    const p = pick.predicted;
+    const at = PREDICTED * row;
+    c.predicted[at] = p.prefillTtftMs;
+    c.predicted[at + 1] = p.decodeTtftMs;
+    c.predicted[at + 2] = p.transferMs;
+    c.predicted[at + 3] = p.ttftMs;
+    c.predicted[at + 4] = p.tpotMs;
+    c.held[row] = prefillPod === undefined ? Held.Decode : Held.Prefill | Held.Decode;
+    this.rowOf.set(pick.requestId, row);
+    decodePod.decodes.append(row, c.decodeNext, c.decodePrev);
+    decodePod.held++;
     decodePod.decodeRequests++;
-    decodePod.decodeTokens += entry.kvTokens;
+    decodePod.decodeTokens += pick.kvTokens;
+    // A prefill picked on its own decode pod is held, and released, with the decode side.
+    if (prefillPod !== undefined && prefillPod !== decodePod) {
+      prefillPod.prefills.append(row, c.prefillNext, c.prefillPrev);
+      prefillPod.held++;
+    }
     // A local prefill runs on the decode pod.
-    const prefillPod = entry.prefillKey === undefined ? decodePod : this.pod(entry.prefillKey);
-    prefillPod.held.add(entry);
-    prefillPod.queued.add(entry);
-    const slot = slotOf(entry.expiresMs);
+    (prefillPod ?? decodePod).queued.add(row, c);
+    const slot = slotOf(c.expiresMs[row]!);
     let expiring = this.expirySlots.get(slot);
-    if (expiring === undefined) this.expirySlots.set(slot, (expiring = new Set()));
-    expiring.add(entry);
-    return entry;
+    if (expiring === undefined) this.expirySlots.set(slot, (expiring = new RowList()));
+    expiring.append(row, c.expiryNext, c.expiryPrev);
   }
 
-  /** A completion report: releases the request everywhere. Unknown ids are counted and ignored. */
-  report(requestId: string): InflightEntry<C> | undefined {
-    const entry = this.byRequest.get(requestId);
-    if (entry === undefined) {
+  /** A completion report: releases the request everywhere and returns its pick. Unknown ids are counted and ignored. */
+  report(requestId: string): InflightPick<F> | undefined {
+    const row = this.rowOf.get(requestId);
+    if (row === undefined) {
       this.counters.unknownReports++;
       return undefined;
     }
-    if (entry.prefillHeld || entry.decodeHeld) this.counters.released.report++;
-    this.drop(entry);
-    return entry;
+    const pick = this.pickAt(row);
+    if (this.c.held[row] !== 0) this.counters.released.report++;
+    this.drop(row);
+    return pick;
   }
 
   /**
@@ -204,22 +419,29 @@ export class InflightLoad<C = unknown> {
    * The entry itself stays until its report or expiry, so a late report is still recognised.
    */
   onScrape(address: string, scrapedAtMs: number): void {
-    const key = normalizeAddress(address);
-    const pod = this.byPod.get(key);
+    const pod = this.podAt(address);
     if (pod === undefined) return;
-    for (const entry of pod.held) {
-      // Dispatch order: the first entry too recent to be counted ends the walk.
-      if (entry.dispatchMs + this.options.reflectDelayMs > scrapedAtMs) break;
-      const wasHeld = entry.prefillHeld || entry.decodeHeld;
-      this.releaseOn(key, pod, entry);
-      if (wasHeld && !entry.prefillHeld && !entry.decodeHeld) this.counters.released.scrape++;
+    const c = this.c;
+    const countedBy = scrapedAtMs - this.options.reflectDelayMs;
+    // Each list is in dispatch order: the first row too recent to be counted ends its walk.
+    for (const [list, next] of [
+      [pod.prefills, c.prefillNext],
+      [pod.decodes, c.decodeNext],
+    ] as const) {
+      for (let row = list.head; row !== NIL && c.dispatchMs[row]! <= countedBy; ) {
+        const after = next[row]!;
+        const wasHeld = c.held[row] !== 0;
+        this.releaseOn(pod, row);
+        if (wasHeld && c.held[row] === 0) this.counters.released.scrape++;
+        row = after;
+      }
     }
-    if (pod.held.size === 0) this.byPod.delete(key);
   }
 
   /** Drops entries older than ttlFactor x their predicted duration; those still holding load count as expired. */
   expire(): number {
     const now = this.options.clock.nowMs();
+    const c = this.c;
     let expired = 0;
     const nowSlot = slotOf(now);
     // Every slot before now's has passed entirely; in now's, only some entries have. After a long gap
@@ -228,28 +450,33 @@ export class InflightLoad<C = unknown> {
     for (const slot of slots) {
       const expiring = this.expirySlots.get(slot);
       if (expiring === undefined || slot > nowSlot) continue;
-      for (const entry of expiring) {
-        if (entry.expiresMs >= now) continue;
-        if (entry.prefillHeld || entry.decodeHeld) {
-          this.counters.released.expired++;
-          expired++;
+      for (let row = expiring.head; row !== NIL; ) {
+        const after = c.expiryNext[row]!;
+        if (c.expiresMs[row]! < now) {
+          if (c.held[row] !== 0) {
+            this.counters.released.expired++;
+            expired++;
+          }
+          this.drop(row);
         }
-        this.drop(entry);
+        row = after;
       }
     }
     this.nextSlot = nowSlot;
+    // Pods that hold nothing are kept between picks (no churn at light load) and forgotten here.
+    for (const [key, pod] of this.pods) if (pod.held === 0) this.removePod(key, pod);
     return expired;
   }
 
   /** Load on a pod from picks its last scrape has not counted. */
   podLoad(address: string): PodInflight {
     const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
-    const pod = this.byPod.get(normalizeAddress(address));
+    const pod = this.podAt(address);
     if (pod === undefined) return load;
     load.decodeRequests = pod.decodeRequests;
     load.decodeTokens = pod.decodeTokens;
     const now = this.options.clock.nowMs();
-    advancePrefills(pod, now);
+    this.advancePrefills(pod, now);
     load.prefillRequests = pod.queued.requests + pod.running.requests;
     load.prefillTokens = pod.queued.tokens + pod.running.tokens;
     // A queued prefill has its whole compute ahead, a running one what is left until it is done.
@@ -259,64 +486,145 @@ export class InflightLoad<C = unknown> {
 
   /** Entries holding load on a pod (for /v1/state). */
   entriesOn(address: string): number {
-    return this.byPod.get(normalizeAddress(address))?.held.size ?? 0;
+    return this.podAt(address)?.held ?? 0;
   }
 
-  get(requestId: string): InflightEntry<C> | undefined {
-    return this.byRequest.get(requestId);
+  /** The pick recorded under a request id, while it is in flight. */
+  get(requestId: string): InflightPick<F> | undefined {
+    const row = this.rowOf.get(requestId);
+    return row === undefined ? undefined : this.pickAt(row);
   }
 
   /** Forgets a pod that left (its entries stay for their reports, without load there). */
   forgetPod(address: string): void {
     const key = normalizeAddress(address);
-    const pod = this.byPod.get(key);
+    const pod = this.pods.get(key);
     if (pod === undefined) return;
-    for (const entry of pod.held) this.releaseOn(key, pod, entry);
-    this.byPod.delete(key);
+    const c = this.c;
+    for (const [list, next] of [
+      [pod.prefills, c.prefillNext],
+      [pod.decodes, c.decodeNext],
+    ] as const) {
+      for (let row = list.head; row !== NIL; ) {
+        const after = next[row]!;
+        this.releaseOn(pod, row);
+        row = after;
+      }
+    }
+    this.removePod(key, pod);
   }
 
-  private pod(key: string): PodEntries<C> {
-    let pod = this.byPod.get(key);
-    if (pod === undefined) {
-      pod = {
-        held: new Set(),
-        queued: new PrefillPhaseSums<C>(queuedUntil, computeMs),
-        running: new PrefillPhaseSums<C>(doneAt, doneAt),
-        decodeRequests: 0,
-        decodeTokens: 0,
-      };
-      this.byPod.set(key, pod);
-    }
+  private pickAt(row: number): InflightPick<F> {
+    const c = this.c;
+    const at = PREDICTED * row;
+    return {
+      requestId: c.requestId[row]!,
+      pool: c.pool[row]!,
+      prefill: c.prefill[row],
+      decode: c.decode[row]!,
+      inputTokens: c.inputTokens[row]!,
+      outputTokens: c.outputTokens[row]!,
+      prefillTokens: c.prefillTokens[row]!,
+      prefillComputeMs: c.prefillComputeMs[row]!,
+      kvTokens: c.kvTokens[row]!,
+      prefillDoneMs: c.prefillDoneMs[row]!,
+      decodeDoneMs: c.decodeDoneMs[row]!,
+      predicted: {
+        prefillTtftMs: c.predicted[at]!,
+        decodeTtftMs: c.predicted[at + 1]!,
+        transferMs: c.predicted[at + 2]!,
+        ttftMs: c.predicted[at + 3]!,
+        tpotMs: c.predicted[at + 4]!,
+      },
+      prefillFeatures: c.prefillFeatures[row],
+      decodeFeatures: c.decodeFeatures[row]!,
+    };
+  }
+
+  private podAt(address: string): Pod | undefined {
+    return this.podsByAddress.get(address) ?? this.pods.get(normalizeAddress(address));
+  }
+
+  private podFor(address: string): Pod {
+    let pod = this.podsByAddress.get(address);
+    if (pod !== undefined) return pod;
+    const key = normalizeAddress(address);
+    pod = this.pods.get(key);
+    if (pod === undefined) this.pods.set(key, (pod = new Pod()));
+    pod.spellings.push(address);
+    this.podsByAddress.set(address, pod);
     return pod;
   }
 
-  /** Releases whatever sides of `entry` are on pod `key` (a local prefill goes with its decode side). */
-  private releaseOn(key: string, pod: PodEntries<C>, entry: InflightEntry<C>): void {
-    if (entry.decodeKey === key && entry.decodeHeld) {
-      entry.decodeHeld = false;
-      pod.decodeRequests--;
-      // Sums of fractional tokens do not return to exactly 0 by subtraction.
-      pod.decodeTokens = pod.decodeRequests === 0 ? 0 : pod.decodeTokens - entry.kvTokens;
-    }
-    if (entry.prefillKey === key) entry.prefillHeld = false;
-    // Its prefill is here when it was picked here (or it is a local one, on the decode pod).
-    if ((entry.prefillKey ?? entry.decodeKey) === key) leavePhase(pod, entry);
-    pod.held.delete(entry);
+  private removePod(key: string, pod: Pod): void {
+    this.pods.delete(key);
+    for (const spelling of pod.spellings) this.podsByAddress.delete(spelling);
   }
 
-  private drop(entry: InflightEntry<C>): void {
-    this.byRequest.delete(entry.requestId);
-    const slot = slotOf(entry.expiresMs);
-    const expiring = this.expirySlots.get(slot);
-    if (expiring !== undefined && expiring.delete(entry) && expiring.size === 0) this.expirySlots.delete(slot);
-    for (const key of entry.prefillKey !== undefined ? [entry.prefillKey, entry.decodeKey] : [entry.decodeKey]) {
-      const pod = this.byPod.get(key);
-      if (pod === undefined) continue;
-      this.releaseOn(key, pod, entry);
-      if (pod.held.size === 0) this.byPod.delete(key);
+  private allocate(): number {
+    if (this.freeCount > 0) return this.free[--this.freeCount]!;
+    if (this.fresh === this.c.capacity) this.c.grow();
+    return this.fresh++;
+  }
+
+  /** Releases whatever sides of `row` are held on `pod` (a local prefill goes with its decode side). */
+  private releaseOn(pod: Pod, row: number): void {
+    const c = this.c;
+    const held = c.held[row]!;
+    if (held & Held.Decode && c.decodePod[row] === pod) {
+      c.held[row] = held & ~Held.Decode;
+      pod.decodes.unlink(row, c.decodeNext, c.decodePrev);
+      pod.held--;
+      pod.decodeRequests--;
+      // Sums of fractional tokens do not return to exactly 0 by subtraction.
+      pod.decodeTokens = pod.decodeRequests === 0 ? 0 : pod.decodeTokens - c.kvTokens[row]!;
+      // A local prefill, or one picked on its own decode pod, leaves with the decode side.
+      if (c.prefillPod[row] === undefined || c.prefillPod[row] === pod) {
+        c.held[row] = 0;
+        this.leavePhase(pod, row);
+      }
+    } else if (held & Held.Prefill && c.prefillPod[row] === pod) {
+      c.held[row] = held & ~Held.Prefill;
+      pod.prefills.unlink(row, c.prefillNext, c.prefillPrev);
+      pod.held--;
+      this.leavePhase(pod, row);
     }
-    entry.prefillHeld = false;
-    entry.decodeHeld = false;
+  }
+
+  private leavePhase(pod: Pod, row: number): void {
+    const phase = this.c.phase[row];
+    if (phase === Phase.Queued) pod.queued.remove(row, this.c);
+    else if (phase === Phase.Running) pod.running.remove(row, this.c);
+  }
+
+  /** Moves queued prefills whose predicted start has passed to running, and drops those done by `now`. */
+  private advancePrefills(pod: Pod, now: number): void {
+    const c = this.c;
+    while (pod.queued.nextMs <= now) {
+      const row = pod.queued.first;
+      pod.queued.remove(row, c);
+      pod.running.add(row, c);
+    }
+    while (pod.running.nextMs <= now) pod.running.remove(pod.running.first, c);
+  }
+
+  private drop(row: number): void {
+    const c = this.c;
+    this.rowOf.delete(c.requestId[row]!);
+    const slot = slotOf(c.expiresMs[row]!);
+    const expiring = this.expirySlots.get(slot)!;
+    expiring.unlink(row, c.expiryNext, c.expiryPrev);
+    if (expiring.head === NIL) this.expirySlots.delete(slot);
+    const prefillPod = c.prefillPod[row];
+    if (prefillPod !== undefined && c.held[row]! & Held.Prefill) this.releaseOn(prefillPod, row);
+    const decodePod = c.decodePod[row]!;
+    if (c.held[row]! & Held.Decode) this.releaseOn(decodePod, row);
+    // The row's references go now, so that a free row keeps nothing alive.
+    c.requestId[row] = c.pool[row] = c.prefill[row] = c.decode[row] = undefined;
+    c.prefillFeatures[row] = c.decodeFeatures[row] = undefined;
+    c.prefillPod[row] = c.decodePod[row] = undefined;
+    if (this.freeCount === this.free.length) this.free = grown(this.free, this.free.length * 2);
+    this.free[this.freeCount++] = row;
   }
 }
 
@@ -331,27 +639,4 @@ function range(from: number, to: number): number[] {
   const out: number[] = [];
   for (let i = from; i <= to; i++) out.push(i);
   return out;
-}
-
-function leavePhase<C>(pod: PodEntries<C>, entry: InflightEntry<C>): void {
-  if (entry.prefillPhase === PrefillPhase.Queued) pod.queued.remove(entry);
-  else if (entry.prefillPhase === PrefillPhase.Running) pod.running.remove(entry);
-  entry.prefillPhase = PrefillPhase.None;
-}
-
-/** Moves queued prefills whose predicted start has passed to running, and drops those done by `now`. */
-function advancePrefills<C>(pod: PodEntries<C>, now: number): void {
-  for (let e = pod.queued.heap.peek(); e !== undefined && queuedUntil(e) <= now; e = pod.queued.heap.peek()) {
-    pod.queued.heap.pop();
-    if (e.prefillPhase !== PrefillPhase.Queued) continue;
-    pod.queued.remove(e);
-    e.prefillPhase = PrefillPhase.Running;
-    pod.running.add(e);
-  }
-  for (let e = pod.running.heap.peek(); e !== undefined && doneAt(e) <= now; e = pod.running.heap.peek()) {
-    pod.running.heap.pop();
-    if (e.prefillPhase !== PrefillPhase.Running) continue;
-    pod.running.remove(e);
-    e.prefillPhase = PrefillPhase.None;
-  }
 }
