@@ -64,6 +64,8 @@ export class WasmKernel {
   /** Whole request and result regions, kept between picks. */
   private reqView!: Float64Array;
   private resView!: Float64Array;
+  /** The in-flight load regions, whole: updateLoads runs before most picks and makes no views. */
+  private loadViews!: [Float64Array, Float64Array, Float64Array];
   private version = -1;
   private loadedPods = 0;
 
@@ -97,6 +99,8 @@ export class WasmKernel {
     this.regions = this.i32.subarray(this.info >> 2, (this.info >> 2) + 18);
     this.reqView = this.f64At(15, this.capacity.batchCapacity * REQ_STRIDE);
     this.resView = this.f64At(16, this.capacity.batchCapacity * RES_STRIDE);
+    const maxPods = this.capacity.maxPods;
+    this.loadViews = [this.f64At(8, maxPods), this.f64At(9, maxPods), this.f64At(10, maxPods)];
   }
 
   private f64At(region: number, length: number): Float64Array {
@@ -177,10 +181,10 @@ export class WasmKernel {
     }
     validateLoads(snap);
     this.views();
-    const n = snap.pods;
-    this.f64At(8, n).set(snap.prefillQueueMs);
-    this.f64At(9, n).set(snap.decodeQueueMs);
-    this.f64At(10, n).set(snap.tpotLoadMs);
+    const [prefillQueueMs, decodeQueueMs, tpotLoadMs] = this.loadViews;
+    prefillQueueMs.set(snap.prefillQueueMs);
+    decodeQueueMs.set(snap.decodeQueueMs);
+    tpotLoadMs.set(snap.tpotLoadMs);
   }
 
   /** Picks for a batch in order; each pick's load is seen by the picks after it. */
