@@ -10,8 +10,12 @@
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
-// JSON.stringify and by the server's writer. Args: [--quick]. JSON lines on stdout.
+// JSON.stringify and by the server's writer; and `inflight-memory`: what a pick nobody reports keeps
+// alive until it expires, in the collected heap and in the in-flight table's typed-array columns.
+// Args: [--quick]. JSON lines on stdout.
 
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { pack } from "msgpackr";
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
@@ -134,6 +138,46 @@ for (const [name, n, step] of [
   await engine.close();
 }
 
+/**
+ * Memory per unreported pick: the heap and the ArrayBuffers (the in-flight columns) after a full
+ * collection, before and after `picks` picks that nobody reports, divided by `picks`.
+ */
+async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number; columnBytesPerPick: number; entries: number }> {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const engine = await engineFor(16);
+  // Warm up (code, pods, the planners' windows), then answer and forget 2,000 picks more than once.
+  await httpAtOnceStep(engine);
+  const before = settled(gc);
+  const entriesBefore = engine.cluster.inflight.size;
+  for (let done = 0; done < picks; done += 32) await httpAtOnceStep(engine);
+  const after = settled(gc);
+  const entries = engine.cluster.inflight.size - entriesBefore;
+  await engine.close();
+  return {
+    heapBytesPerPick: (after.heapUsed - before.heapUsed) / entries,
+    columnBytesPerPick: (after.arrayBuffers - before.arrayBuffers) / entries,
+    entries,
+  };
+}
+
+function settled(gc: () => void): NodeJS.MemoryUsage {
+  gc();
+  gc();
+  return process.memoryUsage();
+}
+
 const encoded = await encodeJson();
 note(`one JSON answer: ${encoded.stringifyUs.toFixed(2)} CPU µs by JSON.stringify, ${encoded.writerUs.toFixed(2)} by the writer`);
 emit({ bench: "rpc", case: "encode-json", pool: "16x16", stringifyUs: round(encoded.stringifyUs, 2), writerUs: round(encoded.writerUs, 2) });
+
+const memory = await inflightMemory(quick ? 8192 : 65536);
+note(`an unreported pick keeps ${memory.heapBytesPerPick.toFixed(0)} heap bytes and ${memory.columnBytesPerPick.toFixed(0)} column bytes (${memory.entries} in flight)`);
+emit({
+  bench: "rpc",
+  case: "inflight-memory",
+  pool: "16x16",
+  entries: memory.entries,
+  heapBytesPerPick: Math.round(memory.heapBytesPerPick),
+  columnBytesPerPick: Math.round(memory.columnBytesPerPick),
+});
