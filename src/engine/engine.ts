@@ -18,7 +18,7 @@ import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { requestProblem } from "../kernel/validate.js";
 import { WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
-import { registered } from "../metrics.js";
+import { collectTallies, CounterTally, registered, type TallySlot } from "../metrics.js";
 import { builtSibling } from "../paths.js";
 import type { Actuator } from "../planner/actuators.js";
 import { KubernetesActuator } from "../planner/kubernetes-actuator.js";
@@ -112,10 +112,15 @@ export class Engine implements EngineApi {
   private readonly requestIds = new RequestIds();
   private flushScheduled = false;
   private paramsVersion = 1;
-  private readonly selections: Counter<"outcome">;
-  private readonly pairsEvaluated: Counter;
-  private readonly picks: Counter<"pool" | "outcome">;
-  private readonly batches: Counter<"where">;
+  // The counters of every pick and batch are tallies (src/metrics.ts): a labelled increment costs as
+  // much as a small pick.
+  private readonly tallies: CounterTally<string>[];
+  private readonly selections: CounterTally<"outcome">;
+  private readonly picks: CounterTally<"pool" | "outcome">;
+  /** Per pool and outcome, its slots in `selections` and `picks`. */
+  private readonly outcomeSlots = new Map<string, Map<Outcome, [TallySlot<"outcome">, TallySlot<"pool" | "outcome">]>>();
+  private readonly pairsEvaluated: TallySlot<never>;
+  private readonly batches: Record<"inline" | "worker", TallySlot<"where">>;
   private readonly workerFailures: Counter;
   private closed = false;
 
@@ -161,11 +166,14 @@ export class Engine implements EngineApi {
           })
         : null;
     const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
-      registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry] }));
-    this.selections = counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
-    this.pairsEvaluated = counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
-    this.picks = counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
-    this.batches = counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+      registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry], collect: collectTallies }));
+    this.selections = new CounterTally(counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]));
+    const pairsEvaluated = new CounterTally(counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []));
+    this.pairsEvaluated = pairsEvaluated.slot({});
+    this.picks = new CounterTally(counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]));
+    const batches = new CounterTally(counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]));
+    this.batches = { inline: batches.slot({ where: "inline" }), worker: batches.slot({ where: "worker" }) };
+    this.tallies = [this.selections, pairsEvaluated, this.picks, batches] as CounterTally<string>[];
     this.workerFailures = counter("headroom_worker_failures_total", "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", []);
   }
 
@@ -183,6 +191,7 @@ export class Engine implements EngineApi {
     this.closed = true;
     this.planners.close();
     this.cluster.close();
+    for (const tally of this.tallies) tally.close();
     for (const p of this.queue.splice(0)) p.answers.set(p.index, new HeadroomError("NOT_READY", "the engine is shutting down"));
     await this.workers?.destroy();
   }
@@ -456,7 +465,7 @@ export class Engine implements EngineApi {
     const pairs = candidatePairs(snap.roles) * batch.length;
     try {
       if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
-        this.batches.inc({ where: "worker" });
+        this.batches.worker.n++;
         results = await this.workers.run({
           pool: pool.name,
           buffer: pool.shared.shared,
@@ -467,7 +476,7 @@ export class Engine implements EngineApi {
           requests: encodeRequests(requests),
         });
       } else {
-        this.batches.inc({ where: "inline" });
+        this.batches.inline.n++;
         results = this.pickInline(pool, requests);
       }
     } catch (err) {
@@ -480,19 +489,19 @@ export class Engine implements EngineApi {
     batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
   }
 
-  /** A batch's picks join the counters once per outcome: a labelled increment costs as much as a small pick. */
   private count(pool: PoolState, results: readonly PickResult[]): void {
-    const outcomes = new Map<Outcome, number>();
-    let pairs = 0;
+    let slots = this.outcomeSlots.get(pool.name);
+    if (slots === undefined) this.outcomeSlots.set(pool.name, (slots = new Map()));
     for (const r of results) {
-      outcomes.set(r.outcome, (outcomes.get(r.outcome) ?? 0) + 1);
-      pairs += r.pairs;
+      let slot = slots.get(r.outcome);
+      if (slot === undefined) {
+        slot = [this.selections.slot({ outcome: r.outcome }), this.picks.slot({ pool: pool.name, outcome: r.outcome })];
+        slots.set(r.outcome, slot);
+      }
+      slot[0].n++;
+      slot[1].n++;
+      this.pairsEvaluated.n += r.pairs;
     }
-    for (const [outcome, n] of outcomes) {
-      this.selections.inc({ outcome }, n);
-      this.picks.inc({ pool: pool.name, outcome }, n);
-    }
-    this.pairsEvaluated.inc(pairs);
   }
 
   private pickInline(pool: PoolState, requests: PickRequest[]): PickResult[] {
