@@ -420,22 +420,7 @@ export class InflightLoad<F = unknown> {
    */
   onScrape(address: string, scrapedAtMs: number): void {
     const pod = this.podAt(address);
-    if (pod === undefined) return;
-    const c = this.c;
-    const countedBy = scrapedAtMs - this.options.reflectDelayMs;
-    // Each list is in dispatch order: the first row too recent to be counted ends its walk.
-    for (const [list, next] of [
-      [pod.prefills, c.prefillNext],
-      [pod.decodes, c.decodeNext],
-    ] as const) {
-      for (let row = list.head; row !== NIL && c.dispatchMs[row]! <= countedBy; ) {
-        const after = next[row]!;
-        const wasHeld = c.held[row] !== 0;
-        this.releaseOn(pod, row);
-        if (wasHeld && c.held[row] === 0) this.counters.released.scrape++;
-        row = after;
-      }
-    }
+    if (pod !== undefined) this.counters.released.scrape += this.releaseDispatchedBy(pod, scrapedAtMs - this.options.reflectDelayMs);
   }
 
   /** Drops entries older than ttlFactor x their predicted duration; those still holding load count as expired. */
@@ -500,18 +485,30 @@ export class InflightLoad<F = unknown> {
     const key = normalizeAddress(address);
     const pod = this.pods.get(key);
     if (pod === undefined) return;
+    this.releaseDispatchedBy(pod, Infinity);
+    this.removePod(key, pod);
+  }
+
+  /**
+   * Releases the sides held on `pod` of the rows dispatched by `dispatchedByMs`; returns how many rows
+   * that left holding nothing.
+   */
+  private releaseDispatchedBy(pod: Pod, dispatchedByMs: number): number {
     const c = this.c;
+    let released = 0;
+    // Each list is in dispatch order: the first row too recent ends its walk.
     for (const [list, next] of [
       [pod.prefills, c.prefillNext],
       [pod.decodes, c.decodeNext],
     ] as const) {
-      for (let row = list.head; row !== NIL; ) {
+      for (let row = list.head; row !== NIL && c.dispatchMs[row]! <= dispatchedByMs; ) {
         const after = next[row]!;
         this.releaseOn(pod, row);
+        if (c.held[row] === 0) released++;
         row = after;
       }
     }
-    this.removePod(key, pod);
+    return released;
   }
 
   private pickAt(row: number): InflightPick<F> {
