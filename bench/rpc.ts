@@ -1,7 +1,8 @@
 // bench:rpc — the pick RPC against a trivial handler on the same uWebSockets.js server, as SPEC.md §9
 // asks: (a) wrk, server pinned to one core and wrk to the other, 32 connections, POST /v1/pick on a
 // 16x16 pool vs a handler that reads the whole body and answers a fixed JSON of a pick's size, run in
-// turns (pick, trivial, pick, ...) so each ratio compares neighbours, the median ratio reported;
+// turns (pick, trivial, pick, ...) so each ratio compares neighbours, the median ratio reported, and
+// beside it the ratio of the server's CPU time per request in each turn;
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
 // request's scheduled send time; (c) msgpack frames of 64 picks over WS /v1/stream on a 64x64 pool.
 // Before them, bench/pick-path.ts: the server's own CPU time per pick without sockets. Every line
@@ -11,7 +12,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -52,6 +53,8 @@ async function stopServer(server: Server): Promise<void> {
 
 interface WrkResult {
   rps: number;
+  /** The server's CPU time (user + system) per request answered: time stolen by the host is not in it. */
+  serverCpuUsPerRequest: number;
   stealPct: number | null;
   p50Ms: number;
   p99Ms: number;
@@ -59,16 +62,20 @@ interface WrkResult {
   non2xx: number;
 }
 
-/** One wrk run of POSTs of `body` to `url`, pinned to CLIENT_CORE. */
-function wrk(url: string, body: string, durationS: number): WrkResult {
+/** One wrk run of POSTs of `body` to `server`, pinned to CLIENT_CORE. */
+function wrk(server: Server, path: string, body: string, durationS: number): WrkResult {
   const script = join(tmpdir(), `headroom-wrk-${process.pid}.lua`);
   writeFileSync(
     script,
     [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["content-type"] = "application/json"`].join("\n"),
   );
+  const cpuBeforeMs = processCpuMs(server.child.pid!);
   const run = withSteal(() =>
-    spawnSync("taskset", ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, url], { encoding: "utf8" }),
+    spawnSync("taskset", ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, server.url + path], {
+      encoding: "utf8",
+    }),
   );
+  const serverCpuMs = processCpuMs(server.child.pid!) - cpuBeforeMs;
   if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr || run.error}`);
   const out = run.stdout;
   const number = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
@@ -78,14 +85,27 @@ function wrk(url: string, body: string, durationS: number): WrkResult {
     const scale: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3 };
     return Number(m[1]) * scale[m[2]];
   };
+  const requests = number(/(\d+) requests in/);
   return {
     rps: number(/Requests\/sec:\s+([\d.]+)/),
+    serverCpuUsPerRequest: (serverCpuMs * 1000) / requests,
     stealPct: run.stealPct,
     p50Ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
     p99Ms: ms(/99%\s+([\d.]+)(us|ms|s)/),
-    requests: number(/(\d+) requests in/),
+    requests,
     non2xx: number(/Non-2xx or 3xx responses: (\d+)/) || 0,
   };
+}
+
+/**
+ * CPU time a process has used, from /proc/<pid>/stat (user and system clock ticks, at Linux's fixed
+ * 100 per second for user space). The server runs under taskset, which execs it: the same pid.
+ */
+function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  // After the command: state is field 3; utime and stime are fields 14 and 15.
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) * 10;
 }
 
 /** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
@@ -131,14 +151,17 @@ try {
   const picks: WrkResult[] = [];
   const trivials: WrkResult[] = [];
   for (let turn = 0; turn < TURNS; turn++) {
-    const pick = wrk(`${small.url}/v1/pick`, PICK_BODY, TURN_S);
-    note(`pick: ${pick.rps.toFixed(0)} req/s, p50 ${pick.p50Ms} ms, p99 ${pick.p99Ms} ms, steal ${pick.stealPct} %`);
-    const trivial = wrk(`${small.url}/bench/fixed`, PICK_BODY, TURN_S);
-    note(`trivial: ${trivial.rps.toFixed(0)} req/s, p50 ${trivial.p50Ms} ms, p99 ${trivial.p99Ms} ms, steal ${trivial.stealPct} %`);
+    const pick = wrk(small, "/v1/pick", PICK_BODY, TURN_S);
+    note(`pick: ${pick.rps.toFixed(0)} req/s, p50 ${pick.p50Ms} ms, p99 ${pick.p99Ms} ms, server ${pick.serverCpuUsPerRequest.toFixed(1)} CPU µs per request, steal ${pick.stealPct} %`);
+    const trivial = wrk(small, "/bench/fixed", PICK_BODY, TURN_S);
+    note(`trivial: ${trivial.rps.toFixed(0)} req/s, p50 ${trivial.p50Ms} ms, p99 ${trivial.p99Ms} ms, server ${trivial.serverCpuUsPerRequest.toFixed(1)} CPU µs per request, steal ${trivial.stealPct} %`);
     picks.push(pick);
     trivials.push(trivial);
   }
   const ratios = picks.map((p, i) => round(p.rps / trivials[i].rps, 3));
+  // The same ratio from the server's CPU time per request, which leaves out what the host stole (its
+  // neighbours still slow what runs): the throughput ratio on a core the server has to itself.
+  const cpuRatios = picks.map((p, i) => round(trivials[i].serverCpuUsPerRequest / p.serverCpuUsPerRequest, 3));
   // The turn whose ratio is the median gives the line's rates.
   const mid = ratios.indexOf(median(ratios));
   const pick = picks[mid];
@@ -168,6 +191,9 @@ try {
     wrkP50Us: Math.round(pick.p50Ms * 1000),
     wrkP99Us: Math.round(pick.p99Ms * 1000),
     ratios,
+    cpuUsPerRequest: round(pick.serverCpuUsPerRequest, 1),
+    trivialCpuUsPerRequest: round(trivial.serverCpuUsPerRequest, 1),
+    cpuRatios,
     wrkStealPct: picks.flatMap((p, i) => [p.stealPct, trivials[i].stealPct]),
     openLoopStealPct: [open.stealPct, openTrivial.stealPct],
     errors: [...picks, ...trivials].reduce((n, r) => n + r.non2xx, 0) + open.errors + openTrivial.errors,
