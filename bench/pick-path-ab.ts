@@ -1,0 +1,77 @@
+// Two builds of headroom against each other on bench:pick-path's HTTP case, in one process: their
+// engines run alternating rounds of 150 ms, so the host's swings (CPU steal on this VM moves a single
+// run's figures by a third) fall on both alike, and the median of the paired ratios is reported. The
+// two share one heap, so a change that only moves garbage-collection costs shows less here than alone.
+// Run it both ways (A B, then B A): a build against itself gives ratios within about 3 % of 1.
+// Args: <root A> <root B> [rounds], each a checkout with `npm run build` done (this one is `.`); for
+// the previous commit: `git worktree add /tmp/prev HEAD~1 && ln -s $PWD/node_modules /tmp/prev/ &&
+// (cd /tmp/prev && npm run build)`. One JSON line on stdout.
+
+import { resolve } from "node:path";
+import { Registry } from "prom-client";
+import type { Engine } from "../src/engine/engine.js";
+import type { PickAnswer, PickInput } from "../src/engine/types.js";
+import { emit, median, note, round } from "./measure.js";
+import { PICK_BODY, rpcPoolsYaml } from "./rpc-workload.js";
+
+const [rootA, rootB] = process.argv.slice(2, 4).map((root) => resolve(root));
+if (rootA === undefined || rootB === undefined) {
+  note("usage: node dist/bench/pick-path-ab.js <root A> <root B> [rounds]");
+  process.exit(2);
+}
+const ROUNDS = Number(process.argv[4] ?? 60);
+const ROUND_MS = 150;
+const WARM_ROUNDS = 4;
+
+interface Build {
+  engine: Engine;
+  /** 32 HTTP picks, each answered at once and encoded, never reported; then a loop turn. */
+  step(): Promise<number>;
+}
+
+async function load(root: string): Promise<Build> {
+  const at = (path: string) => import(`${root}/dist/src/${path}`);
+  const { parseConfig } = await at("config/load.js");
+  const { Engine } = await at("engine/engine.js");
+  const { silentLogger } = await at("log.js");
+  const codec = await at("server/codec.js");
+  const engine: Engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(16)).config, logger: silentLogger, registry: new Registry() });
+  engine.start();
+  const body = Buffer.from(PICK_BODY);
+  return {
+    engine,
+    async step() {
+      for (let c = 0; c < 32; c++) {
+        const input = codec.decodePick(codec.decodeBody(body, "json")) as PickInput;
+        engine.pickBatch([input], ([answer]) => void codec.encodePickAnswer(answer as PickAnswer, "json"));
+      }
+      await new Promise(setImmediate);
+      return 32;
+    },
+  };
+}
+
+async function cpuUsPerPick(build: Build): Promise<number> {
+  const cpu = process.cpuUsage();
+  const untilMs = performance.now() + ROUND_MS;
+  let picks = 0;
+  while (performance.now() < untilMs) picks += await build.step();
+  const used = process.cpuUsage(cpu);
+  return (used.user + used.system) / picks;
+}
+
+const a = await load(rootA);
+const b = await load(rootB);
+const [usA, usB, ratios]: number[][] = [[], [], []];
+for (let r = 0; r < ROUNDS; r++) {
+  const x = await cpuUsPerPick(a);
+  const y = await cpuUsPerPick(b);
+  if (r < WARM_ROUNDS) continue;
+  usA.push(x);
+  usB.push(y);
+  ratios.push(y / x);
+}
+await a.engine.close();
+await b.engine.close();
+note(`B/A CPU per pick: median ${median(ratios).toFixed(3)} over ${ratios.length} paired rounds`);
+emit({ bench: "pick-path-ab", case: "path-http-at-once", a: rootA, b: rootB, cpuUsPerPickA: round(median(usA), 2), cpuUsPerPickB: round(median(usB), 2), ratioBoverA: round(median(ratios), 3) });
