@@ -64,10 +64,10 @@ export function encodePickAnswer(answer: PickAnswer, format: BodyFormat): string
   if (format === "msgpack" || answer.explain !== undefined) return encodeBody(answer, format);
   const p = answer.predicted;
   const h = answer.headroom;
-  let json = `{"requestId":${quoted(answer.requestId)},"pool":${quoted(answer.pool)},"outcome":${quoted(answer.outcome)},"decodeOnly":${answer.decodeOnly}`;
-  if (answer.prefill !== undefined) json += `,"prefill":${quoted(answer.prefill)}`;
-  json += `,"decode":${quoted(answer.decode)},"fallbacks":[`;
-  for (let i = 0; i < answer.fallbacks.length; i++) json += (i === 0 ? "" : ",") + quoted(answer.fallbacks[i]);
+  let json = `{"requestId":${quoted(answer.requestId)},"pool":${quotedKnown(answer.pool)},"outcome":${quotedKnown(answer.outcome)},"decodeOnly":${answer.decodeOnly}`;
+  if (answer.prefill !== undefined) json += `,"prefill":${quotedKnown(answer.prefill)}`;
+  json += `,"decode":${quotedKnown(answer.decode)},"fallbacks":[`;
+  for (let i = 0; i < answer.fallbacks.length; i++) json += (i === 0 ? "" : ",") + quotedKnown(answer.fallbacks[i]);
   json += `],"predicted":{"prefillTtftMs":${ms(p.prefillTtftMs)},"decodeTtftMs":${ms(p.decodeTtftMs)},"transferMs":${ms(p.transferMs)},"ttftMs":${ms(p.ttftMs)},"tpotMs":${ms(p.tpotMs)}},"headroom":{`;
   let separator = "";
   for (const key of HEADROOM_KEYS) {
@@ -79,7 +79,7 @@ export function encodePickAnswer(answer: PickAnswer, format: BodyFormat): string
   json += `},"headers":{`;
   separator = "";
   for (const name in answer.headers) {
-    json += `${separator}${quoted(name)}:${quoted(answer.headers[name])}`;
+    json += `${separator}${quotedKnown(name)}:${quotedKnown(answer.headers[name])}`;
     separator = ",";
   }
   return `${json}},"pairs":${number(answer.pairs)},"positivePairs":${number(answer.positivePairs)}}`;
@@ -92,6 +92,21 @@ const PLAIN_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 function quoted(s: string): string {
   return PLAIN_STRING.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/**
+ * quoted() of the strings every answer repeats (pools, outcomes, pod addresses, header names), kept:
+ * a lookup costs less than the test. Bounded, since pods come and go: full, it starts again.
+ */
+const knownQuoted = new Map<string, string>();
+const KNOWN_QUOTED_MAX = 4096;
+
+function quotedKnown(s: string): string {
+  let q = knownQuoted.get(s);
+  if (q !== undefined) return q;
+  if (knownQuoted.size >= KNOWN_QUOTED_MAX) knownQuoted.clear();
+  knownQuoted.set(s, (q = quoted(s)));
+  return q;
 }
 
 /** As JSON.stringify writes a number: NaN and the infinities are null. */
