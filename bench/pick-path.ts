@@ -146,7 +146,7 @@ async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;
   const engine = await engineFor(16);
-  // Warm up (code, pods, the planners' windows), then answer and forget 2,000 picks more than once.
+  // A first round creates what every later pick shares (the pods' in-flight records, the code).
   await httpAtOnceStep(engine);
   const before = settled(gc);
   const entriesBefore = engine.cluster.inflight.size;
