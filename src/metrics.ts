@@ -2,7 +2,7 @@
 // lookup-or-create so two modules (or two instances) asking for the same name share one metric; and
 // tallies, the counters of hot paths.
 
-import type { Counter, LabelValues, Registry } from "prom-client";
+import { Counter, type LabelValues, type Registry } from "prom-client";
 
 /** The metric registered under `name`, or the one `create` registers; a metric of another kind is an error. */
 export function registered<T extends object>(registry: Registry, name: string, kind: abstract new (...args: never[]) => T, create: () => T): T {
@@ -12,38 +12,61 @@ export function registered<T extends object>(registry: Registry, name: string, k
   return existing;
 }
 
-/** One label set's count in a tally, not yet added to its counter; the caller keeps it and adds to `n`. */
+/** One label set's count in a tally, not yet added to its counter; callers add to `n`. */
 export interface TallySlot<L extends string> {
   readonly labels: LabelValues<L>;
   n: number;
 }
 
-/**
- * Counts of a hot path, added to their counter when it is collected (each scrape, each `get()`):
- * prom-client hashes the labels of every increment, which costs about as much as a small pick, while
- * a tally's slot is a number its caller keeps. The counter must be created with `collectTallies` as
- * its `collect`.
- */
-export class CounterTally<L extends string> {
-  private readonly slots = new Map<string, TallySlot<L>>();
+type LabelValue = string | number;
 
-  constructor(private readonly counter: Counter<L>) {
+/**
+ * A counter of a hot path, registered under `name` (or found there), counted through a tally: plain
+ * numbers per label set, added to the counter when it is collected (each scrape, each `get()`).
+ * prom-client hashes the labels of every increment, which costs about as much as a small pick.
+ */
+export function tallied<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): CounterTally<L> {
+  const counter = registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry], collect: collectTallies }));
+  return new CounterTally(counter, labelNames);
+}
+
+export class CounterTally<L extends string> {
+  /** Slots by their label values in labelNames' order, one map level per label. */
+  private readonly tree = new Map<LabelValue, unknown>();
+  private readonly slots: TallySlot<L>[] = [];
+
+  constructor(
+    private readonly counter: Counter<L>,
+    private readonly labelNames: readonly L[],
+  ) {
     let tallies = talliesOf.get(counter);
     if (tallies === undefined) talliesOf.set(counter, (tallies = new Set()));
     tallies.add(this as CounterTally<string>);
   }
 
-  /** The slot of one label set (finding it costs a hash; keep it). */
-  slot(labels: LabelValues<L>): TallySlot<L> {
-    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
-    let slot = this.slots.get(key);
-    if (slot === undefined) this.slots.set(key, (slot = { labels, n: 0 }));
+  /** The slot of these label values, in labelNames' order (found again without building a key). */
+  slot(...values: LabelValue[]): TallySlot<L> {
+    if (values.length !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${values.length}`);
+    // A counter without labels keeps its one slot under "".
+    let node = this.tree;
+    for (let i = 0; i < values.length - 1; i++) {
+      let next = node.get(values[i]) as Map<LabelValue, unknown> | undefined;
+      if (next === undefined) node.set(values[i], (next = new Map()));
+      node = next;
+    }
+    const key = values.length === 0 ? "" : values[values.length - 1];
+    let slot = node.get(key) as TallySlot<L> | undefined;
+    if (slot === undefined) {
+      const labels = Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])) as LabelValues<L>;
+      node.set(key, (slot = { labels, n: 0 }));
+      this.slots.push(slot);
+    }
     return slot;
   }
 
   /** Adds what the slots counted to the counter. */
   flush(): void {
-    for (const slot of this.slots.values()) {
+    for (const slot of this.slots) {
       if (slot.n === 0) continue;
       this.counter.inc(slot.labels, slot.n);
       slot.n = 0;
@@ -60,6 +83,6 @@ export class CounterTally<L extends string> {
 const talliesOf = new WeakMap<Counter<string>, Set<CounterTally<string>>>();
 
 /** A tallied counter's `collect`: brings its tallies' counts in. */
-export function collectTallies(this: Counter<string>): void {
+function collectTallies(this: Counter<string>): void {
   for (const tally of talliesOf.get(this) ?? []) tally.flush();
 }

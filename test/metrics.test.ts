@@ -3,39 +3,56 @@
 
 import { Counter, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { collectTallies, CounterTally } from "../src/metrics.js";
+import { tallied } from "../src/metrics.js";
 
 function setup() {
   const registry = new Registry();
-  const counter = new Counter({ name: "t_total", help: "t", labelNames: ["kind"], registers: [registry], collect: collectTallies });
+  const tally = () => tallied(registry, "t_total", "t", ["kind"]);
+  const first = tally();
+  const counter = registry.getSingleMetric("t_total") as Counter<"kind">;
   const values = async () => Object.fromEntries((await counter.get()).values.map((v) => [v.labels.kind, v.value]));
-  return { registry, counter, values };
+  return { registry, counter, first, tally, values };
 }
 
 describe("tallied counters", () => {
   it("adds every tally's slots to the counter when it is collected, once", async () => {
-    const { counter, registry, values } = setup();
-    const a = new CounterTally(counter);
-    const b = new CounterTally(counter);
-    a.slot({ kind: "x" }).n += 2;
+    const { counter, registry, values, first: a, tally } = setup();
+    const b = tally();
+    a.slot("x").n += 2;
     // Finding a slot again gives the one already counting.
-    a.slot({ kind: "x" }).n++;
-    b.slot({ kind: "x" }).n += 4;
-    b.slot({ kind: "y" }).n++;
+    a.slot("x").n++;
+    b.slot("x").n += 4;
+    b.slot("y").n++;
     counter.inc({ kind: "y" }, 10);
     expect(await values()).toEqual({ x: 7, y: 11 });
     expect(await values()).toEqual({ x: 7, y: 11 });
-    a.slot({ kind: "y" }).n++;
+    a.slot("y").n++;
     expect(await registry.metrics()).toContain('t_total{kind="y"} 12');
   });
 
   it("keeps a closed tally's counts and counts nothing of it afterwards", async () => {
-    const { counter, values } = setup();
-    const tally = new CounterTally(counter);
-    const slot = tally.slot({ kind: "x" });
+    const { first: tally, values } = setup();
+    const slot = tally.slot("x");
     slot.n = 3;
     tally.close();
     slot.n = 5;
     expect(await values()).toEqual({ x: 3 });
+  });
+
+  it("finds slots by their label values, in the labels' order, for any number of labels", async () => {
+    const registry = new Registry();
+    const two = tallied(registry, "two_total", "two", ["pool", "outcome"]);
+    const none = tallied(registry, "none_total", "none", []);
+    two.slot("p", "a").n++;
+    two.slot("p", "b").n += 2;
+    two.slot("q", "a").n += 3;
+    none.slot().n += 4;
+    expect(two.slot("p", "b")).toBe(two.slot("p", "b"));
+    expect(() => two.slot("p")).toThrow(RangeError);
+    const text = await registry.metrics();
+    expect(text).toContain('two_total{pool="p",outcome="a"} 1');
+    expect(text).toContain('two_total{pool="p",outcome="b"} 2');
+    expect(text).toContain('two_total{pool="q",outcome="a"} 3');
+    expect(text).toContain("none_total 4");
   });
 });

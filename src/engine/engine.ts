@@ -13,12 +13,12 @@ import { PodInputSchema } from "../config/schema.js";
 import { ConfigError, HeadroomError } from "../errors.js";
 import { oracle } from "../kernel/oracle.js";
 import { TwinKernel } from "../kernel/twin.js";
-import type { OptimizerParams, Outcome, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
+import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { requestProblem } from "../kernel/validate.js";
 import { WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
-import { collectTallies, CounterTally, registered, type TallySlot } from "../metrics.js";
+import { registered, tallied, type CounterTally } from "../metrics.js";
 import { builtSibling } from "../paths.js";
 import type { Actuator } from "../planner/actuators.js";
 import { KubernetesActuator } from "../planner/kubernetes-actuator.js";
@@ -114,13 +114,10 @@ export class Engine implements EngineApi {
   private paramsVersion = 1;
   // The counters of every pick and batch are tallies (src/metrics.ts): a labelled increment costs as
   // much as a small pick.
-  private readonly tallies: CounterTally<string>[];
   private readonly selections: CounterTally<"outcome">;
   private readonly picks: CounterTally<"pool" | "outcome">;
-  /** Per pool and outcome, its slots in `selections` and `picks`. */
-  private readonly outcomeSlots = new Map<string, Map<Outcome, [TallySlot<"outcome">, TallySlot<"pool" | "outcome">]>>();
-  private readonly pairsEvaluated: TallySlot<never>;
-  private readonly batches: Record<"inline" | "worker", TallySlot<"where">>;
+  private readonly pairsEvaluated: CounterTally<never>;
+  private readonly batches: CounterTally<"where">;
   private readonly workerFailures: Counter;
   private closed = false;
 
@@ -165,16 +162,14 @@ export class Engine implements EngineApi {
             idleTimeout: Infinity,
           })
         : null;
-    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
-      registered(registry, name, Counter<L>, () => new Counter({ name, help, labelNames, registers: [registry], collect: collectTallies }));
-    this.selections = new CounterTally(counter("llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]));
-    const pairsEvaluated = new CounterTally(counter("llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []));
-    this.pairsEvaluated = pairsEvaluated.slot({});
-    this.picks = new CounterTally(counter("headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]));
-    const batches = new CounterTally(counter("headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]));
-    this.batches = { inline: batches.slot({ where: "inline" }), worker: batches.slot({ where: "worker" }) };
-    this.tallies = [this.selections, pairsEvaluated, this.picks, batches] as CounterTally<string>[];
-    this.workerFailures = counter("headroom_worker_failures_total", "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", []);
+    this.selections = tallied(registry, "llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
+    this.pairsEvaluated = tallied(registry, "llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
+    this.picks = tallied(registry, "headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
+    this.batches = tallied(registry, "headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+    const failures = "headroom_worker_failures_total";
+    this.workerFailures = registered(registry, failures, Counter, () =>
+      new Counter({ name: failures, help: "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", registers: [registry] }),
+    );
   }
 
   /** Builds the engine (profiles, predictors, kernels, workers). Throws ConfigError for what the schema cannot see. */
@@ -191,7 +186,7 @@ export class Engine implements EngineApi {
     this.closed = true;
     this.planners.close();
     this.cluster.close();
-    for (const tally of this.tallies) tally.close();
+    for (const tally of [this.selections, this.pairsEvaluated, this.picks, this.batches]) tally.close();
     for (const p of this.queue.splice(0)) p.answers.set(p.index, new HeadroomError("NOT_READY", "the engine is shutting down"));
     await this.workers?.destroy();
   }
@@ -465,7 +460,7 @@ export class Engine implements EngineApi {
     const pairs = candidatePairs(snap.roles) * batch.length;
     try {
       if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
-        this.batches.worker.n++;
+        this.batches.slot("worker").n++;
         results = await this.workers.run({
           pool: pool.name,
           buffer: pool.shared.shared,
@@ -476,7 +471,7 @@ export class Engine implements EngineApi {
           requests: encodeRequests(requests),
         });
       } else {
-        this.batches.inline.n++;
+        this.batches.slot("inline").n++;
         results = this.pickInline(pool, requests);
       }
     } catch (err) {
@@ -490,17 +485,11 @@ export class Engine implements EngineApi {
   }
 
   private count(pool: PoolState, results: readonly PickResult[]): void {
-    let slots = this.outcomeSlots.get(pool.name);
-    if (slots === undefined) this.outcomeSlots.set(pool.name, (slots = new Map()));
+    const pairs = this.pairsEvaluated.slot();
     for (const r of results) {
-      let slot = slots.get(r.outcome);
-      if (slot === undefined) {
-        slot = [this.selections.slot({ outcome: r.outcome }), this.picks.slot({ pool: pool.name, outcome: r.outcome })];
-        slots.set(r.outcome, slot);
-      }
-      slot[0].n++;
-      slot[1].n++;
-      this.pairsEvaluated.n += r.pairs;
+      this.selections.slot(r.outcome).n++;
+      this.picks.slot(pool.name, r.outcome).n++;
+      pairs.n += r.pairs;
     }
   }
 

@@ -78,7 +78,7 @@ export class Exchange {
       if (this.head) this.res.endWithoutBody(undefined, close);
       else this.res.end(body, close);
     });
-    this.ctx.metrics.countRequest(this.route, status);
+    this.ctx.metrics.requests.slot(this.route, status).n++;
     this.finish();
   }
 
@@ -100,7 +100,7 @@ export class Exchange {
     if (!this.open) return;
     this.done = true;
     this.res.upgrade(userData, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), context);
-    this.ctx.metrics.countRequest(this.route, 101);
+    this.ctx.metrics.requests.slot(this.route, 101).n++;
     this.finish();
   }
 

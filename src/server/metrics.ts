@@ -1,8 +1,8 @@
 // The server's request metrics on the app's registry: requests by route pattern and status, and how long
 // a pick takes from its request being complete to its answer being written.
 
-import { Counter, Histogram, type Registry } from "prom-client";
-import { collectTallies, CounterTally, registered, type TallySlot } from "../metrics.js";
+import { Histogram, type Registry } from "prom-client";
+import { registered, tallied, type CounterTally } from "../metrics.js";
 
 /** Route patterns (never raw paths, whose values are unbounded) and "unmatched" for 404s. */
 export type RouteLabel =
@@ -28,14 +28,13 @@ type PickVia = "pick" | "gateway" | "stream";
 const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 export interface ServerMetrics {
-  /** Counts an answered request: a tally (src/metrics.ts), as every pick is one. */
-  countRequest(route: RouteLabel, status: number): void;
+  /** A tally (src/metrics.ts): every pick is a request. */
+  requests: CounterTally<"route" | "status">;
   /** A child per way in, resolved once: a labelled observation also validates its labels each time. */
   pickSeconds: Record<PickVia, Histogram.Internal<"via">>;
 }
 
 export function serverMetrics(registry: Registry): ServerMetrics {
-  const requestsName = "headroom_http_requests_total";
   const pickName = "headroom_pick_duration_seconds";
   const pickSeconds = registered(registry, pickName, Histogram<"via">, () =>
     new Histogram({
@@ -46,26 +45,8 @@ export function serverMetrics(registry: Registry): ServerMetrics {
       registers: [registry],
     }),
   );
-  const requests = new CounterTally(
-    registered(registry, requestsName, Counter<"route" | "status">, () =>
-      new Counter({
-        name: requestsName,
-        help: "HTTP requests by route pattern and status (101 for a WebSocket upgrade)",
-        labelNames: ["route", "status"],
-        registers: [registry],
-        collect: collectTallies,
-      }),
-    ),
-  );
-  const slots = new Map<RouteLabel, Map<number, TallySlot<"route" | "status">>>();
   return {
-    countRequest(route, status) {
-      let byStatus = slots.get(route);
-      if (byStatus === undefined) slots.set(route, (byStatus = new Map()));
-      let slot = byStatus.get(status);
-      if (slot === undefined) byStatus.set(status, (slot = requests.slot({ route, status })));
-      slot.n++;
-    },
+    requests: tallied(registry, "headroom_http_requests_total", "HTTP requests by route pattern and status (101 for a WebSocket upgrade)", ["route", "status"]),
     pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
 }
