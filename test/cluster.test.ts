@@ -158,7 +158,7 @@ pools:
     expect(pool.recordPick("req-1", req, result)).not.toBeNull();
     expect(c.inflight.podLoad("127.0.0.1:9002").decodeRequests).toBe(1);
     await until(() => c.inflight.podLoad("127.0.0.1:9002").decodeRequests === 0, "a scrape counts the pick", 5000);
-    expect(c.inflight.get("req-1")).toBeDefined();
+    expect(c.inflight.has("req-1")).toBe(true);
 
     const before = c.online!.stats("127.0.0.1:9002");
     expect(c.report({ requestId: "req-1", ok: true, ttftMs: 2 * result.ttftMs, tpotMs: 3 * result.tpotMs, inputTokens: 2000, outputTokens: 100 })).toBe(pool.name);
