@@ -12,6 +12,16 @@ export function medianSeconds(fn: () => void, maxTimeS: number): number {
   return median([...bench.stats.sample]);
 }
 
+/** CPU microseconds (user + system) per item over one round of `roundMs` of `step`, which returns how many items it did. */
+export async function cpuUsPerItem(step: () => Promise<number>, roundMs: number): Promise<number> {
+  const cpu = process.cpuUsage();
+  const untilMs = performance.now() + roundMs;
+  let items = 0;
+  while (performance.now() < untilMs) items += await step();
+  const used = process.cpuUsage(cpu);
+  return (used.user + used.system) / items;
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];

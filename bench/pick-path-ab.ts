@@ -10,9 +10,8 @@
 import { resolve } from "node:path";
 import { Registry } from "prom-client";
 import type { Engine } from "../src/engine/engine.js";
-import type { PickAnswer, PickInput } from "../src/engine/types.js";
-import { emit, median, note, round } from "./measure.js";
-import { PICK_BODY, rpcPoolsYaml } from "./rpc-workload.js";
+import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
+import { httpAtOnceRound, rpcPoolsYaml, type PickCodec } from "./rpc-workload.js";
 
 const [rootA, rootB] = process.argv.slice(2, 4).map((root) => resolve(root));
 if (rootA === undefined || rootB === undefined) {
@@ -25,47 +24,27 @@ const WARM_ROUNDS = 4;
 
 interface Build {
   engine: Engine;
-  /** 32 HTTP picks, each answered at once and encoded, never reported; then a loop turn. */
   step(): Promise<number>;
 }
 
+/** A build's engine on bench:pick-path's 16x16 pools and its http-at-once round, with that build's codec. */
 async function load(root: string): Promise<Build> {
   const at = (path: string) => import(`${root}/dist/src/${path}`);
   const { parseConfig } = await at("config/load.js");
   const { Engine } = await at("engine/engine.js");
   const { silentLogger } = await at("log.js");
-  const codec = await at("server/codec.js");
+  const codec = (await at("server/codec.js")) as PickCodec;
   const engine: Engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(16)).config, logger: silentLogger, registry: new Registry() });
   engine.start();
-  const body = Buffer.from(PICK_BODY);
-  return {
-    engine,
-    async step() {
-      for (let c = 0; c < 32; c++) {
-        const input = codec.decodePick(codec.decodeBody(body, "json")) as PickInput;
-        engine.pickBatch([input], ([answer]) => void codec.encodePickAnswer(answer as PickAnswer, "json"));
-      }
-      await new Promise(setImmediate);
-      return 32;
-    },
-  };
-}
-
-async function cpuUsPerPick(build: Build): Promise<number> {
-  const cpu = process.cpuUsage();
-  const untilMs = performance.now() + ROUND_MS;
-  let picks = 0;
-  while (performance.now() < untilMs) picks += await build.step();
-  const used = process.cpuUsage(cpu);
-  return (used.user + used.system) / picks;
+  return { engine, step: () => httpAtOnceRound(engine, codec) };
 }
 
 const a = await load(rootA);
 const b = await load(rootB);
 const [usA, usB, ratios]: number[][] = [[], [], []];
 for (let r = 0; r < ROUNDS; r++) {
-  const x = await cpuUsPerPick(a);
-  const y = await cpuUsPerPick(b);
+  const x = await cpuUsPerItem(a.step, ROUND_MS);
+  const y = await cpuUsPerItem(b.step, ROUND_MS);
   if (r < WARM_ROUNDS) continue;
   usA.push(x);
   usB.push(y);

@@ -32,8 +32,8 @@ import {
   encodePickAnswer,
   NO_SLO_HEADERS,
 } from "../src/server/codec.js";
-import { emit, median, note, round } from "./measure.js";
-import { PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
+import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
+import { httpAtOnceRound, PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 3 : 9;
@@ -48,15 +48,9 @@ async function engineFor(n: number): Promise<Engine> {
 /** Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made). */
 async function cpuUsPerPick(step: () => Promise<number>): Promise<number> {
   const perPick: number[] = [];
-  for (let r = 0; r < ROUNDS + 1; r++) {
-    const cpu = process.cpuUsage();
-    const untilMs = performance.now() + ROUND_S * 1000;
-    let picks = 0;
-    while (performance.now() < untilMs) picks += await step();
-    const used = process.cpuUsage(cpu);
-    // The first round warms the code up (JIT tiers, WASM) and is not counted.
-    if (r > 0) perPick.push((used.user + used.system) / picks);
-  }
+  // The first round warms the code up (JIT tiers, WASM) and is not counted.
+  await cpuUsPerItem(step, ROUND_S * 1000);
+  for (let r = 0; r < ROUNDS; r++) perPick.push(await cpuUsPerItem(step, ROUND_S * 1000));
   return median(perPick);
 }
 
@@ -73,14 +67,7 @@ async function httpStep(engine: Engine): Promise<number> {
 }
 
 /** The same 32 picks each run at once as a batch of its own (`pickBatch`), for comparison with batching. */
-async function httpAtOnceStep(engine: Engine): Promise<number> {
-  for (let c = 0; c < 32; c++) {
-    engine.pickBatch([decodePick(decodeBody(body, "json"))], ([answer]) => void encodePickAnswer(answer as PickAnswer, "json"));
-  }
-  // A loop turn between rounds, as between wrk's rounds of requests: timers (refresh, expiry) run.
-  await new Promise(setImmediate);
-  return 32;
-}
+const httpAtOnceStep = (engine: Engine) => httpAtOnceRound(engine, { decodeBody, decodePick, encodePickAnswer });
 
 const frames = pickFrames();
 let nextFrame = 0;

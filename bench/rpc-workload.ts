@@ -3,6 +3,8 @@
 // nodes, the HTTP pick body, and 16 msgpack frames of 64 different picks across the three pools.
 
 import { pack } from "msgpackr";
+import type { EngineApi, PickAnswer } from "../src/engine/types.js";
+import type * as Codec from "../src/server/codec.js";
 
 export const PICK_BODY = JSON.stringify({ sloLevel: "medium", inputTokens: 1500, maxTokens: 200, prefixHit: 0.1 });
 export const PICKS_PER_FRAME = 64;
@@ -44,4 +46,22 @@ export function pickFrames(): Uint8Array[] {
       })),
     }),
   );
+}
+
+/** The codec functions a pick round uses: passed in, so that a round can run another build's codec. */
+export type PickCodec = Pick<typeof Codec, "decodeBody" | "decodePick" | "encodePickAnswer">;
+
+const PICK_BODY_BYTES = Buffer.from(PICK_BODY);
+
+/**
+ * 32 HTTP pick bodies decoded, each run at once as a batch of its own (`pickBatch`) and its answer
+ * encoded as JSON, never reported (as wrk does); then a loop turn, as between wrk's rounds of requests,
+ * so that timers (refresh, expiry) run. Returns 32.
+ */
+export async function httpAtOnceRound(engine: EngineApi, codec: PickCodec): Promise<number> {
+  for (let c = 0; c < 32; c++) {
+    engine.pickBatch([codec.decodePick(codec.decodeBody(PICK_BODY_BYTES, "json"))], ([answer]) => void codec.encodePickAnswer(answer as PickAnswer, "json"));
+  }
+  await new Promise(setImmediate);
+  return 32;
 }
