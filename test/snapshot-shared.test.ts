@@ -89,6 +89,29 @@ describe("across threads", () => {
     expect(result.changes).toBeGreaterThan(0);
   });
 
+  it("a worker knows a buffer it already reads when a later message brings it again, and a replaced one as new", async () => {
+    const writer = new SharedSnapshotWriter(2, 2);
+    writer.publish(uniform(1, 2, 2));
+    const first = writer.shared;
+    const other = new SharedSnapshotWriter(2, 2);
+    writer.publish(uniform(2, 40, 8));
+    const worker = new Worker(WORKER, { workerData: { mode: "attach", buffer: first } });
+    try {
+      const answers: boolean[] = [];
+      const buffers = [first, first, writer.shared, other.shared, new SharedArrayBuffer(8)];
+      await new Promise<void>((resolve, reject) => {
+        worker.on("error", reject);
+        worker.on("message", (msg: { ready?: true; reads?: boolean }) => {
+          if (msg.ready) for (const buffer of buffers) worker.postMessage({ buffer });
+          else if (answers.push(msg.reads!) === buffers.length) resolve();
+        });
+      });
+      expect(answers).toEqual([true, true, false, false, false]);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
   it("a WASM kernel in a worker picks from the shared snapshot what the twin picks from the original", async () => {
     const snap = snapshot(
       Array.from({ length: 24 }, (_, i) => ({

@@ -1,6 +1,7 @@
 // A Piscina worker: one WASM kernel per pool, fed from the pool's shared snapshot. A task is a batch of
 // requests in a compact typed-array encoding plus the pool's id; the kernel copies a new snapshot
-// version (or only the in-flight loads) before picking, never per request.
+// version (or only the in-flight loads) before picking, never per request. The kernel is kept until
+// the pool's buffer is replaced (a task's buffer is a new object each time: compared by its id).
 
 import { SharedSnapshotReader } from "../kernel/shared-snapshot.js";
 import type { OptimizerParams, PickResult, TopologyParams } from "../kernel/types.js";
@@ -17,7 +18,7 @@ const kernels = new Map<string, PoolKernel>();
 
 export default function pickBatch(task: WorkerTask): PickResult[] {
   let entry = kernels.get(task.pool);
-  if (entry === undefined || entry.reader.buffer !== task.buffer) {
+  if (entry === undefined || !entry.reader.reads(task.buffer)) {
     entry = {
       reader: new SharedSnapshotReader(task.buffer),
       kernel: new WasmKernel(task.params as OptimizerParams, task.topology as TopologyParams, { batchCapacity: task.batchCapacity }),

@@ -17,7 +17,15 @@ const CAP_PODS = 5;
 const CAP_GRID = 6;
 /** Set on a buffer the writer replaced by a larger one. */
 const RETIRED = 7;
-const HEADER_INTS = 8;
+/**
+ * Which buffer this is, unique in the process. Every message carrying a SharedArrayBuffer arrives as a
+ * new object over the same memory, so a worker can tell a buffer it already reads only by this.
+ */
+const BUFFER_ID = 8;
+/** Even, so that the Float64Arrays after the header stay aligned. */
+const HEADER_INTS = 10;
+
+let lastBufferId = 0;
 
 const CURVES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
 const LOADS = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs"] as const;
@@ -73,6 +81,7 @@ export class SharedSnapshotWriter {
     this.v = views(this.buffer, capPods, capGrid);
     this.v.header[CAP_PODS] = capPods;
     this.v.header[CAP_GRID] = capGrid;
+    this.v.header[BUFFER_ID] = ++lastBufferId;
   }
 
   /** The buffer readers attach to; it changes when a snapshot outgrows it (readers compare and re-attach). */
@@ -125,6 +134,7 @@ export class SharedSnapshotWriter {
     nv.header[LOAD_SEQ] = this.v.header[LOAD_SEQ];
     nv.header[CAP_PODS] = capPods;
     nv.header[CAP_GRID] = capGrid;
+    nv.header[BUFFER_ID] = ++lastBufferId;
     Atomics.store(this.v.header, RETIRED, 1);
     this.buffer = next;
     this.v = nv;
@@ -149,7 +159,7 @@ export class SharedSnapshotReader {
   /** The reader's own copy, with arrays sized to the buffer's capacity. */
   private readonly snap: PoolSnapshot;
 
-  constructor(readonly buffer: SharedArrayBuffer) {
+  constructor(buffer: SharedArrayBuffer) {
     const header = new Int32Array(buffer, 0, HEADER_INTS);
     const capPods = header[CAP_PODS];
     const capGrid = header[CAP_GRID];
@@ -173,6 +183,11 @@ export class SharedSnapshotReader {
       tpotPerRequestMs: f(capPods),
       tpotPerTokenMs: f(capPods),
     };
+  }
+
+  /** True when `buffer` is the memory this reader copies from, whichever message brought it. */
+  reads(buffer: SharedArrayBuffer): boolean {
+    return buffer.byteLength >= HEADER_INTS * 4 && new Int32Array(buffer, 0, HEADER_INTS)[BUFFER_ID] === this.v.header[BUFFER_ID];
   }
 
   /** Version currently published (without copying). */
