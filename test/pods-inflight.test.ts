@@ -102,6 +102,42 @@ describe("loading and releasing", () => {
     expect(inflight.counters.duplicatePicks).toBe(1);
   });
 
+  it("a pick without a request id gets a minted one that its report finds, once, and no other spelling finds", () => {
+    const { inflight } = setup();
+    const { requestId: _, ...anonymous } = pick("unused");
+    const first = inflight.add(anonymous);
+    const second = inflight.add(anonymous);
+    expect(first).not.toBe(second);
+    expect(inflight.size).toBe(2);
+    const dot = first.lastIndexOf(".");
+    const dash = first.indexOf("-");
+    // The row with a leading zero, and the id upper-cased: parseInt reads the same row from both.
+    for (const forged of [`${first.slice(0, dash + 1)}0${first.slice(dash + 1)}`, first.toUpperCase(), first.slice(0, dot), `${first}0`]) {
+      expect(inflight.has(forged), forged).toBe(false);
+      expect(inflight.report(forged), forged).toBeUndefined();
+    }
+    expect(inflight.counters.unknownReports).toBe(4);
+    expect(inflight.report(first)?.requestId).toBe(first);
+    expect(inflight.report(first)).toBeUndefined();
+    // The row is reused, in a new generation: the old id does not find the new pick.
+    const third = inflight.add(anonymous);
+    expect(third).not.toBe(first);
+    expect(inflight.has(first)).toBe(false);
+    expect(inflight.has(third)).toBe(true);
+    expect(inflight.size).toBe(2);
+  });
+
+  it("a pick that brings a minted id as its own (a gateway retry) replaces the minted pick", () => {
+    const { inflight } = setup();
+    const { requestId: _, ...anonymous } = pick("unused");
+    const minted = inflight.add(anonymous);
+    expect(inflight.add(pick(minted, { decode: "D:2" }))).toBe(minted);
+    expect(inflight.counters.duplicatePicks).toBe(1);
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(0);
+    expect(inflight.report(minted)?.decode).toBe("D:2");
+    expect(inflight.size).toBe(0);
+  });
+
   it("a pod that leaves stops carrying load but its requests' reports are still recognised", () => {
     const { inflight } = setup();
     inflight.add(pick("r1"));
@@ -181,6 +217,8 @@ describe("the running sums against the rules recomputed from every entry", () =>
       arbitrary: fc.record({
         t: fc.constant("add" as const),
         id: fc.integer({ min: 0, max: 39 }),
+        // Its own id, none (the table mints one), or a minted one brought back as its own.
+        idFrom: fc.constantFrom("own" as const, "minted" as const, "reused" as const),
         prefill: fc.constantFrom("P:1", "P:2", undefined),
         decode: fc.constantFrom("D:1", "D:2"),
         tokens: fc.integer({ min: 1, max: 4000 }),
@@ -188,7 +226,7 @@ describe("the running sums against the rules recomputed from every entry", () =>
         durationMs: fc.integer({ min: 0, max: 3000 }),
       }),
     },
-    fc.record({ t: fc.constant("report" as const), id: fc.integer({ min: 0, max: 39 }) }),
+    fc.record({ t: fc.constant("report" as const), id: fc.integer({ min: 0, max: 39 }), minted: fc.boolean() }),
     fc.record({ t: fc.constant("scrape" as const), pod: fc.constantFrom(...PODS), lagMs: fc.integer({ min: 0, max: 300 }) }),
     fc.record({ t: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 500 }) }),
     fc.record({ t: fc.constant("expire" as const) }),
@@ -201,10 +239,13 @@ describe("the running sums against the rules recomputed from every entry", () =>
         const clock = new ManualClock(1000);
         const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2 });
         const reference = new Reference(clock, 200, 2);
+        /** Every id the table minted, reported and expired ones too. */
+        const minted: string[] = [];
+        const idOf = (id: number, fromMinted: boolean) => (fromMinted && minted.length > 0 ? minted[id % minted.length] : `r${id}`);
         for (const o of ops) {
           const now = clock.nowMs();
           if (o.t === "add") {
-            const p = pick(`r${o.id}`, {
+            const p = pick(idOf(o.id, o.idFrom === "reused"), {
               prefill: o.prefill,
               decode: o.decode,
               prefillTokens: o.tokens * 0.7,
@@ -213,12 +254,20 @@ describe("the running sums against the rules recomputed from every entry", () =>
               prefillDoneMs: now + o.prefillMs,
               decodeDoneMs: now + o.prefillMs + o.durationMs,
             });
-            inflight.add(p);
-            reference.add(p);
+            if (o.idFrom === "minted") {
+              const { requestId: _, ...anonymous } = p;
+              const id = inflight.add(anonymous);
+              minted.push(id);
+              reference.add({ ...p, requestId: id });
+            } else {
+              expect(inflight.add(p)).toBe(p.requestId);
+              reference.add(p);
+            }
           } else if (o.t === "report") {
             // A report returns the pick as it was recorded, once.
-            expect(inflight.report(`r${o.id}`)).toEqual(reference.entries.get(`r${o.id}`)?.pick);
-            reference.report(`r${o.id}`);
+            const id = idOf(o.id, o.minted);
+            expect(inflight.report(id)).toEqual(reference.entries.get(id)?.pick);
+            reference.report(id);
           } else if (o.t === "scrape") {
             inflight.onScrape(o.pod, now - o.lagMs);
             reference.release(o.pod, now - o.lagMs);

@@ -11,7 +11,7 @@ import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { validateSnapshot } from "../kernel/validate.js";
 import type { Logger } from "../log.js";
 import { OncePerCause } from "../log.js";
-import type { InflightLoad, InflightPick, PredictedTimes } from "../pods/inflight.js";
+import type { InflightLoad, NewInflightPick, PredictedTimes } from "../pods/inflight.js";
 import { failOpen, type PodRegistry, type PodState, type PodStatus } from "../pods/registry.js";
 import type { LatencyProfile } from "../predictors/latency-profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "../predictors/types.js";
@@ -159,10 +159,10 @@ export class PoolState {
 
   /**
    * A pick on this pool's latest snapshot: records its in-flight entry and adds its load to its pods
-   * (the same increments the kernel applies inside a batch). Returns the entry's pick, or null when
-   * the result names no pods or a version that is no longer known.
+   * (the same increments the kernel applies inside a batch). Returns the pick's request id (minted
+   * when it brought none), or null when the result names no pods or a version that is no longer known.
    */
-  recordPick(requestId: string, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): InflightPick<PodFeatures> | null {
+  recordPick(requestId: string | undefined, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): string | null {
     const pods = this.podsAt(result.version);
     const snap = this.current;
     if (result.decode < 0 || pods === undefined || snap === null) return null;
@@ -171,7 +171,7 @@ export class PoolState {
     const local = result.prefill < 0;
     const computePod = local ? result.decode : result.prefill;
     const compute = interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), computePod);
-    const pick: InflightPick<PodFeatures> = {
+    const pick: NewInflightPick<PodFeatures> = {
       requestId,
       pool: this.options.name,
       prefill: local ? undefined : pods.addresses[result.prefill],
@@ -188,7 +188,7 @@ export class PoolState {
       prefillFeatures: local ? undefined : pods.features[result.prefill],
       decodeFeatures: pods.features[result.decode],
     };
-    this.inflight.add(pick);
+    const id = this.inflight.add(pick);
     this.meanIsl += MEAN_ALPHA * (req.inputTokens - this.meanIsl);
     this.meanOsl += MEAN_ALPHA * (req.outputTokens - this.meanOsl);
     // Loads apply only to the version they were computed for; a newer snapshot already counts the pick.
@@ -201,7 +201,7 @@ export class PoolState {
         this.addLoad(snap, d, 0, snap.waitPerRequestMs[d], tpot);
       }
     }
-    return pick;
+    return id;
   }
 
   private addLoad(snap: PoolSnapshot, i: number, prefillMs: number, decodeMs: number, tpotMs: number): void {

@@ -9,9 +9,11 @@
 //
 // A gateway that never reports leaves every pick here until it expires: a few hundred thousand
 // entries at tens of thousands of picks per second. So entries are rows of typed-array columns, not
-// objects: a pick leaves nothing for the collector to copy and promote but its id, and the per-pod
-// lists, the expiry slots and the heaps are links between row numbers.
+// objects, and the per-pod lists, the expiry slots and the heaps are links between row numbers. A pick
+// that brings no request id gets one that names its row and the row's generation: the table finds it
+// without a map and keeps no string for it, so such a pick leaves nothing for the collector at all.
 
+import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { normalizeAddress } from "./registry.js";
 
@@ -50,6 +52,9 @@ export interface InflightPick<F = unknown> {
   prefillFeatures?: F;
   decodeFeatures: F;
 }
+
+/** A pick to record: without a request id, the table mints one. */
+export type NewInflightPick<F = unknown> = Omit<InflightPick<F>, "requestId"> & { requestId?: string };
 
 /** Load an in-flight pick puts on one pod beyond what its last scrape shows. */
 export interface PodInflight {
@@ -102,6 +107,7 @@ const enum Held {
  * lists and heaps that read them through it stay valid.
  */
 class Columns<F> {
+  /** The id the pick brought; undefined for a minted one (it is the row and its generation). */
   requestId: (string | undefined)[] = [];
   pool: (string | undefined)[] = [];
   /** The addresses as picked (reports and the engine see them so). */
@@ -134,6 +140,8 @@ class Columns<F> {
   decodePrev = new Int32Array(0);
   expiryNext = new Int32Array(0);
   expiryPrev = new Int32Array(0);
+  /** Times the row was released: a minted id names the generation it was given in. */
+  generation = new Uint32Array(0);
   capacity = 0;
 
   constructor(capacity: number) {
@@ -161,11 +169,12 @@ class Columns<F> {
     this.decodePrev = grown(this.decodePrev, capacity);
     this.expiryNext = grown(this.expiryNext, capacity);
     this.expiryPrev = grown(this.expiryPrev, capacity);
+    this.generation = grown(this.generation, capacity);
     this.capacity = capacity;
   }
 }
 
-function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, capacity: number): T {
+function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(array: T, capacity: number): T {
   const out = new (array.constructor as new (n: number) => T)(capacity);
   out.set(array);
   return out;
@@ -307,7 +316,13 @@ class Pod {
 export class InflightLoad<F = unknown> {
   // Small to start with: the columns double as picks arrive.
   private readonly c = new Columns<F>(16);
+  /** Rows of picks that brought their own request id. */
   private readonly rowOf = new Map<string, number>();
+  /**
+   * Minted ids are this prefix, the row and its generation in base 36: unique in the process by the
+   * generation, across replicas and restarts by the prefix's random 48 bits.
+   */
+  private readonly mintPrefix = `${randomBytes(6).toString("hex")}-`;
   /** Rows never used yet start at `fresh`; released ones wait in `free`. */
   private fresh = 0;
   private free = new Int32Array(64);
@@ -332,15 +347,20 @@ export class InflightLoad<F = unknown> {
   }
 
   get size(): number {
-    return this.rowOf.size;
+    return this.fresh - this.freeCount;
   }
 
-  /** Records a pick; a second pick with the same request id replaces the first (a gateway retry). */
-  add(pick: InflightPick<F>): void {
-    const existing = this.rowOf.get(pick.requestId);
-    if (existing !== undefined) {
-      this.counters.duplicatePicks++;
-      this.drop(existing);
+  /**
+   * Records a pick and returns its request id: the one it brought or, without one, a minted one. A
+   * second pick with the same request id replaces the first (a gateway retry).
+   */
+  add(pick: NewInflightPick<F>): string {
+    if (pick.requestId !== undefined) {
+      const existing = this.rowFor(pick.requestId);
+      if (existing !== undefined) {
+        this.counters.duplicatePicks++;
+        this.drop(existing);
+      }
     }
     const now = this.options.clock.nowMs();
     const row = this.allocate();
@@ -372,7 +392,7 @@ export class InflightLoad<F = unknown> {
     c.predicted[at + 3] = p.ttftMs;
     c.predicted[at + 4] = p.tpotMs;
     c.held[row] = prefillPod === undefined ? Held.Decode : Held.Prefill | Held.Decode;
-    this.rowOf.set(pick.requestId, row);
+    if (pick.requestId !== undefined) this.rowOf.set(pick.requestId, row);
     decodePod.decodes.append(row, c.decodeNext, c.decodePrev);
     decodePod.held++;
     decodePod.decodeRequests++;
@@ -388,11 +408,12 @@ export class InflightLoad<F = unknown> {
     let expiring = this.expirySlots.get(slot);
     if (expiring === undefined) this.expirySlots.set(slot, (expiring = new RowList()));
     expiring.append(row, c.expiryNext, c.expiryPrev);
+    return pick.requestId ?? this.minted(row);
   }
 
   /** A completion report: releases the request everywhere and returns its pick. Unknown ids are counted and ignored. */
   report(requestId: string): InflightPick<F> | undefined {
-    const row = this.rowOf.get(requestId);
+    const row = this.rowFor(requestId);
     if (row === undefined) {
       this.counters.unknownReports++;
       return undefined;
@@ -466,7 +487,7 @@ export class InflightLoad<F = unknown> {
 
   /** Whether a request is still in flight (until its report or expiry). */
   has(requestId: string): boolean {
-    return this.rowOf.has(requestId);
+    return this.rowFor(requestId) !== undefined;
   }
 
   /** Forgets a pod that left (its entries stay for their reports, without load there). */
@@ -500,11 +521,28 @@ export class InflightLoad<F = unknown> {
     return released;
   }
 
+  private minted(row: number): string {
+    return `${this.mintPrefix}${row.toString(36)}.${this.c.generation[row]!.toString(36)}`;
+  }
+
+  /** The live row of a request id, minted or brought. */
+  private rowFor(requestId: string): number | undefined {
+    if (requestId.startsWith(this.mintPrefix)) {
+      const dot = requestId.indexOf(".", this.mintPrefix.length);
+      const row = parseInt(requestId.slice(this.mintPrefix.length, dot), 36);
+      // Only the id as minted names the row: "0a" or "A" for "a" would too, by parseInt alone.
+      // A row in use always has a decode pod; a free one's generation has moved past its last id.
+      const c = this.c;
+      if (dot > 0 && row < this.fresh && c.decodePod[row] !== undefined && c.requestId[row] === undefined && this.minted(row) === requestId) return row;
+    }
+    return this.rowOf.get(requestId);
+  }
+
   private pickAt(row: number): InflightPick<F> {
     const c = this.c;
     const at = PREDICTED * row;
     return {
-      requestId: c.requestId[row]!,
+      requestId: c.requestId[row] ?? this.minted(row),
       pool: c.pool[row]!,
       prefill: c.prefill[row],
       decode: c.decode[row]!,
@@ -596,7 +634,9 @@ export class InflightLoad<F = unknown> {
 
   private drop(row: number): void {
     const c = this.c;
-    this.rowOf.delete(c.requestId[row]!);
+    const requestId = c.requestId[row];
+    if (requestId !== undefined) this.rowOf.delete(requestId);
+    c.generation[row]++;
     const slot = slotOf(c.expiresMs[row]!);
     const expiring = this.expirySlots.get(slot)!;
     expiring.unlink(row, c.expiryNext, c.expiryPrev);
