@@ -3,7 +3,7 @@
 // encoding, as CPU time, so that it can be compared across runs on a machine whose wall-clock
 // throughput swings with its neighbours (bench:rpc prints the CPU steal it saw). Cases:
 // - http: the bench:rpc pick body on 16x16 pools, 32 picks at a time through the micro-batched
-//   `pick` (as wrk's 32 connections arrive), JSON in and out, never reported (wrk does not report);
+//   `pickQueued` (as wrk's 32 connections arrive), JSON in and out, never reported (wrk does not report);
 // - http-at-once: the same 32 picks each run at once as a batch of its own (`pickBatch`), which the
 //   server does not do for HTTP: the comparison is why;
 // - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickBatch`, msgpack in and out,
@@ -56,14 +56,17 @@ async function cpuUsPerPick(step: () => Promise<number>): Promise<number> {
 
 const body = Buffer.from(PICK_BODY);
 
-async function httpStep(engine: Engine): Promise<number> {
-  const answered: Promise<void>[] = [];
-  for (let c = 0; c < 32; c++) {
-    const input = decodePick(decodeBody(body, "json"));
-    answered.push(engine.pick([input]).then(([answer]) => void encodePickAnswer(answer as PickAnswer, "json")));
-  }
-  await Promise.all(answered);
-  return 32;
+/** 32 picks queued as the server's POST /v1/pick queues them (`pickQueued`), answered as their batch ends. */
+function httpStep(engine: Engine): Promise<number> {
+  return new Promise((resolve) => {
+    let left = 32;
+    for (let c = 0; c < 32; c++) {
+      engine.pickQueued([decodePick(decodeBody(body, "json"))], ([answer]) => {
+        encodePickAnswer(answer as PickAnswer, "json");
+        if (--left === 0) resolve(32);
+      });
+    }
+  });
 }
 
 /** The same 32 picks each run at once as a batch of its own (`pickBatch`), for comparison with batching. */

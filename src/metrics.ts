@@ -39,24 +39,30 @@ export class CounterTally<L extends string> {
     private readonly counter: Counter<L>,
     private readonly labelNames: readonly L[],
   ) {
+    if (labelNames.length > 2) throw new RangeError(`a tally takes at most two labels, got ${labelNames.length}`);
     let tallies = talliesOf.get(counter);
     if (tallies === undefined) talliesOf.set(counter, (tallies = new Set()));
     tallies.add(this as CounterTally<string>);
   }
 
-  /** The slot of these label values, in labelNames' order (found again without building a key). */
-  slot(...values: LabelValue[]): TallySlot<L> {
-    if (values.length !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${values.length}`);
-    // A counter without labels keeps its one slot under "".
+  /**
+   * The slot of these label values, in labelNames' order, found again without building a key or an
+   * array: at most two labels (tallies are for hot paths; more is refused when the tally is made).
+   */
+  slot(a?: LabelValue, b?: LabelValue): TallySlot<L> {
+    const given = a === undefined ? 0 : b === undefined ? 1 : 2;
+    if (given !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${given}`);
+    // Under one map level per label; a counter without labels keeps its one slot under "".
     let node = this.tree;
-    for (let i = 0; i < values.length - 1; i++) {
-      let next = node.get(values[i]) as Map<LabelValue, unknown> | undefined;
-      if (next === undefined) node.set(values[i], (next = new Map()));
+    if (given === 2) {
+      let next = node.get(a!) as Map<LabelValue, unknown> | undefined;
+      if (next === undefined) node.set(a!, (next = new Map()));
       node = next;
     }
-    const key = values.length === 0 ? "" : values[values.length - 1];
+    const key = given === 0 ? "" : given === 1 ? a! : b!;
     let slot = node.get(key) as TallySlot<L> | undefined;
     if (slot === undefined) {
+      const values = [a, b];
       const labels = Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])) as LabelValues<L>;
       node.set(key, (slot = { labels, n: 0 }));
       this.slots.push(slot);

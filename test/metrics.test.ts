@@ -39,7 +39,7 @@ describe("tallied counters", () => {
     expect(await values()).toEqual({ x: 3 });
   });
 
-  it("finds slots by their label values, in the labels' order, for any number of labels", async () => {
+  it("finds slots by their label values, in the labels' order, for none, one or two labels", async () => {
     const registry = new Registry();
     const two = tallied(registry, "two_total", "two", ["pool", "outcome"]);
     const none = tallied(registry, "none_total", "none", []);
@@ -49,6 +49,8 @@ describe("tallied counters", () => {
     none.slot().n += 4;
     expect(two.slot("p", "b")).toBe(two.slot("p", "b"));
     expect(() => two.slot("p")).toThrow(RangeError);
+    expect(() => none.slot("x")).toThrow(RangeError);
+    expect(() => tallied(registry, "three_total", "three", ["a", "b", "c"])).toThrow(RangeError);
     const text = await registry.metrics();
     expect(text).toContain('two_total{pool="p",outcome="a"} 1');
     expect(text).toContain('two_total{pool="p",outcome="b"} 2');

@@ -210,6 +210,10 @@ export class Engine implements EngineApi {
     return new Promise((resolve) => this.submit(inputs, resolve, false));
   }
 
+  pickQueued(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void {
+    this.submit(inputs, done, false);
+  }
+
   pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void {
     this.submit(inputs, done, true);
   }
@@ -366,17 +370,17 @@ export class Engine implements EngineApi {
   private submit(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, now: boolean): void {
     const answers = new Answers(inputs.length, done);
     const runNow = now && this.queue.length === 0 && this.config.workers.batchWindowUs === 0;
-    const byPool = new Map<PoolState, Pending[]>();
-    inputs.forEach((input, index) => {
-      const pending = this.prepare(input, answers, index);
-      if (pending === undefined) return;
-      if (runNow) appendTo(byPool, pending.pool, pending);
+    const byPool = runNow ? new Map<PoolState, Pending[]>() : undefined;
+    for (let index = 0; index < inputs.length; index++) {
+      const pending = this.prepare(inputs[index], answers, index);
+      if (pending === undefined) continue;
+      if (byPool !== undefined) appendTo(byPool, pending.pool, pending);
       else {
         this.queue.push(pending);
         this.scheduleFlush();
       }
-    });
-    this.runBatches(byPool);
+    }
+    if (byPool !== undefined) this.runBatches(byPool);
   }
 
   /** A pick ready for its pool's next batch, or undefined when it is already answered (it cannot be made). */

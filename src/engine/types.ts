@@ -98,6 +98,8 @@ export interface EngineApi {
    * place (UNKNOWN_LEVEL, REQUEST_INVALID, SHED, NO_CANDIDATES, WORKER_FAILED, ...).
    */
   pick(inputs: readonly PickInput[]): Promise<PickAnswers>;
+  /** `pick` with a callback: batched with what else arrives this loop turn, `done` called with the answers. */
+  pickQueued(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void;
   /**
    * Picks that are a batch already (a stream frame), run at once rather than with what else arrives
    * this loop turn: `done` is called before this returns when they run on the main thread, no batch
