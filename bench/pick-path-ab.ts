@@ -1,17 +1,17 @@
-// Two builds of headroom against each other on bench:pick-path's HTTP case, in one process: their
+// Two builds of headroom against each other on bench:pick-path's HTTP cases, in one process: their
 // engines run alternating rounds of 150 ms, so the host's swings (CPU steal on this VM moves a single
 // run's figures by a third) fall on both alike, and the median of the paired ratios is reported. The
 // two share one heap, so a change that only moves garbage-collection costs shows less here than alone.
 // Run it both ways (A B, then B A): a build against itself gives ratios within about 3 % of 1.
 // Args: <root A> <root B> [rounds], each a checkout with `npm run build` done (this one is `.`); for
 // the previous commit: `git worktree add /tmp/prev HEAD~1 && ln -s $PWD/node_modules /tmp/prev/ &&
-// (cd /tmp/prev && npm run build)`. One JSON line on stdout.
+// (cd /tmp/prev && npm run build)`. One JSON line per case on stdout.
 
 import { resolve } from "node:path";
 import { Registry } from "prom-client";
 import type { Engine } from "../src/engine/engine.js";
 import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
-import { httpAtOnceRound, rpcPoolsYaml, type PickCodec } from "./rpc-workload.js";
+import { httpAtOnceRound, httpQueuedRound, rpcPoolsYaml, type PickCodec } from "./rpc-workload.js";
 
 const [rootA, rootB] = process.argv.slice(2, 4).map((root) => resolve(root));
 if (rootA === undefined || rootB === undefined) {
@@ -24,10 +24,10 @@ const WARM_ROUNDS = 4;
 
 interface Build {
   engine: Engine;
-  step(): Promise<number>;
+  codec: PickCodec;
 }
 
-/** A build's engine on bench:pick-path's 16x16 pools and its http-at-once round, with that build's codec. */
+/** A build's engine on bench:pick-path's 16x16 pools, with that build's codec. */
 async function load(root: string): Promise<Build> {
   const at = (path: string) => import(`${root}/dist/src/${path}`);
   const { parseConfig } = await at("config/load.js");
@@ -36,21 +36,27 @@ async function load(root: string): Promise<Build> {
   const codec = (await at("server/codec.js")) as PickCodec;
   const engine: Engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(16)).config, logger: silentLogger, registry: new Registry() });
   engine.start();
-  return { engine, step: () => httpAtOnceRound(engine, codec) };
+  return { engine, codec };
 }
 
 const a = await load(rootA);
 const b = await load(rootB);
-const [usA, usB, ratios]: number[][] = [[], [], []];
-for (let r = 0; r < ROUNDS; r++) {
-  const x = await cpuUsPerItem(a.step, ROUND_MS);
-  const y = await cpuUsPerItem(b.step, ROUND_MS);
-  if (r < WARM_ROUNDS) continue;
-  usA.push(x);
-  usB.push(y);
-  ratios.push(y / x);
+// path-http as the server queues picks, path-http-at-once as bench:pick-path's case of that name.
+for (const [name, step] of [
+  ["path-http", httpQueuedRound],
+  ["path-http-at-once", httpAtOnceRound],
+] as const) {
+  const [usA, usB, ratios]: number[][] = [[], [], []];
+  for (let r = 0; r < ROUNDS; r++) {
+    const x = await cpuUsPerItem(() => step(a.engine, a.codec), ROUND_MS);
+    const y = await cpuUsPerItem(() => step(b.engine, b.codec), ROUND_MS);
+    if (r < WARM_ROUNDS) continue;
+    usA.push(x);
+    usB.push(y);
+    ratios.push(y / x);
+  }
+  note(`${name}: B/A CPU per pick, median ${median(ratios).toFixed(3)} over ${ratios.length} paired rounds`);
+  emit({ bench: "pick-path-ab", case: name, a: rootA, b: rootB, cpuUsPerPickA: round(median(usA)), cpuUsPerPickB: round(median(usB)), ratioBoverA: round(median(ratios), 3) });
 }
 await a.engine.close();
 await b.engine.close();
-note(`B/A CPU per pick: median ${median(ratios).toFixed(3)} over ${ratios.length} paired rounds`);
-emit({ bench: "pick-path-ab", case: "path-http-at-once", a: rootA, b: rootB, cpuUsPerPickA: round(median(usA), 2), cpuUsPerPickB: round(median(usB), 2), ratioBoverA: round(median(ratios), 3) });

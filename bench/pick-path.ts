@@ -33,7 +33,7 @@ import {
   NO_SLO_HEADERS,
 } from "../src/server/codec.js";
 import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
-import { httpAtOnceRound, PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
+import { httpAtOnceRound, httpQueuedRound, PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 3 : 9;
@@ -56,18 +56,7 @@ async function cpuUsPerPick(step: () => Promise<number>): Promise<number> {
 
 const body = Buffer.from(PICK_BODY);
 
-/** 32 picks queued as the server's POST /v1/pick queues them (`pickQueued`), answered as their batch ends. */
-function httpStep(engine: Engine): Promise<number> {
-  return new Promise((resolve) => {
-    let left = 32;
-    for (let c = 0; c < 32; c++) {
-      engine.pickQueued([decodePick(decodeBody(body, "json"))], ([answer]) => {
-        encodePickAnswer(answer as PickAnswer, "json");
-        if (--left === 0) resolve(32);
-      });
-    }
-  });
-}
+const httpStep = (engine: Engine) => httpQueuedRound(engine, { decodeBody, decodePick, encodePickAnswer });
 
 /** The same 32 picks each run at once as a batch of its own (`pickBatch`), for comparison with batching. */
 const httpAtOnceStep = (engine: Engine) => httpAtOnceRound(engine, { decodeBody, decodePick, encodePickAnswer });

@@ -3,7 +3,7 @@
 // nodes, the HTTP pick body, and 16 msgpack frames of 64 different picks across the three pools.
 
 import { pack } from "msgpackr";
-import type { EngineApi, PickAnswer } from "../src/engine/types.js";
+import type { EngineApi, PickAnswer, PickAnswers } from "../src/engine/types.js";
 import type * as Codec from "../src/server/codec.js";
 
 export const PICK_BODY = JSON.stringify({ sloLevel: "medium", inputTokens: 1500, maxTokens: 200, prefixHit: 0.1 });
@@ -64,4 +64,24 @@ export async function httpAtOnceRound(engine: EngineApi, codec: PickCodec): Prom
   }
   await new Promise(setImmediate);
   return 32;
+}
+
+/**
+ * 32 HTTP pick bodies decoded and queued as the server's POST /v1/pick queues them (`pickQueued`; an
+ * older build's promise-returning `pick` where it has no `pickQueued`, so that bench:pick-path-ab can
+ * compare them), each answer encoded as JSON as its batch ends, never reported. Resolves with 32.
+ */
+export function httpQueuedRound(engine: EngineApi, codec: PickCodec): Promise<number> {
+  return new Promise((resolve) => {
+    let left = 32;
+    const answered = ([answer]: PickAnswers) => {
+      codec.encodePickAnswer(answer as PickAnswer, "json");
+      if (--left === 0) resolve(32);
+    };
+    for (let c = 0; c < 32; c++) {
+      const inputs = [codec.decodePick(codec.decodeBody(PICK_BODY_BYTES, "json"))];
+      if (typeof engine.pickQueued === "function") engine.pickQueued(inputs, answered);
+      else void (engine as Pick<EngineApi, "pick">).pick(inputs).then(answered);
+    }
+  });
 }
