@@ -161,7 +161,7 @@ export const DEFAULTS = deepFreeze({
   workers: {
     // One thread stays free for the main thread (HTTP, scraping, planners).
     threads: Math.max(1, availableParallelism() - 1),
-    inlineBelowPairs: 65_536,
+    inlineBelowPairs: 131_072,
     batchCapacity: 256,
     batchWindowUs: 0,
   },

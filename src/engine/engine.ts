@@ -34,8 +34,8 @@ import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
 export const DEFAULT_LEVEL = "medium";
 /**
  * Batches a kernel worker holds at once (Piscina's concurrentTasksPerWorker): it runs them one after
- * another, and the next is there when one ends instead of a thread round trip later (on the 2-core
- * VM, bench:crossover's 64x64 batches of 64: 39,000-51,000 picks/s against 29,000 with one).
+ * another, and the next is there when one ends instead of a thread round trip later (bench:crossover,
+ * 64x64 batches of 64 on the 2-core VM: 51,000 picks/s against 29,000 with one, a run each).
  */
 const WORKER_QUEUE = 4;
 /** Pairs listed by `explain`. */
