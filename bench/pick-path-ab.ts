@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { Registry } from "prom-client";
 import type { Engine } from "../src/engine/engine.js";
 import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
-import { httpAtOnceRound, httpQueuedRound, rpcPoolsYaml, type PickCodec } from "./rpc-workload.js";
+import { httpAtOnceRound, httpQueuedRound, rpcPoolsYaml, streamRound, type PickCodec, type StreamCodec } from "./rpc-workload.js";
 
 const [rootA, rootB] = process.argv.slice(2, 4).map((root) => resolve(root));
 if (rootA === undefined || rootB === undefined) {
@@ -23,40 +23,43 @@ const ROUND_MS = 150;
 const WARM_ROUNDS = 4;
 
 interface Build {
-  engine: Engine;
-  codec: PickCodec;
+  engines: Record<16 | 64, Engine>;
+  codec: PickCodec & StreamCodec;
 }
 
-/** A build's engine on bench:pick-path's 16x16 pools, with that build's codec. */
+/** A build's engines on bench:pick-path's 16x16 and 64x64 pools, with that build's codec. */
 async function load(root: string): Promise<Build> {
   const at = (path: string) => import(`${root}/dist/src/${path}`);
   const { parseConfig } = await at("config/load.js");
   const { Engine } = await at("engine/engine.js");
   const { silentLogger } = await at("log.js");
-  const codec = (await at("server/codec.js")) as PickCodec;
-  const engine: Engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(16)).config, logger: silentLogger, registry: new Registry() });
-  engine.start();
-  return { engine, codec };
+  const codec = (await at("server/codec.js")) as PickCodec & StreamCodec;
+  const engineFor = async (n: number): Promise<Engine> => {
+    const engine: Engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(n)).config, logger: silentLogger, registry: new Registry() });
+    engine.start();
+    return engine;
+  };
+  return { engines: { 16: await engineFor(16), 64: await engineFor(64) }, codec };
 }
 
 const a = await load(rootA);
 const b = await load(rootB);
-// path-http as the server queues picks, path-http-at-once as bench:pick-path's case of that name.
-for (const [name, step] of [
-  ["path-http", httpQueuedRound],
-  ["path-http-at-once", httpAtOnceRound],
+// The cases of bench:pick-path of the same names: path-http as the server queues HTTP picks.
+for (const [name, n, step] of [
+  ["path-http", 16, httpQueuedRound],
+  ["path-http-at-once", 16, httpAtOnceRound],
+  ["path-stream", 64, streamRound],
 ] as const) {
   const [usA, usB, ratios]: number[][] = [[], [], []];
   for (let r = 0; r < ROUNDS; r++) {
-    const x = await cpuUsPerItem(() => step(a.engine, a.codec), ROUND_MS);
-    const y = await cpuUsPerItem(() => step(b.engine, b.codec), ROUND_MS);
+    const x = await cpuUsPerItem(() => step(a.engines[n], a.codec), ROUND_MS);
+    const y = await cpuUsPerItem(() => step(b.engines[n], b.codec), ROUND_MS);
     if (r < WARM_ROUNDS) continue;
     usA.push(x);
     usB.push(y);
     ratios.push(y / x);
   }
   note(`${name}: B/A CPU per pick, median ${median(ratios).toFixed(3)} over ${ratios.length} paired rounds`);
-  emit({ bench: "pick-path-ab", case: name, a: rootA, b: rootB, cpuUsPerPickA: round(median(usA)), cpuUsPerPickB: round(median(usB)), ratioBoverA: round(median(ratios), 3) });
+  emit({ bench: "pick-path-ab", case: name, a: rootA, b: rootB, cpuUsPerPickA: round(median(usA), 2), cpuUsPerPickB: round(median(usB), 2), ratioBoverA: round(median(ratios), 3) });
 }
-await a.engine.close();
-await b.engine.close();
+for (const build of [a, b]) for (const engine of Object.values(build.engines)) await engine.close();

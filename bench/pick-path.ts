@@ -16,7 +16,6 @@
 
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { pack } from "msgpackr";
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
@@ -30,10 +29,9 @@ import {
   decodeReportItems,
   encodeMsgpack,
   encodePickAnswer,
-  NO_SLO_HEADERS,
 } from "../src/server/codec.js";
 import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
-import { httpAtOnceRound, httpQueuedRound, PICK_BODY, pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
+import { httpAtOnceRound, httpQueuedRound, PICK_BODY, rpcPoolsYaml, streamRound } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 3 : 9;
@@ -61,22 +59,7 @@ const httpStep = (engine: Engine) => httpQueuedRound(engine, { decodeBody, decod
 /** The same 32 picks each run at once as a batch of its own (`pickBatch`), for comparison with batching. */
 const httpAtOnceStep = (engine: Engine) => httpAtOnceRound(engine, { decodeBody, decodePick, encodePickAnswer });
 
-const frames = pickFrames();
-let nextFrame = 0;
-
-async function streamStep(engine: Engine): Promise<number> {
-  const frame = decodeFrame(frames[nextFrame++ % frames.length]);
-  const inputs = frame.items.map((item, i) => decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
-  engine.pickBatch(inputs, (answers) => {
-    encodeMsgpack({ t: "picked", items: answers.map(compactPick) });
-    const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
-    const reports = decodeFrame(pack({ t: "report", items: done }));
-    engine.report(decodeReportItems(reports.items));
-  });
-  // A loop turn per frame, as each frame is a message event of its own: timers (refresh, expiry) run.
-  await new Promise(setImmediate);
-  return inputs.length;
-}
+const streamStep = (engine: Engine) => streamRound(engine, { decodeFrame, decodePick, decodeReportItems, compactPick, encodeMsgpack });
 
 /**
  * One JSON answer's encoding and its copy into bytes (as the socket write does), by JSON.stringify and

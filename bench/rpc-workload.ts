@@ -5,6 +5,7 @@
 import { pack } from "msgpackr";
 import type { EngineApi, PickAnswer, PickAnswers } from "../src/engine/types.js";
 import type * as Codec from "../src/server/codec.js";
+import { NO_SLO_HEADERS } from "../src/server/codec.js";
 
 export const PICK_BODY = JSON.stringify({ sloLevel: "medium", inputTokens: 1500, maxTokens: 200, prefixHit: 0.1 });
 export const PICKS_PER_FRAME = 64;
@@ -33,13 +34,13 @@ ${["high", "medium", "low"].map((level, p) => `  - sloLevel: ${level}${planner}\
 `;
 }
 
-/** 16 frames `{"t":"pick","items":[…64]}`: levels, ISLs (256–8,255) and OSLs vary item by item. */
-export function pickFrames(): Uint8Array[] {
+/** 16 frames `{"t":"pick","items":[…64]}`: ISLs (256–8,255), OSLs and the levels given vary item by item. */
+export function pickFrames(levels: readonly string[] = ["high", "medium", "low"]): Uint8Array[] {
   return Array.from({ length: 16 }, (_, f) =>
     pack({
       t: "pick",
       items: Array.from({ length: PICKS_PER_FRAME }, (_, k) => ({
-        sloLevel: ["high", "medium", "low"][(f + k) % 3],
+        sloLevel: levels[(f + k) % levels.length],
         inputTokens: 256 + (((f * PICKS_PER_FRAME + k) * 97) % 8000),
         maxTokens: 64 + (k % 7) * 50,
         seed: f * PICKS_PER_FRAME + k,
@@ -50,6 +51,8 @@ export function pickFrames(): Uint8Array[] {
 
 /** The codec functions a pick round uses: passed in, so that a round can run another build's codec. */
 export type PickCodec = Pick<typeof Codec, "decodeBody" | "decodePick" | "encodePickAnswer">;
+/** The codec functions a stream round uses. */
+export type StreamCodec = Pick<typeof Codec, "decodeFrame" | "decodePick" | "decodeReportItems" | "compactPick" | "encodeMsgpack">;
 
 const PICK_BODY_BYTES = Buffer.from(PICK_BODY);
 
@@ -84,4 +87,26 @@ export function httpQueuedRound(engine: EngineApi, codec: PickCodec): Promise<nu
       else void (engine as Pick<EngineApi, "pick">).pick(inputs).then(answered);
     }
   });
+}
+
+const frames = pickFrames();
+let nextFrame = 0;
+
+/**
+ * One of pickFrames()'s frames as WS /v1/stream takes it: decoded, run at once (`pickBatch`), its
+ * answer frame encoded, and its picks reported back in one report frame (as bench/ws-load.ts does);
+ * then a loop turn, as each frame is a message event of its own, so that timers run. Resolves with
+ * the frame's pick count.
+ */
+export async function streamRound(engine: EngineApi, codec: StreamCodec): Promise<number> {
+  const frame = codec.decodeFrame(frames[nextFrame++ % frames.length]);
+  const inputs = frame.items.map((item, i) => codec.decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
+  engine.pickBatch(inputs, (answers) => {
+    codec.encodeMsgpack({ t: "picked", items: answers.map(codec.compactPick) });
+    const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
+    const reports = codec.decodeFrame(pack({ t: "report", items: done }));
+    engine.report(codec.decodeReportItems(reports.items));
+  });
+  await new Promise(setImmediate);
+  return inputs.length;
 }

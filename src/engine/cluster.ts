@@ -9,7 +9,7 @@ import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { BUILTIN_PROFILE } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { registered } from "../metrics.js";
+import { registered, tallied, type CounterTally } from "../metrics.js";
 import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
@@ -72,7 +72,7 @@ export class Cluster {
   private readonly stops: Cancel[] = [];
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
-  private readonly reports: Counter<"result">;
+  private readonly reports: CounterTally<"result">;
   private readonly accuracy: Histogram<"pool" | "quantity">;
   /** Children by pool and quantity, resolved once: a labelled observation also validates its labels each time. */
   private readonly accuracyChildren = new Map<string, Histogram.Internal<"pool" | "quantity">>();
@@ -201,14 +201,20 @@ export class Cluster {
    * for an unknown request id.
    */
   report(report: CompletionReport): string | undefined {
+    // A failed request, or one without times, teaches nothing: only its pool is needed.
+    if (!report.ok || (report.ttftMs === undefined && report.tpotMs === undefined)) {
+      const pool = this.inflight.reportPool(report.requestId);
+      this.reports.slot(pool === undefined ? "unknown" : report.ok ? "ok" : "failed").n++;
+      return pool;
+    }
     const entry = this.inflight.report(report.requestId);
     if (entry === undefined) {
-      this.reports.inc({ result: "unknown" });
+      this.reports.slot("unknown").n++;
       return undefined;
     }
-    this.reports.inc({ result: report.ok ? "ok" : "failed" });
+    this.reports.slot("ok").n++;
     const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
-    if (!report.ok || servedElsewhere) return entry.pool;
+    if (servedElsewhere) return entry.pool;
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
     const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
     const tpot = ratio(report.tpotMs, entry.predicted.tpotMs);
@@ -285,7 +291,7 @@ export class Cluster {
     return this.profile;
   }
 
-  private registerMetrics(registry: Registry): Counter<"result"> {
+  private registerMetrics(registry: Registry): CounterTally<"result"> {
     const inflight = this.inflight;
     registered(registry, "headroom_inflight_entries", Gauge, () =>
       new Gauge({
@@ -309,14 +315,8 @@ export class Cluster {
         },
       }),
     );
-    return registered(registry, "headroom_reports_total", Counter, () =>
-      new Counter({
-        name: "headroom_reports_total",
-        help: "Completion reports by result: ok, failed, or unknown (no in-flight pick with that request id; ignored)",
-        labelNames: ["result"],
-        registers: [registry],
-      }),
-    );
+    // A tally (src/metrics.ts): a stream reports every pick.
+    return tallied(registry, "headroom_reports_total", "Completion reports by result: ok, failed, or unknown (no in-flight pick with that request id; ignored)", ["result"]);
   }
 
   close(): void {
@@ -325,6 +325,7 @@ export class Cluster {
     this.scraper.close();
     this.discovery?.close();
     this.remote?.close();
+    this.reports.close();
   }
 }
 

@@ -413,15 +413,20 @@ export class InflightLoad<F = unknown> {
 
   /** A completion report: releases the request everywhere and returns its pick. Unknown ids are counted and ignored. */
   report(requestId: string): InflightPick<F> | undefined {
-    const row = this.rowFor(requestId);
-    if (row === undefined) {
-      this.counters.unknownReports++;
-      return undefined;
-    }
+    const row = this.reportedRow(requestId);
+    if (row === undefined) return undefined;
     const pick = this.pickAt(row);
-    if (this.c.held[row] !== 0) this.counters.released.report++;
     this.drop(row);
     return pick;
+  }
+
+  /** report() for a report with nothing to learn from: returns only the request's pool, making no pick. */
+  reportPool(requestId: string): string | undefined {
+    const row = this.reportedRow(requestId);
+    if (row === undefined) return undefined;
+    const pool = this.c.pool[row]!;
+    this.drop(row);
+    return pool;
   }
 
   /**
@@ -519,6 +524,17 @@ export class InflightLoad<F = unknown> {
       }
     }
     return released;
+  }
+
+  /** The row a report names, counted as reported (or the id as unknown). */
+  private reportedRow(requestId: string): number | undefined {
+    const row = this.rowFor(requestId);
+    if (row === undefined) {
+      this.counters.unknownReports++;
+      return undefined;
+    }
+    if (this.c.held[row] !== 0) this.counters.released.report++;
+    return row;
   }
 
   private minted(row: number): string {
