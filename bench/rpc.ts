@@ -4,7 +4,8 @@
 // turns (pick, trivial, pick, ...) so each ratio compares neighbours, the median ratio reported, and
 // beside it the ratio of the server's CPU time per request in each turn;
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
-// request's scheduled send time; (c) msgpack frames of 64 picks over WS /v1/stream on a 64x64 pool.
+// request's scheduled send time; (c) msgpack frames of 64 picks over WS /v1/stream on 64x64 pools: over
+// all three pools, and on one.
 // Before them, bench/pick-path.ts: the server's own CPU time per pick without sockets. Every line
 // carries the CPU steal the machine saw during its runs: on a shared virtual machine the host takes
 // time from both cores, and wall-clock rates move with it.
@@ -119,9 +120,9 @@ function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number;
 }
 
 /** Runs bench/ws-load.js pinned to CLIENT_CORE: msgpack frames of 64 picks over one WebSocket. */
-function wsLoad(url: string): { frames: number; picks: number; picksPerS: number; frameP50Ms: number; frameP99Ms: number; errors: number; stealPct: number | null } {
+function wsLoad(url: string, ...flags: string[]): { frames: number; picks: number; picksPerS: number; frameP50Ms: number; frameP99Ms: number; errors: number; stealPct: number | null } {
   const script = new URL("./ws-load.js", import.meta.url).pathname;
-  const args = ["-c", String(CLIENT_CORE), process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S)];
+  const args = ["-c", String(CLIENT_CORE), process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S), ...flags];
   const run = withSteal(() => spawnSync("taskset", args, { encoding: "utf8" }));
   if (run.status !== 0) throw new Error(`WebSocket generator failed: ${run.stderr}`);
   return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
@@ -217,21 +218,28 @@ try {
   await stopServer(small);
 }
 
-const large = await startServer(64);
-try {
-  const ws = wsLoad(large.url);
-  note(`WebSocket, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s`);
-  emit({
-    bench: "rpc",
-    case: "pick-ws",
-    pool: "64x64",
-    frame: 64,
-    picksPerS: Math.round(ws.picksPerS),
-    p50FrameUs: Math.round(ws.frameP50Ms * 1000),
-    p99FrameUs: Math.round(ws.frameP99Ms * 1000),
-    stealPct: ws.stealPct,
-    errors: ws.errors,
-  });
-} finally {
-  await stopServer(large);
+// pick-ws: each frame's picks over all three pools (three batches a frame); pick-ws-one-pool: every
+// pick on one of them, as the front-end issue words the case (one batch of 64 a frame). A fresh server each.
+for (const [name, flags] of [
+  ["pick-ws", []],
+  ["pick-ws-one-pool", ["--one-pool"]],
+] as const) {
+  const large = await startServer(64);
+  try {
+    const ws = wsLoad(large.url, ...flags);
+    note(`WebSocket ${name}, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s`);
+    emit({
+      bench: "rpc",
+      case: name,
+      pool: "64x64",
+      frame: 64,
+      picksPerS: Math.round(ws.picksPerS),
+      p50FrameUs: Math.round(ws.frameP50Ms * 1000),
+      p99FrameUs: Math.round(ws.frameP99Ms * 1000),
+      stealPct: ws.stealPct,
+      errors: ws.errors,
+    });
+  } finally {
+    await stopServer(large);
+  }
 }

@@ -35,7 +35,8 @@ export const DEFAULT_LEVEL = "medium";
 /**
  * Batches a kernel worker holds at once (Piscina's concurrentTasksPerWorker): it runs them one after
  * another, and the next is there when one ends instead of a thread round trip later (bench:crossover,
- * 64x64 batches of 64 on the 2-core VM: 51,000 picks/s against 29,000 with one, a run each).
+ * 64x64 batches of 64 on the 2-core VM: 51,000 and 77,000 picks/s in two runs, against 29,000 and
+ * 39,000 with one batch at a time).
  */
 const WORKER_QUEUE = 4;
 /** Pairs listed by `explain`. */
