@@ -2,7 +2,7 @@
 // engines run alternating rounds of 150 ms, so the host's swings (CPU steal on this VM moves a single
 // run's figures by a third) fall on both alike, and the median of the paired ratios is reported. The
 // two share one heap, so a change that only moves garbage-collection costs shows less here than alone.
-// Run it both ways (A B, then B A): a build against itself gives ratios within about 3 % of 1.
+// Run it both ways (A B, then B A): a build against itself gives ratios within about 4 % of 1.
 // Args: <root A> <root B> [rounds], each a checkout with `npm run build` done (this one is `.`); for
 // the previous commit: `git worktree add /tmp/prev HEAD~1 && ln -s $PWD/node_modules /tmp/prev/ &&
 // (cd /tmp/prev && npm run build)`. One JSON line per case on stdout.
