@@ -7,7 +7,8 @@
 // the worker's time (the whole process), and `batchUs` is the median wall time of one batch alone.
 // Batches are kept IN_FLIGHT deep, as a busy stream keeps them, and each answered batch is reported.
 // JSON lines on stdout: {"bench":"crossover","pool":"NxN","batch":B,"pairs":…,"where":"inline"|"worker",…}.
-// Args: [--quick] [--sizes 8,32,...] [--batches 1,16,...].
+// Args: [--quick] [--sizes 8,32,...] [--batches 1,16,...] [--worker-queue N] (workers.queuePerThread).
+// `--worker-only` skips the inline runs (to compare worker settings in alternating runs).
 
 import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
@@ -26,6 +27,8 @@ function listArg(name: string, otherwise: number[]): number[] {
 }
 const SIZES = listArg("--sizes", quick ? [16, 64] : [8, 32, 64, 128, 256]);
 const BATCHES = listArg("--batches", quick ? [1, 64] : [1, 16, 64]);
+const [WORKER_QUEUE] = listArg("--worker-queue", []);
+const WORKER_ONLY = process.argv.includes("--worker-only");
 const ROUND_MS = quick ? 300 : 1000;
 const IN_FLIGHT = 4;
 const LATENCY_BATCHES = quick ? 50 : 200;
@@ -69,7 +72,8 @@ interface Measured {
 }
 
 async function measure(n: number, batch: number, workers: number): Promise<Measured> {
-  const engine = await Engine.create({ config: parseConfig(rpcPoolsYaml(n, { workers })).config, logger: silentLogger, registry: new Registry() });
+  const yaml = rpcPoolsYaml(n, { workers, workerQueue: WORKER_QUEUE });
+  const engine = await Engine.create({ config: parseConfig(yaml).config, logger: silentLogger, registry: new Registry() });
   engine.start();
   let round = 0;
   // Alone: one batch at a time, for its wall time.
@@ -112,6 +116,7 @@ for (const n of SIZES) {
       ["inline", 0],
       ["worker", 1],
     ] as const) {
+      if (WORKER_ONLY && workers === 0) continue;
       const m = await measure(n, batch, workers);
       note(`${n}x${n}, ${batch} per batch, ${where}: main ${m.mainUs.toFixed(1)} µs/pick, process ${m.totalUs.toFixed(1)}, ${m.picksPerS.toFixed(0)} picks/s, a batch alone ${m.batchUs.toFixed(0)} µs`);
       emit({
@@ -120,6 +125,7 @@ for (const n of SIZES) {
         batch,
         pairs: n * n * batch,
         where,
+        ...(workers > 0 && WORKER_QUEUE !== undefined ? { workerQueue: WORKER_QUEUE } : {}),
         mainUs: round(m.mainUs, 2),
         totalUs: round(m.totalUs, 2),
         picksPerS: Math.round(m.picksPerS),

@@ -15,10 +15,13 @@ export interface RpcPoolsOptions {
   busyPlanners?: boolean;
   /** Kernel worker threads taking every batch instead of the main thread (0: none). */
   workers?: number;
+  /** Batches each worker thread holds at once (workers.queuePerThread; absent: the default). */
+  workerQueue?: number;
 }
 
 export function rpcPoolsYaml(n: number, options: RpcPoolsOptions = {}): string {
-  const workers = options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0 }` : "{ threads: 0 }";
+  const queue = options.workerQueue === undefined ? "" : `, queuePerThread: ${options.workerQueue}`;
+  const workers = options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0${queue} }` : "{ threads: 0 }";
   const planner = options.busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
   const pods = (pool: number) =>
     Array.from({ length: n }, (_, i) => [

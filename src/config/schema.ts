@@ -162,6 +162,7 @@ export const DEFAULTS = deepFreeze({
     // One thread stays free for the main thread (HTTP, scraping, planners).
     threads: Math.max(1, availableParallelism() - 1),
     inlineBelowPairs: 131_072,
+    queuePerThread: 4,
     batchCapacity: 256,
     batchWindowUs: 0,
   },
@@ -480,11 +481,13 @@ const WorkersSchema = mapping(
     threads: num({ int: true, ge: 0, le: 256 }).default(D.workers.threads),
     /** Batches with fewer (pool pairs x requests) than this run inline on the main thread. */
     inlineBelowPairs: num({ int: true, ge: 0 }).default(D.workers.inlineBelowPairs),
+    /** Batches a worker thread holds at once (it runs them in turn): the next is there when one ends. */
+    queuePerThread: num({ int: true, ge: 1, le: 64 }).default(D.workers.queuePerThread),
     batchCapacity: num({ int: true, ge: 1, le: 4096 }).default(D.workers.batchCapacity),
     /** 0 batches what arrived in the same event-loop turn. */
     batchWindowUs: num({ int: true, ge: 0, le: 100_000 }).default(D.workers.batchWindowUs),
   },
-  "threads, inlineBelowPairs, batchCapacity, batchWindowUs",
+  "threads, inlineBelowPairs, queuePerThread, batchCapacity, batchWindowUs",
 );
 
 const WorkloadSchema = mapping(

@@ -32,13 +32,6 @@ import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
 
 /** The pool a request without a level goes to (SPEC.md §6); the first configured pool when none has it. */
 export const DEFAULT_LEVEL = "medium";
-/**
- * Batches a kernel worker holds at once (Piscina's concurrentTasksPerWorker): it runs them one after
- * another, and the next is there when one ends instead of a thread round trip later (bench:crossover,
- * 64x64 batches of 64 on the 2-core VM: 51,000 and 77,000 picks/s in two runs, against 29,000 and
- * 39,000 with one batch at a time).
- */
-const WORKER_QUEUE = 4;
 /** Pairs listed by `explain`. */
 export const EXPLAIN_PAIRS = 10;
 /** Explaining enumerates every pair; beyond this many it is refused rather than stall the main thread. */
@@ -151,7 +144,7 @@ export class Engine implements EngineApi {
             maxThreads: config.workers.threads,
             idleTimeout: Infinity,
             // Tasks queue in the worker, not here: one at a time, it would idle through every round trip.
-            concurrentTasksPerWorker: WORKER_QUEUE,
+            concurrentTasksPerWorker: config.workers.queuePerThread,
           })
         : null;
     this.selections = tallied(registry, "llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);
