@@ -5,6 +5,8 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { RetiredSnapshotError, SharedSnapshotReader, SharedSnapshotWriter } from "../src/kernel/shared-snapshot.js";
+import pickBatch from "../src/engine/worker.js";
+import { encodeRequests } from "../src/engine/worker-protocol.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import type { PoolSnapshot } from "../src/kernel/types.js";
 import { PARAMS, request, snapshot, TOPOLOGY } from "./fixtures/pools.js";
@@ -110,6 +112,25 @@ describe("across threads", () => {
     } finally {
       await worker.terminate();
     }
+  });
+
+  it("a worker's batch whose buffer the pool outgrew before it ran asks to be picked again (null) instead of failing", () => {
+    const writer = new SharedSnapshotWriter(2, 2);
+    writer.publish(uniform(1, 2, 2));
+    const task = (buffer: SharedArrayBuffer) => ({
+      pool: "retired-test",
+      buffer,
+      params: PARAMS,
+      topology: TOPOLOGY,
+      paramsVersion: 1,
+      batchCapacity: 4,
+      requests: encodeRequests([request({ inputTokens: 100, seed: 1 })]),
+    });
+    const old = writer.shared;
+    expect(pickBatch(task(old))?.[0].version).toBe(1);
+    writer.publish(uniform(2, 40, 8));
+    expect(pickBatch(task(old))).toBeNull();
+    expect(pickBatch(task(writer.shared))?.[0].version).toBe(2);
   });
 
   it("a WASM kernel in a worker picks from the shared snapshot what the twin picks from the original", async () => {

@@ -91,7 +91,7 @@ export class Engine implements EngineApi {
   private readonly byLevel = new Map<string, PoolConfig>();
   private readonly defaultPool: PoolConfig;
   private readonly inline = new Map<string, InlineKernel>();
-  private readonly workers: Piscina<WorkerTask, PickResult[]> | null;
+  private readonly workers: Piscina<WorkerTask, PickResult[] | null> | null;
   private readonly queue: Pending[] = [];
   private flushScheduled = false;
   private paramsVersion = 1;
@@ -138,7 +138,7 @@ export class Engine implements EngineApi {
     for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), held: { version: -1, loadSeq: -1 } });
     this.workers =
       config.workers.threads > 0
-        ? new Piscina<WorkerTask, PickResult[]>({
+        ? new Piscina<WorkerTask, PickResult[] | null>({
             filename: builtSibling(import.meta.url, "./worker.js").href,
             minThreads: config.workers.threads,
             maxThreads: config.workers.threads,
@@ -445,7 +445,7 @@ export class Engine implements EngineApi {
       return;
     }
     const requests = batch.map((p) => p.request);
-    let results: PickResult[];
+    let results: PickResult[] | null;
     const pairs = candidatePairs(snap.roles) * batch.length;
     try {
       if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
@@ -459,7 +459,9 @@ export class Engine implements EngineApi {
           batchCapacity: this.config.workers.batchCapacity,
           requests: encodeRequests(requests),
         });
-      } else {
+      } else results = null;
+      // Inline, or again here when the pool outgrew the buffer the worker's task carried.
+      if (results === null) {
         this.batches.slot("inline").n++;
         results = this.pickInline(pool, requests);
       }

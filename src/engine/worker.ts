@@ -1,9 +1,11 @@
 // A Piscina worker: one WASM kernel per pool, fed from the pool's shared snapshot. A task is a batch of
 // requests in a compact typed-array encoding plus the pool's id; the kernel copies a new snapshot
 // version (or only the in-flight loads) before picking, never per request. The kernel is kept until
-// the pool's buffer is replaced (a task's buffer is a new object each time: compared by its id).
+// the pool's buffer is replaced (a task's buffer is a new object each time: compared by its id). A
+// task whose buffer was replaced before it ran (the pool outgrew it) is answered null: the engine picks
+// that batch again on the main thread, on the pool's current snapshot.
 
-import { SharedSnapshotReader } from "../kernel/shared-snapshot.js";
+import { RetiredSnapshotError, SharedSnapshotReader } from "../kernel/shared-snapshot.js";
 import type { OptimizerParams, PickResult, TopologyParams } from "../kernel/types.js";
 import { WasmKernel } from "../kernel/wasm.js";
 import { decodeRequests, type WorkerTask } from "./worker-protocol.js";
@@ -16,7 +18,7 @@ interface PoolKernel {
 
 const kernels = new Map<string, PoolKernel>();
 
-export default function pickBatch(task: WorkerTask): PickResult[] {
+export default function pickBatch(task: WorkerTask): PickResult[] | null {
   let entry = kernels.get(task.pool);
   if (entry === undefined || !entry.reader.reads(task.buffer)) {
     entry = {
@@ -29,7 +31,14 @@ export default function pickBatch(task: WorkerTask): PickResult[] {
     entry.kernel.setParams(task.params as OptimizerParams, task.topology as TopologyParams);
     entry.paramsVersion = task.paramsVersion;
   }
-  const { snapshot, changed } = entry.reader.read();
+  let read: ReturnType<SharedSnapshotReader["read"]>;
+  try {
+    read = entry.reader.read();
+  } catch (err) {
+    if (err instanceof RetiredSnapshotError) return null;
+    throw err;
+  }
+  const { snapshot, changed } = read;
   if (changed === "all") entry.kernel.loadSnapshot(snapshot);
   else if (changed === "loads") entry.kernel.updateLoads(snapshot);
   return entry.kernel.pick(decodeRequests(task.requests), snapshot.version);
