@@ -131,6 +131,7 @@ describe("across threads", () => {
     writer.publish(uniform(2, 40, 8));
     expect(pickBatch(task(old))).toBeNull();
     expect(pickBatch(task(writer.shared))?.[0].version).toBe(2);
+    expect(pickBatch(task(old))).toBeNull();
   });
 
   it("a WASM kernel in a worker picks from the shared snapshot what the twin picks from the original", async () => {

@@ -20,9 +20,18 @@ const kernels = new Map<string, PoolKernel>();
 
 export default function pickBatch(task: WorkerTask): PickResult[] | null {
   let entry = kernels.get(task.pool);
-  if (entry === undefined || !entry.reader.reads(task.buffer)) {
+  const reader = entry !== undefined && entry.reader.reads(task.buffer) ? entry.reader : new SharedSnapshotReader(task.buffer);
+  let read: ReturnType<SharedSnapshotReader["read"]>;
+  try {
+    read = reader.read();
+  } catch (err) {
+    // Checked before a kernel is built for this buffer: a retired one gets none.
+    if (err instanceof RetiredSnapshotError) return null;
+    throw err;
+  }
+  if (entry === undefined || entry.reader !== reader) {
     entry = {
-      reader: new SharedSnapshotReader(task.buffer),
+      reader,
       kernel: new WasmKernel(task.params as OptimizerParams, task.topology as TopologyParams, { batchCapacity: task.batchCapacity }),
       paramsVersion: task.paramsVersion,
     };
@@ -30,13 +39,6 @@ export default function pickBatch(task: WorkerTask): PickResult[] | null {
   } else if (entry.paramsVersion !== task.paramsVersion) {
     entry.kernel.setParams(task.params as OptimizerParams, task.topology as TopologyParams);
     entry.paramsVersion = task.paramsVersion;
-  }
-  let read: ReturnType<SharedSnapshotReader["read"]>;
-  try {
-    read = entry.reader.read();
-  } catch (err) {
-    if (err instanceof RetiredSnapshotError) return null;
-    throw err;
   }
   const { snapshot, changed } = read;
   if (changed === "all") entry.kernel.loadSnapshot(snapshot);
