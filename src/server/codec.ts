@@ -43,7 +43,9 @@ export function decodeBody(bytes: Uint8Array, format: BodyFormat): unknown {
   if (bytes.byteLength === 0) return undefined;
   if (format === "msgpack") return decodeMsgpack(bytes, "body");
   try {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+    // A Buffer (what the server reads) decodes itself; a view on it would be one more object per body.
+    const text = Buffer.isBuffer(bytes) ? bytes.toString("utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+    return JSON.parse(text);
   } catch (err) {
     throw new RequestError(`body: malformed JSON (${reason(err)})`);
   }
