@@ -433,24 +433,22 @@ export class Engine implements EngineApi {
   private runBatches(byPool: Map<PoolState, Pending[]>): void {
     const capacity = this.config.workers.batchCapacity;
     for (const [pool, list] of byPool) {
-      for (let at = 0; at < list.length; at += capacity) void this.runBatch(pool, list.slice(at, at + capacity));
+      for (let at = 0; at < list.length; at += capacity) this.runBatch(pool, list.slice(at, at + capacity));
     }
   }
 
-  /** Answers a batch; an inline one before the first await, so before runBatch returns. */
-  private async runBatch(pool: PoolState, batch: Pending[]): Promise<void> {
+  /** Answers a batch: on the main thread before this returns, or on a worker when it is large enough. */
+  private runBatch(pool: PoolState, batch: Pending[]): void {
     const snap = pool.snapshot;
     if (snap === null) {
       for (const p of batch) p.answers.set(p.index, new HeadroomError("NOT_READY", `pool ${pool.name} has no snapshot yet`));
       return;
     }
     const requests = batch.map((p) => p.request);
-    let results: PickResult[] | null;
-    const pairs = candidatePairs(snap.roles) * batch.length;
-    try {
-      if (this.workers !== null && pairs >= this.config.workers.inlineBelowPairs) {
-        this.batches.slot("worker").n++;
-        results = await this.workers.run({
+    if (this.workers !== null && candidatePairs(snap.roles) * batch.length >= this.config.workers.inlineBelowPairs) {
+      this.batches.slot("worker").n++;
+      this.workers
+        .run({
           pool: pool.name,
           buffer: pool.shared.shared,
           params: this.config.optimizer,
@@ -458,21 +456,41 @@ export class Engine implements EngineApi {
           paramsVersion: this.paramsVersion,
           batchCapacity: this.config.workers.batchCapacity,
           requests: encodeRequests(requests),
-        });
-      } else results = null;
-      // Inline, or again here when the pool outgrew the buffer the worker's task carried.
-      if (results === null) {
-        this.batches.slot("inline").n++;
-        results = this.pickInline(pool, requests);
-      }
-    } catch (err) {
-      this.workerFailures.inc();
-      this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
-      for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+        })
+        .then(
+          // null: the pool outgrew the buffer the task carried; the batch is picked again here.
+          (results) => this.settle(pool, batch, results ?? this.pickHere(pool, batch, requests)),
+          (err: unknown) => this.fail(pool, batch, err),
+        );
       return;
     }
+    this.settle(pool, batch, this.pickHere(pool, batch, requests));
+  }
+
+  /** The batch picked by the main thread's kernel, or null when that failed (the batch is answered). */
+  private pickHere(pool: PoolState, batch: Pending[], requests: PickRequest[]): PickResult[] | null {
+    this.batches.slot("inline").n++;
+    try {
+      const inline = this.inline.get(pool.name)!;
+      pool.syncKernel(inline.kernel, inline.held);
+      return inline.kernel.pick(requests);
+    } catch (err) {
+      this.fail(pool, batch, err);
+      return null;
+    }
+  }
+
+  /** Counts a batch's results and answers its picks, in order. */
+  private settle(pool: PoolState, batch: Pending[], results: PickResult[] | null): void {
+    if (results === null) return;
     this.count(pool, results);
     batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
+  }
+
+  private fail(pool: PoolState, batch: Pending[], err: unknown): void {
+    this.workerFailures.inc();
+    this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
+    for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
   }
 
   private count(pool: PoolState, results: readonly PickResult[]): void {
@@ -482,12 +500,6 @@ export class Engine implements EngineApi {
       this.picks.slot(pool.name, r.outcome).n++;
       pairs.n += r.pairs;
     }
-  }
-
-  private pickInline(pool: PoolState, requests: PickRequest[]): PickResult[] {
-    const inline = this.inline.get(pool.name)!;
-    pool.syncKernel(inline.kernel, inline.held);
-    return inline.kernel.pick(requests);
   }
 
   /** A result becomes an answer or an error; a pick's load joins its pods in pick order. */
