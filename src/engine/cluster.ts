@@ -201,20 +201,14 @@ export class Cluster {
    * for an unknown request id.
    */
   report(report: CompletionReport): string | undefined {
-    // A failed request, or one without times, teaches nothing: only its pool is needed.
-    if (!report.ok || (report.ttftMs === undefined && report.tpotMs === undefined)) {
-      const pool = this.inflight.reportPool(report.requestId);
-      this.reports.slot(pool === undefined ? "unknown" : report.ok ? "ok" : "failed").n++;
-      return pool;
-    }
-    const entry = this.inflight.report(report.requestId);
-    if (entry === undefined) {
-      this.reports.slot("unknown").n++;
-      return undefined;
-    }
-    this.reports.slot("ok").n++;
+    // Only a successful report with times teaches; the others need just the pick's pool, not the pick.
+    const teaches = report.ok && (report.ttftMs !== undefined || report.tpotMs !== undefined);
+    const entry = teaches ? this.inflight.report(report.requestId) : undefined;
+    const pool = teaches ? entry?.pool : this.inflight.reportPool(report.requestId);
+    this.reports.slot(pool === undefined ? "unknown" : report.ok ? "ok" : "failed").n++;
+    if (entry === undefined) return pool;
     const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
-    if (servedElsewhere) return entry.pool;
+    if (servedElsewhere) return pool;
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
     const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
     const tpot = ratio(report.tpotMs, entry.predicted.tpotMs);
@@ -232,7 +226,7 @@ export class Cluster {
         this.remote?.addTrainingSample(sample.quantity, features, tokens, actual, Date.now());
       }
     }
-    return entry.pool;
+    return pool;
   }
 
   private accuracyOf(pool: string, quantity: "ttft" | "tpot"): Histogram.Internal<"pool" | "quantity"> {
