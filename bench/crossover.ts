@@ -10,13 +10,12 @@
 // Args: [--quick] [--sizes 8,32,...] [--batches 1,16,...] [--worker-queue N] (workers.queuePerThread).
 // `--worker-only` skips the inline runs (to compare worker settings in alternating runs).
 
-import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
 import type { PickAnswer, PickAnswers, PickInput } from "../src/engine/types.js";
 import { silentLogger } from "../src/log.js";
-import { emit, median, note, round } from "./measure.js";
+import { emit, median, note, processCpuUs, procCpuUs, round } from "./measure.js";
 import { rpcPoolsYaml } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -33,18 +32,8 @@ const ROUND_MS = quick ? 300 : 1000;
 const IN_FLIGHT = 4;
 const LATENCY_BATCHES = quick ? 50 : 200;
 
-/** The main thread's CPU time so far in µs, from /proc (10 ms ticks): worker threads are not in it. */
-function mainThreadCpuUs(): number {
-  const stat = readFileSync("/proc/thread-self/stat", "utf8");
-  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-  // After the command: state is field 3; utime and stime are fields 14 and 15.
-  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) * 10_000;
-}
-
-function processCpuUs(): number {
-  const used = process.cpuUsage();
-  return used.user + used.system;
-}
+/** The main thread's CPU time so far in µs (10 ms ticks): worker threads are not in it. */
+const mainThreadCpuUs = () => procCpuUs("/proc/thread-self/stat");
 
 /** B picks on the medium pool, prompts of 256 to 8,255 tokens. */
 function batchOf(size: number, round: number): PickInput[] {

@@ -12,14 +12,30 @@ export function medianSeconds(fn: () => void, maxTimeS: number): number {
   return median([...bench.stats.sample]);
 }
 
+/** This process's CPU time so far (user + system, every thread), in µs. */
+export function processCpuUs(): number {
+  const used = process.cpuUsage();
+  return used.user + used.system;
+}
+
+/**
+ * CPU time (user + system) so far in µs of what a /proc stat file describes: `/proc/<pid>/stat` for a
+ * process, `/proc/thread-self/stat` for the calling thread alone. Linux counts it in ticks of 10 ms.
+ */
+export function procCpuUs(statPath: string): number {
+  const stat = readFileSync(statPath, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  // After the command: state is field 3; utime and stime are fields 14 and 15.
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) * 10_000;
+}
+
 /** CPU microseconds (user + system) per item over one round of `roundMs` of `step`, which returns how many items it did. */
 export async function cpuUsPerItem(step: () => Promise<number>, roundMs: number): Promise<number> {
-  const cpu = process.cpuUsage();
+  const before = processCpuUs();
   const untilMs = performance.now() + roundMs;
   let items = 0;
   while (performance.now() < untilMs) items += await step();
-  const used = process.cpuUsage(cpu);
-  return (used.user + used.system) / items;
+  return (processCpuUs() - before) / items;
 }
 
 export function median(values: number[]): number {

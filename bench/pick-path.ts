@@ -30,7 +30,7 @@ import {
   encodeMsgpack,
   encodePickAnswer,
 } from "../src/server/codec.js";
-import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
+import { cpuUsPerItem, emit, median, note, processCpuUs, round } from "./measure.js";
 import { httpAtOnceRound, httpQueuedRound, PICK_BODY, rpcPoolsYaml, streamRound } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -79,10 +79,9 @@ async function encodeJson(): Promise<{ stringifyUs: number; writerUs: number }> 
       ["stringifyUs", (a: PickAnswer) => JSON.stringify(a)],
       ["writerUs", (a: PickAnswer) => encodePickAnswer(a, "json")],
     ] as const) {
-      const cpu = process.cpuUsage();
+      const before = processCpuUs();
       for (const a of answers) Buffer.from(encode(a));
-      const used = process.cpuUsage(cpu);
-      rounds[key].push((used.user + used.system) / answers.length);
+      rounds[key].push((processCpuUs() - before) / answers.length);
     }
   }
   return { stringifyUs: median(rounds.stringifyUs), writerUs: median(rounds.writerUs) };

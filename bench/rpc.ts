@@ -13,11 +13,11 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { emit, median, note, round, withSteal } from "./measure.js";
+import { emit, median, note, procCpuUs, round, withSteal } from "./measure.js";
 import { PICK_BODY } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -98,16 +98,8 @@ function wrk(server: Server, path: string, body: string, durationS: number): Wrk
   };
 }
 
-/**
- * CPU time a process has used, from /proc/<pid>/stat (user and system clock ticks, at Linux's fixed
- * 100 per second for user space). The server runs under taskset, which execs it: the same pid.
- */
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-  // After the command: state is field 3; utime and stime are fields 14 and 15.
-  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) * 10;
-}
+/** CPU time a process has used; the server runs under taskset, which execs it: the same pid. */
+const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
 
 /** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
 function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number; p50Ms: number; p99Ms: number; errors: number; stealPct: number | null } {
