@@ -201,7 +201,7 @@ export class Engine implements EngineApi {
   }
 
   pick(inputs: readonly PickInput[]): Promise<PickAnswers> {
-    return new Promise((resolve) => this.submit(inputs, resolve, false));
+    return new Promise((resolve) => this.pickQueued(inputs, resolve));
   }
 
   pickQueued(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void {
@@ -515,7 +515,7 @@ export class Engine implements EngineApi {
     const explain = pending.input.explain ? this.explain(pool, pending.request, pods.addresses) : undefined;
     const predicted = predictedOf(r);
     // Picks that bring no request id get one from the in-flight table (src/pods/inflight.ts).
-    const requestId = pool.recordPick(pending.input.requestId, pending.request, r, predicted);
+    const requestId = pool.recordPick(pending.input.requestId, pending.request, r, predicted, pods);
     if (requestId === null) return new HeadroomError("WORKER_FAILED", `the pick of pool ${pool.name} names no pod of snapshot version ${r.version}`);
     const decode = pods.addresses[r.decode];
     const prefill = r.prefill >= 0 ? pods.addresses[r.prefill] : undefined;

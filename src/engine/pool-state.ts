@@ -107,9 +107,10 @@ export class PoolState {
     held.loadSeq = this.loadSeq;
   }
 
-  /** Pods of a still-known version, or undefined when it is too old. */
+  /** Pods of a still-known version, or undefined when it is too old. Newest first: picks name the latest. */
   podsAt(version: number): PublishedPods | undefined {
-    return this.published.find((p) => p.version === version);
+    for (let i = this.published.length - 1; i >= 0; i--) if (this.published[i].version === version) return this.published[i];
+    return undefined;
   }
 
   get latestPods(): PublishedPods | undefined {
@@ -161,9 +162,15 @@ export class PoolState {
    * A pick on this pool's latest snapshot: records its in-flight entry and adds its load to its pods
    * (the same increments the kernel applies inside a batch). Returns the pick's request id (minted
    * when it brought none), or null when the result names no pods or a version that is no longer known.
+   * A caller that has looked up the result's version passes its pods.
    */
-  recordPick(requestId: string | undefined, req: PickRequest, result: PickResult, predicted: PredictedTimes = predictedOf(result)): string | null {
-    const pods = this.podsAt(result.version);
+  recordPick(
+    requestId: string | undefined,
+    req: PickRequest,
+    result: PickResult,
+    predicted: PredictedTimes = predictedOf(result),
+    pods: PublishedPods | undefined = this.podsAt(result.version),
+  ): string | null {
     const snap = this.current;
     if (result.decode < 0 || pods === undefined || snap === null) return null;
     const now = this.options.clock.nowMs();

@@ -485,7 +485,7 @@ export class InflightLoad<F = unknown> {
     return load;
   }
 
-  /** Entries holding load on a pod (for /v1/state). */
+  /** Entries holding load on a pod (the lists the property test checks; /v1/state shows podLoad). */
   entriesOn(address: string): number {
     return this.podAt(address)?.held ?? 0;
   }
