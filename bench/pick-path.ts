@@ -11,7 +11,8 @@
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
 // JSON.stringify and by the server's writer; and `inflight-memory`: what a pick nobody reports keeps
-// alive until it expires, in the collected heap and in the in-flight table's typed-array columns.
+// alive until it expires, in the collected heap and in resident memory (the in-flight table's
+// typed-array columns are reserved up front and take pages only as rows are first written).
 // Args: [--quick]. JSON lines on stdout.
 
 import { setFlagsFromString } from "node:v8";
@@ -103,7 +104,7 @@ for (const [name, n, step] of [
  * Memory per unreported pick: the heap and the ArrayBuffers (the in-flight columns) after a full
  * collection, before and after `picks` picks that nobody reports, divided by `picks`.
  */
-async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number; columnBytesPerPick: number; entries: number }> {
+async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number; rssBytesPerPick: number; entries: number }> {
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;
   const engine = await engineFor(16);
@@ -117,7 +118,7 @@ async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number
   await engine.close();
   return {
     heapBytesPerPick: (after.heapUsed - before.heapUsed) / entries,
-    columnBytesPerPick: (after.arrayBuffers - before.arrayBuffers) / entries,
+    rssBytesPerPick: (after.rss - before.rss) / entries,
     entries,
   };
 }
@@ -133,12 +134,12 @@ note(`one JSON answer: ${encoded.stringifyUs.toFixed(2)} CPU µs by JSON.stringi
 emit({ bench: "rpc", case: "encode-json", pool: "16x16", stringifyUs: round(encoded.stringifyUs, 2), writerUs: round(encoded.writerUs, 2) });
 
 const memory = await inflightMemory(quick ? 8192 : 65536);
-note(`an unreported pick keeps ${memory.heapBytesPerPick.toFixed(0)} heap bytes and ${memory.columnBytesPerPick.toFixed(0)} column bytes (${memory.entries} in flight)`);
+note(`an unreported pick keeps ${memory.heapBytesPerPick.toFixed(0)} heap bytes, ${memory.rssBytesPerPick.toFixed(0)} resident bytes in all (${memory.entries} in flight)`);
 emit({
   bench: "rpc",
   case: "inflight-memory",
   pool: "16x16",
   entries: memory.entries,
   heapBytesPerPick: Math.round(memory.heapBytesPerPick),
-  columnBytesPerPick: Math.round(memory.columnBytesPerPick),
+  rssBytesPerPick: Math.round(memory.rssBytesPerPick),
 });

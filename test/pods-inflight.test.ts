@@ -237,7 +237,8 @@ describe("the running sums against the rules recomputed from every entry", () =>
     fc.assert(
       fc.property(fc.array(op, { maxLength: 120, size: "max" }), (ops) => {
         const clock = new ManualClock(1000);
-        const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2 });
+        // Room for 4 rows at first: a sequence grows the columns several times, keeping every row.
+        const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2, reserveRows: 4 });
         const reference = new Reference(clock, 200, 2);
         /** Every id the table minted, reported and expired ones too. */
         const minted: string[] = [];
