@@ -1,9 +1,11 @@
 // bench:planner — each default pool's planner, in virtual time, on a sinusoidal load (2–30 req/s,
 // period 150 s, as in the public planner benchmark) and a step load (5 → 25 req/s at 5 min), once per
 // load predictor: how well it forecast the rate (MAPE), what it spent (GPU-hours) and how often the
-// layout it had decided could not serve the load that came. JSON lines on stdout. --quick: 10 minutes
-// of load instead of 20.
+// layout it had decided could not serve the load that came. Then bench/search-thread-lag.ts on one
+// core: what the ARIMA search thread's fits cost the main thread. JSON lines on stdout. --quick: 10
+// minutes of load instead of 20, and shorter lag rounds.
 
+import { spawnSync } from "node:child_process";
 import { BUILTIN_PROFILE, DEFAULTS } from "../src/config/schema.js";
 import { ArimaSearchThread } from "../src/planner/arima-search.js";
 import { replay, sineLoad, stepLoad } from "../src/planner/replay.js";
@@ -38,3 +40,11 @@ try {
 } finally {
   thread.close();
 }
+
+// Pinned to one core, as a server given one core runs; unpinned where taskset is missing.
+const lagScript = new URL("./search-thread-lag.js", import.meta.url).pathname;
+const lagArgs = [process.execPath, lagScript, ...(quick ? ["--quick"] : [])];
+const pinned = spawnSync("taskset", ["--version"]).error === undefined;
+if (!pinned) note("taskset not found: the search-thread lag runs unpinned");
+const lag = spawnSync(pinned ? "taskset" : lagArgs[0], pinned ? ["-c", "0", ...lagArgs] : lagArgs.slice(1), { stdio: ["ignore", "inherit", "inherit"] });
+if (lag.status !== 0) throw new Error("bench/search-thread-lag.js failed");

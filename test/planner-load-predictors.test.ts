@@ -1,7 +1,9 @@
 // Load predictors on synthetic series: constant, a trend (the Kalman filter follows it), a cycle (ARIMA,
 // searched in its thread, beats the last value), never negative, and the last value when data are too
-// few or the search fails. The ARIMA tests run the real search thread from dist/ (npm run build).
+// few or the search fails; and the search thread's priority. The ARIMA tests run the real search
+// thread from dist/ (npm run build).
 
+import { readdirSync, readFileSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { ArimaSearchThread } from "../src/planner/arima-search.js";
@@ -134,6 +136,36 @@ describe("arima (order search in a thread)", () => {
       expect(p.predict()).toBe(11);
     } finally {
       failing.close();
+    }
+  });
+});
+
+describe("the ARIMA search thread", () => {
+  /** Ids of this process's threads at the lowest priority (nice 19), from /proc/self/task/<tid>/stat. */
+  function lowestPriorityThreads(): Set<string> {
+    const tids = new Set<string>();
+    for (const tid of readdirSync("/proc/self/task")) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      // The fields after the command name (which may hold spaces) start at field 3; nice is field 19.
+      if (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16] === "19") tids.add(tid);
+    }
+    return tids;
+  }
+  const added = (before: Set<string>) => [...lowestPriorityThreads()].filter((tid) => !before.has(tid));
+
+  it.skipIf(process.platform !== "linux")("runs at the lowest priority, so that fits give way to picks, unless told not to", async () => {
+    const series = Array.from({ length: 30 }, (_, t) => 10 + (t % 5));
+    const normal = new ArimaSearchThread({ lowPriority: false });
+    const low = new ArimaSearchThread();
+    try {
+      const before = lowestPriorityThreads();
+      expect(await normal.search(series, 10)).not.toBeNull();
+      expect(added(before)).toEqual([]);
+      expect(await low.search(series, 10)).not.toBeNull();
+      expect(added(before)).toHaveLength(1);
+    } finally {
+      normal.close();
+      low.close();
     }
   });
 });

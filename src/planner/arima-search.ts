@@ -5,7 +5,7 @@
 import { Worker } from "node:worker_threads";
 import { OncePerCause, silentLogger, type Logger } from "../log.js";
 import { builtSibling } from "../paths.js";
-import type { ArimaSearchAnswer, ArimaSearchRequest } from "./arima-thread.js";
+import type { ArimaSearchAnswer, ArimaSearchRequest, ArimaThreadData } from "./arima-thread.js";
 
 export type { ArimaSearchAnswer };
 
@@ -32,9 +32,13 @@ export class ArimaSearchThread {
   /** Searches answered, for tests and state. */
   answered = 0;
 
-  constructor(options: { logger?: Logger; timeoutMs?: number } = {}) {
+  private readonly lowPriority: boolean;
+
+  /** lowPriority (default true): the thread runs at the lowest priority, so fits give way to picks (arima-thread.ts). */
+  constructor(options: { logger?: Logger; timeoutMs?: number; lowPriority?: boolean } = {}) {
     this.once = new OncePerCause(options.logger ?? silentLogger);
     this.timeoutMs = options.timeoutMs ?? ARIMA_SEARCH_DEFAULTS.timeoutMs;
+    this.lowPriority = options.lowPriority ?? true;
   }
 
   /** Bound to this thread, for ArimaPredictor. */
@@ -65,7 +69,7 @@ export class ArimaSearchThread {
 
   private ensureWorker(): Worker {
     if (this.worker !== null) return this.worker;
-    const worker = new Worker(builtSibling(import.meta.url, "./arima-thread.js"));
+    const worker = new Worker(builtSibling(import.meta.url, "./arima-thread.js"), { workerData: { lowPriority: this.lowPriority } satisfies ArimaThreadData });
     worker.unref();
     worker.on("message", (answer: ArimaSearchAnswer) => {
       const p = this.pending.get(answer.id);

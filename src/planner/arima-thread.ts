@@ -3,10 +3,17 @@
 // that order and a few low ones are fitted, and the one with the smallest one-step error is sent back
 // as coefficients for the main thread's cheap forecasts (arima.ts).
 
+import { readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
-import { parentPort } from "node:worker_threads";
+import { constants, setPriority } from "node:os";
+import { parentPort, workerData } from "node:worker_threads";
 import type ARIMAConstructor from "arima";
 import { CANDIDATE_ORDERS, chooseModel, parseArimaSummary, parseOrder, type ArimaModel, type FittedCandidate, type Order } from "./arima.js";
+
+export interface ArimaThreadData {
+  /** Run at the lowest priority (see lowerPriority); the default, and false only to measure the difference. */
+  lowPriority: boolean;
+}
 
 export interface ArimaSearchRequest {
   id: number;
@@ -26,6 +33,22 @@ export interface ArimaSearchAnswer {
   rejected: number;
   elapsedMs: number;
 }
+
+/**
+ * Gives way to the main thread: where the server has one core (pinned, or a CPU limit of one) the
+ * scheduler would otherwise share it evenly while a fit runs, holding picks for whole time slices. On
+ * Linux a thread has a priority of its own (setpriority on its thread id, read from /proc/thread-self);
+ * elsewhere the thread keeps the process's.
+ */
+function lowerPriority(): void {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid !== process.pid) setPriority(tid, constants.priority.PRIORITY_LOW);
+  } catch {
+    // No /proc/thread-self: not Linux.
+  }
+}
+if ((workerData as ArimaThreadData | undefined)?.lowPriority !== false) lowerPriority();
 
 const printed: string[] = [];
 // The library reports the fitted order and coefficients only in the summary it prints when verbose,
