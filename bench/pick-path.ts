@@ -101,8 +101,9 @@ for (const [name, n, step] of [
 }
 
 /**
- * Memory per unreported pick: the heap and the ArrayBuffers (the in-flight columns) after a full
- * collection, before and after `picks` picks that nobody reports, divided by `picks`.
+ * Memory per unreported pick: the collected heap and the resident set (the in-flight columns' pages
+ * included) after full collections, before and after `picks` picks that nobody reports, divided by
+ * the entries they added.
  */
 async function inflightMemory(picks: number): Promise<{ heapBytesPerPick: number; rssBytesPerPick: number; entries: number }> {
   setFlagsFromString("--expose-gc");
