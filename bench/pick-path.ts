@@ -10,18 +10,21 @@
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
-// JSON.stringify and by the server's writer; and `inflight-memory`: what a pick nobody reports keeps
-// alive until it expires, in the collected heap and in resident memory (the in-flight table's
-// typed-array columns are reserved up front and take pages only as rows are first written).
+// JSON.stringify and by the server's writer; `observe-histogram`: one pick-duration observation by
+// prom-client's Histogram and by the tallied one the server uses; and `inflight-memory`: what a pick
+// nobody reports keeps alive until it expires, in the collected heap and in resident memory (the
+// in-flight table's typed-array columns are reserved up front and take pages only as rows are first
+// written).
 // Args: [--quick]. JSON lines on stdout.
 
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { Registry } from "prom-client";
+import { Histogram, Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
 import { Engine } from "../src/engine/engine.js";
 import type { PickAnswer } from "../src/engine/types.js";
 import { silentLogger } from "../src/log.js";
+import { TalliedHistogram } from "../src/metrics.js";
 import {
   compactPick,
   decodeBody,
@@ -88,6 +91,31 @@ async function encodeJson(): Promise<{ stringifyUs: number; writerUs: number }> 
   return { stringifyUs: median(rounds.stringifyUs), writerUs: median(rounds.writerUs) };
 }
 
+/**
+ * One pick-duration observation, by a prom-client Histogram child and by a tallied histogram's slot
+ * (src/metrics.ts), with the server's buckets, in alternating rounds over the same values, in ns.
+ */
+function observeNs(): { promClientNs: number; talliedNs: number } {
+  const buckets = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+  const registry = new Registry();
+  const child = new Histogram({ name: "p_seconds", help: "p", labelNames: ["via"], buckets, registers: [registry] }).labels("pick");
+  const slot = new TalliedHistogram(registry, "t_seconds", "t", ["via"], buckets).labels("pick");
+  const values = Array.from({ length: 1024 }, (_, i) => ((i * 7919) % 1000) * 3e-7);
+  const n = 200_000;
+  const rounds = { promClientNs: [] as number[], talliedNs: [] as number[] };
+  for (let r = 0; r < ROUNDS * 2; r++) {
+    for (const [key, observe] of [
+      ["promClientNs", (v: number) => child.observe(v)],
+      ["talliedNs", (v: number) => slot.observe(v)],
+    ] as const) {
+      const before = processCpuUs();
+      for (let i = 0; i < n; i++) observe(values[i & 1023]);
+      rounds[key].push(((processCpuUs() - before) * 1000) / n);
+    }
+  }
+  return { promClientNs: median(rounds.promClientNs), talliedNs: median(rounds.talliedNs) };
+}
+
 for (const [name, n, step] of [
   ["http", 16, httpStep],
   ["http-at-once", 16, httpAtOnceStep],
@@ -133,6 +161,10 @@ function settled(gc: () => void): NodeJS.MemoryUsage {
 const encoded = await encodeJson();
 note(`one JSON answer: ${encoded.stringifyUs.toFixed(2)} CPU µs by JSON.stringify, ${encoded.writerUs.toFixed(2)} by the writer`);
 emit({ bench: "rpc", case: "encode-json", pool: "16x16", stringifyUs: round(encoded.stringifyUs, 2), writerUs: round(encoded.writerUs, 2) });
+
+const observed = observeNs();
+note(`one pick-duration observation: ${observed.promClientNs.toFixed(0)} CPU ns by prom-client's Histogram, ${observed.talliedNs.toFixed(0)} by the tallied one`);
+emit({ bench: "rpc", case: "observe-histogram", promClientNs: round(observed.promClientNs, 0), talliedNs: round(observed.talliedNs, 0) });
 
 const memory = await inflightMemory(quick ? 8192 : 65536);
 note(`an unreported pick keeps ${memory.heapBytesPerPick.toFixed(0)} heap bytes, ${memory.rssBytesPerPick.toFixed(0)} resident bytes in all (${memory.entries} in flight)`);

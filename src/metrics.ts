@@ -1,8 +1,8 @@
 // Prometheus metrics shared by modules that each register their own on the app's Registry: one
 // lookup-or-create so two modules (or two instances) asking for the same name share one metric; and
-// tallies, the counters of hot paths.
+// tallies, the counters and histograms of hot paths.
 
-import { Counter, type LabelValues, type Registry } from "prom-client";
+import { Counter, type LabelValues, type Metric, type Registry } from "prom-client";
 
 /** The metric registered under `name`, or the one `create` registers; a metric of another kind is an error. */
 export function registered<T extends object>(registry: Registry, name: string, kind: abstract new (...args: never[]) => T, create: () => T): T {
@@ -91,4 +91,119 @@ const talliesOf = new WeakMap<Counter<string>, Set<CounterTally<string>>>();
 /** A tallied counter's `collect`: brings its tallies' counts in. */
 function collectTallies(this: Counter<string>): void {
   for (const tally of talliesOf.get(this) ?? []) tally.flush();
+}
+
+/** One label set of a tallied histogram: observations per bucket (the last past every bound), their sum and count. */
+export class HistogramSlot {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    private readonly histogram: TalliedHistogram<string>,
+    readonly labels: LabelValues<string>,
+  ) {
+    this.counts = new Float64Array(histogram.upperBounds.length + 1);
+  }
+
+  /** As prom-client's Histogram observes: into the first bucket whose bound is at least the value; not a finite number is a TypeError. */
+  observe(value: number): void {
+    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+    const bounds = this.histogram.upperBounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]) i++;
+    this.counts[i]++;
+    this.sum += value;
+    // prom-client exports a label set from its first observation on, in the order they came.
+    if (this.count++ === 0) this.histogram.observed.push(this);
+  }
+}
+
+/** A value in prom-client's export of a histogram; `sharedLabels` are the label set's, `labels` the line's own (le). */
+interface ExportedValue {
+  labels: LabelValues<string>;
+  sharedLabels?: LabelValues<string>;
+  value: number;
+  metricName: string;
+  exemplar?: null;
+}
+
+/**
+ * A histogram of a hot path: a slot per label set, found once by its user, counts plain numbers, and
+ * the registry reads them in the shape prom-client's Histogram exports (text and JSON alike; a
+ * property test holds the two equal). prom-client validates and hashes the labels of every
+ * observation: 413 ns against 17 for a slot (`observe-histogram` in bench:pick-path).
+ */
+export class TalliedHistogram<L extends string> {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly upperBounds: readonly number[];
+  /** Slots observed at least once since the last reset, in the order of their first observation. */
+  observed: HistogramSlot[] = [];
+  private readonly slots = new Map<string, HistogramSlot>();
+
+  constructor(
+    registry: Registry,
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly L[],
+    buckets: readonly number[],
+  ) {
+    if (labelNames.length === 0) throw new RangeError("a tallied histogram needs a label");
+    if (labelNames.includes("le" as L)) throw new RangeError("le is a reserved label name");
+    // In the order given, as prom-client keeps them (ascending, for the buckets to mean anything).
+    this.upperBounds = [...buckets];
+    // The registry takes any object with its metrics' shape; its typings name only prom-client's four.
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The slot of these label values, in labelNames' order. */
+  labels(...values: string[]): HistogramSlot {
+    if (values.length !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${values.length}`);
+    const key = values.join("\u0000");
+    let slot = this.slots.get(key);
+    if (slot === undefined) {
+      slot = new HistogramSlot(this as TalliedHistogram<string>, Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])));
+      this.slots.set(key, slot);
+    }
+    return slot;
+  }
+
+  /** What Registry.metrics() reads: each line's labels apart from its label set's. */
+  async getForPromString(): Promise<{ name: string; help: string; type: string; aggregator: string; values: ExportedValue[] }> {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.exported() };
+  }
+
+  /** What Registry.getMetricsAsJSON() reads: each line's labels merged. */
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: ExportedValue[] }> {
+    const values = this.exported().map(({ labels, sharedLabels, value, metricName, exemplar }) => ({ value, metricName, exemplar, labels: { ...labels, ...sharedLabels } }));
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const slot of this.observed) {
+      slot.counts.fill(0);
+      slot.sum = 0;
+      slot.count = 0;
+    }
+    this.observed = [];
+  }
+
+  private exported(): ExportedValue[] {
+    const values: ExportedValue[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const slot of this.observed) {
+      let cumulative = 0;
+      this.upperBounds.forEach((le, i) => {
+        cumulative += slot.counts[i];
+        values.push({ labels: { le }, value: cumulative, metricName: bucket, exemplar: null, sharedLabels: slot.labels });
+      });
+      values.push(
+        { labels: { le: "+Inf" }, value: slot.count, metricName: bucket, exemplar: null, sharedLabels: slot.labels },
+        { labels: {}, value: slot.sum, metricName: `${this.name}_sum`, exemplar: undefined, sharedLabels: slot.labels },
+        { labels: {}, value: slot.count, metricName: `${this.name}_count`, exemplar: undefined, sharedLabels: slot.labels },
+      );
+    }
+    return values;
+  }
 }

@@ -29,8 +29,8 @@ afterAll(() => h.close());
 /** The registered metric behind a series name (histogram suffixes stripped) and its label names. */
 function metricOf(series: string): { name: string; labels: string[]; histogram: boolean } | undefined {
   for (const name of [series, series.replace(HISTOGRAM_SUFFIX, "")]) {
-    const metric = h.registry.getSingleMetric(name) as unknown as { labelNames?: string[]; constructor: { name: string } } | undefined;
-    if (metric !== undefined) return { name, labels: metric.labelNames ?? [], histogram: metric.constructor.name === "Histogram" };
+    const metric = h.registry.getSingleMetric(name) as unknown as { labelNames?: string[]; type: string } | undefined;
+    if (metric !== undefined) return { name, labels: metric.labelNames ?? [], histogram: metric.type === "histogram" };
   }
   return undefined;
 }

@@ -1,9 +1,11 @@
-// Tallied counters (src/metrics.ts): counts kept as plain numbers reach the Prometheus counter at
-// collection, summed over every tally on it, and a closed tally's counts are kept.
+// Tallies (src/metrics.ts): counts kept as plain numbers reach the Prometheus counter at collection,
+// summed over every tally on it, and a closed tally's counts are kept; a tallied histogram exports
+// what prom-client's own Histogram exports for the same observations.
 
-import { Counter, Registry } from "prom-client";
+import fc from "fast-check";
+import { Counter, Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { tallied } from "../src/metrics.js";
+import { tallied, TalliedHistogram } from "../src/metrics.js";
 
 function setup() {
   const registry = new Registry();
@@ -56,5 +58,56 @@ describe("tallied counters", () => {
     expect(text).toContain('two_total{pool="p",outcome="b"} 2');
     expect(text).toContain('two_total{pool="q",outcome="a"} 3');
     expect(text).toContain("none_total 4");
+  });
+});
+
+describe("tallied histograms", () => {
+  const BUCKETS = [25e-6, 1e-3, 0.5, 2];
+  /** prom-client's Histogram and a tallied one, each on its own registry, with the same name, labels and buckets. */
+  function pair() {
+    const theirs = new Registry();
+    const ours = new Registry();
+    const histogram = new Histogram({ name: "h_seconds", help: "h", labelNames: ["via", "pool"], buckets: BUCKETS, registers: [theirs] });
+    const tally = new TalliedHistogram(ours, "h_seconds", "h", ["via", "pool"], BUCKETS);
+    return { theirs, ours, histogram, tally };
+  }
+  // Bounds themselves, around them, zero, negatives and the very large: where a bucket choice can go wrong.
+  const value = fc.oneof(fc.constantFrom(0, ...BUCKETS, -1, 1e300), fc.double({ min: -10, max: 10, noNaN: true }));
+  const label = fc.constantFrom("pick", "gateway", 'a "quoted"\\ label\n');
+
+  it("exports, as text and as JSON, what prom-client's Histogram exports for any observations, and after a reset", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(label, label, value), { maxLength: 40 }), fc.array(fc.tuple(label, label, value), { maxLength: 10 }), async (before, after) => {
+        const { theirs, ours, histogram, tally } = pair();
+        const same = async () => {
+          expect(await ours.metrics()).toBe(await theirs.metrics());
+          expect(await ours.getMetricsAsJSON()).toEqual(await theirs.getMetricsAsJSON());
+        };
+        for (const [via, pool, v] of before) {
+          histogram.labels(via, pool).observe(v);
+          tally.labels(via, pool).observe(v);
+        }
+        await same();
+        theirs.resetMetrics();
+        ours.resetMetrics();
+        for (const [via, pool, v] of after) {
+          histogram.labels(via, pool).observe(v);
+          tally.labels(via, pool).observe(v);
+        }
+        await same();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("refuses what prom-client refuses: a value that is not a finite number, the wrong label count, the label le", () => {
+    const { tally } = pair();
+    const slot = tally.labels("pick", "p");
+    expect(() => slot.observe(Number.NaN)).toThrow(TypeError);
+    expect(() => slot.observe(Number.POSITIVE_INFINITY)).toThrow(TypeError);
+    expect(slot.count).toBe(0);
+    expect(() => tally.labels("pick")).toThrow(RangeError);
+    expect(() => new TalliedHistogram(new Registry(), "le_seconds", "h", ["le"], BUCKETS)).toThrow(RangeError);
+    expect(tally.labels("pick", "p")).toBe(slot);
   });
 });

@@ -1,8 +1,8 @@
 // The server's request metrics on the app's registry: requests by route pattern and status, and how long
 // a pick takes from its request being complete to its answer being written.
 
-import { Histogram, type Registry } from "prom-client";
-import { registered, tallied, type CounterTally } from "../metrics.js";
+import type { Registry } from "prom-client";
+import { registered, tallied, TalliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
 
 /** Route patterns (never raw paths, whose values are unbounded) and "unmatched" for 404s. */
 export type RouteLabel =
@@ -30,20 +30,14 @@ const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3
 export interface ServerMetrics {
   /** A tally (src/metrics.ts): every pick is a request. */
   requests: CounterTally<"route" | "status">;
-  /** A child per way in, resolved once: a labelled observation also validates its labels each time. */
-  pickSeconds: Record<PickVia, Histogram.Internal<"via">>;
+  /** A tallied histogram's slot per way in, resolved once. */
+  pickSeconds: Record<PickVia, HistogramSlot>;
 }
 
 export function serverMetrics(registry: Registry): ServerMetrics {
   const pickName = "headroom_pick_duration_seconds";
-  const pickSeconds = registered(registry, pickName, Histogram<"via">, () =>
-    new Histogram({
-      name: pickName,
-      help: "Seconds from a pick's request (or stream frame) being complete to its answer being written",
-      labelNames: ["via"],
-      buckets: PICK_SECONDS_BUCKETS,
-      registers: [registry],
-    }),
+  const pickSeconds = registered(registry, pickName, TalliedHistogram<"via">, () =>
+    new TalliedHistogram(registry, pickName, "Seconds from a pick's request (or stream frame) being complete to its answer being written", ["via"], PICK_SECONDS_BUCKETS),
   );
   return {
     requests: tallied(registry, "headroom_http_requests_total", "HTTP requests by route pattern and status (101 for a WebSocket upgrade)", ["route", "status"]),
