@@ -128,6 +128,14 @@ interface ExportedValue {
   exemplar?: null;
 }
 
+interface HistogramExport {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: ExportedValue[];
+}
+
 /**
  * A histogram of a hot path: a slot per label set, found once by its user, counts plain numbers, and
  * the registry reads them in the shape prom-client's Histogram exports (text and JSON alike; a
@@ -138,7 +146,7 @@ export class TalliedHistogram<L extends string> {
   readonly type = "histogram";
   readonly aggregator = "sum";
   readonly upperBounds: readonly number[];
-  /** Slots observed at least once since the last reset, in the order of their first observation. */
+  /** Slots observed at least once since the last reset, in the order of their first observation (a slot adds itself). */
   observed: HistogramSlot[] = [];
   private readonly slots = new Map<string, HistogramSlot>();
 
@@ -170,12 +178,12 @@ export class TalliedHistogram<L extends string> {
   }
 
   /** What Registry.metrics() reads: each line's labels apart from its label set's. */
-  async getForPromString(): Promise<{ name: string; help: string; type: string; aggregator: string; values: ExportedValue[] }> {
+  async getForPromString(): Promise<HistogramExport> {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.exported() };
   }
 
   /** What Registry.getMetricsAsJSON() reads: each line's labels merged. */
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: ExportedValue[] }> {
+  async get(): Promise<HistogramExport> {
     const values = this.exported().map(({ labels, sharedLabels, value, metricName, exemplar }) => ({ value, metricName, exemplar, labels: { ...labels, ...sharedLabels } }));
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
