@@ -3,13 +3,13 @@
 // PoolState per pool whose snapshot is refreshed every `predictors.refreshMs` and on pod changes.
 // Completion reports release in-flight load and teach the online and remote predictors.
 
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { every, type Cancel, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { BUILTIN_PROFILE } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { registered, tallied, type CounterTally } from "../metrics.js";
+import { registered, tallied, TalliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
 import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
@@ -73,9 +73,8 @@ export class Cluster {
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
   private readonly reports: CounterTally<"result">;
-  private readonly accuracy: Histogram<"pool" | "quantity">;
-  /** Children by pool and quantity, resolved once: a labelled observation also validates its labels each time. */
-  private readonly accuracyChildren = new Map<string, Histogram.Internal<"pool" | "quantity">>();
+  /** Tallied (src/metrics.ts): every report with times observes it. */
+  private readonly accuracy: TalliedHistogram<"pool" | "quantity">;
   private closed = false;
 
   /** Builds the cluster; a profile that cannot be read or a remote predictor without URLs is a ConfigError. */
@@ -157,14 +156,15 @@ export class Cluster {
       });
     }
     this.reports = this.registerMetrics(registry);
-    this.accuracy = registered(registry, "headroom_latency_actual_to_predicted_ratio", Histogram<"pool" | "quantity">, () =>
-      new Histogram({
-        name: "headroom_latency_actual_to_predicted_ratio",
-        help: "Reported TTFT and TPOT over what the pick predicted (above 1: slower than predicted), by pool and quantity (ttft, tpot)",
-        labelNames: ["pool", "quantity"],
-        buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
-        registers: [registry],
-      }),
+    const accuracyName = "headroom_latency_actual_to_predicted_ratio";
+    this.accuracy = registered(registry, accuracyName, TalliedHistogram<"pool" | "quantity">, () =>
+      new TalliedHistogram(
+        registry,
+        accuracyName,
+        "Reported TTFT and TPOT over what the pick predicted (above 1: slower than predicted), by pool and quantity (ttft, tpot)",
+        ["pool", "quantity"],
+        [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
+      ),
     );
   }
 
@@ -229,11 +229,8 @@ export class Cluster {
     return pool;
   }
 
-  private accuracyOf(pool: string, quantity: "ttft" | "tpot"): Histogram.Internal<"pool" | "quantity"> {
-    const key = `${pool}\n${quantity}`;
-    let child = this.accuracyChildren.get(key);
-    if (child === undefined) this.accuracyChildren.set(key, (child = this.accuracy.labels(pool, quantity)));
-    return child;
+  private accuracyOf(pool: string, quantity: "ttft" | "tpot"): HistogramSlot {
+    return this.accuracy.labels(pool, quantity);
   }
 
   /** Refreshes the pools whose pods changed, once, after the current event-loop turn. */
