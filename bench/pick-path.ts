@@ -25,6 +25,7 @@ import { Engine } from "../src/engine/engine.js";
 import type { PickAnswer } from "../src/engine/types.js";
 import { silentLogger } from "../src/log.js";
 import { TalliedHistogram } from "../src/metrics.js";
+import { PICK_SECONDS_BUCKETS } from "../src/server/metrics.js";
 import {
   compactPick,
   decodeBody,
@@ -96,9 +97,9 @@ async function encodeJson(): Promise<{ stringifyUs: number; writerUs: number }> 
  * (src/metrics.ts), with the server's buckets, in alternating rounds over the same values, in ns.
  */
 function observeNs(): { promClientNs: number; talliedNs: number } {
-  const buckets = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+  const buckets = PICK_SECONDS_BUCKETS;
   const registry = new Registry();
-  const child = new Histogram({ name: "p_seconds", help: "p", labelNames: ["via"], buckets, registers: [registry] }).labels("pick");
+  const child = new Histogram({ name: "p_seconds", help: "p", labelNames: ["via"], buckets: [...buckets], registers: [registry] }).labels("pick");
   const slot = new TalliedHistogram(registry, "t_seconds", "t", ["via"], buckets).labels("pick");
   const values = Array.from({ length: 1024 }, (_, i) => ((i * 7919) % 1000) * 3e-7);
   const n = 200_000;

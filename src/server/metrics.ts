@@ -25,7 +25,7 @@ export type RouteLabel =
 type PickVia = "pick" | "gateway" | "stream";
 
 /** A pick is tens of microseconds on the main thread and milliseconds when batched on a worker. */
-const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+export const PICK_SECONDS_BUCKETS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 export interface ServerMetrics {
   /** A tally (src/metrics.ts): every pick is a request. */
