@@ -42,9 +42,9 @@ try {
 }
 
 // Pinned to one core, as a server given one core runs; unpinned where taskset is missing.
-const lagScript = new URL("./search-thread-lag.js", import.meta.url).pathname;
-const lagArgs = [process.execPath, lagScript, ...(quick ? ["--quick"] : [])];
+const lagRun = [process.execPath, new URL("./search-thread-lag.js", import.meta.url).pathname, ...(quick ? ["--quick"] : [])];
 const pinned = spawnSync("taskset", ["--version"]).error === undefined;
 if (!pinned) note("taskset not found: the search-thread lag runs unpinned");
-const lag = spawnSync(pinned ? "taskset" : lagArgs[0], pinned ? ["-c", "0", ...lagArgs] : lagArgs.slice(1), { stdio: ["ignore", "inherit", "inherit"] });
+const [command, ...args] = pinned ? ["taskset", "-c", "0", ...lagRun] : lagRun;
+const lag = spawnSync(command, args, { stdio: ["ignore", "inherit", "inherit"] });
 if (lag.status !== 0) throw new Error("bench/search-thread-lag.js failed");

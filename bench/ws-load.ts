@@ -2,8 +2,8 @@
 // a few frames in flight, for a fixed time. Like a gateway, it reports each answered frame's requests
 // as completed (one report frame per pick frame, sent when the answer arrives), so headroom's in-flight
 // load stays the size a serving cluster's would instead of growing for the whole run. Args: wsUrl
-// durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three). Prints one JSON object. Runs with --experimental-websocket (Node 20's
-// WebSocket client).
+// durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three). Prints one
+// JSON object. Runs with --experimental-websocket (Node 20's WebSocket client).
 
 import { pack, unpack } from "msgpackr";
 import { pickFrames, PICKS_PER_FRAME } from "./rpc-workload.js";

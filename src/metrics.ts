@@ -93,6 +93,14 @@ function collectTallies(this: Counter<string>): void {
   for (const tally of talliesOf.get(this) ?? []) tally.flush();
 }
 
+/**
+ * A histogram of a hot path, registered under `name` (or found there): the tallied counterpart of
+ * `tallied` for counters, read by the registry as prom-client's Histogram would be.
+ */
+export function talliedHistogram<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], buckets: readonly number[]): TalliedHistogram<L> {
+  return registered(registry, name, TalliedHistogram<L>, () => new TalliedHistogram(registry, name, help, labelNames, buckets));
+}
+
 /** One label set of a tallied histogram: observations per bucket (the last past every bound), their sum and count. */
 export class HistogramSlot {
   readonly counts: Float64Array;

@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { Counter, Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { tallied, TalliedHistogram } from "../src/metrics.js";
+import { tallied, TalliedHistogram, talliedHistogram } from "../src/metrics.js";
 
 function setup() {
   const registry = new Registry();
@@ -98,6 +98,14 @@ describe("tallied histograms", () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it("is found again under its name by whoever asks for it, and refused where another kind has the name", () => {
+    const registry = new Registry();
+    const first = talliedHistogram(registry, "h_seconds", "h", ["via"], BUCKETS);
+    expect(talliedHistogram(registry, "h_seconds", "h", ["via"], BUCKETS)).toBe(first);
+    new Histogram({ name: "p_seconds", help: "p", labelNames: ["via"], buckets: BUCKETS, registers: [registry] });
+    expect(() => talliedHistogram(registry, "p_seconds", "p", ["via"], BUCKETS)).toThrow(TypeError);
   });
 
   it("refuses what prom-client refuses: a value that is not a finite number, the wrong label count, the label le", () => {

@@ -9,7 +9,7 @@ import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { BUILTIN_PROFILE } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { registered, tallied, TalliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
+import { registered, tallied, talliedHistogram, type CounterTally, type TalliedHistogram } from "../metrics.js";
 import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
@@ -156,15 +156,12 @@ export class Cluster {
       });
     }
     this.reports = this.registerMetrics(registry);
-    const accuracyName = "headroom_latency_actual_to_predicted_ratio";
-    this.accuracy = registered(registry, accuracyName, TalliedHistogram<"pool" | "quantity">, () =>
-      new TalliedHistogram(
-        registry,
-        accuracyName,
-        "Reported TTFT and TPOT over what the pick predicted (above 1: slower than predicted), by pool and quantity (ttft, tpot)",
-        ["pool", "quantity"],
-        [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
-      ),
+    this.accuracy = talliedHistogram(
+      registry,
+      "headroom_latency_actual_to_predicted_ratio",
+      "Reported TTFT and TPOT over what the pick predicted (above 1: slower than predicted), by pool and quantity (ttft, tpot)",
+      ["pool", "quantity"],
+      [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
     );
   }
 
@@ -212,8 +209,8 @@ export class Cluster {
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
     const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
     const tpot = ratio(report.tpotMs, entry.predicted.tpotMs);
-    if (ttft !== undefined) this.accuracyOf(entry.pool, "ttft").observe(ttft);
-    if (tpot !== undefined) this.accuracyOf(entry.pool, "tpot").observe(tpot);
+    if (ttft !== undefined) this.accuracy.labels(entry.pool, "ttft").observe(ttft);
+    if (tpot !== undefined) this.accuracy.labels(entry.pool, "tpot").observe(tpot);
     for (const sample of learningSamples(entry.predicted, report)) {
       const address = sample.quantity === "prefill-ttft" && entry.prefill !== undefined ? entry.prefill : entry.decode;
       const features = sample.quantity === "prefill-ttft" ? (entry.prefillFeatures ?? entry.decodeFeatures) : entry.decodeFeatures;
@@ -227,10 +224,6 @@ export class Cluster {
       }
     }
     return pool;
-  }
-
-  private accuracyOf(pool: string, quantity: "ttft" | "tpot"): HistogramSlot {
-    return this.accuracy.labels(pool, quantity);
   }
 
   /** Refreshes the pools whose pods changed, once, after the current event-loop turn. */

@@ -2,7 +2,7 @@
 // a pick takes from its request being complete to its answer being written.
 
 import type { Registry } from "prom-client";
-import { registered, tallied, TalliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
+import { tallied, talliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
 
 /** Route patterns (never raw paths, whose values are unbounded) and "unmatched" for 404s. */
 export type RouteLabel =
@@ -35,9 +35,12 @@ export interface ServerMetrics {
 }
 
 export function serverMetrics(registry: Registry): ServerMetrics {
-  const pickName = "headroom_pick_duration_seconds";
-  const pickSeconds = registered(registry, pickName, TalliedHistogram<"via">, () =>
-    new TalliedHistogram(registry, pickName, "Seconds from a pick's request (or stream frame) being complete to its answer being written", ["via"], PICK_SECONDS_BUCKETS),
+  const pickSeconds = talliedHistogram(
+    registry,
+    "headroom_pick_duration_seconds",
+    "Seconds from a pick's request (or stream frame) being complete to its answer being written",
+    ["via"],
+    PICK_SECONDS_BUCKETS,
   );
   return {
     requests: tallied(registry, "headroom_http_requests_total", "HTTP requests by route pattern and status (101 for a WebSocket upgrade)", ["route", "status"]),
