@@ -319,8 +319,8 @@ class Pod {
  * Rows the typed columns are sized for from the start, about 150 MB of address space: a zeroed
  * allocation this large is fresh pages, which the OS commits only as rows are first written, so an
  * idle table costs no memory. Past it the columns double, copying every row: doubling from a small
- * start did that at every power of two, and at 131,072 rows the copy and the collection the new memory
- * forced held the event loop for 87 ms (a CPU profile of bench:rpc's open loop).
+ * start did that at every power of two, and at 131,072 rows the copy and the collections around it
+ * held the event loop for 74.7 ms in bench:rpc's open loop (bench/busy-periods.ts on its profile).
  */
 export const RESERVED_ROWS = 1 << 20;
 
