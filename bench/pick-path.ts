@@ -9,7 +9,8 @@
 // - stream: bench:rpc's frames of 64 picks on 64x64 pools through `pickBatch`, msgpack in and out,
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
-// the ceiling one core could serve before any socket work. Then `encode-json`: one JSON answer by
+// the ceiling one core could serve before any socket work; `scavenge…` the young generation's
+// collections in those rounds (how often, and how long each held the thread). Then `encode-json`: one JSON answer by
 // JSON.stringify and by the server's writer; `observe-histogram`: one pick-duration observation by
 // prom-client's Histogram and by the tallied one the server uses; and `inflight-memory`: what a pick
 // nobody reports keeps alive until it expires, in the collected heap and in resident memory (the
@@ -17,6 +18,7 @@
 // written).
 // Args: [--quick]. JSON lines on stdout.
 
+import { constants, PerformanceObserver, type NodeGCPerformanceDetail, type PerformanceEntry } from "node:perf_hooks";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Histogram, Registry } from "prom-client";
@@ -65,6 +67,42 @@ const httpStep = (engine: Engine) => httpQueuedRound(engine, { decodeBody, decod
 const httpAtOnceStep = (engine: Engine) => httpAtOnceRound(engine, { decodeBody, decodePick, encodePickAnswer });
 
 const streamStep = (engine: Engine) => streamRound(engine, { decodeFrame, decodePick, decodeReportItems, compactPick, encodeMsgpack });
+
+/**
+ * The young generation's collections (scavenges) while picks run: how often per pick and how long each
+ * held the thread. What a scavenge copies is what is still referenced from what it collects, so its
+ * pause follows what the pick path keeps alive for a while, not what it allocates.
+ */
+class Scavenges {
+  picks = 0;
+  private readonly pausesMs: number[] = [];
+  private readonly observer = new PerformanceObserver((list) => this.take(list.getEntries()));
+
+  constructor() {
+    this.observer.observe({ entryTypes: ["gc"] });
+  }
+
+  /** Node's gc entries carry the collection's kind in `detail` (its typings leave it out). */
+  private take(entries: readonly (PerformanceEntry & { detail?: NodeGCPerformanceDetail })[]): void {
+    for (const entry of entries) {
+      if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) this.pausesMs.push(entry.duration);
+    }
+  }
+
+  /** Counts a step's picks. */
+  async counting(step: Promise<number>): Promise<number> {
+    const picks = await step;
+    this.picks += picks;
+    return picks;
+  }
+
+  stop(): { count: number; medianMs: number; maxMs: number } {
+    this.take(this.observer.takeRecords());
+    this.observer.disconnect();
+    const pauses = this.pausesMs;
+    return { count: pauses.length, medianMs: pauses.length === 0 ? 0 : median(pauses), maxMs: Math.max(0, ...pauses) };
+  }
+}
 
 /**
  * One JSON answer's encoding and its copy into bytes (as the socket write does), by JSON.stringify and
@@ -123,9 +161,20 @@ for (const [name, n, step] of [
   ["stream", 64, streamStep],
 ] as const) {
   const engine = await engineFor(n);
-  const us = await cpuUsPerPick(() => step(engine));
-  note(`pick path, ${name} on ${n}x${n}: ${us.toFixed(2)} CPU µs per pick`);
-  emit({ bench: "rpc", case: `path-${name}`, pool: `${n}x${n}`, cpuUsPerPick: round(us, 2), perCorePicksPerS: Math.round(1e6 / us) });
+  const scavenges = new Scavenges();
+  const us = await cpuUsPerPick(() => scavenges.counting(step(engine)));
+  const pauses = scavenges.stop();
+  note(`pick path, ${name} on ${n}x${n}: ${us.toFixed(2)} CPU µs per pick; ${pauses.count} scavenges, median ${pauses.medianMs.toFixed(2)} ms`);
+  emit({
+    bench: "rpc",
+    case: `path-${name}`,
+    pool: `${n}x${n}`,
+    cpuUsPerPick: round(us, 2),
+    perCorePicksPerS: Math.round(1e6 / us),
+    scavengesPer10kPicks: round((pauses.count * 10_000) / scavenges.picks, 1),
+    scavengeMedianMs: round(pauses.medianMs, 2),
+    scavengeMaxMs: round(pauses.maxMs, 2),
+  });
   await engine.close();
 }
 
