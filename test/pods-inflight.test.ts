@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
-import { InflightLoad, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
+import { IDLE_POD_FORGET_MS, InflightLoad, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
 
 function setup() {
   const clock = new ManualClock(0);
@@ -136,6 +136,31 @@ describe("loading and releasing", () => {
     expect(inflight.podLoad("D:1").decodeRequests).toBe(0);
     expect(inflight.report(minted)?.decode).toBe("D:2");
     expect(inflight.size).toBe(0);
+  });
+
+  it("keeps a pod that holds nothing until it has been idle for IDLE_POD_FORGET_MS, then forgets it", () => {
+    const { clock, inflight } = setup();
+    inflight.add(pick("r1"));
+    inflight.report("r1");
+    inflight.expire();
+    expect(inflight.podCount).toBe(2);
+    clock.advance(IDLE_POD_FORGET_MS - 1);
+    inflight.add(pick("r2", { prefill: undefined, decodeDoneMs: 10 * IDLE_POD_FORGET_MS }));
+    inflight.expire();
+    expect(inflight.podCount).toBe(2);
+    // P:1 has been idle that long; D:1 holds r2.
+    clock.advance(1);
+    inflight.expire();
+    expect(inflight.podCount).toBe(1);
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(1);
+    // Idle time counts from the first pass that finds the pod empty again.
+    inflight.report("r2");
+    clock.advance(IDLE_POD_FORGET_MS);
+    inflight.expire();
+    expect(inflight.podCount).toBe(1);
+    clock.advance(IDLE_POD_FORGET_MS);
+    inflight.expire();
+    expect(inflight.podCount).toBe(0);
   });
 
   it("a pod that leaves stops carrying load but its requests' reports are still recognised", () => {

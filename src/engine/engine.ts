@@ -304,7 +304,7 @@ export class Engine implements EngineApi {
           }),
         };
       }),
-      inflight: { entries: this.cluster.inflight.size, ...this.cluster.inflight.counters },
+      inflight: { entries: this.cluster.inflight.size, pods: this.cluster.inflight.podCount, ...this.cluster.inflight.counters },
       predictors: { prefillTtft: this.config.predictors.prefillTtft, decodeTtft: this.config.predictors.decodeTtft, decodeTpot: this.config.predictors.decodeTpot },
       workers: { threads: this.workers?.threads.length ?? 0, inlineBelowPairs: this.config.workers.inlineBelowPairs },
     };
