@@ -5,10 +5,11 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { RetiredSnapshotError, SharedSnapshotReader, SharedSnapshotWriter } from "../src/kernel/shared-snapshot.js";
-import pickBatch from "../src/engine/worker.js";
+import { pickRows } from "../src/engine/worker.js";
 import { encodeRequests } from "../src/engine/worker-protocol.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import type { PoolSnapshot } from "../src/kernel/types.js";
+import { readResults } from "../src/kernel/wasm.js";
 import { PARAMS, request, snapshot, TOPOLOGY } from "./fixtures/pools.js";
 
 const WORKER = new URL("./fixtures/snapshot-reader.worker.mjs", import.meta.url);
@@ -127,11 +128,12 @@ describe("across threads", () => {
       requests: encodeRequests([request({ inputTokens: 100, seed: 1 })]),
     });
     const old = writer.shared;
-    expect(pickBatch(task(old))?.[0].version).toBe(1);
+    const version = (rows: Float64Array | null) => (rows === null ? null : readResults(rows)[0].version);
+    expect(version(pickRows(task(old)))).toBe(1);
     writer.publish(uniform(2, 40, 8));
-    expect(pickBatch(task(old))).toBeNull();
-    expect(pickBatch(task(writer.shared))?.[0].version).toBe(2);
-    expect(pickBatch(task(old))).toBeNull();
+    expect(pickRows(task(old))).toBeNull();
+    expect(version(pickRows(task(writer.shared)))).toBe(2);
+    expect(pickRows(task(old))).toBeNull();
   });
 
   it("a WASM kernel in a worker picks from the shared snapshot what the twin picks from the original", async () => {

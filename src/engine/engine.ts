@@ -15,7 +15,7 @@ import { TwinKernel } from "../kernel/twin.js";
 import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
 import { requestProblem } from "../kernel/validate.js";
-import { WasmKernel } from "../kernel/wasm.js";
+import { readResults, WasmKernel } from "../kernel/wasm.js";
 import type { Logger } from "../log.js";
 import { registered, tallied, type CounterTally } from "../metrics.js";
 import { builtSibling } from "../paths.js";
@@ -91,7 +91,7 @@ export class Engine implements EngineApi {
   private readonly byLevel = new Map<string, PoolConfig>();
   private readonly defaultPool: PoolConfig;
   private readonly inline = new Map<string, InlineKernel>();
-  private readonly workers: Piscina<WorkerTask, PickResult[] | null> | null;
+  private readonly workers: Piscina<WorkerTask, Float64Array | null> | null;
   private readonly queue: Pending[] = [];
   private flushScheduled = false;
   private paramsVersion = 1;
@@ -138,7 +138,7 @@ export class Engine implements EngineApi {
     for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), held: { version: -1, loadSeq: -1 } });
     this.workers =
       config.workers.threads > 0
-        ? new Piscina<WorkerTask, PickResult[] | null>({
+        ? new Piscina<WorkerTask, Float64Array | null>({
             filename: builtSibling(import.meta.url, "./worker.js").href,
             minThreads: config.workers.threads,
             maxThreads: config.workers.threads,
@@ -459,7 +459,7 @@ export class Engine implements EngineApi {
         })
         .then(
           // null: the pool outgrew the buffer the task carried; the batch is picked again here.
-          (results) => this.settle(pool, batch, results ?? this.pickHere(pool, batch, requests)),
+          (rows) => this.settle(pool, batch, rows === null ? this.pickHere(pool, batch, requests) : readResults(rows)),
           (err: unknown) => this.fail(pool, batch, err),
         );
       return;

@@ -5,8 +5,9 @@
 // task whose buffer was replaced before it ran (the pool outgrew it) is answered null: the engine picks
 // that batch again on the main thread, on the pool's current snapshot.
 
+import { move } from "piscina";
 import { RetiredSnapshotError, SharedSnapshotReader } from "../kernel/shared-snapshot.js";
-import type { OptimizerParams, PickResult, TopologyParams } from "../kernel/types.js";
+import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
 import { WasmKernel } from "../kernel/wasm.js";
 import { decodeRequests, type WorkerTask } from "./worker-protocol.js";
 
@@ -18,7 +19,17 @@ interface PoolKernel {
 
 const kernels = new Map<string, PoolKernel>();
 
-export default function pickBatch(task: WorkerTask): PickResult[] | null {
+/**
+ * The task's batch: the result rows moved to the main thread (not cloned: the rows are one buffer,
+ * where results as objects cost both threads a clone each), or null (see above).
+ */
+export default function pickBatch(task: WorkerTask): Float64Array | null {
+  const rows = pickRows(task);
+  return rows === null ? null : (move(rows) as Float64Array);
+}
+
+/** The batch's result rows (kernel/wasm.ts, readResults), or null when the task's buffer was retired. */
+export function pickRows(task: WorkerTask): Float64Array | null {
   let entry = kernels.get(task.pool);
   const reader = entry !== undefined && entry.reader.reads(task.buffer) ? entry.reader : new SharedSnapshotReader(task.buffer);
   let read: ReturnType<SharedSnapshotReader["read"]>;
@@ -43,5 +54,5 @@ export default function pickBatch(task: WorkerTask): PickResult[] | null {
   const { snapshot, changed } = read;
   if (changed === "all") entry.kernel.loadSnapshot(snapshot);
   else if (changed === "loads") entry.kernel.updateLoads(snapshot);
-  return entry.kernel.pick(decodeRequests(task.requests), snapshot.version);
+  return entry.kernel.pickRows(decodeRequests(task.requests), snapshot.version);
 }

@@ -189,6 +189,20 @@ export class WasmKernel {
 
   /** Picks for a batch in order; each pick's load is seen by the picks after it. */
   pick(requests: PickRequest[], expectedVersion?: number): PickResult[] {
+    this.run(requests, expectedVersion);
+    return readResults(this.resView, requests.length);
+  }
+
+  /**
+   * pick() with the results left as the kernel wrote them, RES_STRIDE numbers a pick (a copy): what a
+   * worker thread sends back, a transferable buffer instead of objects to clone. readResults() reads them.
+   */
+  pickRows(requests: PickRequest[], expectedVersion?: number): Float64Array {
+    this.run(requests, expectedVersion);
+    return this.resView.slice(0, requests.length * RES_STRIDE);
+  }
+
+  private run(requests: PickRequest[], expectedVersion: number | undefined): void {
     const count = requests.length;
     if (count > this.capacity.batchCapacity) throw new BatchTooLargeError(count, this.capacity.batchCapacity);
     if (this.version < 0) throw new RequestError("no snapshot loaded");
@@ -209,10 +223,6 @@ export class WasmKernel {
       req[at + 7] = (r.sloTtftMs !== undefined ? REQ_HAS_TTFT : 0) | (r.sloTpotMs !== undefined ? REQ_HAS_TPOT : 0);
     }
     this.check(this.exports.pickBatch(count, expectedVersion ?? -1));
-    const res = this.resView;
-    const out: PickResult[] = new Array(count);
-    for (let i = 0; i < count; i++) out[i] = readResult(res, i * RES_STRIDE);
-    return out;
   }
 
   private check(code: number): void {
@@ -224,6 +234,13 @@ export class WasmKernel {
 
 function num(v: unknown): number {
   return typeof v === "number" ? v : NaN;
+}
+
+/** The first `count` results of rows the kernel wrote (its result view, or pickRows()'s copy). */
+export function readResults(rows: Float64Array, count = rows.length / RES_STRIDE): PickResult[] {
+  const out: PickResult[] = new Array(count);
+  for (let i = 0; i < count; i++) out[i] = readResult(rows, i * RES_STRIDE);
+  return out;
 }
 
 function readResult(res: Float64Array, at: number): PickResult {
