@@ -10,12 +10,12 @@
 //   each frame's picks reported in one report frame (as bench/ws-load.ts does).
 // `cpuUsPerPick` is the median over rounds of about half a second; `perCorePicksPerS` is its inverse,
 // the ceiling one core could serve before any socket work; `scavenge…` the young generation's
-// collections in those rounds (how often, and how long each held the thread). Then `encode-json`: one JSON answer by
-// JSON.stringify and by the server's writer; `observe-histogram`: one pick-duration observation by
-// prom-client's Histogram and by the tallied one the server uses; and `inflight-memory`: what a pick
-// nobody reports keeps alive until it expires, in the collected heap and in resident memory (the
-// in-flight table's typed-array columns are reserved up front and take pages only as rows are first
-// written).
+// collections in those rounds (how often, and how long each held the thread). Then `encode-json`:
+// one JSON answer by JSON.stringify and by the server's writer; `observe-histogram`: one pick-duration
+// observation by prom-client's Histogram and by the tallied one the server uses; and
+// `inflight-memory`: what a pick nobody reports keeps alive until it expires, in the collected heap
+// and in resident memory (the in-flight table's typed-array columns are reserved up front and take
+// pages only as rows are first written).
 // Args: [--quick]. JSON lines on stdout.
 
 import { constants, PerformanceObserver, type NodeGCPerformanceDetail, type PerformanceEntry } from "node:perf_hooks";
