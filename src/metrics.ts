@@ -30,29 +30,26 @@ export function tallied<L extends string>(registry: Registry, name: string, help
   return new CounterTally(counter, labelNames);
 }
 
-export class CounterTally<L extends string> {
-  /** Slots by their label values in labelNames' order, one map level per label. */
+/**
+ * The slots of a hot-path metric, one per label set, found again without building a key or an array:
+ * one map level per label, at most two labels (more is refused when the metric is made).
+ */
+class LabelSlots<S> {
   private readonly tree = new Map<LabelValue, unknown>();
-  private readonly slots: TallySlot<L>[] = [];
 
   constructor(
-    private readonly counter: Counter<L>,
-    private readonly labelNames: readonly L[],
+    private readonly labelNames: readonly string[],
+    /** Makes the slot of a label set seen for the first time. */
+    private readonly make: (labels: LabelValues<string>) => S,
   ) {
     if (labelNames.length > 2) throw new RangeError(`a tally takes at most two labels, got ${labelNames.length}`);
-    let tallies = talliesOf.get(counter);
-    if (tallies === undefined) talliesOf.set(counter, (tallies = new Set()));
-    tallies.add(this as CounterTally<string>);
   }
 
-  /**
-   * The slot of these label values, in labelNames' order, found again without building a key or an
-   * array: at most two labels (tallies are for hot paths; more is refused when the tally is made).
-   */
-  slot(a?: LabelValue, b?: LabelValue): TallySlot<L> {
+  /** The slot of these label values, in labelNames' order. */
+  get(a?: LabelValue, b?: LabelValue): S {
     const given = a === undefined ? 0 : b === undefined ? 1 : 2;
     if (given !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${given}`);
-    // Under one map level per label; a counter without labels keeps its one slot under "".
+    // Under one map level per label; a metric without labels keeps its one slot under "".
     let node = this.tree;
     if (given === 2) {
       let next = node.get(a!) as Map<LabelValue, unknown> | undefined;
@@ -60,14 +57,36 @@ export class CounterTally<L extends string> {
       node = next;
     }
     const key = given === 0 ? "" : given === 1 ? a! : b!;
-    let slot = node.get(key) as TallySlot<L> | undefined;
+    let slot = node.get(key) as S | undefined;
     if (slot === undefined) {
       const values = [a, b];
-      const labels = Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])) as LabelValues<L>;
-      node.set(key, (slot = { labels, n: 0 }));
-      this.slots.push(slot);
+      node.set(key, (slot = this.make(Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])))));
     }
     return slot;
+  }
+}
+
+export class CounterTally<L extends string> {
+  private readonly labelSlots: LabelSlots<TallySlot<L>>;
+  private readonly slots: TallySlot<L>[] = [];
+
+  constructor(
+    private readonly counter: Counter<L>,
+    labelNames: readonly L[],
+  ) {
+    this.labelSlots = new LabelSlots(labelNames, (labels) => {
+      const slot = { labels: labels as LabelValues<L>, n: 0 };
+      this.slots.push(slot);
+      return slot;
+    });
+    let tallies = talliesOf.get(counter);
+    if (tallies === undefined) talliesOf.set(counter, (tallies = new Set()));
+    tallies.add(this as CounterTally<string>);
+  }
+
+  /** The slot of these label values, in labelNames' order (tallies are for hot paths: at most two labels). */
+  slot(a?: LabelValue, b?: LabelValue): TallySlot<L> {
+    return this.labelSlots.get(a, b);
   }
 
   /** Adds what the slots counted to the counter. */
@@ -95,7 +114,7 @@ function collectTallies(this: Counter<string>): void {
 
 /**
  * A histogram of a hot path, registered under `name` (or found there): the tallied counterpart of
- * `tallied` for counters, read by the registry as prom-client's Histogram would be.
+ * `tallied` for counters, read by the registry as prom-client's Histogram would be. One or two labels.
  */
 export function talliedHistogram<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], buckets: readonly number[]): TalliedHistogram<L> {
   return registered(registry, name, TalliedHistogram<L>, () => new TalliedHistogram(registry, name, help, labelNames, buckets));
@@ -156,7 +175,7 @@ export class TalliedHistogram<L extends string> {
   readonly upperBounds: readonly number[];
   /** Slots observed at least once since the last reset, in the order of their first observation (a slot adds itself). */
   observed: HistogramSlot[] = [];
-  private readonly slots = new Map<string, HistogramSlot>();
+  private readonly slots: LabelSlots<HistogramSlot>;
 
   constructor(
     registry: Registry,
@@ -167,22 +186,16 @@ export class TalliedHistogram<L extends string> {
   ) {
     if (labelNames.length === 0) throw new RangeError("a tallied histogram needs a label");
     if (labelNames.includes("le" as L)) throw new RangeError("le is a reserved label name");
+    this.slots = new LabelSlots(labelNames, (labels) => new HistogramSlot(this as TalliedHistogram<string>, labels));
     // In the order given, as prom-client keeps them (ascending, for the buckets to mean anything).
     this.upperBounds = [...buckets];
     // The registry takes any object with its metrics' shape; its typings name only prom-client's four.
     registry.registerMetric(this as unknown as Metric);
   }
 
-  /** The slot of these label values, in labelNames' order. */
-  labels(...values: string[]): HistogramSlot {
-    if (values.length !== this.labelNames.length) throw new RangeError(`${this.labelNames.length} label values expected, got ${values.length}`);
-    const key = values.join("\u0000");
-    let slot = this.slots.get(key);
-    if (slot === undefined) {
-      slot = new HistogramSlot(this as TalliedHistogram<string>, Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]])));
-      this.slots.set(key, slot);
-    }
-    return slot;
+  /** The slot of these label values, in labelNames' order (one or two labels). */
+  labels(a: string, b?: string): HistogramSlot {
+    return this.slots.get(a, b);
   }
 
   /** What Registry.metrics() reads: each line's labels apart from its label set's. */
