@@ -39,8 +39,12 @@ export async function cpuUsPerItem(step: () => Promise<number>, roundMs: number)
 }
 
 export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
+  return quantile([...values].sort((a, b) => a - b), 0.5);
+}
+
+/** The value at quantile q (0 to 1) of values sorted ascending: the one below which a share q lies. */
+export function quantile(sorted: ArrayLike<number>, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 export function round(x: number, digits = 2): number {

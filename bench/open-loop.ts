@@ -9,6 +9,7 @@
 // Prints one JSON object.
 
 import { connect, type Socket } from "node:net";
+import { quantile } from "./measure.js";
 
 const [url, rateArg, durationArg, body, path = "/v1/pick"] = process.argv.slice(2);
 const rate = Number(rateArg);
@@ -72,9 +73,8 @@ function onData(c: Connection, chunk: Buffer): void {
 
 function finish(): void {
   const sorted = latencies.slice(0, measured).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   process.stderr.write(`open-loop: start ${Math.round(performance.timeOrigin + start)}; worst latency per second (ms): ${worstPerSecond.map((ms) => ms.toFixed(1)).join(" ")}\n`);
-  process.stdout.write(`${JSON.stringify({ sent, measured, warmupS: WARMUP_S, errors, p50Ms: at(0.5), p99Ms: at(0.99) })}\n`);
+  process.stdout.write(`${JSON.stringify({ sent, measured, warmupS: WARMUP_S, errors, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) })}\n`);
   process.exit(0);
 }
 

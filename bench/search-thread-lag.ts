@@ -5,7 +5,7 @@
 // bench:planner does. JSON lines on stdout, one per round. Args: [--quick].
 
 import { ArimaSearchThread } from "../src/planner/arima-search.js";
-import { emit, note, round } from "./measure.js";
+import { emit, note, quantile, round } from "./measure.js";
 
 const quick = process.argv.includes("--quick");
 const ROUND_MS = quick ? 2_000 : 6_000;
@@ -45,7 +45,7 @@ async function measure(lowPriority: boolean): Promise<Lag> {
   await loop;
   thread.close();
   lateMs.sort((a, b) => a - b);
-  const at = (q: number) => round(lateMs[Math.min(lateMs.length - 1, Math.floor(q * lateMs.length))], 2);
+  const at = (q: number) => round(quantile(lateMs, q), 2);
   return { searches, ticks: lateMs.length, p50Ms: at(0.5), p99Ms: at(0.99), p999Ms: at(0.999), maxMs: round(lateMs[lateMs.length - 1], 1) };
 }
 

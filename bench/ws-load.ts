@@ -6,6 +6,7 @@
 // JSON object. Runs with --experimental-websocket (Node 20's WebSocket client).
 
 import { pack, unpack } from "msgpackr";
+import { quantile } from "./measure.js";
 import { pickFrames, PICKS_PER_FRAME } from "./rpc-workload.js";
 
 const [url, durationArg] = process.argv.slice(2);
@@ -55,9 +56,8 @@ ws.onmessage = (event) => {
   else if (answered === next) {
     const elapsedS = (performance.now() - start) / 1000;
     frameMs.sort((a, b) => a - b);
-    const at = (q: number) => frameMs[Math.min(frameMs.length - 1, Math.floor(q * frameMs.length))];
     process.stdout.write(
-      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, reported, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: at(0.5), frameP99Ms: at(0.99), errors })}\n`,
+      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, reported, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: quantile(frameMs, 0.5), frameP99Ms: quantile(frameMs, 0.99), errors })}\n`,
     );
     ws.close();
   }
