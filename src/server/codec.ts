@@ -140,7 +140,7 @@ function digits(n: number): string {
 }
 
 /** ".001" to ".999" without trailing zeros, and "" for none: the decimals of a rounded time. */
-const DECIMALS = UP_TO_999.map((s, i) => (i === 0 ? "" : `.${s.padStart(3, "0").replace(/0+$/, "")}`));
+const DECIMALS = THREE_DIGITS.map((s, i) => (i === 0 ? "" : `.${s.replace(/0+$/, "")}`));
 
 /**
  * Milliseconds rounded to the microsecond as JSON.stringify writes them, from the integer count of
