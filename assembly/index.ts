@@ -121,6 +121,9 @@ let NOFF: usize = 0;
 let NLEN: usize = 0;
 let RINFO: usize = 0;
 let NINFO: usize = 0;
+let NSTAT: usize = 0;
+let RSTAT: usize = 0;
+let TSTAT: usize = 0;
 let ACC: usize = 0;
 let MW: usize = 0;
 let GROUPS: usize = 0;
@@ -175,6 +178,8 @@ let rng: u32 = 0;
 let chosenP: i32 = -1;
 let chosenD: i32 = -1;
 let chosenK: i32 = 0;
+/** Picks whose groups came from uncutGroups, since configure(). */
+let uncutPicks: u32 = 0;
 
 // ---- memory helpers -----------------------------------------------------------------------------
 
@@ -255,6 +260,9 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   NLEN = take(i4);
   RINFO = take(i4 << 3);
   NINFO = take(i4 << 3);
+  NSTAT = take(n << 6);
+  RSTAT = take(n << 6);
+  TSTAT = take(64);
   ACC = take(4 * f8);
   MW = take(f8);
   GROUPS = take(3 * 32 * n);
@@ -270,6 +278,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   capGrid = maxGrid;
   capBatch = batchCap;
   loaded = false;
+  uncutPicks = 0;
   sti(INFO, 0, <i32>GRID);
   sti(INFO, 1, <i32>ROLES);
   sti(INFO, 2, <i32>RACK);
@@ -289,6 +298,11 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   sti(INFO, 16, <i32>RES);
   sti(INFO, 17, <i32>end);
   return INFO;
+}
+
+/** How many picks took uncutGroups's way (tests check that both ways are exercised). */
+export function uncutPickCount(): u32 {
+  return uncutPicks;
 }
 
 // ---- parameters and snapshot --------------------------------------------------------------------
@@ -403,6 +417,7 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
     store<i32>(ni, ldi(NLEN, nd), INFO_LEN);
     store<i32>(ni, 3 * capPods + 1 + ldi(NOFF, nd) + nd, INFO_PRE);
   }
+  for (let i = 0; i < n; i++) store<i32>(nodeInfo(ldi(NODE, i)), ldi(RACK, i), INFO_RACK);
   loaded = true;
   return ERR_NONE;
 }
@@ -807,7 +822,7 @@ function sortPods(arr: usize, byId: usize, len: i32, vals: usize): bool {
 //
 // Per rack, RINFO holds 8 i32: list base, length, prefix base, the two sweep pointers (cross, rack),
 // the fill count, the last label and its run start. Per node, NINFO: base, length, prefix base, the
-// two sweep pointers (rack, node) and the fill count.
+// two sweep pointers (rack, node), the fill count and the node's rack.
 
 const INFO_BASE: usize = 0;
 const INFO_LEN: usize = 4;
@@ -817,6 +832,7 @@ const INFO_PTR2: usize = 16;
 const INFO_FILL: usize = 20;
 const INFO_LAST: usize = 24;
 const INFO_RUN: usize = 28;
+const INFO_RACK: usize = 24;
 
 @inline function rackInfo(r: i32): usize {
   return RINFO + (<usize>r << 5);
@@ -956,6 +972,106 @@ let tpTerm: f64 = 0;
   return !hasP || ldf(VT, d) <= budgetP;
 }
 
+// Per request, in pod order: the sum of A over every prefill pod, each rack's and each node's, from
+// which every group's sum over all its members is one difference; and, when the pick has an SLO, the
+// two largest and two smallest A by distinct label at each level (a node's by pod, a rack's over its
+// nodes' extremes, the top level's over the racks', or by pod without topology), from which any
+// group's largest and smallest member comes in O(1). One record of 64 bytes each: NSTAT per node,
+// RSTAT per rack, TSTAT for the top level.
+const ST_SUM: usize = 0;
+const ST_MAX1: usize = 8;
+const ST_MAXL: usize = 16;
+const ST_MAX2: usize = 24;
+const ST_MIN1: usize = 32;
+const ST_MINL: usize = 40;
+const ST_MIN2: usize = 48;
+
+@inline function statOf(base: usize, i: i32): usize {
+  return base + (<usize>i << 6);
+}
+
+@inline function resetStat(s: usize): void {
+  store<f64>(s, 0, ST_SUM);
+  store<f64>(s, -Infinity, ST_MAX1);
+  store<i32>(s, -1, ST_MAXL);
+  store<f64>(s, -Infinity, ST_MAX2);
+  store<f64>(s, Infinity, ST_MIN1);
+  store<i32>(s, -1, ST_MINL);
+  store<f64>(s, Infinity, ST_MIN2);
+}
+
+@inline function feedMax(s: usize, v: f64, label: i32): void {
+  const top = load<f64>(s, ST_MAX1);
+  if (v > top) {
+    store<f64>(s, top, ST_MAX2);
+    store<f64>(s, v, ST_MAX1);
+    store<i32>(s, label, ST_MAXL);
+  } else if (v > load<f64>(s, ST_MAX2)) store<f64>(s, v, ST_MAX2);
+}
+
+@inline function feedMin(s: usize, v: f64, label: i32): void {
+  const bottom = load<f64>(s, ST_MIN1);
+  if (v < bottom) {
+    store<f64>(s, bottom, ST_MIN2);
+    store<f64>(s, v, ST_MIN1);
+    store<i32>(s, label, ST_MINL);
+  } else if (v < load<f64>(s, ST_MIN2)) store<f64>(s, v, ST_MIN2);
+}
+
+/** The largest A among the record's members not labelled `label` (-Infinity when none). */
+@inline function maxExcept(s: usize, label: i32): f64 {
+  return load<i32>(s, ST_MAXL) == label ? load<f64>(s, ST_MAX2) : load<f64>(s, ST_MAX1);
+}
+
+/** The smallest A among the record's members not labelled `label` (Infinity when none). */
+@inline function minExcept(s: usize, label: i32): f64 {
+  return load<i32>(s, ST_MINL) == label ? load<f64>(s, ST_MIN2) : load<f64>(s, ST_MIN1);
+}
+
+function podStats(extremes: bool): void {
+  const isTopo = topo;
+  const top = TSTAT;
+  const va = VA;
+  const plist = PLIST;
+  resetStat(top);
+  if (isTopo) {
+    for (let r = 0; r < nRacks; r++) resetStat(statOf(RSTAT, r));
+    for (let nd = 0; nd < nNodes; nd++) resetStat(statOf(NSTAT, nd));
+  }
+  let all: f64 = 0;
+  for (let j = 0; j < nPrefill; j++) {
+    const p = ldi(plist, j);
+    const v = ldf(va, p);
+    all += v;
+    if (isTopo) {
+      const rs = statOf(RSTAT, ldi(RACK, p));
+      store<f64>(rs, load<f64>(rs, ST_SUM) + v, ST_SUM);
+      const ns = statOf(NSTAT, ldi(NODE, p));
+      store<f64>(ns, load<f64>(ns, ST_SUM) + v, ST_SUM);
+      if (extremes) {
+        feedMax(ns, v, p);
+        feedMin(ns, v, p);
+      }
+    } else if (extremes) {
+      feedMax(top, v, p);
+      feedMin(top, v, p);
+    }
+  }
+  store<f64>(top, all, ST_SUM);
+  if (!isTopo || !extremes) return;
+  for (let nd = 0; nd < nNodes; nd++) {
+    const ns = statOf(NSTAT, nd);
+    const rs = statOf(RSTAT, load<i32>(nodeInfo(nd), INFO_RACK));
+    feedMax(rs, load<f64>(ns, ST_MAX1), nd);
+    feedMin(rs, load<f64>(ns, ST_MIN1), nd);
+  }
+  for (let r = 0; r < nRacks; r++) {
+    const rs = statOf(RSTAT, r);
+    feedMax(top, load<f64>(rs, ST_MAX1), r);
+    feedMin(top, load<f64>(rs, ST_MIN1), r);
+  }
+}
+
 // One record of 32 bytes per group (decode pod d, class k < 3) at GROUPS + 32 (3 d + k): positive and
 // negative pair counts, the end of the positive prefix in the group's list, the sums of A over the
 // positives and the negatives. The record of class 0 also holds the local pair: -1 none, 0 negative,
@@ -977,18 +1093,19 @@ const EXT_MAX: i32 = 2;
 
 /**
  * One group: the list at off (len elements, prefix sums at pre) minus the members labelled ex, of
- * which exCntPos / exCntAll (summing to exSumPos / exSumAll) are excluded from the positives / all.
- * Writes the record; returns blended of the group's last positive member (EXT_MIN) or first
- * (EXT_MAX), NaN when there is none or no extreme is wanted.
+ * which exCntPos (summing to exSumPos) are excluded from the positives and exCntAll from all; sumAll
+ * is the sum over the group's members (podStats). A group whose members are all positive has sumAll
+ * as its positive sum, so that a group the SLO line does not cut gets the same record from here and
+ * from uncutGroup. Writes the record; returns blended of the group's last positive member (EXT_MIN)
+ * or first (EXT_MAX), NaN when there is none or no extreme is wanted.
  */
 @inline function group(
   rec: usize, unique: bool, off: i32, len: i32, pre: i32, ex: i32, count: i32, q: f64,
-  exCntPos: i32, exSumPos: f64, exCntAll: i32, exSumAll: f64,
+  exCntPos: i32, exSumPos: f64, exCntAll: i32, sumAll: f64,
   ok: bool, ht: bool, ext: i32, wt: f64, budget: f64, tp: f64,
 ): f64 {
   const prefix = SPRE;
   const total = len - exCntAll;
-  const sumAll = ldf(prefix, pre + len) - exSumAll;
   let cPos: i32;
   let pos: i32;
   let sumPos: f64;
@@ -1003,7 +1120,7 @@ const EXT_MAX: i32 = 2;
   } else {
     cPos = count;
     pos = count - exCntPos;
-    sumPos = ldf(prefix, pre + count) - exSumPos;
+    sumPos = pos == total ? sumAll : ldf(prefix, pre + count) - exSumPos;
   }
   store<i32>(rec, pos, GR_POS);
   store<i32>(rec, total - pos, GR_NEG);
@@ -1037,6 +1154,7 @@ const EXT_MAX: i32 = 2;
   const cN = cNode;
   const cR = cRack;
   const cX = cCross;
+  const allSum = load<f64>(TSTAT, ST_SUM);
   let posCount = 0;
   let lo: f64 = Infinity;
   let hi: f64 = -Infinity;
@@ -1084,12 +1202,14 @@ const EXT_MAX: i32 = 2;
         store<i32>(ni, c2n, INFO_PTR2);
       }
       const selfPos = selfIn && (!ht || ad + qNode <= budget);
+      const nSum = load<f64>(statOf(NSTAT, nd), ST_SUM);
+      const rSum = load<f64>(statOf(RSTAT, r), ST_SUM);
       const b0 = group(rec, true, nOff, nLen, nPre, d, c2n, qNode,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, nSum - (selfIn ? ad : 0), ok, ht, ext, wt, budget, tp);
       const b1 = group(rec + 32, false, rOff, rLen, rPre, nd, c1r, qRack,
-        c2r, ldf(prefix, nPre + c2r), nLen, ldf(prefix, nPre + nLen), ok, ht, ext, wt, budget, tp);
+        c2r, ldf(prefix, nPre + c2r), nLen, rSum - nSum, ok, ht, ext, wt, budget, tp);
       const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
-        c1x, ldf(prefix, rPre + c1x), rLen, ldf(prefix, rPre + rLen), ok, ht, ext, wt, budget, tp);
+        c1x, ldf(prefix, rPre + c1x), rLen, allSum - rSum, ok, ht, ext, wt, budget, tp);
       posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b0, lo, b0 < lo);
       lo = select<f64>(b1, lo, b1 < lo);
@@ -1108,7 +1228,7 @@ const EXT_MAX: i32 = 2;
       store<i32>(rec + 32, 0, GR_POS);
       store<i32>(rec + 32, 0, GR_NEG);
       const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
-        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, selfIn ? ad : 0, ok, ht, ext, wt, budget, tp);
+        selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, allSum - (selfIn ? ad : 0), ok, ht, ext, wt, budget, tp);
       posCount += load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b2, lo, b2 < lo);
       hi = select<f64>(b2, hi, b2 > hi);
@@ -1136,17 +1256,141 @@ const EXT_MAX: i32 = 2;
   minNeg = Infinity;
 }
 
+/** Set by uncutGroup when the SLO line cuts its group. */
+let groupCut: bool = false;
+
+/**
+ * One group the SLO line does not cut, from its member count and sum and its largest and smallest A:
+ * the record group() writes for it, and the same extreme. Sets groupCut instead when some members are
+ * positive and some are not. A + q <= budget holds for every member when it holds for the largest and
+ * for none when it fails for the smallest (rounding is monotone), so the test agrees with the lists'.
+ */
+@inline function uncutGroup(
+  rec: usize, total: i32, sumAll: f64, aMax: f64, aMin: f64, q: f64,
+  ok: bool, ht: bool, ext: i32, wt: f64, budget: f64, tp: f64,
+): f64 {
+  let pos = 0;
+  if (ok && total > 0) {
+    if (!ht || aMax + q <= budget) pos = total;
+    else if (aMin + q <= budget) {
+      groupCut = true;
+      return NaN;
+    }
+  }
+  const sumPos = ok && pos == total ? sumAll : 0;
+  store<i32>(rec, pos, GR_POS);
+  store<i32>(rec, total - pos, GR_NEG);
+  store<f64>(rec, sumPos, GR_SPOS);
+  store<f64>(rec, sumAll - sumPos, GR_SNEG);
+  if (pos == 0 || ext == EXT_NONE) return NaN;
+  const th = ht ? wt * (budget - ((ext == EXT_MIN ? aMax : aMin) + q)) : 0;
+  return th + tp;
+}
+
+/**
+ * buildGroups without sorting when no group is cut, as when a pool is overloaded (every pair negative)
+ * or idle (every pair positive): each group is all positive or all negative, and its sums and extreme
+ * come from podStats. Writes everything groupPass writes but the sorted lists and the positive ends
+ * (GR_CPOS), which only argBest reads; false as soon as a group is cut (the general pass redoes it).
+ */
+function uncutGroups(ext: i32, localAllowed: bool): bool {
+  const isTopo = topo;
+  const ht = hasT;
+  const hp = hasP;
+  const np = nPrefill;
+  const budget = budgetT;
+  const bP = budgetP;
+  const wt = wT;
+  const wp = wP;
+  const top = TSTAT;
+  const allSum = load<f64>(top, ST_SUM);
+  let posCount = 0;
+  let lo: f64 = Infinity;
+  let hi: f64 = -Infinity;
+  groupCut = false;
+  for (let i = 0; i < nDecode; i++) {
+    const d = ldi(DLIST, i);
+    const selfIn = (ldi(ROLES, d) & ROLE_PREFILL) != 0;
+    const ad = selfIn ? ldf(VA, d) : 0;
+    const bd = ldf(VB, d);
+    const td = ldf(VT, d);
+    const ok = !hp || td <= bP;
+    const tp = hp ? wp * (bP - td) : 0;
+    const rec = GROUPS + (<usize>(d * 3) << 5);
+    if (isTopo) {
+      const r = ldi(RACK, d);
+      const nd = ldi(NODE, d);
+      const ns = statOf(NSTAT, nd);
+      const rs = statOf(RSTAT, r);
+      const nLen = load<i32>(nodeInfo(nd), INFO_LEN);
+      const rLen = load<i32>(rackInfo(r), INFO_LEN);
+      const nSum = load<f64>(ns, ST_SUM);
+      const rSum = load<f64>(rs, ST_SUM);
+      const b0 = uncutGroup(rec, nLen - (selfIn ? 1 : 0), nSum - (selfIn ? ad : 0), maxExcept(ns, d), minExcept(ns, d),
+        bd + cNode, ok, ht, ext, wt, budget, tp);
+      const b1 = uncutGroup(rec + 32, rLen - nLen, rSum - nSum, maxExcept(rs, nd), minExcept(rs, nd),
+        bd + cRack, ok, ht, ext, wt, budget, tp);
+      const b2 = uncutGroup(rec + 64, np - rLen, allSum - rSum, maxExcept(top, r), minExcept(top, r),
+        bd + cCross, ok, ht, ext, wt, budget, tp);
+      if (groupCut) return false;
+      posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b0, lo, b0 < lo);
+      lo = select<f64>(b1, lo, b1 < lo);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b0, hi, b0 > hi);
+      hi = select<f64>(b1, hi, b1 > hi);
+      hi = select<f64>(b2, hi, b2 > hi);
+    } else {
+      store<i32>(rec, 0, GR_POS);
+      store<i32>(rec, 0, GR_NEG);
+      store<i32>(rec + 32, 0, GR_POS);
+      store<i32>(rec + 32, 0, GR_NEG);
+      const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), maxExcept(top, d), minExcept(top, d),
+        bd + cCross, ok, ht, ext, wt, budget, tp);
+      if (groupCut) return false;
+      posCount += load<i32>(rec + 64, GR_POS);
+      lo = select<f64>(b2, lo, b2 < lo);
+      hi = select<f64>(b2, hi, b2 > hi);
+    }
+    if (!localAllowed) {
+      store<i32>(rec, -1, GR_LOCAL);
+      continue;
+    }
+    const lv = ldf(VL, d);
+    const positive = ok && (!ht || lv <= budget);
+    store<i32>(rec, positive ? 1 : 0, GR_LOCAL);
+    if (positive) {
+      posCount++;
+      const b = (ht ? wt * (budget - lv) : 0) + tp;
+      lo = select<f64>(b, lo, b < lo);
+      hi = select<f64>(b, hi, b > hi);
+    }
+  }
+  posPairs = posCount;
+  negPairs = pairsTotal - posCount;
+  minPos = lo;
+  maxPos = hi;
+  minNeg = Infinity;
+  return true;
+}
+
 /**
  * The groups of every decode pod and the totals. With a TTFT SLO the decode pods are visited in
  * ascending B, so that each count (how many of a list's prefill pods satisfy A + (B + c) <= budget)
  * is a pointer that only moves down: one sweep per list and transfer cost, merged into this pass.
  */
 function buildGroups(localAllowed: bool): void {
-  buildLists();
   const ht = hasT;
   const hp = hasP;
   const slo = ht || hp;
   const ext = !slo ? EXT_NONE : strategy == STRATEGY_MOST ? EXT_MIN : EXT_MAX;
+  podStats(slo);
+  // argBest ("best", no SLO) walks the sorted lists; the draws need only the records.
+  if (slo && strategy <= STRATEGY_LEAST && uncutGroups(ext, localAllowed)) {
+    uncutPicks++;
+    return;
+  }
+  buildLists();
   if (ext != EXT_MIN) ensureNext();
   const np = nPrefill;
   const nDec = nDecode;
@@ -1214,7 +1458,7 @@ function groupAt(d: i32, k: i32): void {
   }
 }
 
-/** minNeg over every negative pair: each group's last negative member is its list's last member. */
+/** minNeg over every negative pair: each group's last negative member is its largest (podStats). */
 function negativeMin(): void {
   const ht = hasT;
   const hp = hasP;
@@ -1222,9 +1466,7 @@ function negativeMin(): void {
   const wp = wP;
   const budget = budgetT;
   const bP = budgetP;
-  const np = nPrefill;
-  const vals = SVALS;
-  const pods = SPODS;
+  const top = TSTAT;
   const isTopo = topo;
   let mn: f64 = Infinity;
   for (let di = 0; di < nDecode; di++) {
@@ -1233,29 +1475,22 @@ function negativeMin(): void {
     const bd = ldf(VB, d);
     const tp = hp ? wp * (bP - ldf(VT, d)) : 0;
     if (isTopo) {
+      const nd = ldi(NODE, d);
+      const r = ldi(RACK, d);
       if (load<i32>(rec, GR_NEG) > 0) {
-        const ni = nodeInfo(ldi(NODE, d));
-        const nOff = load<i32>(ni, INFO_BASE);
-        let at = load<i32>(ni, INFO_LEN) - 1;
-        if (ldi(pods, nOff + at) == d) at--;
-        const b = (ht ? wt * (budget - (ldf(vals, nOff + at) + (bd + cNode))) : 0) + tp;
+        const b = (ht ? wt * (budget - (maxExcept(statOf(NSTAT, nd), d) + (bd + cNode))) : 0) + tp;
         mn = select<f64>(b, mn, b < mn);
       }
       if (load<i32>(rec + 32, GR_NEG) > 0) {
-        const ri = rackInfo(ldi(RACK, d));
-        const rOff = load<i32>(ri, INFO_BASE);
-        const at = lastNot(false, rOff, load<i32>(ri, INFO_LEN) - 1, ldi(NODE, d));
-        const b = (ht ? wt * (budget - (ldf(vals, rOff + at) + (bd + cRack))) : 0) + tp;
+        const b = (ht ? wt * (budget - (maxExcept(statOf(RSTAT, r), nd) + (bd + cRack))) : 0) + tp;
         mn = select<f64>(b, mn, b < mn);
       }
       if (load<i32>(rec + 64, GR_NEG) > 0) {
-        const at = lastNot(false, 0, np - 1, ldi(RACK, d));
-        const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+        const b = (ht ? wt * (budget - (maxExcept(top, r) + (bd + cCross))) : 0) + tp;
         mn = select<f64>(b, mn, b < mn);
       }
     } else if (load<i32>(rec + 64, GR_NEG) > 0) {
-      const at = lastNot(true, 0, np - 1, d);
-      const b = (ht ? wt * (budget - (ldf(vals, at) + (bd + cCross))) : 0) + tp;
+      const b = (ht ? wt * (budget - (maxExcept(top, d) + (bd + cCross))) : 0) + tp;
       mn = select<f64>(b, mn, b < mn);
     }
     if (load<i32>(rec, GR_LOCAL) == 0) {

@@ -18,7 +18,13 @@ function bits(results: PickResult[]): string {
   });
 }
 
-function agree(maxPods: number, numRuns: number, maxBatch: number): void {
+/**
+ * Runs the property; returns how many picks there were and how many took the kernel's way for groups
+ * the SLO line does not cut (uncutGroups), so that a test can check both ways were compared.
+ */
+function agree(maxPods: number, numRuns: number, maxBatch: number): { picks: number; uncut: number } {
+  let picks = 0;
+  let uncut = 0;
   fc.assert(
     fc.property(arbSnapshot(maxPods), fc.array(arbRequest, { minLength: 1, maxLength: maxBatch }), arbParams, (snap, batch, { params, topology }) => {
       const twin = new TwinKernel(params, topology);
@@ -26,14 +32,25 @@ function agree(maxPods: number, numRuns: number, maxBatch: number): void {
       const kernel = new WasmKernel(params, topology, { maxPods: 64, batchCapacity: 64 });
       kernel.loadSnapshot(snap);
       expect(bits(kernel.pick(batch, snap.version))).toBe(bits(twin.pick(batch, snap.version)));
+      picks += batch.length;
+      uncut += kernel.uncutPicks;
     }),
     { numRuns, seed: 20261122 },
   );
+  return { picks, uncut };
 }
 
-test("kernel = twin on small pools", () => agree(12, 1500, 8));
+test("kernel = twin on small pools, with and without groups the SLO line cuts", () => {
+  const { picks, uncut } = agree(12, 1500, 8);
+  expect(uncut).toBeGreaterThan(picks / 10);
+  expect(uncut).toBeLessThan(picks * 0.9);
+});
 
-test("kernel = twin on pools of up to 300 pods per role", () => agree(600, 60, 16));
+test("kernel = twin on pools of up to 300 pods per role", () => {
+  const { picks, uncut } = agree(600, 60, 16);
+  expect(uncut).toBeGreaterThan(0);
+  expect(uncut).toBeLessThan(picks);
+});
 
 test("identical pods at scale: ties resolve to the lowest pair in both", () => {
   const n = 600;

@@ -9,7 +9,9 @@
 // sorted by A. Pairs are handled in groups (d, k) — k in node, rack, cross, local — whose counts,
 // weight sums and extreme members come from sorted lists, prefix sums and inclusion–exclusion
 // (cross = cluster list minus d's rack list, rack = rack list minus d's node list, node = node list
-// minus d itself). A draw picks a group by its total weight, then a pair inside it by a scan.
+// minus d itself); a group's sum over all its members is a difference of sums taken in pod order.
+// A draw picks a group by its total weight, then a pair inside it by a scan. The kernel reaches the
+// same groups without sorting when the SLO line cuts none of them (assembly/index.ts, uncutGroups).
 
 import { RequestError, SnapshotVersionError } from "../errors.js";
 import { denseLinks, type DenseLinks } from "./links.js";
@@ -381,6 +383,19 @@ export class TwinKernel {
       }
     }
 
+    // Sums of A in pod order, over every prefill pod and over each rack's and each node's: a group's sum
+    // over all its members is a difference of two of them. Only a cut group's positive part comes from
+    // the sorted lists' prefix sums.
+    let allSum = 0;
+    const rackSum = new Float64Array(n);
+    const nodeSum = new Float64Array(n);
+    for (const p of this.prefillPods) {
+      allSum += v.a[p];
+      if (!topo) continue;
+      rackSum[rackOf[p]] += v.a[p];
+      nodeSum[nodeOf[p]] += v.a[p];
+    }
+
     const isPrefill = (d: number): boolean => (this.snap!.roles[d] & ROLE_PREFILL) !== 0;
     for (const d of this.decodePods) {
       const selfIn = isPrefill(d);
@@ -389,10 +404,12 @@ export class TwinKernel {
         const ns = nodeSegs.get(nodeOf[d]) ?? EMPTY;
         const qNode = v.b[d] + cNode;
         const selfPos = selfIn && (!f.hasT || v.a[d] + qNode <= f.budgetT);
+        const nSum = nodeSum[nodeOf[d]];
+        const rSum = rackSum[rackOf[d]];
         f.groups.push(
-          makeGroup(f, d, CLASS_NODE, ns, d, cnt2n[d], qNode, selfPos ? 1 : 0, selfPos ? v.a[d] : 0, selfIn ? 1 : 0, selfIn ? v.a[d] : 0),
-          makeGroup(f, d, CLASS_RACK, rs, nodeOf[d], cnt1r[d], v.b[d] + cRack, cnt2r[d], ns.pre[cnt2r[d]], ns.len, ns.pre[ns.len]),
-          makeGroup(f, d, CLASS_CROSS, top, rackOf[d], cnt0[d], v.b[d] + cCross, cnt1x[d], rs.pre[cnt1x[d]], rs.len, rs.pre[rs.len]),
+          makeGroup(f, d, CLASS_NODE, ns, d, cnt2n[d], qNode, selfPos ? 1 : 0, selfPos ? v.a[d] : 0, selfIn ? 1 : 0, nSum - (selfIn ? v.a[d] : 0)),
+          makeGroup(f, d, CLASS_RACK, rs, nodeOf[d], cnt1r[d], v.b[d] + cRack, cnt2r[d], ns.pre[cnt2r[d]], ns.len, rSum - nSum),
+          makeGroup(f, d, CLASS_CROSS, top, rackOf[d], cnt0[d], v.b[d] + cCross, cnt1x[d], rs.pre[cnt1x[d]], rs.len, allSum - rSum),
         );
       } else {
         const q = v.b[d] + cCross;
@@ -400,7 +417,7 @@ export class TwinKernel {
         f.groups.push(
           makeGroup(f, d, CLASS_NODE, EMPTY, d, 0, 0, 0, 0, 0, 0),
           makeGroup(f, d, CLASS_RACK, EMPTY, d, 0, 0, 0, 0, 0, 0),
-          makeGroup(f, d, CLASS_CROSS, top, d, cnt0[d], q, selfPos ? 1 : 0, selfPos ? v.a[d] : 0, selfIn ? 1 : 0, selfIn ? v.a[d] : 0),
+          makeGroup(f, d, CLASS_CROSS, top, d, cnt0[d], q, selfPos ? 1 : 0, selfPos ? v.a[d] : 0, selfIn ? 1 : 0, allSum - (selfIn ? v.a[d] : 0)),
         );
       }
       if (localAllowed) f.local.set(d, f.localPositive(d));
@@ -675,10 +692,9 @@ function makeGroup(
   exCntPos: number,
   exSumPos: number,
   exCntAll: number,
-  exSumAll: number,
+  sumAll: number,
 ): Group {
   const total = seg.len - exCntAll;
-  const sumAll = seg.pre[seg.len] - exSumAll;
   let cPos: number;
   let pos: number;
   let sumPos: number;
@@ -693,7 +709,8 @@ function makeGroup(
   } else {
     cPos = count;
     pos = count - exCntPos;
-    sumPos = seg.pre[count] - exSumPos;
+    // All positive: the sum over all members, whatever the order the prefix would add them in.
+    sumPos = pos === total ? sumAll : seg.pre[count] - exSumPos;
   }
   const neg = total - pos;
   return {

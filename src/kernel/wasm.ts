@@ -34,6 +34,7 @@ interface Exports {
   setParams(): number;
   loadSnapshot(n: number, g: number, version: number, racks: number, nodes: number, links: number): number;
   pickBatch(count: number, expectedVersion: number): number;
+  uncutPickCount(): number;
 }
 
 export interface KernelCapacity {
@@ -79,6 +80,11 @@ export class WasmKernel {
 
   get batchCapacity(): number {
     return this.capacity.batchCapacity;
+  }
+
+  /** Picks whose groups needed no sorted lists, the SLO line cutting none (assembly/index.ts, uncutGroups). */
+  get uncutPicks(): number {
+    return this.exports.uncutPickCount();
   }
 
   private configure(): void {
