@@ -2,8 +2,8 @@
 // a few frames in flight, for a fixed time. Like a gateway, it reports each answered frame's requests
 // as completed (one report frame per pick frame, sent when the answer arrives), so headroom's in-flight
 // load stays the size a serving cluster's would instead of growing for the whole run. Args: wsUrl
-// durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three). Prints one
-// JSON object. Runs with --experimental-websocket (Node 20's WebSocket client).
+// durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three) [--in-flight F]
+// (frames sent and not yet answered; 4 unless given). Prints one JSON object. Runs with --experimental-websocket (Node 20's WebSocket client).
 
 import { pack, unpack } from "msgpackr";
 import { quantile } from "./measure.js";
@@ -12,7 +12,8 @@ import { pickFrames, PICKS_PER_FRAME } from "./rpc-workload.js";
 const [url, durationArg] = process.argv.slice(2);
 const reports = !process.argv.includes("--no-reports");
 const durationS = Number(durationArg);
-const IN_FLIGHT = 4;
+const inFlightAt = process.argv.indexOf("--in-flight");
+const IN_FLIGHT = inFlightAt < 0 ? 4 : Number(process.argv[inFlightAt + 1]);
 const frames = pickFrames(process.argv.includes("--one-pool") ? ["medium"] : undefined);
 
 const ws = new WebSocket(url);
