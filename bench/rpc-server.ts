@@ -1,8 +1,9 @@
 // The server bench:rpc measures: three pools of N prefill x N decode unscraped pods (bench/rpc-workload.ts),
-// picks on the main thread, and the trivial /bench/fixed handler
+// picks on the main thread unless flags say otherwise, and the trivial /bench/fixed handler
 // answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
 // on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA)
-// [--workers T] (T kernel worker threads taking every batch instead of the main thread).
+// [--workers T] (T kernel worker threads taking every batch instead of the main thread)
+// [--product-workers] (the product's default workers settings: src/config/schema.ts).
 
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
@@ -15,7 +16,7 @@ const n = Number(process.argv[2] ?? 16);
 const workersAt = process.argv.indexOf("--workers");
 const yaml = rpcPoolsYaml(n, {
   busyPlanners: process.argv.includes("--planners-every-second"),
-  workers: workersAt < 0 ? 0 : Number(process.argv[workersAt + 1]),
+  workers: process.argv.includes("--product-workers") ? "product" : workersAt < 0 ? 0 : Number(process.argv[workersAt + 1]),
 });
 const { config } = parseConfig(yaml);
 const registry = new Registry();

@@ -13,15 +13,21 @@ export const PICKS_PER_FRAME = 64;
 export interface RpcPoolsOptions {
   /** Every pool's planner ticking each second with ARIMA. */
   busyPlanners?: boolean;
-  /** Kernel worker threads taking every batch instead of the main thread (0: none). */
-  workers?: number;
+  /**
+   * Kernel worker threads taking every batch instead of the main thread (0, the default: none), or
+   * "product": no workers section, so the product's defaults (src/config/schema.ts) decide.
+   */
+  workers?: number | "product";
   /** Batches each worker thread holds at once (workers.queuePerThread; absent: the default). */
   workerQueue?: number;
 }
 
 export function rpcPoolsYaml(n: number, options: RpcPoolsOptions = {}): string {
   const queue = options.workerQueue === undefined ? "" : `, queuePerThread: ${options.workerQueue}`;
-  const workers = options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0${queue} }` : "{ threads: 0 }";
+  const workers =
+    options.workers === "product"
+      ? ""
+      : `workers: ${options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0${queue} }` : "{ threads: 0 }"}\n`;
   const planner = options.busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
   const pods = (pool: number) =>
     Array.from({ length: n }, (_, i) => [
@@ -30,8 +36,7 @@ export function rpcPoolsYaml(n: number, options: RpcPoolsOptions = {}): string {
     ]).flat();
   return `
 topology: { kvBytesPerToken: 131072 }
-workers: ${workers}
-server: { maxInflightPerConnection: 4096 }
+${workers}server: { maxInflightPerConnection: 4096 }
 pools:
 ${["high", "medium", "low"].map((level, p) => `  - sloLevel: ${level}${planner}\n    pods:\n${pods(p).join("\n")}`).join("\n")}
 `;
