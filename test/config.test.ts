@@ -207,6 +207,7 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "workers.batchCapacity", values: [0, 4097] },
   { path: "workers.batchWindowUs", values: [-1, 1e6] },
   { path: "workers.queuePerThread", values: [0, 65, 1.5] },
+  { path: "workers.nice", values: [-1, 20, 2.5] },
   { path: "planners.actuator", values: ["simulator", "k8s"] },
   { path: "planners.apply.attempts", values: [0, 1.5] },
   { path: "planners.apply.initialBackoffMs", values: [0] },

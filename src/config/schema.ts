@@ -165,6 +165,7 @@ export const DEFAULTS = deepFreeze({
     queuePerThread: 4,
     batchCapacity: 256,
     batchWindowUs: 0,
+    nice: 10,
   },
 });
 
@@ -486,8 +487,10 @@ const WorkersSchema = mapping(
     batchCapacity: num({ int: true, ge: 1, le: 4096 }).default(D.workers.batchCapacity),
     /** 0 batches what arrived in the same event-loop turn. */
     batchWindowUs: num({ int: true, ge: 0, le: 100_000 }).default(D.workers.batchWindowUs),
+    /** The worker threads' nice value (Linux): above the main thread's 0, so it gets a core first. */
+    nice: num({ int: true, ge: 0, le: 19 }).default(D.workers.nice),
   },
-  "threads, inlineBelowPairs, queuePerThread, batchCapacity, batchWindowUs",
+  "threads, inlineBelowPairs, queuePerThread, batchCapacity, batchWindowUs, nice",
 );
 
 const WorkloadSchema = mapping(

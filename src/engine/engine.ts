@@ -28,7 +28,7 @@ import type { PoolUtilization } from "../planner/types.js";
 import { Cluster, type CompletionReport } from "./cluster.js";
 import { predictedOf, type KernelHold, type PoolState } from "./pool-state.js";
 import type { EngineApi, ExplainedPair, PickAnswer, PickAnswers, PickInput, PodPush, Readiness, RouteAnswer } from "./types.js";
-import { encodeRequests, type WorkerTask } from "./worker-protocol.js";
+import { encodeRequests, type WorkerData, type WorkerTask } from "./worker-protocol.js";
 
 /** The pool a request without a level goes to (SPEC.md §6); the first configured pool when none has it. */
 export const DEFAULT_LEVEL = "medium";
@@ -145,6 +145,7 @@ export class Engine implements EngineApi {
             idleTimeout: Infinity,
             // Tasks queue in the worker, not here: one at a time, it would idle through every round trip.
             concurrentTasksPerWorker: config.workers.queuePerThread,
+            workerData: { nice: config.workers.nice } satisfies WorkerData,
           })
         : null;
     this.selections = tallied(registry, "llm_d_inference_scheduler_pd_slo_pair_selections_total", "Pair selections by outcome", ["outcome"]);

@@ -3,6 +3,12 @@
 
 import type { OptimizerParams, PickRequest, TopologyParams } from "../kernel/types.js";
 
+/** What every kernel worker thread is started with (Piscina's workerData). */
+export interface WorkerData {
+  /** The thread's nice value (workers.nice). */
+  nice: number;
+}
+
 export interface WorkerTask {
   pool: string;
   buffer: SharedArrayBuffer;

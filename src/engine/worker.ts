@@ -5,11 +5,12 @@
 // task whose buffer was replaced before it ran (the pool outgrew it) is answered null: the engine picks
 // that batch again on the main thread, on the pool's current snapshot.
 
-import { move } from "piscina";
+import { move, workerData } from "piscina";
 import { RetiredSnapshotError, SharedSnapshotReader } from "../kernel/shared-snapshot.js";
 import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
 import { WasmKernel } from "../kernel/wasm.js";
-import { decodeRequests, type WorkerTask } from "./worker-protocol.js";
+import { setThreadNice } from "../thread-priority.js";
+import { decodeRequests, type WorkerData, type WorkerTask } from "./worker-protocol.js";
 
 interface PoolKernel {
   reader: SharedSnapshotReader;
@@ -18,6 +19,11 @@ interface PoolKernel {
 }
 
 const kernels = new Map<string, PoolKernel>();
+
+// Below the main thread (workers.nice): the main thread reads and writes every socket, and a frame's
+// answer waits for it; when the two cores are both wanted it should get one first.
+const { nice } = workerData as WorkerData;
+if (nice > 0) setThreadNice(nice);
 
 /**
  * The task's batch: the result rows moved to the main thread (not cloned: the rows are one buffer,

@@ -3,11 +3,11 @@
 // that order and a few low ones are fitted, and the one with the smallest one-step error is sent back
 // as coefficients for the main thread's cheap forecasts (arima.ts).
 
-import { readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
-import { constants, setPriority } from "node:os";
+import { constants } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import type ARIMAConstructor from "arima";
+import { setThreadNice } from "../thread-priority.js";
 import { CANDIDATE_ORDERS, chooseModel, parseArimaSummary, parseOrder, type ArimaModel, type FittedCandidate, type Order } from "./arima.js";
 
 export interface ArimaThreadData {
@@ -36,17 +36,10 @@ export interface ArimaSearchAnswer {
 
 /**
  * Gives way to the main thread: where the server has one core (pinned, or a CPU limit of one) the
- * scheduler would otherwise share it evenly while a fit runs, holding picks for whole time slices. On
- * Linux a thread has a priority of its own (setpriority on its thread id, read from /proc/thread-self);
- * elsewhere the thread keeps the process's.
+ * scheduler would otherwise share it evenly while a fit runs, holding picks for whole time slices.
  */
 function lowerPriority(): void {
-  try {
-    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-    if (Number.isInteger(tid) && tid !== process.pid) setPriority(tid, constants.priority.PRIORITY_LOW);
-  } catch {
-    // No /proc/thread-self: not Linux.
-  }
+  setThreadNice(constants.priority.PRIORITY_LOW);
 }
 if ((workerData as ArimaThreadData | undefined)?.lowPriority !== false) lowerPriority();
 
