@@ -3,7 +3,8 @@
 // answering a fixed JSON of a pick response's size. Prints {"port":…} on stdout once listening; exits
 // on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA)
 // [--workers T] (T kernel worker threads taking every batch instead of the main thread)
-// [--product-workers] (the product's default workers settings: src/config/schema.ts).
+// [--product-workers] (the product's default workers settings: src/config/schema.ts) [--worker-nice N]
+// (workers.nice).
 
 import { Registry } from "prom-client";
 import { parseConfig } from "../src/config/load.js";
@@ -14,9 +15,11 @@ import { rpcPoolsYaml } from "./rpc-workload.js";
 
 const n = Number(process.argv[2] ?? 16);
 const workersAt = process.argv.indexOf("--workers");
+const niceAt = process.argv.indexOf("--worker-nice");
 const yaml = rpcPoolsYaml(n, {
   busyPlanners: process.argv.includes("--planners-every-second"),
   workers: process.argv.includes("--product-workers") ? "product" : workersAt < 0 ? 0 : Number(process.argv[workersAt + 1]),
+  workerNice: niceAt < 0 ? undefined : Number(process.argv[niceAt + 1]),
 });
 const { config } = parseConfig(yaml);
 const registry = new Registry();

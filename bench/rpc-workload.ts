@@ -20,14 +20,17 @@ export interface RpcPoolsOptions {
   workers?: number | "product";
   /** Batches each worker thread holds at once (workers.queuePerThread; absent: the default). */
   workerQueue?: number;
+  /** The worker threads' nice value (workers.nice; absent: the default). */
+  workerNice?: number;
 }
 
 export function rpcPoolsYaml(n: number, options: RpcPoolsOptions = {}): string {
-  const queue = options.workerQueue === undefined ? "" : `, queuePerThread: ${options.workerQueue}`;
-  const workers =
-    options.workers === "product"
-      ? ""
-      : `workers: ${options.workers ? `{ threads: ${options.workers}, inlineBelowPairs: 0${queue} }` : "{ threads: 0 }"}\n`;
+  const fields: string[] = [];
+  if (options.workers !== "product") fields.push(`threads: ${options.workers ?? 0}`);
+  if (typeof options.workers === "number" && options.workers > 0) fields.push("inlineBelowPairs: 0");
+  if (options.workerQueue !== undefined) fields.push(`queuePerThread: ${options.workerQueue}`);
+  if (options.workerNice !== undefined) fields.push(`nice: ${options.workerNice}`);
+  const workers = fields.length > 0 ? `workers: { ${fields.join(", ")} }\n` : "";
   const planner = options.busyPlanners ? "\n    planner: { adjustmentIntervalMs: 1000, loadPredictor: arima }" : "";
   const pods = (pool: number) =>
     Array.from({ length: n }, (_, i) => [
