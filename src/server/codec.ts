@@ -208,48 +208,51 @@ function invalid(name: string, rule: string, v: unknown): RequestError {
   return new RequestError(`${name}: ${rule}, got ${shown(v)}`, { field: name });
 }
 
-function str(v: unknown, name: string, maxChars = Infinity): string | undefined {
+// The checks below name a field as `at` + `key` ("items[3]." + "seed"), joined only for an error
+// message: a stream frame's items are checked by the thousand per second, nearly all of them valid.
+
+function str(v: unknown, at: string, key: string, maxChars = Infinity): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== "string" || v.length === 0 || v.length > maxChars) {
-    throw invalid(name, maxChars === Infinity ? "must be a non-empty string" : `must be a string of 1 to ${maxChars} characters`, v);
+    throw invalid(at + key, maxChars === Infinity ? "must be a non-empty string" : `must be a string of 1 to ${maxChars} characters`, v);
   }
   return v;
 }
 
-function int(v: unknown, name: string, lo: number, hi: number): number | undefined {
+function int(v: unknown, at: string, key: string, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) throw invalid(name, `must be an integer in [${lo}, ${hi}]`, v);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) throw invalid(at + key, `must be an integer in [${lo}, ${hi}]`, v);
   return v;
 }
 
-function fraction(v: unknown, name: string): number | undefined {
+function fraction(v: unknown, at: string, key: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw invalid(name, "must be a number in [0, 1]", v);
+  if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw invalid(at + key, "must be a number in [0, 1]", v);
   return v;
 }
 
-function sloMs(v: unknown, name: string): number | undefined {
+function sloMs(v: unknown, at: string, key: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !(v > 0 && v <= MAX_SLO_MS)) throw invalid(name, `must be a number of milliseconds in (0, ${MAX_SLO_MS}]`, v);
+  if (typeof v !== "number" || !(v > 0 && v <= MAX_SLO_MS)) throw invalid(at + key, `must be a number of milliseconds in (0, ${MAX_SLO_MS}]`, v);
   return v;
 }
 
-function nonNegative(v: unknown, name: string): number | undefined {
+function nonNegative(v: unknown, at: string, key: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) throw invalid(name, "must be a finite number >= 0", v);
+  if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) throw invalid(at + key, "must be a finite number >= 0", v);
   return v;
 }
 
-function bool(v: unknown, name: string): boolean | undefined {
+function bool(v: unknown, at: string, key: string): boolean | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "boolean") throw invalid(name, "must be true or false", v);
+  if (typeof v !== "boolean") throw invalid(at + key, "must be true or false", v);
   return v;
 }
 
 /** A field that also has an alias (`sloLevel` / `slo_level`): either, or both when they agree. */
-function aliased<T>(obj: Obj, key: string, alias: string, at: string, read: (v: unknown, name: string) => T | undefined): T | undefined {
-  const a = read(field(obj, key), `${at}${key}`);
-  const b = read(field(obj, alias), `${at}${alias}`);
+function aliased<T>(obj: Obj, key: string, alias: string, at: string, read: (v: unknown, at: string, key: string) => T | undefined): T | undefined {
+  const a = read(field(obj, key), at, key);
+  const b = read(field(obj, alias), at, alias);
   if (a !== undefined && b !== undefined && String(a).toLowerCase() !== String(b).toLowerCase()) {
     throw new RequestError(`${at}${key}: disagrees with ${at}${alias} (${shown(a)} vs ${shown(b)}); send one of them`, { field: `${at}${key}` });
   }
@@ -283,12 +286,15 @@ interface SloOverrides {
   sloTpotMs?: number;
 }
 
+/** What NO_SLO_HEADERS override: nothing (every stream item has them). */
+const NO_OVERRIDES: SloOverrides = Object.freeze({});
+
 function sloFromHeaders(h: SloHeaders): SloOverrides {
   const level = h.level.trim();
   return {
     sloLevel: level === "" ? undefined : level,
-    sloTtftMs: sloMs(headerNumber(h.ttftMs, "x-slo-ttft-ms"), "header x-slo-ttft-ms"),
-    sloTpotMs: sloMs(headerNumber(h.tpotMs, "x-slo-tpot-ms"), "header x-slo-tpot-ms"),
+    sloTtftMs: sloMs(headerNumber(h.ttftMs, "x-slo-ttft-ms"), "header ", "x-slo-ttft-ms"),
+    sloTpotMs: sloMs(headerNumber(h.tpotMs, "x-slo-tpot-ms"), "header ", "x-slo-tpot-ms"),
   };
 }
 
@@ -302,30 +308,30 @@ function sloFromHeaders(h: SloHeaders): SloOverrides {
 export function decodePick(body: unknown, headers: SloHeaders = NO_SLO_HEADERS, at = ""): PickInput {
   const obj = body === undefined ? {} : body;
   if (!isObject(obj)) throw invalid(at === "" ? "body" : at.slice(0, -1), "must be an object", body);
-  const fromHeaders = sloFromHeaders(headers);
-  str(field(obj, "model"), `${at}model`);
+  const fromHeaders = headers === NO_SLO_HEADERS ? NO_OVERRIDES : sloFromHeaders(headers);
+  str(field(obj, "model"), at, "model");
   const prompt = field(obj, "prompt");
   if (prompt !== undefined && typeof prompt !== "string") throw invalid(`${at}prompt`, "must be a string", prompt);
   // An exact count beats the estimate from the prompt's length.
-  let inputTokens = int(field(obj, "inputTokens"), `${at}inputTokens`, 0, MAX_TOKENS);
+  let inputTokens = int(field(obj, "inputTokens"), at, "inputTokens", 0, MAX_TOKENS);
   if (inputTokens === undefined && prompt !== undefined) {
     inputTokens = Math.ceil(prompt.length / CHARS_PER_TOKEN);
     if (inputTokens > MAX_TOKENS) throw invalid(`${at}prompt`, `must be at most ${MAX_TOKENS * CHARS_PER_TOKEN} characters`, `${prompt.length} characters`);
   }
-  const bodyLevel = aliased(obj, "sloLevel", "slo_level", at, (v, name) => str(v, name));
-  const bodyTtftMs = sloMs(field(obj, "sloTtftMs"), `${at}sloTtftMs`);
-  const bodyTpotMs = sloMs(field(obj, "sloTpotMs"), `${at}sloTpotMs`);
+  const bodyLevel = aliased(obj, "sloLevel", "slo_level", at, str);
+  const bodyTtftMs = sloMs(field(obj, "sloTtftMs"), at, "sloTtftMs");
+  const bodyTpotMs = sloMs(field(obj, "sloTpotMs"), at, "sloTpotMs");
   return {
-    requestId: str(field(obj, "requestId"), `${at}requestId`, MAX_REQUEST_ID_CHARS),
+    requestId: str(field(obj, "requestId"), at, "requestId", MAX_REQUEST_ID_CHARS),
     sloLevel: fromHeaders.sloLevel ?? bodyLevel,
     inputTokens,
-    outputTokens: aliased(obj, "maxTokens", "max_tokens", at, (v, name) => int(v, name, 0, MAX_TOKENS)),
-    prefixHit: fraction(field(obj, "prefixHit"), `${at}prefixHit`),
+    outputTokens: aliased(obj, "maxTokens", "max_tokens", at, (v, at, key) => int(v, at, key, 0, MAX_TOKENS)),
+    prefixHit: fraction(field(obj, "prefixHit"), at, "prefixHit"),
     sloTtftMs: fromHeaders.sloTtftMs ?? bodyTtftMs,
     sloTpotMs: fromHeaders.sloTpotMs ?? bodyTpotMs,
-    priority: int(field(obj, "priority"), `${at}priority`, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
-    seed: int(field(obj, "seed"), `${at}seed`, 0, MAX_SEED),
-    explain: bool(field(obj, "explain"), `${at}explain`),
+    priority: int(field(obj, "priority"), at, "priority", Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    seed: int(field(obj, "seed"), at, "seed", 0, MAX_SEED),
+    explain: bool(field(obj, "explain"), at, "explain"),
   };
 }
 
@@ -343,11 +349,11 @@ export interface GatewayHeaders extends SloHeaders {
  */
 export function decodeGatewayPick(h: GatewayHeaders): PickInput {
   const slo = sloFromHeaders(h);
-  const tokens = int(headerNumber(h.promptTokens, "x-prompt-tokens"), "header x-prompt-tokens", 0, MAX_TOKENS);
-  const bytes = int(headerNumber(h.originalContentLength, "x-original-content-length"), "header x-original-content-length", 0, MAX_TOKENS * CHARS_PER_TOKEN);
+  const tokens = int(headerNumber(h.promptTokens, "x-prompt-tokens"), "header ", "x-prompt-tokens", 0, MAX_TOKENS);
+  const bytes = int(headerNumber(h.originalContentLength, "x-original-content-length"), "header ", "x-original-content-length", 0, MAX_TOKENS * CHARS_PER_TOKEN);
   const requestId = h.requestId.trim();
   return {
-    requestId: str(requestId === "" ? undefined : requestId, "header x-request-id", MAX_REQUEST_ID_CHARS),
+    requestId: str(requestId === "" ? undefined : requestId, "header ", "x-request-id", MAX_REQUEST_ID_CHARS),
     sloLevel: slo.sloLevel,
     sloTtftMs: slo.sloTtftMs,
     sloTpotMs: slo.sloTpotMs,
@@ -368,7 +374,7 @@ function headerPriority(raw: string): number | undefined {
 export function decodeRouteLevel(body: unknown, headerLevel: string): string | undefined {
   const obj = body === undefined ? {} : body;
   if (!isObject(obj)) throw invalid("body", "must be an object", body);
-  const fromBody = aliased(obj, "sloLevel", "slo_level", "", (v, name) => str(v, name));
+  const fromBody = aliased(obj, "sloLevel", "slo_level", "", str);
   const header = headerLevel.trim();
   return header === "" ? fromBody : header;
 }
@@ -377,16 +383,16 @@ export function decodeRouteLevel(body: unknown, headerLevel: string): string | u
 
 function report(v: unknown, at: string): CompletionReport {
   if (!isObject(v)) throw invalid(at === "" ? "body" : at.slice(0, -1), "must be a report object", v);
-  const requestId = str(field(v, "requestId"), `${at}requestId`, MAX_REQUEST_ID_CHARS);
+  const requestId = str(field(v, "requestId"), at, "requestId", MAX_REQUEST_ID_CHARS);
   if (requestId === undefined) throw invalid(`${at}requestId`, "is required", undefined);
-  const ok = bool(field(v, "ok"), `${at}ok`);
+  const ok = bool(field(v, "ok"), at, "ok");
   if (ok === undefined) throw invalid(`${at}ok`, "is required (true or false)", undefined);
   const out: CompletionReport = { requestId, ok };
-  const ttftMs = nonNegative(field(v, "ttftMs"), `${at}ttftMs`);
-  const tpotMs = nonNegative(field(v, "tpotMs"), `${at}tpotMs`);
-  const inputTokens = int(field(v, "inputTokens"), `${at}inputTokens`, 0, MAX_TOKENS);
-  const outputTokens = int(field(v, "outputTokens"), `${at}outputTokens`, 0, MAX_TOKENS);
-  const decode = str(field(v, "decode"), `${at}decode`, MAX_ADDRESS_CHARS);
+  const ttftMs = nonNegative(field(v, "ttftMs"), at, "ttftMs");
+  const tpotMs = nonNegative(field(v, "tpotMs"), at, "tpotMs");
+  const inputTokens = int(field(v, "inputTokens"), at, "inputTokens", 0, MAX_TOKENS);
+  const outputTokens = int(field(v, "outputTokens"), at, "outputTokens", 0, MAX_TOKENS);
+  const decode = str(field(v, "decode"), at, "decode", MAX_ADDRESS_CHARS);
   if (ttftMs !== undefined) out.ttftMs = ttftMs;
   if (tpotMs !== undefined) out.tpotMs = tpotMs;
   if (inputTokens !== undefined) out.inputTokens = inputTokens;
