@@ -21,8 +21,9 @@ interface PoolKernel {
 const kernels = new Map<string, PoolKernel>();
 
 // Below the main thread (workers.nice): the main thread reads and writes every socket, and a frame's
-// answer waits for it; when the two cores are both wanted it should get one first.
-const { nice } = workerData as WorkerData;
+// answer waits for it; when the two cores are both wanted it should get one first. Outside a Piscina
+// worker (a test importing pickRows) there is no workerData and nothing to change.
+const nice = (workerData as WorkerData | undefined)?.nice ?? 0;
 if (nice > 0) setThreadNice(nice);
 
 /**
