@@ -135,7 +135,7 @@ if (spawnSync("wrk", ["--version"]).error) {
   note("bench:rpc needs wrk (apt-get install wrk)");
   process.exit(2);
 }
-note(`bench:rpc: server on core ${SERVER_CORE}, load on core ${CLIENT_CORE} (${cores} cores), ${DURATION_S} s per run`);
+note(`bench:rpc: HTTP cases with the server on core ${SERVER_CORE} and the load on core ${CLIENT_CORE}, WebSocket cases on all ${cores} cores, ${DURATION_S} s per run`);
 
 pickPath();
 

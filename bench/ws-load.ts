@@ -3,7 +3,8 @@
 // as completed (one report frame per pick frame, sent when the answer arrives), so headroom's in-flight
 // load stays the size a serving cluster's would instead of growing for the whole run. Args: wsUrl
 // durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three) [--in-flight F]
-// (frames sent and not yet answered; 4 unless given). Prints one JSON object. Runs with --experimental-websocket (Node 20's WebSocket client).
+// (frames sent and not yet answered; 4 unless given). Prints one JSON object. Runs with
+// --experimental-websocket (Node 20's WebSocket client).
 
 import { pack, unpack } from "msgpackr";
 import { quantile } from "./measure.js";
