@@ -1,8 +1,8 @@
 // The configuration file's schema (SPEC.md §7) and its defaults. Every option is validated here, with a
 // message that says what is allowed; src/config/load.ts turns failures into ConfigError problem lines.
 
-import { availableParallelism } from "node:os";
 import { z } from "zod";
+import { usableCpus } from "../cpus.js";
 import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
 import { MAX_FALLBACKS } from "../kernel/types.js";
 
@@ -159,8 +159,8 @@ export const DEFAULTS = deepFreeze({
     kubernetes: { namespace: "default", requestTimeoutMs: 10_000, conflictRetries: 3 },
   },
   workers: {
-    // One thread stays free for the main thread (HTTP, scraping, planners).
-    threads: Math.max(1, availableParallelism() - 1),
+    // One thread stays free for the main thread (HTTP, scraping, planners); a container's CPU limit counts.
+    threads: Math.max(1, usableCpus() - 1),
     inlineBelowPairs: 131_072,
     queuePerThread: 4,
     batchCapacity: 256,
