@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { loadConfigFile, parseConfig, type LoadedConfig } from "./config/load.js";
 import type { HeadroomConfig } from "./config/schema.js";
+import { usableCpus } from "./cpus.js";
 import { Engine } from "./engine/engine.js";
 import { ConfigError } from "./errors.js";
 import { jsonLogger, type Logger } from "./log.js";
@@ -77,7 +78,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   }
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   fleet?.reportTo(`${base}/v1/report`);
-  options.out.write(banner(base, fleet === null ? file : null, fleet));
+  options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads));
   return {
     engine,
     fleet,
@@ -110,9 +111,11 @@ function demoConfig(fleet: PodFleet): string {
   return stringifyYaml({ ...base, pools: fleet.poolsConfig() });
 }
 
-function banner(base: string, file: string | null, fleet: PodFleet | null): string {
+function banner(base: string, file: string | null, fleet: PodFleet | null, workerThreads: number): string {
+  const cpus = usableCpus();
   const lines = [
     `headroom serving ${file ?? "the embedded demo: a simulated cluster on loopback"} on ${base}`,
+    `  kernel:   ${workerThreads} worker thread${workerThreads === 1 ? "" : "s"} beside the main thread (${cpus} CPU${cpus === 1 ? "" : "s"} usable; workers.threads)`,
     `  pick:     curl -s ${base}/v1/pick -H 'content-type: application/json' -d '{"sloLevel":"high","inputTokens":1500,"maxTokens":200}'`,
     `  gateway:  curl -si ${base}/v1/gateway/pick -H 'x-slo-level: medium' -H 'x-prompt-tokens: 800'`,
     `  metrics:  ${base}/metrics`,

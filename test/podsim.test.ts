@@ -222,6 +222,7 @@ describe("the embedded demo", () => {
     try {
       const base = `http://127.0.0.1:${serving.port}`;
       expect(banner).toContain("the embedded demo");
+      expect(banner).toContain(`kernel:   ${serving.config.workers.threads} worker thread`);
       expect(serving.fleet!.pods).toHaveLength(6);
       // Every pod is scraped: fresh within a few scrape intervals.
       type StatePod = { address: string; freshness: string };
