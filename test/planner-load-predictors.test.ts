@@ -5,7 +5,7 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { ArimaSearchThread } from "../src/planner/arima-search.js";
 import { ArimaPredictor, ConstantPredictor, KalmanPredictor, type LoadPredictor } from "../src/planner/load-predictors.js";
 
@@ -145,7 +145,12 @@ describe("the ARIMA search thread", () => {
   function lowestPriorityThreads(): Set<string> {
     const tids = new Set<string>();
     for (const tid of readdirSync("/proc/self/task")) {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      } catch {
+        continue; // the thread ended since the listing
+      }
       // The fields after the command name (which may hold spaces) start at field 3; nice is field 19.
       if (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16] === "19") tids.add(tid);
     }
@@ -159,10 +164,11 @@ describe("the ARIMA search thread", () => {
     const low = new ArimaSearchThread();
     try {
       const before = lowestPriorityThreads();
+      // Polled: a thread an earlier test terminated may still be on its way out of the process.
       expect(await normal.search(series, 10)).not.toBeNull();
-      expect(added(before)).toEqual([]);
+      await vi.waitFor(() => expect(added(before)).toEqual([]));
       expect(await low.search(series, 10)).not.toBeNull();
-      expect(added(before)).toHaveLength(1);
+      await vi.waitFor(() => expect(added(before)).toHaveLength(1));
     } finally {
       normal.close();
       low.close();
