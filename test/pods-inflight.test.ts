@@ -127,6 +127,23 @@ describe("loading and releasing", () => {
     expect(inflight.size).toBe(2);
   });
 
+  it("a minted row spelled in capitals or with a leading zero names nothing, with the table's own prefix", () => {
+    const { inflight } = setup();
+    const { requestId: _, ...anonymous } = pick("unused");
+    // Rows 0 to 10: the eleventh is row "a" in base 36.
+    const ids = Array.from({ length: 11 }, () => inflight.add(anonymous));
+    const tenth = ids[10]!;
+    const dash = tenth.indexOf("-");
+    const dot = tenth.lastIndexOf(".");
+    expect(tenth.slice(dash + 1, dot)).toBe("a");
+    const prefix = tenth.slice(0, dash + 1);
+    const generation = tenth.slice(dot);
+    for (const forged of [`${prefix}A${generation}`, `${prefix}0a${generation}`, `${tenth.slice(0, dot)}.00`, `${prefix}${generation}`]) {
+      expect(inflight.has(forged), forged).toBe(false);
+    }
+    expect(inflight.has(tenth)).toBe(true);
+  });
+
   it("a pick that brings a minted id as its own (a gateway retry) replaces the minted pick", () => {
     const { inflight } = setup();
     const { requestId: _, ...anonymous } = pick("unused");

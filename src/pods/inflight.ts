@@ -574,12 +574,14 @@ export class InflightLoad<F = unknown> {
   /** The live row of a request id, minted or brought. */
   private rowFor(requestId: string): number | undefined {
     if (requestId.startsWith(this.mintPrefix)) {
-      const dot = requestId.indexOf(".", this.mintPrefix.length);
-      const row = parseInt(requestId.slice(this.mintPrefix.length, dot), 36);
-      // Only the id as minted names the row: "0a" or "A" for "a" would too, by parseInt alone.
-      // A row in use always has a decode pod; a free one's generation has moved past its last id.
+      const start = this.mintPrefix.length;
+      const dot = requestId.indexOf(".", start);
+      // Only the id as minted names the row (base36 takes no other spelling), and only while the row's
+      // generation is the id's: a row in use always has a decode pod, and a released one's generation
+      // has moved past its last id.
+      const row = dot < 0 ? -1 : base36(requestId, start, dot);
       const c = this.c;
-      if (dot > 0 && row < this.fresh && c.decodePod[row] !== undefined && c.requestId[row] === undefined && this.minted(row) === requestId) return row;
+      if (row >= 0 && row < this.fresh && base36(requestId, dot + 1, requestId.length) === c.generation[row] && c.decodePod[row] !== undefined && c.requestId[row] === undefined) return row;
     }
     return this.rowOf.get(requestId);
   }
@@ -698,6 +700,24 @@ export class InflightLoad<F = unknown> {
     if (this.freeCount === this.free.length) this.free = grown(this.free, this.free.length * 2);
     this.free[this.freeCount++] = row;
   }
+}
+
+/**
+ * The number that s's characters [from, to) spell in base 36 as Number#toString(36) writes it (lower
+ * case, no leading zero), or -1 for any other spelling: "0a" and "A" are not "a". At most 10 digits,
+ * well inside a double's integers. Read without slicing: every report of a minted id comes here.
+ */
+function base36(s: string, from: number, to: number): number {
+  const digits = to - from;
+  if (digits < 1 || digits > 10 || (digits > 1 && s.charCodeAt(from) === 48)) return -1;
+  let value = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 122 ? c - 87 : -1;
+    if (digit < 0) return -1;
+    value = value * 36 + digit;
+  }
+  return value;
 }
 
 /** Width of one expiry slot: about the expiry check's period, so a check visits one or two slots. */
