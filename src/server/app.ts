@@ -19,7 +19,6 @@ import {
   decodeReports,
   decodeRouteLevel,
   encodePickAnswer,
-  NO_SLO_HEADERS,
   type SloHeaders,
 } from "./codec.js";
 import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
@@ -281,12 +280,8 @@ export function createServer(options: ServerOptions): HeadroomServer {
   };
 }
 
-/** The request's SLO headers; NO_SLO_HEADERS itself when it has none, which the decoder skips at once. */
 function sloHeaders(req: HttpRequest): SloHeaders {
-  const level = req.getHeader("x-slo-level");
-  const ttftMs = req.getHeader("x-slo-ttft-ms");
-  const tpotMs = req.getHeader("x-slo-tpot-ms");
-  return level === "" && ttftMs === "" && tpotMs === "" ? NO_SLO_HEADERS : { level, ttftMs, tpotMs };
+  return { level: req.getHeader("x-slo-level"), ttftMs: req.getHeader("x-slo-ttft-ms"), tpotMs: req.getHeader("x-slo-tpot-ms") };
 }
 
 function gatewayHeaders(answer: PickAnswer): Record<string, string> {

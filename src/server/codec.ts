@@ -286,10 +286,11 @@ interface SloOverrides {
   sloTpotMs?: number;
 }
 
-/** What NO_SLO_HEADERS override: nothing (every stream item has them). */
+/** What no SLO headers override: nothing (every stream item, and most HTTP picks). */
 const NO_OVERRIDES: SloOverrides = Object.freeze({});
 
 function sloFromHeaders(h: SloHeaders): SloOverrides {
+  if (h.level === "" && h.ttftMs === "" && h.tpotMs === "") return NO_OVERRIDES;
   const level = h.level.trim();
   return {
     sloLevel: level === "" ? undefined : level,
@@ -308,7 +309,7 @@ function sloFromHeaders(h: SloHeaders): SloOverrides {
 export function decodePick(body: unknown, headers: SloHeaders = NO_SLO_HEADERS, at = ""): PickInput {
   const obj = body === undefined ? {} : body;
   if (!isObject(obj)) throw invalid(at === "" ? "body" : at.slice(0, -1), "must be an object", body);
-  const fromHeaders = headers === NO_SLO_HEADERS ? NO_OVERRIDES : sloFromHeaders(headers);
+  const fromHeaders = sloFromHeaders(headers);
   str(field(obj, "model"), at, "model");
   const prompt = field(obj, "prompt");
   if (prompt !== undefined && typeof prompt !== "string") throw invalid(`${at}prompt`, "must be a string", prompt);
