@@ -6,17 +6,15 @@ import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 
 /**
- * Sets the calling thread's nice value (0 to 19: raising it needs no privilege). Returns false where a
- * thread has no priority of its own (not Linux, or the main thread, whose id is the process's).
+ * Sets the calling thread's nice value (0 to 19: raising it needs no privilege). Does nothing where a
+ * thread has no priority of its own (not Linux), or on the main thread, whose id is the process's.
  */
-export function setThreadNice(nice: number): boolean {
+export function setThreadNice(nice: number): void {
   let tid: number;
   try {
     tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
   } catch {
-    return false;
+    return;
   }
-  if (!Number.isInteger(tid) || tid === process.pid) return false;
-  setPriority(tid, nice);
-  return true;
+  if (Number.isInteger(tid) && tid !== process.pid) setPriority(tid, nice);
 }

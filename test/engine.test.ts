@@ -1,7 +1,7 @@
 // The engine on a configuration of unscraped static pods: routing, picks on the main thread and on
 // real Piscina workers (same answers for the same seeds), errors per item, in-flight load and reports.
 
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, type Clock } from "../src/clock.js";
@@ -10,6 +10,7 @@ import { Engine } from "../src/engine/engine.js";
 import type { PickAnswer, PickAnswers, PickInput } from "../src/engine/types.js";
 import { HeadroomError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
+import { threadNices } from "./fixtures/threads.js";
 
 const POOLS = `
 pools:
@@ -37,20 +38,6 @@ async function engine(extra = "", clock?: Clock) {
   engines.push(e);
   e.start();
   return { engine: e, registry };
-}
-
-/**
- * A thread's nice value: field 19 of its stat line, counted after the command name's closing
- * parenthesis (field 2). Undefined for a thread that ended since it was listed.
- */
-function niceOf(statPath: string): number | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(statPath, "utf8");
-  } catch {
-    return undefined;
-  }
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19 - 3]);
 }
 
 const answer = (x: PickAnswer | HeadroomError): PickAnswer => {
@@ -101,13 +88,13 @@ describe("picks", () => {
 
   // Linux only: elsewhere a thread has no priority of its own.
   it.runIf(existsSync("/proc/thread-self"))("runs its kernel worker threads at workers.nice and leaves the main thread's alone", async () => {
-    const nices = () => readdirSync("/proc/self/task").flatMap((tid) => niceOf(`/proc/self/task/${tid}/stat`) ?? []);
-    const mainBefore = niceOf(`/proc/self/task/${process.pid}/stat`);
-    expect(nices().filter((n) => n === 7)).toHaveLength(0);
+    const atSeven = () => [...threadNices().values()].filter((n) => n === 7);
+    const mainBefore = threadNices().get(String(process.pid));
+    expect(atSeven()).toHaveLength(0);
     const { engine: e } = await engine("workers: { threads: 2, inlineBelowPairs: 0, nice: 7 }");
     expect(answer((await e.pick([{ sloLevel: "high", seed: 1 }]))[0]).pool).toBe("high");
-    await vi.waitFor(() => expect(nices().filter((n) => n === 7)).toHaveLength(2), { timeout: 10_000 });
-    expect(niceOf(`/proc/self/task/${process.pid}/stat`)).toBe(mainBefore);
+    await vi.waitFor(() => expect(atSeven()).toHaveLength(2), { timeout: 10_000 });
+    expect(threadNices().get(String(process.pid))).toBe(mainBefore);
   });
 
   it("answers each bad item with its own error and serves the rest", async () => {

@@ -3,11 +3,11 @@
 // few or the search fails; and the search thread's priority. The ARIMA tests run the real search
 // thread from dist/ (npm run build).
 
-import { readdirSync, readFileSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { ArimaSearchThread } from "../src/planner/arima-search.js";
 import { ArimaPredictor, ConstantPredictor, KalmanPredictor, type LoadPredictor } from "../src/planner/load-predictors.js";
+import { threadNices } from "./fixtures/threads.js";
 
 const thread = new ArimaSearchThread();
 afterAll(() => thread.close());
@@ -141,21 +141,8 @@ describe("arima (order search in a thread)", () => {
 });
 
 describe("the ARIMA search thread", () => {
-  /** Ids of this process's threads at the lowest priority (nice 19), from /proc/self/task/<tid>/stat. */
-  function lowestPriorityThreads(): Set<string> {
-    const tids = new Set<string>();
-    for (const tid of readdirSync("/proc/self/task")) {
-      let stat: string;
-      try {
-        stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-      } catch {
-        continue; // the thread ended since the listing
-      }
-      // The fields after the command name (which may hold spaces) start at field 3; nice is field 19.
-      if (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16] === "19") tids.add(tid);
-    }
-    return tids;
-  }
+  /** Ids of this process's threads at the lowest priority (nice 19). */
+  const lowestPriorityThreads = () => new Set([...threadNices()].filter(([, nice]) => nice === 19).map(([tid]) => tid));
   const added = (before: Set<string>) => [...lowestPriorityThreads()].filter((tid) => !before.has(tid));
 
   it.skipIf(process.platform !== "linux")("runs at the lowest priority, so that fits give way to picks, unless told not to", async () => {
