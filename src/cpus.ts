@@ -55,7 +55,7 @@ function v2Quota(root: string, path: string): number | undefined {
  * not visible under the mount, whose top then is the container's own cgroup.
  */
 function v1Quota(root: string, controllers: string, path: string): number | undefined {
-  for (const mount of [controllers, "cpu"]) {
+  for (const mount of new Set([controllers, "cpu"])) {
     for (const dir of [path, "/"]) {
       const base = posix.join(root, "sys/fs/cgroup", mount, dir);
       const quota = read(posix.join(base, "cpu.cfs_quota_us"));

@@ -23,9 +23,18 @@ function fakeRoot(files: Record<string, string>): string {
   return root;
 }
 
+/** A root whose process sits at the top of cgroup v2, with `cpuMax` as its cpu.max. */
+const v2 = (cpuMax: string) => fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": `${cpuMax}\n` });
+
+/** cgroup v1's quota file under `dir` (from the root), with a period of 100 ms. */
+const v1Files = (dir: string, quotaUs: string) => ({
+  [`${dir}/cpu.cfs_quota_us`]: `${quotaUs}\n`,
+  [`${dir}/cpu.cfs_period_us`]: "100000\n",
+});
+
 describe("cgroup v2", () => {
   it("reads cpu.max of the process's cgroup", () => {
-    expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "200000 100000\n" }))).toBe(2);
+    expect(cpuQuota(v2("200000 100000"))).toBe(2);
   });
 
   it("takes the smallest quota over the cgroup and its ancestors", () => {
@@ -39,9 +48,9 @@ describe("cgroup v2", () => {
   });
 
   it("has no quota for max, for malformed files and for missing ones", () => {
-    expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "max 100000\n" }))).toBeUndefined();
-    expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "lots\n" }))).toBeUndefined();
-    expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "0 100000\n" }))).toBeUndefined();
+    expect(cpuQuota(v2("max 100000"))).toBeUndefined();
+    expect(cpuQuota(v2("lots"))).toBeUndefined();
+    expect(cpuQuota(v2("0 100000"))).toBeUndefined();
     expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "0::/a\n" }))).toBeUndefined();
     expect(cpuQuota(fakeRoot({}))).toBeUndefined();
   });
@@ -51,32 +60,24 @@ describe("cgroup v1", () => {
   it("reads cfs quota over period in the cpu hierarchy, at the process's path or the mount's top", () => {
     const atPath = fakeRoot({
       "proc/self/cgroup": "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
-      "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
-      "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+      ...v1Files("sys/fs/cgroup/cpu,cpuacct/docker/abc", "50000"),
     });
     expect(cpuQuota(atPath)).toBe(0.5);
     const atTop = fakeRoot({
       "proc/self/cgroup": "4:cpu,cpuacct:/docker/abc\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "300000\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
+      ...v1Files("sys/fs/cgroup/cpu", "300000"),
     });
     expect(cpuQuota(atTop)).toBe(3);
   });
 
   it("has no quota for -1", () => {
-    const root = fakeRoot({
-      "proc/self/cgroup": "1:cpu:/\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
-    });
-    expect(cpuQuota(root)).toBeUndefined();
+    expect(cpuQuota(fakeRoot({ "proc/self/cgroup": "1:cpu:/\n", ...v1Files("sys/fs/cgroup/cpu", "-1") }))).toBeUndefined();
   });
 
   it("takes the smaller of a v1 and a v2 quota on a hybrid host", () => {
     const root = fakeRoot({
       "proc/self/cgroup": "1:cpu:/\n0::/\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "400000\n",
-      "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
+      ...v1Files("sys/fs/cgroup/cpu", "400000"),
       "sys/fs/cgroup/cpu.max": "250000 100000\n",
     });
     expect(cpuQuota(root)).toBe(2.5);
@@ -85,11 +86,10 @@ describe("cgroup v1", () => {
 
 describe("usable CPUs", () => {
   it("is the affinity mask's count capped by the quota rounded up, and at least one", () => {
-    const quota = (q: string) => fakeRoot({ "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": `${q} 100000\n` });
-    expect(usableCpus(quota("10000"))).toBe(1);
-    expect(usableCpus(quota("100000"))).toBe(1);
-    expect(usableCpus(quota("100001"))).toBe(Math.min(2, availableParallelism()));
-    expect(usableCpus(quota("100000000"))).toBe(availableParallelism());
+    expect(usableCpus(v2("10000 100000"))).toBe(1);
+    expect(usableCpus(v2("100000 100000"))).toBe(1);
+    expect(usableCpus(v2("100001 100000"))).toBe(Math.min(2, availableParallelism()));
+    expect(usableCpus(v2("100000000 100000"))).toBe(availableParallelism());
     expect(usableCpus(fakeRoot({}))).toBe(availableParallelism());
   });
 });
