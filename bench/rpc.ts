@@ -11,13 +11,12 @@
 // time from both cores, and wall-clock rates move with it.
 // JSON lines on stdout, progress on stderr. --quick for shorter runs. Needs wrk (Debian package).
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { emit, median, note, procCpuUs, round, withSteal } from "./measure.js";
+import { emit, median, note, round, withSteal } from "./measure.js";
+import { processCpuMs, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
 import { PICK_BODY } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -30,27 +29,6 @@ const cores = availableParallelism();
 /** Server on the first core, load generators on the last (the same core when there is only one). */
 const SERVER_CORE = 0;
 const CLIENT_CORE = cores - 1;
-
-
-interface Server {
-  child: ChildProcess;
-  url: string;
-}
-
-/** Starts bench/rpc-server.js on the cores listed (taskset -c); resolves when it prints its port. */
-async function startServer(pods: number, cpus: string, ...flags: string[]): Promise<Server> {
-  const script = new URL("./rpc-server.js", import.meta.url).pathname;
-  const child = spawn("taskset", ["-c", cpus, process.execPath, script, String(pods), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
-  const lines = createInterface({ input: child.stdout! });
-  const [line] = (await once(lines, "line")) as [string];
-  const { port } = JSON.parse(line) as { port: number };
-  return { child, url: `http://127.0.0.1:${port}` };
-}
-
-async function stopServer(server: Server): Promise<void> {
-  server.child.kill("SIGTERM");
-  await once(server.child, "exit");
-}
 
 interface WrkResult {
   rps: number;
@@ -98,9 +76,6 @@ function wrk(server: Server, path: string, body: string, durationS: number): Wrk
   };
 }
 
-/** CPU time a process has used; the server runs under taskset, which execs it: the same pid. */
-const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
-
 /** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
 function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number; p50Ms: number; p99Ms: number; errors: number; stealPct: number | null } {
   const script = new URL("./open-loop.js", import.meta.url).pathname;
@@ -108,17 +83,6 @@ function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number;
     spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
   );
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
-  return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
-}
-
-type WsResult = { frames: number; picks: number; picksPerS: number; frameP50Ms: number; frameP99Ms: number; errors: number; stealPct: number | null };
-
-/** Runs bench/ws-load.js on the cores listed: msgpack frames of 64 picks over one WebSocket. */
-function wsLoad(url: string, cpus: string, ...flags: string[]): WsResult {
-  const script = new URL("./ws-load.js", import.meta.url).pathname;
-  const args = ["-c", cpus, process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(DURATION_S), ...flags];
-  const run = withSteal(() => spawnSync("taskset", args, { encoding: "utf8" }));
-  if (run.status !== 0) throw new Error(`WebSocket generator failed: ${run.stderr}`);
   return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
 }
 
@@ -230,7 +194,7 @@ for (let turn = 0; turn < TURNS; turn++) {
     const large = await startServer(64, ALL_CORES, "--product-workers");
     try {
       const cpuBeforeMs = processCpuMs(large.child.pid!);
-      const ws = wsLoad(large.url, ALL_CORES, "--in-flight", String(WS_IN_FLIGHT), ...flags);
+      const ws = wsLoad(large.url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags);
       // The server's CPU per pick answered, over all its threads.
       const serverCpuUsPerPick = ((processCpuMs(large.child.pid!) - cpuBeforeMs) * 1000) / ws.picks;
       note(`WebSocket ${name}, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s, frame p99 ${ws.frameP99Ms.toFixed(1)} ms, server ${serverCpuUsPerPick.toFixed(1)} CPU µs per pick, steal ${ws.stealPct} %`);

@@ -3,8 +3,8 @@
 // as completed (one report frame per pick frame, sent when the answer arrives), so headroom's in-flight
 // load stays the size a serving cluster's would instead of growing for the whole run. Args: wsUrl
 // durationS [--no-reports] [--one-pool] (every pick on the medium pool, not all three) [--in-flight F]
-// (frames sent and not yet answered; 4 unless given). Prints one JSON object. Runs with
-// --experimental-websocket (Node 20's WebSocket client).
+// (frames sent and not yet answered; 4 unless given). Prints one JSON object, with its own CPU time
+// during the load as cpuPct. Runs with --experimental-websocket (Node 20's WebSocket client).
 
 import { pack, unpack } from "msgpackr";
 import { quantile } from "./measure.js";
@@ -15,7 +15,14 @@ const reports = !process.argv.includes("--no-reports");
 const durationS = Number(durationArg);
 const inFlightAt = process.argv.indexOf("--in-flight");
 const IN_FLIGHT = inFlightAt < 0 ? 4 : Number(process.argv[inFlightAt + 1]);
+if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1) throw new Error(`--in-flight: a whole number of frames >= 1, got ${process.argv[inFlightAt + 1]}`);
 const frames = pickFrames(process.argv.includes("--one-pool") ? ["medium"] : undefined);
+
+/** This process's CPU time since the load began, in % of one core over `elapsedS`. */
+function cpuPct(elapsedS: number): number {
+  const { user, system } = process.cpuUsage(cpuAtStart);
+  return Math.round((user + system) / (elapsedS * 1e4));
+}
 
 const ws = new WebSocket(url);
 ws.binaryType = "arraybuffer";
@@ -26,6 +33,7 @@ let answered = 0;
 let errors = 0;
 let stopping = false;
 const start = performance.now();
+const cpuAtStart = process.cpuUsage();
 
 function sendOne(): void {
   sentAt.push(performance.now());
@@ -59,7 +67,7 @@ ws.onmessage = (event) => {
     const elapsedS = (performance.now() - start) / 1000;
     frameMs.sort((a, b) => a - b);
     process.stdout.write(
-      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, reported, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: quantile(frameMs, 0.5), frameP99Ms: quantile(frameMs, 0.99), errors })}\n`,
+      `${JSON.stringify({ frames: answered, picks: answered * PICKS_PER_FRAME, reported, picksPerS: (answered * PICKS_PER_FRAME) / elapsedS, frameP50Ms: quantile(frameMs, 0.5), frameP99Ms: quantile(frameMs, 0.99), errors, cpuPct: cpuPct(elapsedS) })}\n`,
     );
     ws.close();
   }

@@ -1,0 +1,65 @@
+// The processes bench:rpc and bench:ws-ab start: bench/rpc-server.js and bench/ws-load.js under
+// taskset, and the CPU time the server's threads use.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readdirSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { procCpuUs, withSteal } from "./measure.js";
+
+export interface Server {
+  child: ChildProcess;
+  url: string;
+}
+
+/** Starts bench/rpc-server.js on the cores listed (taskset -c); resolves when it prints its port. */
+export async function startServer(pods: number, cpus: string, ...flags: string[]): Promise<Server> {
+  const script = new URL("./rpc-server.js", import.meta.url).pathname;
+  const child = spawn("taskset", ["-c", cpus, process.execPath, script, String(pods), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! });
+  const [line] = (await once(lines, "line")) as [string];
+  const { port } = JSON.parse(line) as { port: number };
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+export async function stopServer(server: Server): Promise<void> {
+  server.child.kill("SIGTERM");
+  await once(server.child, "exit");
+}
+
+/** CPU time a process has used; the server runs under taskset, which execs it: the same pid. */
+export const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
+
+/** CPU µs each thread of a process has used, by thread id (threads that end while read are left out). */
+export function threadCpuUs(pid: number): Map<number, number> {
+  const used = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      used.set(Number(tid), procCpuUs(`/proc/${pid}/task/${tid}/stat`));
+    } catch {
+      // ended since the listing
+    }
+  }
+  return used;
+}
+
+export type WsResult = {
+  frames: number;
+  picks: number;
+  picksPerS: number;
+  frameP50Ms: number;
+  frameP99Ms: number;
+  errors: number;
+  /** The generator's own CPU time over the run's wall time, in % of one core. */
+  cpuPct: number;
+  stealPct: number | null;
+};
+
+/** Runs bench/ws-load.js for durationS on the cores listed: msgpack frames of 64 picks over one WebSocket. */
+export function wsLoad(url: string, cpus: string, durationS: number, ...flags: string[]): WsResult {
+  const script = new URL("./ws-load.js", import.meta.url).pathname;
+  const args = ["-c", cpus, process.execPath, "--experimental-websocket", script, url.replace("http:", "ws:") + "/v1/stream", String(durationS), ...flags];
+  const run = withSteal(() => spawnSync("taskset", args, { encoding: "utf8" }));
+  if (run.status !== 0) throw new Error(`WebSocket generator failed: ${run.stderr}`);
+  return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
+}
