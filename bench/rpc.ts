@@ -4,7 +4,8 @@
 // turns (pick, trivial, pick, ...) so each ratio compares neighbours, the median ratio reported, and
 // beside it the ratio of the server's CPU time per request in each turn;
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
-// request's scheduled send time; (c) msgpack frames of 64 picks over WS /v1/stream on 64x64 pools, the
+// request's scheduled send time, and how busy that keeps the server (requests arriving one at a time
+// each cost it more than wrk's, which arrive many to a loop turn); (c) msgpack frames of 64 picks over WS /v1/stream on 64x64 pools, the
 // server as shipped sharing both cores with the generator: over all three pools, and on one.
 // Before them, bench/pick-path.ts: the server's own CPU time per pick without sockets. Every line
 // carries the CPU steal the machine saw during its runs: on a shared virtual machine the host takes
@@ -76,14 +77,31 @@ function wrk(server: Server, path: string, body: string, durationS: number): Wrk
   };
 }
 
-/** Runs bench/open-loop.js pinned to CLIENT_CORE and returns its JSON result. */
-function openLoop(url: string, rate: number, path = "/v1/pick"): { sent: number; p50Ms: number; p99Ms: number; errors: number; stealPct: number | null } {
+interface OpenLoopResult {
+  sent: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  stealPct: number | null;
+  /** The server's CPU time over the run's wall time (warm-up included), in % of its one core. */
+  serverBusyPct: number;
+  /** The server's CPU time per request sent. */
+  serverCpuUsPerRequest: number;
+}
+
+/** Runs bench/open-loop.js pinned to CLIENT_CORE against `server` and returns its JSON result. */
+function openLoop(server: Server, rate: number, path = "/v1/pick"): OpenLoopResult {
   const script = new URL("./open-loop.js", import.meta.url).pathname;
+  const cpuBeforeMs = processCpuMs(server.child.pid!);
+  const startedMs = performance.now();
   const run = withSteal(() =>
-    spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
+    spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, server.url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
   );
+  const serverCpuMs = processCpuMs(server.child.pid!) - cpuBeforeMs;
+  const wallMs = performance.now() - startedMs;
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
-  return { ...JSON.parse(run.stdout), stealPct: run.stealPct };
+  const result = JSON.parse(run.stdout) as Omit<OpenLoopResult, "stealPct" | "serverBusyPct" | "serverCpuUsPerRequest">;
+  return { ...result, stealPct: run.stealPct, serverBusyPct: (100 * serverCpuMs) / wallMs, serverCpuUsPerRequest: (1000 * serverCpuMs) / result.sent };
 }
 
 /** bench/pick-path.js pinned to SERVER_CORE; its JSON lines are passed on. */
@@ -130,11 +148,11 @@ try {
   await stopServer(small);
   small = await startServer(16, String(SERVER_CORE));
   const rate = Math.max(1, Math.round(pick.rps / 2));
-  const open = openLoop(small.url, rate);
-  note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors`);
+  const open = openLoop(small, rate);
+  note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors, server busy ${open.serverBusyPct.toFixed(0)} % (${open.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
   // The machine's floor: the trivial handler at the same offered rate, on the same server.
-  const openTrivial = openLoop(small.url, rate, "/bench/fixed");
-  note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms`);
+  const openTrivial = openLoop(small, rate, "/bench/fixed");
+  note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms, server busy ${openTrivial.serverBusyPct.toFixed(0)} % (${openTrivial.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
   emit({
     bench: "rpc",
     case: "pick-http",
@@ -147,6 +165,11 @@ try {
     openLoopRate: rate,
     trivialP50Us: Math.round(openTrivial.p50Ms * 1000),
     trivialP99Us: Math.round(openTrivial.p99Ms * 1000),
+    // Requests arriving one at a time cost more than wrk's, which arrive many to a loop turn.
+    openLoopBusyPct: Math.round(open.serverBusyPct),
+    trivialOpenLoopBusyPct: Math.round(openTrivial.serverBusyPct),
+    openLoopCpuUsPerRequest: round(open.serverCpuUsPerRequest, 1),
+    trivialOpenLoopCpuUsPerRequest: round(openTrivial.serverCpuUsPerRequest, 1),
     wrkP50Us: Math.round(pick.p50Ms * 1000),
     wrkP99Us: Math.round(pick.p99Ms * 1000),
     ratios,
@@ -160,7 +183,7 @@ try {
   // The same open loop with every planner ticking each second with ARIMA: planner work must not show.
   await stopServer(small);
   small = await startServer(16, String(SERVER_CORE), "--planners-every-second");
-  const busy = openLoop(small.url, rate);
+  const busy = openLoop(small, rate);
   note(`open loop at ${rate}/s, planners every second: p50 ${busy.p50Ms.toFixed(3)} ms, p99 ${busy.p99Ms.toFixed(3)} ms`);
   emit({
     bench: "rpc",
@@ -169,6 +192,7 @@ try {
     openLoopRate: rate,
     p50Us: Math.round(busy.p50Ms * 1000),
     p99Us: Math.round(busy.p99Ms * 1000),
+    openLoopBusyPct: Math.round(busy.serverBusyPct),
     stealPct: busy.stealPct,
     errors: busy.errors,
   });
