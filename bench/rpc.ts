@@ -1,13 +1,13 @@
 // bench:rpc — the pick RPC against a trivial handler on the same uWebSockets.js server, as SPEC.md §9
 // asks: (a) wrk, server pinned to one core and wrk to the other, 32 connections, POST /v1/pick on a
-// 16x16 pool vs a handler that reads the whole body and answers a fixed JSON of a pick's size, run in
-// turns (pick, trivial, pick, ...) so each ratio compares neighbours, the median ratio reported, and
-// beside it the ratio of the server's CPU time per request in each turn;
+// 16x16 pool vs a handler that reads the whole body and answers a fixed JSON of a pick's size, after
+// a warm-up of each run in turns (pick, trivial, pick, ...) so each ratio compares neighbours, the
+// median ratio reported, and beside it the ratio of the server's CPU time per request in each turn;
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
 // request's scheduled send time, and how busy that keeps the server (requests arriving one at a time
-// each cost it more than wrk's, which arrive many to a loop turn); (c) msgpack frames of 64 picks over WS /v1/stream on 64x64 pools, the
-// server as shipped sharing both cores with the generator: over all three pools, and on one.
-// Before them, bench/pick-path.ts: the server's own CPU time per pick without sockets. Every line
+// each cost it more than wrk's, which arrive many to a loop turn); (c) msgpack frames of 64 picks
+// over WS /v1/stream on 64x64 pools, the server as shipped sharing both cores with the generator:
+// over all three pools, and on one. Before them, bench/pick-path.ts: the server's own CPU time per pick without sockets. Every line
 // carries the CPU steal the machine saw during its runs: on a shared virtual machine the host takes
 // time from both cores, and wall-clock rates move with it.
 // JSON lines on stdout, progress on stderr. --quick for shorter runs. Needs wrk (Debian package).
@@ -25,6 +25,12 @@ const DURATION_S = quick ? 3 : 10;
 /** wrk runs of each handler in (a), alternating. */
 const TURNS = quick ? 1 : 3;
 const TURN_S = quick ? 3 : 5;
+/**
+ * wrk on each handler before the turns, not counted: a fresh server compiles its code as it first runs
+ * it (its compiler threads share its one core): without this, the first pick turn was the slowest of
+ * the three in each of the last three runs, by up to 2.3x (bench:rpc's stderr).
+ */
+const WARMUP_S = quick ? 1 : 2;
 const CONNECTIONS = 32;
 const cores = availableParallelism();
 /** Server on the first core, load generators on the last (the same core when there is only one). */
@@ -125,6 +131,8 @@ let small = await startServer(16, String(SERVER_CORE));
 try {
   const pickBodyFixed = await (await fetch(`${small.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/json" }, body: PICK_BODY })).text();
   note(`pick response: ${pickBodyFixed.length} bytes`);
+  wrk(small, "/v1/pick", PICK_BODY, WARMUP_S);
+  wrk(small, "/bench/fixed", PICK_BODY, WARMUP_S);
   const picks: WrkResult[] = [];
   const trivials: WrkResult[] = [];
   for (let turn = 0; turn < TURNS; turn++) {
