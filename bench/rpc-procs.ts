@@ -3,7 +3,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { procCpuUs, withSteal } from "./measure.js";
 
@@ -30,17 +30,27 @@ export async function stopServer(server: Server): Promise<void> {
 /** CPU time a process has used; the server runs under taskset, which execs it: the same pid. */
 export const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
 
-/** CPU µs each thread of a process has used, by thread id (threads that end while read are left out). */
-export function threadCpuUs(pid: number): Map<number, number> {
-  const used = new Map<number, number>();
+/** What the scheduler says of one thread so far: µs run on a CPU, and µs runnable but waiting for one. */
+export interface ThreadTimes {
+  runUs: number;
+  waitUs: number;
+}
+
+/**
+ * Each thread of a process by thread id, from /proc/<pid>/task/<tid>/schedstat (run and run-queue wait
+ * in ns; threads that end while read are left out).
+ */
+export function threadTimes(pid: number): Map<number, ThreadTimes> {
+  const times = new Map<number, ThreadTimes>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      used.set(Number(tid), procCpuUs(`/proc/${pid}/task/${tid}/stat`));
+      const [runNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
+      times.set(Number(tid), { runUs: runNs / 1000, waitUs: waitNs / 1000 });
     } catch {
       // ended since the listing
     }
   }
-  return used;
+  return times;
 }
 
 export type WsResult = {

@@ -4,14 +4,15 @@
 // than most changes, so only pairs run back to back compare, and the order within a pair alternates
 // (A first, then B first) so that a drift during a pair favours neither side.
 // One JSON line per run (the rate, frame latency, the server's main thread and its busiest other
-// thread in % of a core, the generator's), then a summary: the pairs B won and the median B/A ratio.
+// thread in % of a core, both on a CPU and runnable but waiting for one, the generator's), then a
+// summary: the pairs B won and the median B/A ratio.
 // Args: --a "<server flags>" --b "<server flags>" [--pairs N, default 6] [--seconds S, default 8]
 // [--in-flight F, default 8] [--all-pools] (frames over the three pools; default: every pick on one).
 // Example: npm run bench:ws-ab -- --a "--product-workers --worker-nice 0" --b "--product-workers"
 
 import { availableParallelism } from "node:os";
 import { emit, median, note, round } from "./measure.js";
-import { startServer, stopServer, threadCpuUs, wsLoad } from "./rpc-procs.js";
+import { startServer, stopServer, threadTimes, wsLoad, type ThreadTimes } from "./rpc-procs.js";
 
 function arg(name: string, fallback?: string): string {
   const at = process.argv.indexOf(name);
@@ -41,11 +42,13 @@ async function run(side: "a" | "b", pair: number): Promise<number> {
   const server = await startServer(64, ALL_CORES, ...sides[side]);
   try {
     const pid = server.child.pid!;
-    const before = threadCpuUs(pid);
+    const before = threadTimes(pid);
     const ws = wsLoad(server.url, ALL_CORES, seconds, ...loadFlags);
-    const after = threadCpuUs(pid);
-    const pct = (tid: number) => round((100 * ((after.get(tid) ?? 0) - (before.get(tid) ?? 0))) / (seconds * 1e6), 0);
-    const others = [...after.keys()].filter((tid) => tid !== pid).map(pct);
+    const after = threadTimes(pid);
+    /** A thread's share of the run's wall time, in % of a core: on a CPU, or runnable and waiting for one. */
+    const pct = (tid: number, of: keyof ThreadTimes) => round((100 * ((after.get(tid)?.[of] ?? 0) - (before.get(tid)?.[of] ?? 0))) / (seconds * 1e6), 0);
+    const others = [...after.keys()].filter((tid) => tid !== pid);
+    const busiest = others.reduce((a, b) => (pct(b, "runUs") > pct(a, "runUs") ? b : a), others[0] ?? pid);
     emit({
       bench: "ws-ab",
       pair,
@@ -53,8 +56,10 @@ async function run(side: "a" | "b", pair: number): Promise<number> {
       flags: sides[side].join(" "),
       picksPerS: Math.round(ws.picksPerS),
       p99FrameUs: Math.round(ws.frameP99Ms * 1000),
-      mainThreadPct: pct(pid),
-      busiestOtherThreadPct: Math.max(0, ...others),
+      mainThreadPct: pct(pid, "runUs"),
+      mainThreadWaitPct: pct(pid, "waitUs"),
+      busiestOtherThreadPct: busiest === pid ? 0 : pct(busiest, "runUs"),
+      busiestOtherThreadWaitPct: busiest === pid ? 0 : pct(busiest, "waitUs"),
       generatorPct: ws.cpuPct,
       stealPct: ws.stealPct,
       errors: ws.errors,
