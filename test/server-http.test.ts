@@ -258,6 +258,18 @@ describe("introspection", () => {
     expect(text).toMatch(/^headroom_pick_duration_seconds_count\{via="pick"\} 2$/m);
   });
 
+  it("GET /metrics counts the main thread's busy time", async () => {
+    const h = await start();
+    const busySeconds = async () => Number(/^headroom_main_thread_busy_seconds_total (\S+)$/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
+    const before = await busySeconds();
+    // The server shares this thread: 100 ms of work here is 100 ms of its main thread's.
+    const until = performance.now() + 100;
+    while (performance.now() < until);
+    const after = await busySeconds();
+    expect(before).toBeGreaterThan(0);
+    expect(after - before).toBeGreaterThanOrEqual(0.1);
+  });
+
   it("404 for an unknown path, 405 with Allow for a wrong method, both with the JSON error body", async () => {
     const h = await start();
     expectError(await postJson(`${h.url}/v2/pick`, {}), 404, "NOT_FOUND", /\/v2\/pick/);

@@ -1,8 +1,10 @@
-// The server's request metrics on the app's registry: requests by route pattern and status, and how long
-// a pick takes from its request being complete to its answer being written.
+// The server's request metrics on the app's registry: requests by route pattern and status, how long
+// a pick takes from its request being complete to its answer being written, and how busy the main
+// thread is.
 
-import type { Registry } from "prom-client";
-import { tallied, talliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
+import { performance } from "node:perf_hooks";
+import { Counter, type Registry } from "prom-client";
+import { registered, tallied, talliedHistogram, type CounterTally, type HistogramSlot } from "../metrics.js";
 
 /** Route patterns (never raw paths, whose values are unbounded) and "unmatched" for 404s. */
 export type RouteLabel =
@@ -42,10 +44,34 @@ export function serverMetrics(registry: Registry): ServerMetrics {
     ["via"],
     PICK_SECONDS_BUCKETS,
   );
+  mainThreadBusy(registry);
   return {
     requests: tallied(registry, "headroom_http_requests_total", "HTTP requests by route pattern and status (101 for a WebSocket upgrade)", ["route", "status"]),
     pickSeconds: { pick: pickSeconds.labels("pick"), gateway: pickSeconds.labels("gateway"), stream: pickSeconds.labels("stream") },
   };
+}
+
+const MAIN_THREAD_BUSY = "headroom_main_thread_busy_seconds_total";
+
+/**
+ * The main thread's event loop's time outside its wait for I/O, as a counter (its rate is the share of
+ * a core the main thread uses): every socket, decode, inline kernel call and encode runs there, and
+ * picks that arrive one at a time queue behind it long before it reaches 1 (README, Limits).
+ */
+function mainThreadBusy(registry: Registry): void {
+  registered(registry, MAIN_THREAD_BUSY, Counter, () => {
+    let reportedS = 0;
+    return new Counter({
+      name: MAIN_THREAD_BUSY,
+      help: "Seconds the main thread's event loop spent running rather than waiting for I/O (rate: its share of a core)",
+      registers: [registry],
+      collect() {
+        const busyS = performance.eventLoopUtilization().active / 1000;
+        this.inc(busyS - reportedS);
+        reportedS = busyS;
+      },
+    });
+  });
 }
 
 export function elapsedSeconds(startedMs: number): number {
