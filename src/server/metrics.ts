@@ -66,7 +66,8 @@ function mainThreadBusy(registry: Registry): void {
       help: "Seconds the main thread's event loop spent running rather than waiting for I/O (rate: its share of a core)",
       registers: [registry],
       collect() {
-        const busyS = performance.eventLoopUtilization().active / 1000;
+        // Node derives `active` from two clocks; a rounding step back must not make inc() throw.
+        const busyS = Math.max(reportedS, performance.eventLoopUtilization().active / 1000);
         this.inc(busyS - reportedS);
         reportedS = busyS;
       },
