@@ -66,7 +66,7 @@ function mainThreadBusy(registry: Registry): void {
       help: "Seconds the main thread's event loop spent running rather than waiting for I/O (rate: its share of a core)",
       registers: [registry],
       collect() {
-        // Node derives `active` from two clocks; a rounding step back must not make inc() throw.
+        // `active` is elapsed time minus idle time in floating point: a rounding step back must not throw.
         const busyS = Math.max(reportedS, performance.eventLoopUtilization().active / 1000);
         this.inc(busyS - reportedS);
         reportedS = busyS;
