@@ -3,11 +3,13 @@
 // process's priority.
 
 import { readlinkSync } from "node:fs";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 
 /**
- * Sets the calling thread's nice value (0 to 19: raising it needs no privilege). Does nothing where a
- * thread has no priority of its own (not Linux), or on the main thread, whose id is the process's.
+ * Lowers the calling thread's priority to nice value `nice` (0 to 19), never raising it: a thread
+ * starts at its creator's nice, and going below that needs a privilege (a process started under
+ * `nice -n 15` would have every such call fail). Does nothing where a thread has no priority of its own
+ * (not Linux), or on the main thread, whose id is the process's.
  */
 export function setThreadNice(nice: number): void {
   let tid: number;
@@ -16,5 +18,5 @@ export function setThreadNice(nice: number): void {
   } catch {
     return;
   }
-  if (Number.isInteger(tid) && tid !== process.pid) setPriority(tid, nice);
+  if (Number.isInteger(tid) && tid !== process.pid) setPriority(tid, Math.max(nice, getPriority(tid)));
 }

@@ -22,9 +22,8 @@ const kernels = new Map<string, PoolKernel>();
 
 // Below the main thread (workers.nice): the main thread reads and writes every socket, and a frame's
 // answer waits for it; when the two cores are both wanted it should get one first. Outside a Piscina
-// worker (a test importing pickRows) there is no workerData and nothing to change.
-const nice = (workerData as WorkerData | undefined)?.nice ?? 0;
-if (nice > 0) setThreadNice(nice);
+// worker (a test importing pickRows) there is no workerData: nice 0 leaves the thread as it is.
+setThreadNice((workerData as WorkerData | undefined)?.nice ?? 0);
 
 /**
  * The task's batch: the result rows moved to the main thread (not cloned: the rows are one buffer,
