@@ -28,7 +28,15 @@ export async function stopServer(server: Server): Promise<void> {
 }
 
 /** CPU time a process has used; the server runs under taskset, which execs it: the same pid. */
-export const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
+const processCpuMs = (pid: number) => procCpuUs(`/proc/${pid}/stat`) / 1000;
+
+/** What `load` returns, with the CPU time the server used (all its threads) and the wall time while it ran. */
+export function measured<T>(server: Server, load: () => T): { value: T; serverCpuMs: number; wallMs: number } {
+  const cpuBeforeMs = processCpuMs(server.child.pid!);
+  const startedMs = performance.now();
+  const value = load();
+  return { value, serverCpuMs: processCpuMs(server.child.pid!) - cpuBeforeMs, wallMs: performance.now() - startedMs };
+}
 
 /** What the scheduler says of one thread so far: µs run on a CPU, and µs runnable but waiting for one. */
 export interface ThreadTimes {

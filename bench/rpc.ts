@@ -17,7 +17,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { emit, median, note, round, withSteal } from "./measure.js";
-import { processCpuMs, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
+import { measured, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
 import { PICK_BODY } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -55,13 +55,13 @@ function wrk(server: Server, path: string, body: string, durationS: number): Wrk
     script,
     [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["content-type"] = "application/json"`].join("\n"),
   );
-  const cpuBeforeMs = processCpuMs(server.child.pid!);
-  const run = withSteal(() =>
-    spawnSync("taskset", ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, server.url + path], {
-      encoding: "utf8",
-    }),
+  const { value: run, serverCpuMs } = measured(server, () =>
+    withSteal(() =>
+      spawnSync("taskset", ["-c", String(CLIENT_CORE), "wrk", "-t1", `-c${CONNECTIONS}`, `-d${durationS}s`, "--latency", "-s", script, server.url + path], {
+        encoding: "utf8",
+      }),
+    ),
   );
-  const serverCpuMs = processCpuMs(server.child.pid!) - cpuBeforeMs;
   if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr || run.error}`);
   const out = run.stdout;
   const number = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
@@ -98,13 +98,11 @@ interface OpenLoopResult {
 /** Runs bench/open-loop.js pinned to CLIENT_CORE against `server` and returns its JSON result. */
 function openLoop(server: Server, rate: number, path = "/v1/pick"): OpenLoopResult {
   const script = new URL("./open-loop.js", import.meta.url).pathname;
-  const cpuBeforeMs = processCpuMs(server.child.pid!);
-  const startedMs = performance.now();
-  const run = withSteal(() =>
-    spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, server.url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
+  const { value: run, serverCpuMs, wallMs } = measured(server, () =>
+    withSteal(() =>
+      spawnSync("taskset", ["-c", String(CLIENT_CORE), process.execPath, script, server.url, String(rate), String(DURATION_S), PICK_BODY, path], { encoding: "utf8" }),
+    ),
   );
-  const serverCpuMs = processCpuMs(server.child.pid!) - cpuBeforeMs;
-  const wallMs = performance.now() - startedMs;
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
   const result = JSON.parse(run.stdout) as Omit<OpenLoopResult, "stealPct" | "serverBusyPct" | "serverCpuUsPerRequest">;
   return { ...result, stealPct: run.stealPct, serverBusyPct: (100 * serverCpuMs) / wallMs, serverCpuUsPerRequest: (1000 * serverCpuMs) / result.sent };
@@ -225,10 +223,9 @@ for (let turn = 0; turn < TURNS; turn++) {
   ] as const) {
     const large = await startServer(64, ALL_CORES, "--product-workers");
     try {
-      const cpuBeforeMs = processCpuMs(large.child.pid!);
-      const ws = wsLoad(large.url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags);
+      const { value: ws, serverCpuMs } = measured(large, () => wsLoad(large.url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags));
       // The server's CPU per pick answered, over all its threads.
-      const serverCpuUsPerPick = ((processCpuMs(large.child.pid!) - cpuBeforeMs) * 1000) / ws.picks;
+      const serverCpuUsPerPick = (serverCpuMs * 1000) / ws.picks;
       note(`WebSocket ${name}, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s, frame p99 ${ws.frameP99Ms.toFixed(1)} ms, server ${serverCpuUsPerPick.toFixed(1)} CPU µs per pick, steal ${ws.stealPct} %`);
       wsRuns.set(name, [...(wsRuns.get(name) ?? []), { ws, serverCpuUsPerPick }]);
     } finally {
