@@ -3,7 +3,10 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { procCpuUs, withSteal } from "./measure.js";
 
@@ -20,6 +23,68 @@ export async function startServer(pods: number, cpus: string, ...flags: string[]
   const [line] = (await once(lines, "line")) as [string];
   const { port } = JSON.parse(line) as { port: number };
   return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/** True when nginx is on the PATH (Debian's nginx-light; .ci/run installs it for the end-to-end test). */
+export const hasNginx = () => spawnSync("nginx", ["-v"]).error === undefined;
+
+/**
+ * nginx as the reference server for the open loop, on the cores listed: one process (no master), keep-alive
+ * without a request limit, answering `POST /bench/fixed` with `fixed` as it discards the body. What the
+ * generator measures against it is the floor the host, the loopback and the generator leave, with a
+ * server in C that does nothing.
+ */
+export async function startNginx(cpus: string, fixed: string): Promise<Server> {
+  if (/['\\\n]/.test(fixed)) throw new Error("nginx reference: the fixed answer must not need quoting");
+  const dir = mkdtempSync(join(tmpdir(), "headroom-nginx-"));
+  const port = await freePort();
+  const conf = [
+    "worker_processes 1;",
+    "master_process off;",
+    "daemon off;",
+    "pid nginx.pid;",
+    "error_log stderr warn;",
+    "events { worker_connections 1024; }",
+    "http {",
+    "  access_log off;",
+    "  client_body_temp_path tmp;",
+    "  proxy_temp_path tmp;",
+    "  fastcgi_temp_path tmp;",
+    "  uwsgi_temp_path tmp;",
+    "  scgi_temp_path tmp;",
+    "  keepalive_requests 1000000000;",
+    "  keepalive_timeout 600s;",
+    "  server {",
+    `    listen 127.0.0.1:${port};`,
+    `    location = /bench/fixed { default_type application/json; return 200 '${fixed}'; }`,
+    "  }",
+    "}",
+  ].join("\n");
+  mkdirSync(join(dir, "tmp"));
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const child = spawn("taskset", ["-c", cpus, "nginx", "-p", dir, "-c", join(dir, "nginx.conf"), "-e", "stderr"], { stdio: ["ignore", "ignore", "inherit"] });
+  child.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  const url = `http://127.0.0.1:${port}`;
+  for (let tries = 0; ; tries++) {
+    if (child.exitCode !== null) throw new Error(`nginx reference exited with ${child.exitCode}`);
+    try {
+      await fetch(`${url}/bench/fixed`, { method: "POST", body: "{}" });
+      return { child, url };
+    } catch (err) {
+      if (tries === 50) throw new Error(`nginx reference: not listening after 5 s: ${String(err)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const { port } = probe.address() as AddressInfo;
+  probe.close();
+  await once(probe, "close");
+  return port;
 }
 
 export async function stopServer(server: Server): Promise<void> {

@@ -5,7 +5,8 @@
 // median ratio reported, and beside it the ratio of the server's CPU time per request in each turn;
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
 // request's scheduled send time, and how busy that keeps the server (requests arriving one at a time
-// each cost it more than wrk's, which arrive many to a loop turn); (c) msgpack frames of 64 picks
+// each cost it more than wrk's, which arrive many to a loop turn), then the trivial handler and nginx
+// (when installed) at the same rate: the floors of this server and of the host; (c) msgpack frames of 64 picks
 // over WS /v1/stream on 64x64 pools, the server as shipped sharing both cores with the generator:
 // over all three pools, and on one. Before them, bench/pick-path.ts: the server's own CPU time per
 // pick without sockets. Every line carries the CPU steal the machine saw during its runs: on a shared
@@ -17,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { emit, median, note, round, withSteal } from "./measure.js";
-import { measured, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
+import { hasNginx, measured, startNginx, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
 import { PICK_BODY } from "./rpc-workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -108,6 +109,16 @@ function openLoop(server: Server, rate: number, path = "/v1/pick"): OpenLoopResu
   return { ...result, stealPct: run.stealPct, serverBusyPct: (100 * serverCpuMs) / wallMs, serverCpuUsPerRequest: (1000 * serverCpuMs) / result.sent };
 }
 
+/** The open loop against nginx on SERVER_CORE answering `fixed`, a fresh instance. */
+async function nginxOpenLoop(fixed: string, rate: number): Promise<OpenLoopResult> {
+  const nginx = await startNginx(String(SERVER_CORE), fixed);
+  try {
+    return openLoop(nginx, rate, "/bench/fixed");
+  } finally {
+    await stopServer(nginx);
+  }
+}
+
 /** bench/pick-path.js pinned to SERVER_CORE; its JSON lines are passed on. */
 function pickPath(): void {
   const script = new URL("./pick-path.js", import.meta.url).pathname;
@@ -128,7 +139,8 @@ pickPath();
 let small = await startServer(16, String(SERVER_CORE));
 try {
   const pickBodyFixed = await (await fetch(`${small.url}/v1/pick`, { method: "POST", headers: { "content-type": "application/json" }, body: PICK_BODY })).text();
-  note(`pick response: ${pickBodyFixed.length} bytes`);
+  const fixedBody = await (await fetch(`${small.url}/bench/fixed`, { method: "POST", body: PICK_BODY })).text();
+  note(`pick response: ${pickBodyFixed.length} bytes, the trivial handler's ${fixedBody.length}`);
   wrk(small, "/v1/pick", PICK_BODY, WARMUP_S);
   wrk(small, "/bench/fixed", PICK_BODY, WARMUP_S);
   const picks: WrkResult[] = [];
@@ -159,6 +171,10 @@ try {
   // The machine's floor: the trivial handler at the same offered rate, on the same server.
   const openTrivial = openLoop(small, rate, "/bench/fixed");
   note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms, server busy ${openTrivial.serverBusyPct.toFixed(0)} % (${openTrivial.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
+  // Under both, the floor of the host, the loopback and the generator: nginx answering the same bytes.
+  const floor = hasNginx() ? await nginxOpenLoop(fixedBody, rate) : undefined;
+  if (floor === undefined) note("no nginx on the PATH (apt-get install nginx-light): the nginx reference is left out");
+  else note(`open loop at ${rate}/s, nginx: p50 ${floor.p50Ms.toFixed(3)} ms, p99 ${floor.p99Ms.toFixed(3)} ms, nginx busy ${floor.serverBusyPct.toFixed(0)} % (${floor.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
   emit({
     bench: "rpc",
     case: "pick-http",
@@ -176,6 +192,9 @@ try {
     trivialOpenLoopBusyPct: Math.round(openTrivial.serverBusyPct),
     openLoopCpuUsPerRequest: round(open.serverCpuUsPerRequest, 1),
     trivialOpenLoopCpuUsPerRequest: round(openTrivial.serverCpuUsPerRequest, 1),
+    nginxP50Us: floor === undefined ? null : Math.round(floor.p50Ms * 1000),
+    nginxP99Us: floor === undefined ? null : Math.round(floor.p99Ms * 1000),
+    nginxOpenLoopBusyPct: floor === undefined ? null : Math.round(floor.serverBusyPct),
     wrkP50Us: Math.round(pick.p50Ms * 1000),
     wrkP99Us: Math.round(pick.p99Ms * 1000),
     ratios,
@@ -183,8 +202,8 @@ try {
     trivialCpuUsPerRequest: round(trivial.serverCpuUsPerRequest, 1),
     cpuRatios,
     wrkStealPct: picks.flatMap((p, i) => [p.stealPct, trivials[i].stealPct]),
-    openLoopStealPct: [open.stealPct, openTrivial.stealPct],
-    errors: [...picks, ...trivials].reduce((n, r) => n + r.non2xx, 0) + open.errors + openTrivial.errors,
+    openLoopStealPct: [open.stealPct, openTrivial.stealPct, ...(floor === undefined ? [] : [floor.stealPct])],
+    errors: [...picks, ...trivials].reduce((n, r) => n + r.non2xx, 0) + open.errors + openTrivial.errors + (floor?.errors ?? 0),
   });
   // The same open loop with every planner ticking each second with ARIMA: planner work must not show.
   await stopServer(small);
