@@ -6,9 +6,9 @@
 // (b) p50/p99 at half of (a)'s pick rate from an open-loop generator that measures from each
 // request's scheduled send time, and how busy that keeps the server (requests arriving one at a time
 // each cost it more than wrk's, which arrive many to a loop turn), then the trivial handler and nginx
-// (when installed) at the same rate: the floors of this server and of the host; (c) msgpack frames of 64 picks
-// over WS /v1/stream on 64x64 pools, the server as shipped sharing both cores with the generator:
-// over all three pools, and on one. Before them, bench/pick-path.ts: the server's own CPU time per
+// (when installed) at the same rate: the floors of this server and of the host; (c) msgpack frames
+// of 64 picks over WS /v1/stream on 64x64 pools, the server as shipped sharing both cores with the
+// generator: over all three pools, and on one. Before them, bench/pick-path.ts: the server's own CPU time per
 // pick without sockets. Every line carries the CPU steal the machine saw during its runs: on a shared
 // virtual machine the host takes time from both cores, and wall-clock rates move with it.
 // JSON lines on stdout, progress on stderr. --quick for shorter runs. Needs wrk (Debian package).
