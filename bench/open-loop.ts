@@ -4,7 +4,9 @@
 // built once, so the generator itself is not the bottleneck; one request at a time per connection
 // (no pipelining), requests that find every connection busy wait in order, their wait counted. The
 // first WARMUP_S seconds run at the same rate unmeasured: a cold server compiles and tiers up its code
-// (WASM included) then, which is not the steady state the percentiles are about.
+// (WASM included) then, which is not the steady state the percentiles are about. Beside the latencies
+// it reports how late the generator itself sent the requests that found a connection idle (sendLate…):
+// time its own thread lost, to its host or to itself, which the latency of those requests includes.
 // Args: url rate durationS body [path, default /v1/pick].
 // Prints one JSON object.
 
@@ -38,6 +40,10 @@ function dispatch(c: Connection, scheduledMs: number): void {
   c.inFlight = scheduledMs;
   c.socket.write(request);
 }
+
+/** How late each measured request found an idle connection was sent: the generator's own delay. */
+const sendLate = new Float64Array(total);
+let sendLateCount = 0;
 
 const latencies = new Float64Array(total);
 let measured = 0;
@@ -73,8 +79,19 @@ function onData(c: Connection, chunk: Buffer): void {
 
 function finish(): void {
   const sorted = latencies.slice(0, measured).sort();
+  const late = sendLate.slice(0, sendLateCount).sort();
   process.stderr.write(`open-loop: start ${Math.round(performance.timeOrigin + start)}; worst latency per second (ms): ${worstPerSecond.map((ms) => ms.toFixed(1)).join(" ")}\n`);
-  process.stdout.write(`${JSON.stringify({ sent, measured, warmupS: WARMUP_S, errors, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) })}\n`);
+  const result = {
+    sent,
+    measured,
+    warmupS: WARMUP_S,
+    errors,
+    p50Ms: quantile(sorted, 0.5),
+    p99Ms: quantile(sorted, 0.99),
+    sendLateP50Ms: quantile(late, 0.5),
+    sendLateP99Ms: quantile(late, 0.99),
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
 
@@ -98,8 +115,10 @@ function tick(): void {
   while (sent < total && start + (sent * 1000) / rate <= now) {
     const scheduledMs = start + (sent * 1000) / rate;
     const c = idle.pop();
-    if (c !== undefined) dispatch(c, scheduledMs);
-    else backlog.push(scheduledMs);
+    if (c !== undefined) {
+      dispatch(c, scheduledMs);
+      if (scheduledMs >= start + WARMUP_S * 1000) sendLate[sendLateCount++] = performance.now() - scheduledMs;
+    } else backlog.push(scheduledMs);
     sent++;
   }
   if (sent >= total) return;

@@ -88,6 +88,8 @@ interface OpenLoopResult {
   sent: number;
   p50Ms: number;
   p99Ms: number;
+  /** p99 of how late the generator itself sent requests that found a connection idle (its own lost time). */
+  sendLateP99Ms: number;
   errors: number;
   stealPct: number | null;
   /** The server's CPU time over the run's wall time (warm-up included), in % of its one core. */
@@ -167,14 +169,14 @@ try {
   small = await startServer(16, String(SERVER_CORE));
   const rate = Math.max(1, Math.round(pick.rps / 2));
   const open = openLoop(small, rate);
-  note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors, server busy ${open.serverBusyPct.toFixed(0)} % (${open.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
+  note(`open loop at ${rate}/s: p50 ${open.p50Ms.toFixed(3)} ms, p99 ${open.p99Ms.toFixed(3)} ms, ${open.errors} errors, server busy ${open.serverBusyPct.toFixed(0)} % (${open.serverCpuUsPerRequest.toFixed(1)} CPU µs a request), generator late p99 ${open.sendLateP99Ms.toFixed(3)} ms`);
   // The machine's floor: the trivial handler at the same offered rate, on the same server.
   const openTrivial = openLoop(small, rate, "/bench/fixed");
-  note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms, server busy ${openTrivial.serverBusyPct.toFixed(0)} % (${openTrivial.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
+  note(`open loop at ${rate}/s, trivial handler: p50 ${openTrivial.p50Ms.toFixed(3)} ms, p99 ${openTrivial.p99Ms.toFixed(3)} ms, server busy ${openTrivial.serverBusyPct.toFixed(0)} % (${openTrivial.serverCpuUsPerRequest.toFixed(1)} CPU µs a request), generator late p99 ${openTrivial.sendLateP99Ms.toFixed(3)} ms`);
   // Under both, the floor of the host, the loopback and the generator: nginx answering the same bytes.
   const floor = hasNginx() ? await nginxOpenLoop(fixedBody, rate) : undefined;
   if (floor === undefined) note("no nginx on the PATH (apt-get install nginx-light): the nginx reference is left out");
-  else note(`open loop at ${rate}/s, nginx: p50 ${floor.p50Ms.toFixed(3)} ms, p99 ${floor.p99Ms.toFixed(3)} ms, nginx busy ${floor.serverBusyPct.toFixed(0)} % (${floor.serverCpuUsPerRequest.toFixed(1)} CPU µs a request)`);
+  else note(`open loop at ${rate}/s, nginx: p50 ${floor.p50Ms.toFixed(3)} ms, p99 ${floor.p99Ms.toFixed(3)} ms, nginx busy ${floor.serverBusyPct.toFixed(0)} % (${floor.serverCpuUsPerRequest.toFixed(1)} CPU µs a request), generator late p99 ${floor.sendLateP99Ms.toFixed(3)} ms`);
   emit({
     bench: "rpc",
     case: "pick-http",
@@ -203,6 +205,7 @@ try {
     cpuRatios,
     wrkStealPct: picks.flatMap((p, i) => [p.stealPct, trivials[i].stealPct]),
     openLoopStealPct: [open.stealPct, openTrivial.stealPct, ...(floor === undefined ? [] : [floor.stealPct])],
+    sendLateP99Us: [open, openTrivial, ...(floor === undefined ? [] : [floor])].map((r) => Math.round(r.sendLateP99Ms * 1000)),
     errors: [...picks, ...trivials].reduce((n, r) => n + r.non2xx, 0) + open.errors + openTrivial.errors + (floor?.errors ?? 0),
   });
   // The same open loop with every planner ticking each second with ARIMA: planner work must not show.
@@ -217,6 +220,7 @@ try {
     openLoopRate: rate,
     p50Us: Math.round(busy.p50Ms * 1000),
     p99Us: Math.round(busy.p99Ms * 1000),
+    sendLateP99Us: Math.round(busy.sendLateP99Ms * 1000),
     openLoopBusyPct: Math.round(busy.serverBusyPct),
     stealPct: busy.stealPct,
     errors: busy.errors,
