@@ -107,6 +107,7 @@ function openLoop(server: Server, rate: number, path = "/v1/pick"): OpenLoopResu
     ),
   );
   if (run.status !== 0) throw new Error(`open-loop generator failed: ${run.stderr}`);
+  process.stderr.write(run.stderr);
   const result = JSON.parse(run.stdout) as Omit<OpenLoopResult, "stealPct" | "serverBusyPct" | "serverCpuUsPerRequest">;
   return { ...result, stealPct: run.stealPct, serverBusyPct: (100 * serverCpuMs) / wallMs, serverCpuUsPerRequest: (1000 * serverCpuMs) / result.sent };
 }
