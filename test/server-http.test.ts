@@ -3,6 +3,7 @@
 
 import { pack, unpack } from "msgpackr";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { POOLS, postJson, startServer, type Harness } from "./fixtures/server-harness.js";
 import { sleep } from "./fixtures/wait.js";
@@ -201,6 +202,11 @@ describe("route, report, pods", () => {
     expect(noToken.headers.get("www-authenticate")).toMatch(/^Bearer/);
     expectError(await postJson(`${h.url}/v1/pods`, pod, { authorization: "Bearer wrong-token-of-some-length" }, "PUT"), 401, "UNAUTHORIZED");
     expectError(await postJson(`${h.url}/v1/pods/10.0.0.1:8000`, "", {}, "DELETE"), 401, "UNAUTHORIZED");
+    // In the request's format, as every error is.
+    const packed = await fetch(`${h.url}/v1/pods`, { method: "PUT", headers: { "content-type": "application/msgpack" }, body: new Uint8Array(pack(pod)) });
+    expect(packed.status).toBe(401);
+    expect(packed.headers.get("content-type")).toBe("application/msgpack");
+    expect(unpack(new Uint8Array(await packed.arrayBuffer()))).toEqual({ error: { code: "UNAUTHORIZED", message: expect.stringMatching(/Bearer/) } });
     expect((await fetch(`${h.url}/readyz`)).status).toBe(503);
 
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -231,6 +237,7 @@ describe("introspection", () => {
     expect(await head.text()).toBe("");
     const ready = await fetch(`${h.url}/readyz`);
     expect(ready.status).toBe(503);
+    expect(ready.headers.get("retry-after")).toBe("1");
     expect(await ready.json()).toEqual({
       ready: false,
       reasons: [expect.stringMatching(/^pool low: no candidate pair/)],
@@ -240,6 +247,30 @@ describe("introspection", () => {
     expect(state.pools.map((p: { name: string }) => p.name)).toEqual(["high", "medium", "low"]);
     expect(state.pools[0].pods[0]).toMatchObject({ address: "10.0.0.1:8000", freshness: "unscraped", eligible: true });
     expect(await (await fetch(`${h.url}/v1/planner`)).json()).toEqual(expect.any(Object));
+  });
+
+  it("HEAD answers without a body or a length it will not send, and the connection carries on", async () => {
+    const h = await start();
+    const { port } = new URL(h.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    let text = "";
+    socket.setEncoding("latin1").on("data", (chunk: string) => (text += chunk));
+    const answers = (n: number) => expect.poll(() => text.split("HTTP/1.1 ").length - 1, { timeout: 2000 }).toBe(n);
+    // fetch opens a connection per request here; one socket shows what a keep-alive client sees.
+    socket.write("HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    await answers(1);
+    socket.write("HEAD /v1/gateway/pick HTTP/1.1\r\nhost: x\r\nx-slo-level: high\r\n\r\n");
+    await answers(2);
+    socket.write("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    await answers(3);
+    await expect.poll(() => text.endsWith('{"status":"ok"}'), { timeout: 2000 }).toBe(true);
+    const [head, gateway] = text.split("HTTP/1.1 ").slice(1);
+    expect(head).toMatch(/^200 OK\r\n/);
+    expect(gateway).toMatch(/^200 OK\r\n/);
+    expect(gateway.toLowerCase()).toContain("x-headroom-pool: high\r\n");
+    for (const answer of [head, gateway]) expect(answer.toLowerCase()).not.toContain("content-length");
+    expect(socket.destroyed).toBe(false);
+    socket.destroy();
   });
 
   it("GET /metrics is Prometheus text with the engine's and the server's metrics", async () => {

@@ -10,6 +10,7 @@ import type { EngineApi, PickAnswer, PickInput } from "../engine/types.js";
 import { HeadroomError } from "../errors.js";
 import type { Logger } from "../log.js";
 import {
+  bodyFormat,
   CONTENT_TYPE,
   decodeAddressParam,
   decodeBody,
@@ -77,7 +78,8 @@ export function createServer(options: ServerOptions): HeadroomServer {
     const m = /^bearer\s+(\S+)\s*$/i.exec(req.getHeader("authorization"));
     // Digests have one length, so the comparison takes the same time whatever was sent.
     if (m !== null && timingSafeEqual(sha256(m[1]), adminDigest)) return true;
-    ex.sendError({ code: "UNAUTHORIZED", message: "authorization: this endpoint needs 'Bearer <server.adminToken>'" }, "json", {
+    const format = bodyFormat(req.getHeader("content-type"));
+    ex.sendError({ code: "UNAUTHORIZED", message: "authorization: this endpoint needs 'Bearer <server.adminToken>'" }, format, {
       "www-authenticate": 'Bearer realm="headroom"',
     });
     return false;

@@ -74,9 +74,15 @@ export class Exchange {
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
       if (!this.head) this.res.writeHeader("content-type", contentType);
+      // A shed or unavailable answer may be retried: say when (RFC 9110 §10.2.3).
+      if ((status === 429 || status === 503) && headers["retry-after"] === undefined) this.res.writeHeader("retry-after", RETRY_AFTER_S);
       for (const name in headers) this.res.writeHeader(name, headers[name]);
-      if (this.head) this.res.endWithoutBody(undefined, close);
-      else this.res.end(body, close);
+      if (this.head) {
+        // endWithoutBody with any argument, even undefined, makes this uWS build announce that many
+        // bytes (2^63 for undefined), wait for them and drop the connection at the next request.
+        if (close) this.res.writeHeader("connection", "close");
+        this.res.endWithoutBody();
+      } else this.res.end(body, close);
     });
     this.ctx.metrics.requests.slot(this.route, status).n++;
     this.finish();
@@ -89,10 +95,7 @@ export class Exchange {
 
   sendError(error: WireError, format: BodyFormat = "json", headers?: Headers, closeConnection = false): void {
     if (!this.open) return;
-    const status = STATUS_OF_CODE[error.code];
-    // A shed or unavailable pick may be retried: say when (RFC 9110 §10.2.3).
-    const retry = status === 429 || status === 503 ? { "retry-after": RETRY_AFTER_S, ...headers } : headers;
-    this.send(status, encodeBody(errorBody(error), format), CONTENT_TYPE[format], retry, closeConnection);
+    this.send(STATUS_OF_CODE[error.code], encodeBody(errorBody(error), format), CONTENT_TYPE[format], headers, closeConnection);
   }
 
   /** Hands the connection to a WebSocket route (101 Switching Protocols); the exchange is over. */
