@@ -89,20 +89,19 @@ describe("WS /v1/stream", () => {
   });
 
   it("answers picks beyond maxInflightPerConnection with OVERLOADED, never dropping one", async () => {
-    // Picks wait 100 ms for their batch, so the second frame arrives while the first is unanswered.
+    // Picks wait 100 ms for their batch, so later frames arrive while the first is unanswered.
     const h = await start("{ maxInflightPerConnection: 3 }", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
     const c = await connect(h);
     const item = (k: number) => ({ requestId: `o${k}`, sloLevel: "high", seed: k });
-    c.send({ t: "pick", items: [1, 2, 3, 4, 5].map(item) });
+    c.send({ t: "pick", items: [1, 2].map(item) });
+    c.send({ t: "pick", items: [3, 4, 5].map(item) });
     c.send({ t: "pick", items: [6, 7].map(item) });
-    const first = await c.next();
+    const overloaded = { error: { code: "OVERLOADED", message: "more than 3 unanswered picks on this connection" } };
+    expect((await c.next()).items.map((i: { requestId: string }) => i.requestId)).toEqual(["o1", "o2"]);
     const second = await c.next();
-    expect(first.items.slice(0, 3).map((i: { requestId: string }) => i.requestId)).toEqual(["o1", "o2", "o3"]);
-    expect(first.items.slice(3)).toEqual([
-      { error: { code: "OVERLOADED", message: "more than 3 unanswered picks on this connection" } },
-      { error: { code: "OVERLOADED", message: "more than 3 unanswered picks on this connection" } },
-    ]);
-    expect(second.items.map((i: { error: { code: string } }) => i.error.code)).toEqual(["OVERLOADED", "OVERLOADED"]);
+    expect(second.items[0].requestId).toBe("o3");
+    expect(second.items.slice(1)).toEqual([overloaded, overloaded]);
+    expect((await c.next()).items).toEqual([overloaded, overloaded]);
     // Once answered, the connection's picks are free again.
     c.send({ t: "pick", items: [8, 9, 10].map(item) });
     expect((await c.next()).items.map((i: { requestId: string }) => i.requestId)).toEqual(["o8", "o9", "o10"]);
@@ -144,16 +143,45 @@ describe("WS /v1/stream", () => {
     expect(await run(true)).toBeGreaterThan(0);
   });
 
+  it("a frame of more picks than maxInflightPerConnection is refused whole, and the connection carries on", async () => {
+    const h = await start("{ maxInflightPerConnection: 3 }");
+    const c = await connect(h);
+    const item = (k: number) => ({ requestId: `f${k}`, sloLevel: "high", seed: k });
+    c.send({ t: "pick", items: [1, 2, 3, 4].map(item) });
+    c.send({ t: "pick", items: [5, 6, 7].map(item) });
+    expect(await c.next()).toEqual({
+      t: "error",
+      error: { code: "REQUEST_INVALID", message: "frame.items: at most 3 picks a frame (server.maxInflightPerConnection), got 4" },
+    });
+    expect((await c.next()).items.map((i: { requestId: string }) => i.requestId)).toEqual(["f5", "f6", "f7"]);
+    expect(h.engine.cluster.inflight.size).toBe(3);
+  });
+
+  it("answers an unknown level with at most 60 characters of it, however long it was", async () => {
+    const h = await start();
+    const c = await connect(h);
+    c.send({ t: "pick", items: [{ sloLevel: "g".repeat(100_000) }] });
+    const [answer] = (await c.next()).items;
+    expect(answer.error).toEqual({ code: "UNKNOWN_LEVEL", message: `unknown SLO level "${"g".repeat(57)}..." (known: high, medium, low)` });
+  });
+
   it("disconnects (1008) a client that keeps writing while some 64 MB of its answers wait unread", async () => {
-    const h = await start("{ maxInflightPerConnection: 1, maxBodyBytes: 1048576 }");
+    // The first frame's picks wait 100 ms for their batch, holding the whole bound meanwhile.
+    const h = await start("{ maxInflightPerConnection: 4096 }", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
     const c = await connect(h);
     const closed = new Promise<number>((resolve) => c.ws.once("close", (code: number) => resolve(code)));
     c.ws.pause();
-    // Each frame: 100,000 picks, all but one answered OVERLOADED (about 7 MB of answers).
-    const frame = pack({ t: "pick", items: Array.from({ length: 100_000 }, () => ({})) });
-    for (let f = 0; f < 12; f++) {
-      c.ws.send(frame);
-      await sleep(20);
+    // Each frame: 4,096 picks, answered OVERLOADED while the bound is held (about 340 KB of answers),
+    // which answers waiting unread keep it: 240 frames are some 80 MB.
+    const frame = pack({ t: "pick", items: Array.from({ length: 4096 }, () => ({})) });
+    for (let f = 0; f < 240; f++) c.ws.send(frame);
+    // Read nothing until the server has taken in what it will (frames are timed as they are answered).
+    const framesAnswered = async () => Number(/^headroom_pick_duration_seconds_count\{via="stream"\} (\d+)$/m.exec(await h.registry.metrics())?.[1] ?? 0);
+    for (let seen = -1; ; ) {
+      const now = await framesAnswered();
+      if (now === seen) break;
+      seen = now;
+      await sleep(200);
     }
     c.ws.resume();
     expect(await closed).toBe(1008);

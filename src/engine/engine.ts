@@ -351,7 +351,9 @@ export class Engine implements EngineApi {
     if (sloLevel === undefined || sloLevel === "") return this.defaultPool;
     const pool = this.byLevel.get(sloLevel.toLowerCase());
     if (pool === undefined) {
-      throw new HeadroomError("UNKNOWN_LEVEL", `unknown SLO level ${JSON.stringify(sloLevel)} (known: ${[...this.byLevel.keys()].join(", ")})`, {
+      // Shown in part: a stream frame of long unknown levels must not come back as a larger answer.
+      const shown = JSON.stringify(sloLevel.length > 60 ? `${sloLevel.slice(0, 57)}...` : sloLevel);
+      throw new HeadroomError("UNKNOWN_LEVEL", `unknown SLO level ${shown} (known: ${[...this.byLevel.keys()].join(", ")})`, {
         known: [...this.byLevel.keys()],
       });
     }

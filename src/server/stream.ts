@@ -14,7 +14,8 @@ import { elapsedSeconds } from "./metrics.js";
 const SEND_HIGH_WATER_BYTES = 1024 * 1024;
 /**
  * uWS drops a send once more than this is buffered. Sends stop at SEND_HIGH_WATER_BYTES and one answer
- * frame is far smaller than the gap, so nothing is ever dropped.
+ * frame is far smaller than the gap (at most maxInflightPerConnection items, 65,536 at most, each
+ * a compact pick or an error), so nothing is ever dropped.
  */
 const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
 /** Answers ready but unsent beyond this mean the client writes without reading: it is disconnected. */
@@ -86,6 +87,13 @@ export function createStream(options: StreamOptions): Stream {
   }
 
   function picks(ws: WebSocket<Connection>, conn: Connection, items: unknown[]): void {
+    // More could never all be admitted, and each excess item would be answered with an error of its
+    // own: a 1 MiB frame of empty items came back as an 88 MB answer frame.
+    if (items.length > maxInflightPerConnection) {
+      const message = `frame.items: at most ${maxInflightPerConnection} picks a frame (server.maxInflightPerConnection), got ${items.length}`;
+      fill(ws, enqueue(conn, 0), errorFrame(new HeadroomError("REQUEST_INVALID", message)));
+      return;
+    }
     const startedMs = performance.now();
     const admitted = Math.min(items.length, Math.max(0, maxInflightPerConnection - conn.unansweredPicks));
     const answers: CompactItem[] = new Array(items.length);
