@@ -256,7 +256,7 @@ describe("introspection", () => {
     let text = "";
     socket.setEncoding("latin1").on("data", (chunk: string) => (text += chunk));
     const answers = (n: number) => expect.poll(() => text.split("HTTP/1.1 ").length - 1, { timeout: 2000 }).toBe(n);
-    // fetch opens a connection per request here; one socket shows what a keep-alive client sees.
+    // One keep-alive connection, as a load balancer's probes or a proxy use it.
     socket.write("HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
     await answers(1);
     socket.write("HEAD /v1/gateway/pick HTTP/1.1\r\nhost: x\r\nx-slo-level: high\r\n\r\n");
