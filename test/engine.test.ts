@@ -215,6 +215,17 @@ describe("reload", () => {
     expect(() => e.reload(restart)).toThrow(/need a restart: server, predictors/);
     expect(e.route("high").targets.ttftMs).toBe(500);
   });
+
+  it("new targets reach picks without a level (the default pool) and the pool's planner", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const plannedTargets = (pool: string) => (e.planner() as { pools: { pool: string; targets: unknown }[] }).pools.find((p) => p.pool === pool)?.targets;
+    const before = e.route(undefined).targets;
+    expect(plannedTargets("medium")).toEqual(before);
+    e.reload(parseConfig(`${POOLS.replace("sloLevel: medium", "sloLevel: medium\n    targets: { ttftMs: 20, tpotMs: 5 }")}\nworkers: { threads: 0 }`).config);
+    expect(e.route(undefined)).toMatchObject({ pool: "medium", targets: { ttftMs: 20, tpotMs: 5 } });
+    expect(plannedTargets("medium")).toEqual({ ttftMs: 20, tpotMs: 5 });
+    expect(before).not.toEqual({ ttftMs: 20, tpotMs: 5 });
+  });
 });
 
 describe("planners", () => {

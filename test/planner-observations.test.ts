@@ -44,6 +44,16 @@ describe("an interval's observations", () => {
     expect(o.meanIsl).toBeUndefined();
   });
 
+  it("counts against targets set later (a reload) from then on", () => {
+    const { clock, obs } = observer();
+    obs.observeCompletion({ ok: true, ttftMs: 100, tpotMs: 10 });
+    obs.setTargets({ ttftMs: 50, tpotMs: 5 });
+    obs.observeCompletion({ ok: true, ttftMs: 100, tpotMs: 10 });
+    obs.observeCompletion({ ok: true, ttftMs: 40, tpotMs: 10 });
+    clock.advance(1000);
+    expect(obs.drain()).toMatchObject({ completions: 3, violations: 2, ttftViolations: 1, tpotViolations: 2 });
+  });
+
   it("ignores values that are not numbers >= 0", () => {
     const { clock, obs } = observer();
     obs.observeCompletion({ ok: true, ttftMs: NaN, tpotMs: -1, inputTokens: Infinity, outputTokens: 10 });

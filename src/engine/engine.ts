@@ -89,7 +89,7 @@ export class Engine implements EngineApi {
   readonly planners: Planners;
   private config: HeadroomConfig;
   private readonly byLevel = new Map<string, PoolConfig>();
-  private readonly defaultPool: PoolConfig;
+  private defaultPool: PoolConfig;
   private readonly inline = new Map<string, InlineKernel>();
   private readonly workers: Piscina<WorkerTask, Float64Array | null> | null;
   private readonly queue: Pending[] = [];
@@ -188,6 +188,8 @@ export class Engine implements EngineApi {
     this.config = next;
     this.byLevel.clear();
     for (const pool of next.pools) this.byLevel.set(pool.sloLevel, pool);
+    this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? next.pools[0];
+    this.planners.reload(next.pools);
     for (const inline of this.inline.values()) {
       inline.kernel.setParams(next.optimizer, next.topology);
       inline.held.loadSeq = -1;

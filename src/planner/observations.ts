@@ -63,6 +63,11 @@ export class PoolObserver {
     this.bucketIndex = Math.floor(this.startMs / this.bucketMs);
   }
 
+  /** Targets from a reloaded configuration: completions from now on are counted against them. */
+  setTargets(targets: { ttftMs: number; tpotMs: number }): void {
+    this.options.targets = targets;
+  }
+
   observeCompletion(c: CompletionObservation): void {
     this.completions++;
     const { targets } = this.options;

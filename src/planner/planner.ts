@@ -150,6 +150,8 @@ export interface PoolPlannerState {
   pool: string;
   sloLevel: string;
   sloPriority: number;
+  /** The SLO the pool is sized and its violations counted against. */
+  targets: { ttftMs: number; tpotMs: number };
   tp: number;
   maxGpus: number;
   maxWorkers: number;
@@ -190,7 +192,7 @@ function describeLayout(l: Layout): string {
 }
 
 export class PoolPlanner {
-  readonly pool: PlannedPool;
+  private plannedPool: PlannedPool;
   readonly observer: PoolObserver;
   readonly maxWorkers: number;
   private readonly o: PoolPlannerOptions;
@@ -215,7 +217,7 @@ export class PoolPlanner {
 
   constructor(options: PoolPlannerOptions) {
     this.o = options;
-    this.pool = options.pool;
+    this.plannedPool = options.pool;
     this.once = new OncePerCause(options.logger);
     this.maxWorkers = Math.max(1, Math.floor(this.pool.maxGpus / this.pool.tp));
     this.sizing = {
@@ -238,8 +240,22 @@ export class PoolPlanner {
     this.publishLayouts();
   }
 
+  get pool(): PlannedPool {
+    return this.plannedPool;
+  }
+
   get name(): string {
     return this.pool.name;
+  }
+
+  /**
+   * A reloaded configuration's targets and description for this pool (the parts of a pool a reload
+   * may change): sizing and the violation count use the new targets from the next interval on.
+   */
+  retarget(next: Pick<PlannedPool, "targets" | "description">): void {
+    this.plannedPool = { ...this.plannedPool, targets: next.targets, description: next.description };
+    this.sizing.itlMs = next.targets.tpotMs;
+    this.observer.setTargets(next.targets);
   }
 
   /** Workers the pool would run without the budget. */
@@ -335,6 +351,7 @@ export class PoolPlanner {
       pool: this.pool.name,
       sloLevel: this.pool.sloLevel,
       sloPriority: this.pool.sloPriority,
+      targets: { ...this.pool.targets },
       tp: this.pool.tp,
       maxGpus: this.pool.maxGpus,
       maxWorkers: this.maxWorkers,

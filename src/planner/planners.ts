@@ -124,6 +124,11 @@ export class Planners {
     this.ownThread?.close();
   }
 
+  /** A reloaded configuration's pools: each planner takes its pool's new targets and description. */
+  reload(pools: readonly PlannedPool[]): void {
+    for (const pool of pools) this.byName.get(pool.name)?.retarget(pool);
+  }
+
   /** A completion report of a request served in `pool`; other pools' names are ignored. */
   observeCompletion(pool: string, completion: CompletionObservation): void {
     this.byName.get(pool)?.observer.observeCompletion(completion);
