@@ -1,10 +1,11 @@
 // `headroom serve`: the engine behind the uWebSockets.js front end, until SIGTERM. Without --config it
 // serves the embedded demo: a small simulated cluster (the pod simulator, one HTTP server per pod on
 // loopback) in the three default pools, scraped for real, on the bundled base configuration
-// (deploy/config/demo.yaml). SIGHUP reloads the configuration file; an invalid one (or one that needs a
-// restart) is refused and the running one kept.
+// (deploy/config/demo.yaml). SIGHUP, or a change to the configuration file's contents (checked every
+// CONFIG_WATCH_MS), reloads it; an invalid one (or one that needs a restart) is refused and the running
+// one kept.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { loadConfigFile, parseConfig, type LoadedConfig } from "./config/load.js";
@@ -19,6 +20,13 @@ import { createServer, type HeadroomServer } from "./server/app.js";
 
 export const DEMO_CONFIG = shippedFile("deploy", "config", "demo.yaml");
 
+/**
+ * How often the configuration file is checked for new contents. Polled, not watched: a Kubernetes
+ * ConfigMap volume changes by swapping a symlink above the file, which change events on the file
+ * itself do not see.
+ */
+export const CONFIG_WATCH_MS = 2000;
+
 export interface ServeOptions {
   configFile?: string;
   host?: string;
@@ -26,6 +34,8 @@ export interface ServeOptions {
   /** Where the banner goes (stderr). */
   out: { write(text: string): unknown };
   logger?: Logger;
+  /** How often the configuration file is checked for changes (CONFIG_WATCH_MS); 0: only on SIGHUP. */
+  watchMs?: number;
 }
 
 export interface Serving {
@@ -35,7 +45,10 @@ export interface Serving {
   server: HeadroomServer;
   port: number;
   config: HeadroomConfig;
-  /** Re-reads the configuration file; returns the problems when it is refused (nothing changes then). */
+  /**
+   * Re-reads the configuration file; returns the problems when it is refused (nothing changes then).
+   * Called on SIGHUP, and when the file's contents change.
+   */
   reload(): string[];
   /** Stops accepting, finishes in-flight work, stops the engine. */
   close(): Promise<void>;
@@ -79,30 +92,49 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   fleet?.reportTo(`${base}/v1/report`);
   options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads));
+  /** The file's contents as last read, so that a check finds a change only once. */
+  let seenText = options.configFile === undefined ? "" : readText(file);
+  const reload = (): string[] => {
+    if (options.configFile !== undefined) seenText = readText(file);
+    try {
+      const next = load();
+      engine.reload(next.config);
+      logger.log("info", "configuration reloaded", { config: file });
+      return [];
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      logger.log("error", "configuration reload refused; the running configuration is kept", { config: file, problems });
+      return problems;
+    }
+  };
+  const watchMs = options.watchMs ?? CONFIG_WATCH_MS;
+  const onFileChecked = () => {
+    if (readText(file) !== seenText) reload();
+  };
+  if (options.configFile !== undefined && watchMs > 0) watchFile(file, { interval: watchMs, persistent: false }, onFileChecked);
   return {
     engine,
     fleet,
     server,
     port,
     config,
-    reload() {
-      try {
-        const next = load();
-        engine.reload(next.config);
-        logger.log("info", "configuration reloaded", { config: file });
-        return [];
-      } catch (err) {
-        const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
-        logger.log("error", "configuration reload refused; the running configuration is kept", { config: file, problems });
-        return problems;
-      }
-    },
+    reload,
     async close() {
+      unwatchFile(file, onFileChecked);
       await server.close();
       await engine.close();
       await fleet?.close();
     },
   };
+}
+
+/** A file's text, or "" when it cannot be read (a reload then says why). */
+function readText(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** The bundled base configuration with the demo fleet's pods in its pools, scraped through their /metrics. */
@@ -139,19 +171,30 @@ function banner(base: string, file: string | null, fleet: PodFleet | null, worke
 export async function serveUntilSignalled(options: ServeOptions): Promise<number> {
   const serving = await startServing(options);
   return new Promise((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
       options.out.write(`headroom: ${signal}, finishing in-flight work\n`);
+      stopping = true;
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onInt);
-      process.off("SIGHUP", onHup);
-      serving.close().then(
-        () => resolve(0),
-        () => resolve(1),
-      );
+      serving
+        .close()
+        .then(
+          () => 0,
+          () => 1,
+        )
+        .then((code) => {
+          process.off("SIGHUP", onHup);
+          resolve(code);
+        });
     };
     const onTerm = () => stop("SIGTERM");
     const onInt = () => stop("SIGINT");
-    const onHup = () => void serving.reload();
+    // Kept while stopping: without a handler, SIGHUP's default action would end the process and drop
+    // the in-flight work being finished.
+    const onHup = () => {
+      if (!stopping) void serving.reload();
+    };
     process.on("SIGTERM", onTerm);
     process.on("SIGINT", onInt);
     process.on("SIGHUP", onHup);

@@ -84,12 +84,15 @@ describe("deploy/k8s", () => {
     expect(config.server.port).toBe(8080);
   });
 
-  it("the Deployment runs several replicas, probes /readyz and /healthz, and runs non-root on a read-only root filesystem", () => {
+  it("the Deployment runs several replicas, probes its replica's readiness and /healthz, drains before SIGTERM, and runs non-root on a read-only root filesystem", () => {
     const d = find("Deployment");
     expect(d.spec.replicas).toBeGreaterThan(1);
     const pod = d.spec.template.spec;
     const c = pod.containers[0];
-    expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+    // Not plain /readyz: one pool without pods would take every replica out of the Service.
+    expect(c.readinessProbe.httpGet.path).toBe("/readyz?scope=replica");
+    expect(c.lifecycle.preStop.exec.command).toEqual(["sleep", "5"]);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(5);
     expect(c.livenessProbe.httpGet.path).toBe("/healthz");
     expect(c.resources.requests.cpu).toBeDefined();
     expect(c.resources.requests.memory).toBeDefined();

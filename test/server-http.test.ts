@@ -243,6 +243,12 @@ describe("introspection", () => {
       reasons: [expect.stringMatching(/^pool low: no candidate pair/)],
       error: { code: "NOT_READY", message: expect.stringMatching(/pool low/) },
     });
+    // The replica itself is ready: an empty pool is the cluster's state, and every replica sees it.
+    const replica = await fetch(`${h.url}/readyz?scope=replica`);
+    expect(replica.status).toBe(200);
+    expect(await replica.json()).toEqual({ ready: true, reasons: [] });
+    const unknownScope = await fetch(`${h.url}/readyz?scope=cluster`);
+    expectError({ status: unknownScope.status, body: await unknownScope.json() }, 400, "REQUEST_INVALID", /scope: must be "replica" or absent/);
     const state = await (await fetch(`${h.url}/v1/state`)).json();
     expect(state.pools.map((p: { name: string }) => p.name)).toEqual(["high", "medium", "low"]);
     expect(state.pools[0].pods[0]).toMatchObject({ address: "10.0.0.1:8000", freshness: "unscraped", eligible: true });

@@ -254,7 +254,7 @@ export class Engine implements EngineApi {
     return this.cluster.pods.remove("push", address);
   }
 
-  ready(): Readiness {
+  ready(replicaOnly = false): Readiness {
     const reasons: string[] = [];
     if (this.closed) reasons.push("shutting down");
     if (this.workers !== null && this.workers.threads.length === 0) reasons.push("no kernel worker is running");
@@ -264,6 +264,7 @@ export class Engine implements EngineApi {
         reasons.push(`pool ${name}: no snapshot yet`);
         continue;
       }
+      if (replicaOnly) continue;
       let prefill = false;
       let decode = false;
       for (const role of snap.roles) {

@@ -112,7 +112,11 @@ export interface EngineApi {
   upsertPods(pods: readonly PodPush[]): void;
   /** Deletes a pod by address; false when unknown. */
   deletePod(address: string): boolean;
-  ready(): Readiness;
+  /**
+   * SPEC.md's readiness: kernel loaded, workers up, every pool with a snapshot and a candidate pair.
+   * `replicaOnly` leaves out the candidate pairs, which are the cluster's state, not this replica's.
+   */
+  ready(replicaOnly?: boolean): Readiness;
   /** `GET /v1/state`: pools, pods (freshness, why excluded, in-flight load), snapshot versions. */
   state(): unknown;
   /** `GET /v1/planner`: planner decisions with reasons. */

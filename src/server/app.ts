@@ -170,8 +170,13 @@ export function createServer(options: ServerOptions): HeadroomServer {
     );
   }
 
-  function readyz(ex: Exchange): void {
-    const readiness = engine.ready();
+  function readyz(ex: Exchange, req: HttpRequest): void {
+    const scope = req.getQuery("scope") ?? "";
+    if (scope !== "" && scope !== "replica") {
+      ex.sendError({ code: "REQUEST_INVALID", message: `scope: must be "replica" or absent, got ${JSON.stringify(scope.slice(0, 60))}` });
+      return;
+    }
+    const readiness = engine.ready(scope === "replica");
     const reasons = ctx.closing ? ["server shutting down", ...readiness.reasons] : readiness.reasons;
     if (reasons.length === 0) {
       ex.sendValue(200, { ready: true, reasons });

@@ -1,0 +1,59 @@
+// `headroom serve` on a configuration file: a change to the file's contents is reloaded without a
+// signal (a Kubernetes ConfigMap edit sends none), an invalid one is refused and the running
+// configuration kept, and SIGHUP's reload reads the file the same way.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { MemoryLogger } from "../src/log.js";
+import { startServing, type Serving } from "../src/serve.js";
+import { POOLS } from "./fixtures/server-harness.js";
+
+let serving: Serving | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await serving?.close();
+  serving = undefined;
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+function withTargets(ttftMs: number): string {
+  return `${POOLS.replace("sloLevel: high", `sloLevel: high\n    targets: { ttftMs: ${ttftMs}, tpotMs: 30 }`)}\nserver: { host: 127.0.0.1, port: 0 }\n`;
+}
+
+async function serve(text: string, watchMs: number) {
+  dir = mkdtempSync(join(tmpdir(), "headroom-serve-"));
+  const file = join(dir, "headroom.yaml");
+  writeFileSync(file, text);
+  const logger = new MemoryLogger();
+  serving = await startServing({ configFile: file, out: { write: () => true }, logger, watchMs });
+  return { file, logger, serving };
+}
+
+describe("serve: configuration reload", () => {
+  it("reloads a file whose contents change, and keeps the running configuration when the new one is invalid", async () => {
+    const { file, logger, serving: s } = await serve(withTargets(300), 20);
+    expect(s.engine.route("high").targets.ttftMs).toBe(300);
+    writeFileSync(file, withTargets(123));
+    await expect.poll(() => s.engine.route("high").targets.ttftMs, { timeout: 5000 }).toBe(123);
+    writeFileSync(file, `${withTargets(77)}optimizer: { sloBufferFactor: 1.5 }\n`);
+    await expect.poll(() => logger.lines.filter((l) => l.level === "error").length, { timeout: 5000 }).toBe(1);
+    const refused = logger.lines.find((l) => l.level === "error")!;
+    expect(refused.message).toBe("configuration reload refused; the running configuration is kept");
+    expect(refused.fields?.problems).toEqual(["optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5"]);
+    expect(s.engine.route("high").targets.ttftMs).toBe(123);
+    // A refused file is not retried until it changes again.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(logger.lines.filter((l) => l.message === "configuration reload refused; the running configuration is kept")).toHaveLength(1);
+  });
+
+  it("with watching off, only reload() (SIGHUP) reads the file", async () => {
+    const { file, serving: s } = await serve(withTargets(300), 0);
+    writeFileSync(file, withTargets(456));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(s.engine.route("high").targets.ttftMs).toBe(300);
+    expect(s.reload()).toEqual([]);
+    expect(s.engine.route("high").targets.ttftMs).toBe(456);
+  });
+});
