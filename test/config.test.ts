@@ -172,8 +172,8 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "pools[0].sloLevel", values: ["", 1] },
   { path: "pools[0].sloPriority", values: [0, 1.5] },
   { path: "pools[0].description", values: [3] },
-  { path: "pools[0].targets.ttftMs", values: [0, "300ms"] },
-  { path: "pools[0].targets.tpotMs", values: [-1] },
+  { path: "pools[0].targets.ttftMs", values: [0, "300ms", 1e9 + 1] },
+  { path: "pools[0].targets.tpotMs", values: [-1, 3.6e9] },
   { path: "pools[0].expected.isl", values: [0, 1.5] },
   { path: "pools[0].expected.osl", values: [0] },
   { path: "pools[0].tp", values: [0, 65, 8] },
@@ -228,12 +228,19 @@ describe("every option is validated", () => {
     const problems = problemsOf(stringify(setPath(base(), path, value)));
     const line = problems.find((p) => p.startsWith(`${path}: `));
     expect(line, problems.join("\n")).toBeDefined();
-    if (path === "server.adminToken" && typeof value === "string") {
-      expect(line).toContain(`got a token of ${value.length} characters`);
-      expect(line).not.toContain(value);
+    if (path === "server.adminToken") {
+      expect(line).toContain(typeof value === "string" ? `got a secret of ${value.length} characters` : "got a secret");
+      expect(line).not.toContain(String(value));
     } else {
       expect(line).toContain(`got ${got}`);
     }
+  });
+
+  test("a secret under a misspelled key is not shown either", () => {
+    const problems = problemsOf(stringify({ ...base(), server: { admin_token: "s3cr3t-very-long-token-value", adminToken: 12345678901234567 } }));
+    expect(problems).toContain("server.admin_token: unknown key, got a secret of 28 characters");
+    expect(problems.find((p) => p.startsWith("server.adminToken: "))).toMatch(/got a secret$/);
+    expect(problems.join("\n")).not.toMatch(/s3cr3t|12345678901234567/);
   });
 
   test("the table covers every option", () => {

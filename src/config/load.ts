@@ -108,10 +108,13 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out === "" ? "(top level)" : out;
 }
 
-/** The value as the user wrote it, short; never an admin token. */
+/** Keys whose values are secrets, however spelled (a misspelled adminToken is an unknown key, shown). */
+const SECRET_KEY = /admin[-_]?token|^token$|secret|password|credential/i;
+
+/** The value as the user wrote it, short; never a secret. */
 function show(value: unknown, path: string): string {
   if (value === undefined) return "nothing";
-  if (path.endsWith("adminToken") && typeof value === "string") return `a token of ${value.length} characters`;
+  if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1))) return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value !== "object" || value === null) return String(value);
   const json = JSON.stringify(value);

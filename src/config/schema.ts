@@ -5,6 +5,7 @@ import { z } from "zod";
 import { usableCpus } from "../cpus.js";
 import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
 import { MAX_FALLBACKS } from "../kernel/types.js";
+import { MAX_SLO_MS } from "../kernel/validate.js";
 
 /** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
 export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";
@@ -417,7 +418,8 @@ const PoolSchema = mapping(
     sloLevel: name().transform((s) => s.toLowerCase()),
     sloPriority: num({ int: true, ge: 1 }),
     description: z.string({ error: "must be a string" }),
-    targets: mapping({ ttftMs: num({ gt: 0 }), tpotMs: num({ gt: 0 }) }, "ttftMs, tpotMs"),
+    // As a request's SLO may be: a larger target would fail every pick of the pool that takes it.
+    targets: mapping({ ttftMs: num({ gt: 0, le: MAX_SLO_MS }), tpotMs: num({ gt: 0, le: MAX_SLO_MS }) }, "ttftMs, tpotMs"),
     expected: mapping({ isl: num({ int: true, ge: 1 }), osl: num({ int: true, ge: 1 }) }, "isl, osl"),
     tp: num({ int: true, ge: 1, le: 64 }),
     maxGpus: num({ int: true, ge: 1 }),
