@@ -8,8 +8,10 @@ import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile } from "./config/load.js";
 import { runClient, type ClientOptions } from "./client/client.js";
 import { ConfigError } from "./errors.js";
+import { jsonLogger } from "./log.js";
 import { DEMO_FLEET, startPodFleet, type FleetPodSpec } from "./podsim/fleet.js";
 import { serveUntilSignalled } from "./serve.js";
+import { ListenError } from "./server/app.js";
 
 export interface CliIo {
   stdout: { write(text: string): unknown };
@@ -174,8 +176,12 @@ async function serve(args: string[], io: CliIo): Promise<number> {
     return EXIT_USAGE;
   }
   try {
-    return await serveUntilSignalled({ configFile: values.config, host: values.host, port, out: io.stderr });
+    return await serveUntilSignalled({ configFile: values.config, host: values.host, port, out: io.stderr, logger: jsonLogger(io.stderr) });
   } catch (err) {
+    if (err instanceof ListenError) {
+      io.stderr.write(`headroom serve: ${err.message}\n`);
+      return EXIT_FAILED;
+    }
     if (!(err instanceof ConfigError)) throw err;
     io.stderr.write(`headroom serve: invalid configuration ${values.config ?? ""}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);
     return EXIT_FAILED;

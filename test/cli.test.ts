@@ -1,9 +1,14 @@
 // The `headroom` command: dispatch, help, and `validate`, driven through runCli with captured output.
 
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { runCli } from "../src/cli.js";
+import { POOLS } from "./fixtures/server-harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const example = join(root, "deploy/config/headroom.yaml");
@@ -63,6 +68,24 @@ describe("serve", () => {
     const { code, stderr } = await run("serve", "--config", invalid);
     expect(code).toBe(1);
     expect(stderr).toContain("optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5");
+  });
+
+  test("a port in use is one line and exit 1, not a stack trace", async () => {
+    const taken = createServer().listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    const { port } = taken.address() as AddressInfo;
+    const dir = mkdtempSync(join(tmpdir(), "headroom-cli-"));
+    const file = join(dir, "headroom.yaml");
+    writeFileSync(file, `${POOLS}\nserver: { host: 127.0.0.1 }\n`);
+    try {
+      const { code, stderr } = await run("serve", "--config", file, "--port", String(port));
+      expect(code).toBe(1);
+      expect(stderr.trim().split("\n").at(-1)).toBe(`headroom serve: cannot listen on 127.0.0.1:${port} (in use, or not an address of this host)`);
+      expect(stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -49,6 +49,9 @@ export interface HeadroomServer {
   close(): Promise<void>;
 }
 
+/** The address cannot be listened on (in use, or not this host's). */
+export class ListenError extends Error {}
+
 type Method = "get" | "post" | "put" | "del";
 type Handler = (ex: Exchange, req: HttpRequest) => void;
 
@@ -259,7 +262,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
       return new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {
           if (socket === false) {
-            reject(new Error(`cannot listen on ${host}:${port}`));
+            reject(new ListenError(`cannot listen on ${host}:${port} (in use, or not an address of this host)`));
             return;
           }
           listenSocket = socket;
