@@ -182,6 +182,46 @@ describe("pick accounting", () => {
     expect(pool.snapshot!.prefillQueueMs[0]).toBe(0);
   });
 
+  it("a result computed before a refresh (a worker's) adds its load to the newer snapshot, which did not count it", () => {
+    const { registry, pool } = setup();
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role: "prefill" },
+      { address: "10.0.0.2:8000", pool: "medium", role: "decode" },
+    ]);
+    const twin = new TwinKernel(DEFAULTS.optimizer, DEFAULTS.topology);
+    twin.loadSnapshot(pool.refresh());
+    const req = request({ inputTokens: 4000, outputTokens: 100, sloTtftMs: 1000, sloTpotMs: 50, seed: 1 });
+    const [result] = twin.pick([req]);
+    expect(result.prefill).toBe(0);
+    const newer = pool.refresh();
+    expect(newer.version).toBeGreaterThan(result.version);
+    pool.recordPick("r1", req, result);
+    expect(pool.snapshot!.prefillQueueMs[0]).toBeCloseTo(profile.prefillMs(4000), 6);
+    // The refresh after counts the in-flight entry itself: the same load.
+    pool.refresh();
+    expect(pool.snapshot!.prefillQueueMs[0]).toBeCloseTo(profile.prefillMs(4000), 6);
+  });
+
+  it("a result whose pods moved in the newer snapshot is accounted by address, never by its old index", () => {
+    const { registry, pool, inflight } = setup();
+    const decode = { address: "10.0.0.1:8000", pool: "medium", role: "decode" as const };
+    const prefill = { address: "10.0.0.3:8000", pool: "medium", role: "prefill" as const };
+    registry.replacePool("static", "medium", [decode, { address: "10.0.0.2:8000", pool: "medium", role: "prefill", draining: true }, prefill]);
+    const twin = new TwinKernel(DEFAULTS.optimizer, DEFAULTS.topology);
+    twin.loadSnapshot(pool.refresh());
+    // 20,000 uncached tokens: the last grid segment, where reading past the newer snapshot's pods gave NaN.
+    const req = request({ inputTokens: 20_000, outputTokens: 100, sloTtftMs: 5000, sloTpotMs: 50, seed: 1 });
+    const [result] = twin.pick([req]);
+    expect(result.prefill).toBe(2);
+    // The draining pod goes while the pick is out: the prefill pod moves from index 2 to 1.
+    registry.replacePool("static", "medium", [decode, prefill]);
+    pool.refresh();
+    expect(pool.latestPods!.addresses).toEqual(["10.0.0.1:8000", "10.0.0.3:8000"]);
+    pool.recordPick("r1", req, result);
+    expect(pool.snapshot!.prefillQueueMs[1]).toBeCloseTo(profile.prefillMs(20_000), 6);
+    expect(inflight.podLoad("10.0.0.3:8000").prefillMsAhead).toBeCloseTo(profile.prefillMs(20_000), 6);
+  });
+
   it("a result naming a forgotten version or no pods records nothing", () => {
     const { registry, pool, inflight } = setup();
     registry.upsert("push", { address: "a:1", pool: "medium", role: "both" });

@@ -172,12 +172,23 @@ export class PoolState {
     pods: PublishedPods | undefined = this.podsAt(result.version),
   ): string | null {
     const snap = this.current;
-    if (result.decode < 0 || pods === undefined || snap === null) return null;
+    const latest = this.latestPods;
+    if (result.decode < 0 || pods === undefined || snap === null || latest === undefined) return null;
     const now = this.options.clock.nowMs();
     const uncached = req.inputTokens * (1 - req.prefixHit);
     const local = result.prefill < 0;
-    const computePod = local ? result.decode : result.prefill;
-    const compute = interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), computePod);
+    // The result's pod indices are its version's; a worker's result can come back after a refresh whose
+    // snapshot orders other pods (one added or deleted meanwhile): indices go to it by address, -1 for
+    // a pod it no longer has.
+    const current = (i: number) => (result.version === snap.version ? i : latest.addresses.indexOf(pods.addresses[i]));
+    const decodeNow = current(result.decode);
+    const prefillNow = local ? decodeNow : current(result.prefill);
+    const compute =
+      prefillNow < 0
+        ? local
+          ? result.ttftMs
+          : result.prefillTtftMs
+        : interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), prefillNow);
     const pick: NewInflightPick<PodFeatures> = {
       requestId,
       pool: this.options.name,
@@ -198,15 +209,15 @@ export class PoolState {
     const id = this.inflight.add(pick);
     this.meanIsl += MEAN_ALPHA * (req.inputTokens - this.meanIsl);
     this.meanOsl += MEAN_ALPHA * (req.outputTokens - this.meanOsl);
-    // Loads apply only to the version they were computed for; a newer snapshot already counts the pick.
-    if (result.version === snap.version) {
-      const d = result.decode;
-      const tpot = snap.tpotPerRequestMs[d] + snap.tpotPerTokenMs[d] * (req.inputTokens + req.outputTokens);
-      if (local) this.addLoad(snap, d, 0, compute + snap.waitPerRequestMs[d], tpot);
-      else {
-        this.addLoad(snap, result.prefill, compute, 0, 0);
-        this.addLoad(snap, d, 0, snap.waitPerRequestMs[d], tpot);
-      }
+    // The current snapshot was built before this entry was added, whatever its version: it does not
+    // count the pick yet, so its load goes there until the next refresh counts the entry itself.
+    const d = decodeNow;
+    const tpot = d < 0 ? 0 : snap.tpotPerRequestMs[d] + snap.tpotPerTokenMs[d] * (req.inputTokens + req.outputTokens);
+    if (local) {
+      if (d >= 0) this.addLoad(snap, d, 0, compute + snap.waitPerRequestMs[d], tpot);
+    } else {
+      if (prefillNow >= 0) this.addLoad(snap, prefillNow, compute, 0, 0);
+      if (d >= 0) this.addLoad(snap, d, 0, snap.waitPerRequestMs[d], tpot);
     }
     return id;
   }
