@@ -133,6 +133,13 @@ describe("freshness", () => {
     registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:10/metrics" });
     expect(registry.get("m:1")!.metrics).toBeUndefined();
     expect(registry.status(registry.get("m:1")!).freshness).toBe("pending");
+    // A scrape of the old URL that was under way when it changed is not the new server's.
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs(), 100) }, "http://127.0.0.1:9/metrics");
+    expect(registry.get("m:1")!.metrics).toBeUndefined();
+    registry.recordScrape("m:1", { ok: false, cause: "http", message: "503" }, "http://127.0.0.1:9/metrics");
+    expect(registry.get("m:1")!.consecutiveFailures).toBe(0);
+    registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs(), 2) }, "http://127.0.0.1:10/metrics");
+    expect(registry.get("m:1")!.metrics?.waiting).toBe(2);
   });
 });
 

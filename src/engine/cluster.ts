@@ -143,7 +143,7 @@ export class Cluster {
       scrapeTimeoutMs: config.pods.scrapeTimeoutMs,
       scrapeConcurrency: config.pods.scrapeConcurrency,
       targets: () => this.pods.scrapeTargets(),
-      onOutcome: (address, outcome) => this.recordScrape(address, outcome),
+      onOutcome: (address, outcome, fromUrl) => this.recordScrape(address, outcome, fromUrl),
     });
     const kubernetes = config.pods.kubernetes;
     if (kubernetes !== undefined) {
@@ -246,10 +246,10 @@ export class Cluster {
   }
 
   /** One scrape of a pod: its registry state, in-flight reconciliation and histogram learning. */
-  recordScrape(address: string, outcome: ScrapeOutcome): void {
+  recordScrape(address: string, outcome: ScrapeOutcome, fromUrl?: string): void {
     const before = this.pods.get(address)?.metrics;
-    this.pods.recordScrape(address, outcome);
-    if (!outcome.ok) return;
+    this.pods.recordScrape(address, outcome, fromUrl);
+    if (!outcome.ok || this.pods.get(address)?.metrics !== outcome.metrics) return;
     this.inflight.onScrape(address, outcome.metrics.scrapedAtMs);
     const pod = this.pods.get(address);
     const pool = pod && this.pools.get(pod.spec.pool);

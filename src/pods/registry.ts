@@ -157,10 +157,14 @@ export class PodRegistry {
     return out;
   }
 
-  /** Records a scrape; outcomes for pods no longer known are ignored (the pod left while it was scraped). */
-  recordScrape(address: string, outcome: ScrapeOutcome): void {
+  /**
+   * Records a scrape of `fromUrl` (the pod's metrics URL when not given). Ignored for pods no longer
+   * known (the pod left while it was scraped) and for a URL the pod no longer has (it changed while the
+   * scrape ran: those numbers describe another server).
+   */
+  recordScrape(address: string, outcome: ScrapeOutcome, fromUrl?: string): void {
     const entry = this.entries.get(normalizeAddress(address));
-    if (entry === undefined) return;
+    if (entry === undefined || (fromUrl !== undefined && fromUrl !== entry.spec.metricsUrl)) return;
     if (outcome.ok) {
       if (entry.metrics !== undefined && outcome.metrics.scrapedAtMs < entry.metrics.scrapedAtMs) return;
       entry.metrics = outcome.metrics;

@@ -29,7 +29,8 @@ export interface ScraperOptions {
   maxBodyBytes?: number;
   /** The pods to scrape, asked again every round. */
   targets: () => Iterable<ScrapeTarget>;
-  onOutcome: (address: string, outcome: ScrapeOutcome) => void;
+  /** `fromUrl`: the URL scraped, which the pod may have changed since. */
+  onOutcome: (address: string, outcome: ScrapeOutcome, fromUrl: string) => void;
 }
 
 export class Scraper {
@@ -135,7 +136,7 @@ export class Scraper {
       const outcome = await this.scrape(target);
       if (this.closed) return;
       this.record(target, outcome);
-      this.options.onOutcome(target.address, outcome);
+      this.options.onOutcome(target.address, outcome, target.metricsUrl);
     } finally {
       if (gotSlot) this.release();
       this.inFlight.delete(target.address);
