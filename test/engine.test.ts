@@ -216,6 +216,20 @@ describe("reload", () => {
     expect(e.route("high").targets.ttftMs).toBe(500);
   });
 
+  it("a static pod moved to another pool keeps its in-flight load (the old pool comes first in the file)", async () => {
+    const { engine: e } = await engine("workers: { threads: 0 }");
+    const [a] = (await e.pick([{ sloLevel: "high", seed: 1 }])).map(answer);
+    expect(e.cluster.inflight.podLoad(a.decode).decodeRequests).toBe(1);
+    const moved = POOLS.replace(`      - { address: "${a.decode}", role: decode }\n`, "").replace(
+      `      - { address: "10.0.1.1:8000", role: both }`,
+      `      - { address: "10.0.1.1:8000", role: both }\n      - { address: "${a.decode}", role: decode }`,
+    );
+    expect(moved).not.toEqual(POOLS);
+    e.reload(parseConfig(`${moved}\nworkers: { threads: 0 }`).config);
+    expect(e.cluster.pods.get(a.decode)?.spec.pool).toBe("medium");
+    expect(e.cluster.inflight.podLoad(a.decode).decodeRequests).toBe(1);
+  });
+
   it("new targets reach picks without a level (the default pool) and the pool's planner", async () => {
     const { engine: e } = await engine("workers: { threads: 0 }");
     const plannedTargets = (pool: string) => (e.planner() as { pools: { pool: string; targets: unknown }[] }).pools.find((p) => p.pool === pool)?.targets;

@@ -126,6 +126,22 @@ describe("freshness", () => {
     expect(registry.get("nobody:1")).toBeUndefined();
   });
 
+  it("a pod that moves to another pool in one replacement keeps its scrapes, whichever pool comes first", () => {
+    for (const order of [["a", "b"], ["b", "a"]]) {
+      const { registry, clock } = setup();
+      const spec = (pool: string) => ({ address: "m:1", pool, role: "both" as const, metricsUrl: "http://127.0.0.1:9/metrics" });
+      registry.replacePools("static", order, [spec("a")]);
+      registry.recordScrape("m:1", { ok: true, metrics: metrics(clock.nowMs(), 7) });
+      const addedAtMs = registry.get("m:1")!.addedAtMs;
+      clock.advance(50);
+      const removed: string[] = [];
+      registry.onRemove((address) => removed.push(address));
+      registry.replacePools("static", order, [spec("b")]);
+      expect(registry.get("m:1")).toMatchObject({ spec: { pool: "b" }, addedAtMs, metrics: { waiting: 7 } });
+      expect(removed).toEqual([]);
+    }
+  });
+
   it("a new metrics URL starts over: the old numbers belonged to another server", () => {
     const { registry, clock } = setup();
     registry.upsert("push", { address: "m:1", pool: "p", role: "both", metricsUrl: "http://127.0.0.1:9/metrics" });

@@ -183,7 +183,11 @@ export class Cluster {
   /** A reloaded configuration's static pods replace the old ones; pushed deletions of config pods are forgotten. */
   reloadPods(pools: readonly PoolConfig[]): void {
     this.pods.clearTombstones();
-    for (const pool of pools) this.pods.replacePool("static", pool.name, staticPods(pool));
+    this.pods.replacePools(
+      "static",
+      pools.map((pool) => pool.name),
+      pools.flatMap((pool) => staticPods(pool)),
+    );
   }
 
   /** Pushed pods and Kubernetes sets arrive here; they win over the configuration's. */

@@ -85,10 +85,20 @@ export class PodRegistry {
 
   /** Replaces what `source` says about `pool` (static config and Kubernetes resyncs give whole sets). */
   replacePool(source: PodSource, pool: string, specs: readonly PodSpec[]): void {
+    this.replacePools(source, [pool], specs);
+  }
+
+  /**
+   * Replaces what `source` says about several pools at once (a reloaded configuration): a pod that
+   * moves between them is updated in place, keeping its scrapes and in-flight load, whichever pool
+   * comes first.
+   */
+  replacePools(source: PodSource, pools: readonly string[], specs: readonly PodSpec[]): void {
     const layer = this.layers.get(source)!;
     const touched = new Set<string>();
+    const replaced = new Set(pools);
     for (const [address, spec] of layer) {
-      if (spec !== null && spec.pool === pool) {
+      if (spec !== null && replaced.has(spec.pool)) {
         layer.delete(address);
         touched.add(address);
       }
