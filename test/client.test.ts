@@ -54,6 +54,16 @@ describe("headroom client", () => {
     expect(summary.met).toBe(results.filter((r) => r.met).length);
   });
 
+  it("without a level, the default pool's targets judge the requests", async () => {
+    const results: ClientResult[] = [];
+    await runClient(options({ count: 2 }), (r) => results.push(r));
+    for (const r of results) {
+      expect(r.pool).toBe("medium");
+      expect(r.targets).toEqual({ ttftMs: 600, tpotMs: 50 });
+      expect(typeof r.met).toBe("boolean");
+    }
+  });
+
   it("judges explicit targets: an impossible TTFT is missed", async () => {
     const results: ClientResult[] = [];
     const summary = await runClient(options({ chat: true, count: 2, ttftMs: 0.001, tpotMs: 1000 }), (r) => results.push(r));

@@ -153,7 +153,7 @@ async function targetsFor(o: ClientOptions, pool: string | undefined, known: Map
   let poolTargets = pool === undefined ? undefined : known.get(pool);
   if (poolTargets === undefined && pool !== undefined) {
     if (o.headroomUrl !== undefined) {
-      const res = await fetch(`${o.headroomUrl}/v1/route`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sloLevel: o.level ?? "" }) });
+      const res = await fetch(`${o.headroomUrl}/v1/route`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(o.level === undefined ? {} : { sloLevel: o.level }) });
       if (res.ok) poolTargets = ((await res.json()) as { targets: { ttftMs: number; tpotMs: number } }).targets;
     } else {
       poolTargets = DEFAULTS.pools.find((p) => p.name === pool)?.targets;
