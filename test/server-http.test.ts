@@ -140,6 +140,8 @@ describe("/v1/gateway/pick", () => {
       expect(res.status).toBe(200);
       expect(res.headers.get("x-gateway-destination-endpoint")).toBe("10.0.1.1:8000");
       expect(res.headers.has("x-prefiller-host-port")).toBe(false);
+      // So that Envoy drops a client's own: ext_authz keeps request headers the answer does not name.
+      expect(res.headers.get("x-envoy-auth-headers-to-remove")).toBe("x-prefiller-host-port");
       expect(res.headers.has("x-headroom-fallback-endpoints")).toBe(false);
     }
     expect(h.engine.cluster.inflight.size).toBe(3);

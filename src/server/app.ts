@@ -302,6 +302,10 @@ function gatewayHeaders(answer: PickAnswer): Record<string, string> {
     "x-headroom-outcome": answer.outcome,
   };
   if (answer.fallbacks.length > 0) headers["x-headroom-fallback-endpoints"] = answer.fallbacks.join(",");
+  // A local prefill names no prefill pod, and Envoy's ext_authz only overwrites the headers an answer
+  // carries: without this a client's own x-prefiller-host-port would reach the decode pod. (nginx
+  // clears the header itself when the pick sets none.)
+  if (headers["x-prefiller-host-port"] === undefined) headers["x-envoy-auth-headers-to-remove"] = "x-prefiller-host-port";
   return headers;
 }
 
