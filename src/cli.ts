@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile } from "./config/load.js";
 import { runClient, type ClientOptions } from "./client/client.js";
+import { checkBeyondSchema } from "./engine/cluster.js";
 import { ConfigError } from "./errors.js";
 import { jsonLogger } from "./log.js";
 import { DEMO_FLEET, startPodFleet, type FleetPodSpec } from "./podsim/fleet.js";
@@ -314,8 +315,11 @@ async function validate(args: string[], io: CliIo): Promise<number> {
   let code = EXIT_OK;
   for (const file of files) {
     try {
-      const { warnings } = loadConfigFile(file);
-      io.stdout.write(`ok: ${file}\n${warnings.map((w) => `  warning: ${w}\n`).join("")}`);
+      const { config, warnings } = loadConfigFile(file);
+      const beyond = checkBeyondSchema(config, process.env);
+      if (beyond.profiles.length > 0) throw new ConfigError(beyond.profiles);
+      const environment = beyond.environment.map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
+      io.stdout.write(`ok: ${file}\n${[...warnings, ...environment].map((w) => `  warning: ${w}\n`).join("")}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       io.stderr.write(`invalid: ${file}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);

@@ -122,6 +122,24 @@ describe("validate", () => {
     expect(stderr).toContain(`invalid: ${invalid}`);
   });
 
+  test("what serve checks beyond the schema: a profile that cannot be read is invalid; remote URLs missing from this environment, a warning", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "headroom-validate-"));
+    try {
+      const profile = join(dir, "profile.yaml");
+      writeFileSync(profile, `${POOLS}\npredictors: { profiles: { mine: ${join(dir, "nowhere.csv")} }, defaultProfile: mine }\n`);
+      const unreadable = await run("validate", "--config", profile);
+      expect(unreadable.code).toBe(1);
+      expect(unreadable.stderr).toContain(`predictors.profiles.mine: cannot read ${join(dir, "nowhere.csv")}`);
+      const remote = join(dir, "remote.yaml");
+      writeFileSync(remote, `${POOLS}\npredictors: { prefillTtft: remote }\n`);
+      const missing = await run("validate", "--config", remote);
+      expect(missing.code).toBe(0);
+      expect(missing.stdout).toMatch(/^ok: .*\n  warning: serve refuses this configuration in an environment like this one: \S+ must be set/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a missing file is reported, exit 1", async () => {
     const { code, stderr } = await run("validate", "--config", "/nonexistent/headroom.yaml");
     expect(code).toBe(1);

@@ -322,6 +322,23 @@ function kindOf(config: HeadroomConfig, quantity: Quantity): "profile" | "online
   return quantity === "prefill-ttft" ? p.prefillTtft : quantity === "decode-ttft" ? p.decodeTtft : p.decodeTpot;
 }
 
+/**
+ * What building the cluster checks beyond the schema, without starting anything: `profiles`, the
+ * latency profiles read and fitted; `environment`, the remote predictor's URLs in `env`. `headroom
+ * validate` reports the first as problems and the second as warnings, as it may run where the
+ * server's environment is not.
+ */
+export function checkBeyondSchema(config: HeadroomConfig, env: Readonly<Record<string, string | undefined>>): { profiles: string[]; environment: string[] } {
+  let profiles: string[] = [];
+  try {
+    loadProfiles(config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    profiles = err.problems;
+  }
+  return { profiles, environment: checkRemoteConfig(config.predictors, env).problems };
+}
+
 function loadProfiles(config: HeadroomConfig): Map<string, LatencyProfile> {
   const profiles = new Map<string, LatencyProfile>();
   if (!(BUILTIN_PROFILE in config.predictors.profiles)) profiles.set(BUILTIN_PROFILE, LatencyProfile.shipped(BUILTIN_PROFILE));
