@@ -142,6 +142,17 @@ describe("picks that are a batch already", () => {
     return { atOnce: answered, answers };
   }
 
+  it("counts batches on the worker threads until they are answered (headroom_worker_batches)", async () => {
+    const { engine: e, registry } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }");
+    const gauge = async (state: string) => Number(new RegExp(`^headroom_worker_batches\\{state="${state}"\\} (\\d+)$`, "m").exec(await registry.metrics())?.[1]);
+    const { atOnce, answers } = pickBatch(e, inputs.filter((i) => i.sloLevel === "high"));
+    expect(atOnce).toBe(false);
+    expect(await gauge("running")).toBe(1);
+    expect(await gauge("queued")).toBe(0);
+    await answers;
+    expect(await gauge("running")).toBe(0);
+  });
+
   it("runs inline at once: answers what pick answers for the same seeds, and records the same in-flight load", async () => {
     // Stopped clocks: a prefill's load moves from queued to done as its predicted times pass.
     const { engine: now } = await engine("workers: { threads: 0 }", new ManualClock(1000));

@@ -295,6 +295,12 @@ describe("introspection", () => {
     expect(text).toMatch(/^headroom_http_requests_total\{route="unmatched",status="404"\} 1$/m);
     expect(text).toMatch(/^headroom_pick_duration_seconds_bucket\{le="0\.000025",via="pick"\} \d+$/m);
     expect(text).toMatch(/^headroom_pick_duration_seconds_count\{via="pick"\} 2$/m);
+    // Static pods without a metrics URL: unscraped, and eligible; the low pool has none.
+    expect(text).toMatch(/^headroom_pods\{pool="high",freshness="unscraped"\} 4$/m);
+    expect(text).toMatch(/^headroom_pods\{pool="high",freshness="fresh"\} 0$/m);
+    expect(text).toMatch(/^headroom_pods_eligible\{pool="high"\} 4$/m);
+    expect(text).toMatch(/^headroom_pods_eligible\{pool="low"\} 0$/m);
+    expect(text).toMatch(/^headroom_worker_batches\{state="queued"\} 0$/m);
   });
 
   it("GET /metrics counts the main thread's busy time", async () => {

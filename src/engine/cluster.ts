@@ -15,7 +15,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
 import { PodRegistry } from "../pods/registry.js";
 import { Scraper } from "../pods/scraper.js";
-import type { PodSpec, ScrapeOutcome } from "../pods/types.js";
+import type { Freshness, PodSpec, ScrapeOutcome } from "../pods/types.js";
 import { LatencyProfile } from "../predictors/latency-profile.js";
 import { OnlinePredictor } from "../predictors/online.js";
 import { ProfilePredictor } from "../predictors/profile.js";
@@ -281,6 +281,34 @@ export class Cluster {
 
   private registerMetrics(registry: Registry): CounterTally<"result"> {
     const inflight = this.inflight;
+    const pods = this.pods;
+    const pools = this.pools;
+    registered(registry, "headroom_pods", Gauge, () =>
+      new Gauge({
+        name: "headroom_pods",
+        help: "Pods per pool by the freshness of their metrics: fresh, pending (awaiting a first scrape), stale, failing, unscraped (no metrics URL)",
+        labelNames: ["pool", "freshness"],
+        registers: [registry],
+        collect() {
+          for (const pool of pools.keys()) {
+            const counts: Record<Freshness, number> = { fresh: 0, pending: 0, stale: 0, failing: 0, unscraped: 0 };
+            for (const pod of pods.podsOf(pool)) counts[pods.status(pod).freshness]++;
+            for (const [freshness, n] of Object.entries(counts)) this.set({ pool, freshness }, n);
+          }
+        },
+      }),
+    );
+    registered(registry, "headroom_pods_eligible", Gauge, () =>
+      new Gauge({
+        name: "headroom_pods_eligible",
+        help: "Pods per pool that picks may choose now (not draining, metrics fresh or unscraped)",
+        labelNames: ["pool"],
+        registers: [registry],
+        collect() {
+          for (const pool of pools.keys()) this.set({ pool }, pods.podsOf(pool).filter((pod) => pods.status(pod).eligible).length);
+        },
+      }),
+    );
     registered(registry, "headroom_inflight_entries", Gauge, () =>
       new Gauge({
         name: "headroom_inflight_entries",

@@ -5,7 +5,7 @@
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Piscina } from "piscina";
-import { Counter, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { realClock, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { PodInputSchema } from "../config/schema.js";
@@ -103,6 +103,8 @@ export class Engine implements EngineApi {
   private readonly batches: CounterTally<"where">;
   private readonly workerFailures: Counter;
   private closed = false;
+  /** Batches handed to the worker threads and not answered yet (headroom_worker_batches). */
+  private workerBatchesInFlight = 0;
 
   private constructor(private readonly options: EngineOptions) {
     const { config, registry } = options;
@@ -152,6 +154,21 @@ export class Engine implements EngineApi {
     this.pairsEvaluated = tallied(registry, "llm_d_inference_scheduler_pd_slo_pairs_evaluated_total", "Candidate pairs considered by picks", []);
     this.picks = tallied(registry, "headroom_picks_total", "Picks routed to each pool, by outcome", ["pool", "outcome"]);
     this.batches = tallied(registry, "headroom_pick_batches_total", "Kernel batches by where they ran: inline (main thread) or worker", ["where"]);
+    const workers = this.workers;
+    const onWorkers = () => this.workerBatchesInFlight;
+    registered(registry, "headroom_worker_batches", Gauge, () =>
+      new Gauge({
+        name: "headroom_worker_batches",
+        help: "Kernel batches handed to worker threads and not answered yet: queued (waiting for room in a thread's queue) or running (in a thread's queue)",
+        labelNames: ["state"],
+        registers: [registry],
+        collect() {
+          const queued = workers?.queueSize ?? 0;
+          this.set({ state: "queued" }, queued);
+          this.set({ state: "running" }, Math.max(0, onWorkers() - queued));
+        },
+      }),
+    );
     const failures = "headroom_worker_failures_total";
     this.workerFailures = registered(registry, failures, Counter, () =>
       new Counter({ name: failures, help: "Batches lost to a worker that failed; each of their picks was answered WORKER_FAILED", registers: [registry] }),
@@ -453,6 +470,7 @@ export class Engine implements EngineApi {
     const requests = batch.map((p) => p.request);
     if (this.workers !== null && candidatePairs(snap.roles) * batch.length >= this.config.workers.inlineBelowPairs) {
       this.batches.slot("worker").n++;
+      this.workerBatchesInFlight++;
       this.workers
         .run({
           pool: pool.name,
@@ -465,8 +483,14 @@ export class Engine implements EngineApi {
         })
         .then(
           // null: the pool outgrew the buffer the task carried; the batch is picked again here.
-          (rows) => this.settle(pool, batch, rows === null ? this.pickHere(pool, batch, requests) : readResults(rows)),
-          (err: unknown) => this.fail(pool, batch, err),
+          (rows) => {
+            this.workerBatchesInFlight--;
+            this.settle(pool, batch, rows === null ? this.pickHere(pool, batch, requests) : readResults(rows));
+          },
+          (err: unknown) => {
+            this.workerBatchesInFlight--;
+            this.fail(pool, batch, err);
+          },
         );
       return;
     }
