@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `headroom` command: parses the subcommand and its options and hands over; no logic of its own.
 
+import { spawn } from "node:child_process";
 import { realpathSync } from "node:fs";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile } from "./config/load.js";
@@ -11,6 +12,7 @@ import { checkBeyondSchema } from "./engine/cluster.js";
 import { ConfigError } from "./errors.js";
 import { jsonLogger } from "./log.js";
 import { DEMO_FLEET, startPodFleet, type FleetPodSpec } from "./podsim/fleet.js";
+import { builtSibling } from "./paths.js";
 import { serveUntilSignalled } from "./serve.js";
 import { ListenError } from "./server/app.js";
 
@@ -19,7 +21,7 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
 }
 
-/** Exit codes: 0 done, 1 the command failed (an invalid configuration), 2 usage error or not available. */
+/** Exit codes: 0 done, 1 the command failed (an invalid configuration), 2 usage error. */
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -27,8 +29,11 @@ const EXIT_USAGE = 2;
 interface Command {
   summary: string;
   help: string;
-  run?: (args: string[], io: CliIo) => Promise<number>;
+  run: (args: string[], io: CliIo) => Promise<number>;
 }
+
+/** The benchmarks `headroom bench NAME` runs: bench/NAME.ts, built to dist/bench/NAME.js. */
+const BENCHES = ["kernel", "predictors", "rpc", "pick-path", "pick-path-ab", "crossover", "ws-ab", "sim", "planner", "planner-eval", "reliability"];
 
 const COMMANDS: Record<string, Command> = {
   serve: {
@@ -64,11 +69,30 @@ Options:
   },
   sim: {
     summary: "run the discrete-event cluster simulator",
-    help: "Usage: headroom sim\n\nRun the discrete-event cluster simulator.\n",
+    help: `Usage: headroom sim [--quick] [--scenarios A,B] [--policies P,Q] [--out DIR]
+
+Run the discrete-event cluster simulator's sweep (bench/sim.ts, also \`npm run bench:sim\`): every
+scenario, policy and rate; JSON lines on stdout, a Markdown table and SVG plots in DIR.
+
+Options:
+  --quick            3 rates, 20 s of arrivals, results in a temporary directory
+  --scenarios LIST   scenario names (bench/scenarios/*.yaml)
+  --policies LIST    policy names
+  --out DIR          where the table and plots go (default bench/results)
+  -h, --help         show this help
+`,
+    run: (args, io) => runBuiltScript("sim", args, io),
   },
   bench: {
     summary: "run the benchmarks",
-    help: "Usage: headroom bench\n\nRun the benchmarks.\n",
+    help: `Usage: headroom bench NAME [options]
+
+Run one benchmark (bench/NAME.ts, also \`npm run bench:NAME\`): JSON lines on stdout, progress on
+stderr; its options are passed on (most take --quick). See the README's Benchmarks section.
+
+Benchmarks: ${BENCHES.join(", ")}
+`,
+    run: bench,
   },
   "pod-sim": {
     summary: "serve simulated inference pods (metrics and completions)",
@@ -148,12 +172,8 @@ export async function runCli(argv: string[], io: CliIo = process): Promise<numbe
     return EXIT_USAGE;
   }
   if (wantsHelp(args)) {
-    io.stdout.write(command.run ? command.help : `${command.help}\nNot available yet in this build.\n`);
+    io.stdout.write(command.help);
     return EXIT_OK;
-  }
-  if (command.run === undefined) {
-    io.stderr.write(`headroom ${name}: not available yet in this build\n`);
-    return EXIT_USAGE;
   }
   return command.run(args, io);
 }
@@ -187,6 +207,30 @@ async function serve(args: string[], io: CliIo): Promise<number> {
     io.stderr.write(`headroom serve: invalid configuration ${values.config ?? ""}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);
     return EXIT_FAILED;
   }
+}
+
+async function bench(args: string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || !BENCHES.includes(name)) {
+    io.stderr.write(`headroom bench: ${name === undefined ? "a benchmark name is required" : `unknown benchmark "${name}"`}\n\n${COMMANDS.bench!.help}`);
+    return EXIT_USAGE;
+  }
+  return runBuiltScript(name, rest, io);
+}
+
+/** Runs dist/bench/NAME.js in a child process, its output passed on; resolves with its exit code. */
+function runBuiltScript(name: string, args: string[], io: CliIo): Promise<number> {
+  const script = fileURLToPath(builtSibling(import.meta.url, `../bench/${name}.js`));
+  const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.on("data", (chunk: Buffer) => io.stdout.write(chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => io.stderr.write(chunk.toString()));
+  return new Promise((resolve) => {
+    child.on("error", (err) => {
+      io.stderr.write(`headroom: cannot run ${script}: ${err.message}\n`);
+      resolve(EXIT_FAILED);
+    });
+    child.on("close", (code) => resolve(code ?? EXIT_FAILED));
+  });
 }
 
 async function podSim(args: string[], io: CliIo): Promise<number> {

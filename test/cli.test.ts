@@ -1,7 +1,7 @@
 // The `headroom` command: dispatch, help, and `validate`, driven through runCli with captured output.
 
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -53,12 +53,32 @@ describe("dispatch and help", () => {
     expect(stdout).toContain(`Usage: headroom ${command}`);
   });
 
-  test.each(COMMANDS.filter((c) => c !== "validate" && c !== "serve" && c !== "pod-sim" && c !== "client"))("%s is not available yet: one line on stderr, exit 2", async (command) => {
-    const { code, stdout, stderr } = await run(command);
-    expect(code).toBe(2);
-    expect(stdout).toBe("");
-    expect(stderr).toBe(`headroom ${command}: not available yet in this build\n`);
+  test("bench runs a named benchmark's built script, passing its options and output on; an unknown name is a usage error", async () => {
+    const { code, stdout } = await run("bench", "planner-eval", "--quick");
+    expect(code).toBe(0);
+    const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as { bench: string });
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((l) => l.bench === "planner-eval")).toBe(true);
+    for (const args of [[], ["nope"]]) {
+      const refused = await run("bench", ...args);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain("Benchmarks: kernel, predictors, rpc");
+    }
   });
+
+  test("sim runs the simulator's sweep with its options", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "headroom-sim-"));
+    try {
+      const { code, stdout } = await run("sim", "--quick", "--scenarios", "default", "--policies", "headroom", "--out", dir);
+      expect(code).toBe(0);
+      const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as { scenario?: string; policy?: string });
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.every((l) => l.scenario === "default" && l.policy === "headroom")).toBe(true);
+      expect(readdirSync(dir).length).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe("serve", () => {
