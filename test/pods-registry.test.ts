@@ -27,6 +27,23 @@ describe("sources", () => {
     expect(pod.sources).toEqual(["static", "kubernetes", "push"]);
   });
 
+  it("every spelling of an address is one pod: host case, leading zeros in the port, IPv6 forms", () => {
+    const { registry } = setup();
+    const spellings = [
+      ["Pod-A.example:8000", "pod-a.example:08000"],
+      ["10.0.0.3:8000", "10.0.0.3:008000"],
+      ["[::1]:8000", "[0:0:0:0:0:0:0:1]:8000"],
+      ["[2001:DB8::1]:9000", "[2001:db8:0:0:0:0:0:1]:9000"],
+    ];
+    for (const [first, second] of spellings) {
+      registry.upsert("push", { address: first, pool: "p", role: "both" });
+      registry.upsert("push", { address: second, pool: "p", role: "both", draining: true });
+      expect(registry.get(first)).toBe(registry.get(second));
+      expect(registry.get(first)!.spec.draining).toBe(true);
+    }
+    expect(registry.podsOf("p")).toHaveLength(spellings.length);
+  });
+
   it("lists a pool's pods in address order and reports which pools changed", () => {
     const { registry, changes } = setup();
     registry.replacePool("static", "high", [

@@ -257,9 +257,25 @@ export class PodRegistry {
   }
 }
 
-/** Host names are case-insensitive; addresses compare as lower case. */
+/**
+ * The key an address is known by, so that every spelling of one pod is one pod: host names compare
+ * case-insensitively, ports as numbers ("08000" is 8000), IPv6 literals in their canonical form
+ * ("[0:0:0:0:0:0:0:1]" is "[::1]").
+ */
 export function normalizeAddress(address: string): string {
-  return address.toLowerCase();
+  const colon = address.lastIndexOf(":");
+  if (colon < 0) return address.toLowerCase();
+  const host = address.slice(0, colon).toLowerCase();
+  const port = address.slice(colon + 1);
+  return `${host.startsWith("[") ? canonicalIpv6(host) : host}:${/^\d+$/.test(port) ? String(Number(port)) : port}`;
+}
+
+function canonicalIpv6(bracketed: string): string {
+  try {
+    return new URL(`http://${bracketed}/`).hostname;
+  } catch {
+    return bracketed;
+  }
 }
 
 function definedFields(spec: PodSpec): Partial<PodSpec> {
