@@ -13,7 +13,7 @@ import { registered, tallied, talliedHistogram, type CounterTally, type TalliedH
 import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
-import { PodRegistry } from "../pods/registry.js";
+import { normalizeAddress, PodRegistry } from "../pods/registry.js";
 import { Scraper } from "../pods/scraper.js";
 import type { Freshness, PodSpec, ScrapeOutcome } from "../pods/types.js";
 import { LatencyProfile } from "../predictors/latency-profile.js";
@@ -208,7 +208,7 @@ export class Cluster {
     const pool = teaches ? entry?.pool : this.inflight.reportPool(report.requestId);
     this.reports.slot(pool === undefined ? "unknown" : report.ok ? "ok" : "failed").n++;
     if (entry === undefined) return pool;
-    const servedElsewhere = report.decode !== undefined && report.decode.toLowerCase() !== entry.decode.toLowerCase();
+    const servedElsewhere = report.decode !== undefined && normalizeAddress(report.decode) !== normalizeAddress(entry.decode);
     if (servedElsewhere) return pool;
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
     const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
