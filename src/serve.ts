@@ -5,7 +5,8 @@
 // CONFIG_WATCH_MS), reloads it; an invalid one (or one that needs a restart) is refused and the running
 // one kept.
 
-import { readFileSync, unwatchFile, watchFile } from "node:fs";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { loadConfigFile, parseConfig, type LoadedConfig } from "./config/load.js";
@@ -21,7 +22,7 @@ import { createServer, type HeadroomServer } from "./server/app.js";
 export const DEMO_CONFIG = shippedFile("deploy", "config", "demo.yaml");
 
 /**
- * How often the configuration file is checked for new contents. Polled, not watched: a Kubernetes
+ * How often the configuration file is read for new contents. Polled, not watched: a Kubernetes
  * ConfigMap volume changes by swapping a symlink above the file, which change events on the file
  * itself do not see.
  */
@@ -108,10 +109,15 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     }
   };
   const watchMs = options.watchMs ?? CONFIG_WATCH_MS;
-  const onFileChecked = () => {
-    if (readText(file) !== seenText) reload();
+  // The contents are compared, not the file's times: a change written as the watch starts is not lost.
+  const checkFile = () => {
+    void readFile(file, "utf8")
+      .catch(() => "")
+      .then((text) => {
+        if (text !== seenText) reload();
+      });
   };
-  if (options.configFile !== undefined && watchMs > 0) watchFile(file, { interval: watchMs, persistent: false }, onFileChecked);
+  const watch = options.configFile !== undefined && watchMs > 0 ? setInterval(checkFile, watchMs).unref() : undefined;
   return {
     engine,
     fleet,
@@ -120,7 +126,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     config,
     reload,
     async close() {
-      unwatchFile(file, onFileChecked);
+      clearInterval(watch);
       await server.close();
       await engine.close();
       await fleet?.close();
