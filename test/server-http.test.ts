@@ -158,6 +158,9 @@ describe("/v1/gateway/pick", () => {
     expect(bad.code).toBe("REQUEST_INVALID");
     expect(bad.retryAfter).toBeNull();
     expectError(await get({ "x-slo-level": "platinum" }), 400, "UNKNOWN_LEVEL", /known: high, medium, low/);
+    // The message in a header too (nginx drops the body), safe inside a JSON string: no quotes, ASCII.
+    const quoted = await fetch(`${h.url}/v1/gateway/pick`, { headers: { "x-slo-level": 'pla"t\\inum' } });
+    expect(quoted.headers.get("x-headroom-error-message")).toBe("unknown SLO level 'pla/'t//inum' (known: high, medium, low)");
     const shed = await get({ "x-slo-level": "high", "x-slo-ttft-ms": "0.001", "x-headroom-priority": "-1" });
     expectError(shed, 429, "SHED");
     expect(shed.code).toBe("SHED");

@@ -110,7 +110,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
     // nginx drops an auth sub-request's body; the code survives in a header it can map.
     const refuse = (err: unknown) => {
       const wire = toWireError(err);
-      ex.sendError(wire, "json", { "x-headroom-error-code": wire.code });
+      ex.sendError(wire, "json", { "x-headroom-error-code": wire.code, "x-headroom-error-message": headerSafe(wire.message) });
     };
     let input: PickInput;
     try {
@@ -292,6 +292,19 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
 function sloHeaders(req: HttpRequest): SloHeaders {
   return { level: req.getHeader("x-slo-level"), ttftMs: req.getHeader("x-slo-ttft-ms"), tpotMs: req.getHeader("x-slo-tpot-ms") };
+}
+
+/**
+ * An error message as a header value that nginx can also place inside a JSON string (it drops an
+ * auth sub-request's body): printable ASCII, double quotes and backslashes made single quotes and
+ * slashes, at most 200 characters.
+ */
+function headerSafe(message: string): string {
+  return message
+    .replace(/[^\x20-\x7e]/g, "?")
+    .replace(/"/g, "'")
+    .replace(/\\/g, "/")
+    .slice(0, 200);
 }
 
 function gatewayHeaders(answer: PickAnswer): Record<string, string> {

@@ -195,7 +195,8 @@ describe("through nginx", () => {
     const unknown = await viaGateway("/v1/completions", { prompt: "x" }, { "x-slo-level": "platinum" });
     expect(unknown.status).toBe(400);
     expect(unknown.headers.get("x-headroom-error-code")).toBe("UNKNOWN_LEVEL");
-    expect(JSON.parse(unknown.body).error.code).toBe("UNKNOWN_LEVEL");
+    // headroom's own message, naming the known levels (nginx drops the body; a header carries it).
+    expect(JSON.parse(unknown.body).error).toEqual({ code: "UNKNOWN_LEVEL", message: "unknown SLO level 'platinum' (known: high, medium, low)" });
     const shed = await viaGateway("/v1/completions", { prompt: "x" }, { "x-slo-level": "high", "x-slo-ttft-ms": "0.001", "x-headroom-priority": "-1" });
     expect(shed.status).toBe(429);
     expect(shed.headers.get("retry-after")).toBe("1");
