@@ -61,6 +61,11 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   const logger = options.logger ?? jsonLogger();
   const fleet = options.configFile === undefined ? await startPodFleet({ pods: DEMO_FLEET }) : null;
   const load = (): LoadedConfig => (fleet === null ? loadConfigFile(file) : parseConfig(demoConfig(fleet), file));
+  /**
+   * The file's contents as last seen, so that a check finds a change once; read before each load, so
+   * that a change written meanwhile is found (and loaded again) rather than taken as seen.
+   */
+  let seenText = options.configFile === undefined ? "" : readText(file);
   let loaded: LoadedConfig;
   try {
     loaded = load();
@@ -93,8 +98,6 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   fleet?.reportTo(`${base}/v1/report`);
   options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads));
-  /** The file's contents as last read, so that a check finds a change only once. */
-  let seenText = options.configFile === undefined ? "" : readText(file);
   const reload = (): string[] => {
     if (options.configFile !== undefined) seenText = readText(file);
     try {

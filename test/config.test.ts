@@ -241,6 +241,13 @@ describe("every option is validated", () => {
     expect(problems).toContain("server.admin_token: unknown key, got a secret of 28 characters");
     expect(problems.find((p) => p.startsWith("server.adminToken: "))).toMatch(/got a secret$/);
     expect(problems.join("\n")).not.toMatch(/s3cr3t|12345678901234567/);
+    // Nor inside a value that is shown whole: a misspelled section, a list where a mapping goes.
+    for (const server of [{ serverr: { adminToken: "s3cr3t-very-long-token-value" } }, { server: [{ adminToken: "s3cr3t-very-long-token-value" }] }]) {
+      const shown = problemsOf(stringify({ ...base(), ...server }));
+      expect(shown.length).toBeGreaterThan(0);
+      expect(shown.join("\n")).not.toContain("s3cr3t");
+      expect(shown.join("\n")).toContain("(a secret)");
+    }
   });
 
   test("the table covers every option", () => {
@@ -390,6 +397,17 @@ describe("pools", () => {
     });
     expect(problemsOf(text)).toEqual([
       'pools[1].pods[0].address: must be unique across pools (pools[0].pods[0] has it too), got "10.0.0.1:8000"',
+    ]);
+    // However spelled: one pod to the registry, so one address here.
+    const spelled = stringify({
+      pools: [
+        { sloLevel: "high", pods: [{ address: "10.0.0.1:8000", role: "prefill" }, { address: "[::1]:9000", role: "decode" }] },
+        { sloLevel: "low", pods: [{ address: "10.0.0.1:08000", role: "decode" }, { address: "[0:0:0:0:0:0:0:1]:9000", role: "both" }] },
+      ],
+    });
+    expect(problemsOf(spelled)).toEqual([
+      'pools[1].pods[0].address: must be unique across pools (pools[0].pods[0] has it too), got "10.0.0.1:08000"',
+      'pools[1].pods[1].address: must be unique across pools (pools[0].pods[1] has it too), got "[0:0:0:0:0:0:0:1]:9000"',
     ]);
   });
 

@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
+import { normalizeAddress } from "../src/pods/address.js";
 import { failOpen, FAILURES_BEFORE_FAILING, PodRegistry } from "../src/pods/registry.js";
 import type { PodMetrics } from "../src/pods/types.js";
 
@@ -42,6 +43,9 @@ describe("sources", () => {
       expect(registry.get(first)!.spec.draining).toBe(true);
     }
     expect(registry.podsOf("p")).toHaveLength(spellings.length);
+    // Without a port, an IPv6 literal's last colon is its own.
+    expect(normalizeAddress("[0:0:0:0:0:0:0:1]")).toBe("[::1]");
+    expect(normalizeAddress("Pod-A.example")).toBe("pod-a.example");
   });
 
   it("lists a pool's pods in address order and reports which pools changed", () => {

@@ -108,8 +108,11 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out === "" ? "(top level)" : out;
 }
 
-/** Keys whose values are secrets, however spelled (a misspelled adminToken is an unknown key, shown). */
-const SECRET_KEY = /admin[-_]?token|^token$|secret|password|credential/i;
+/**
+ * Keys whose values are secrets, however spelled (a misspelled adminToken is an unknown key, shown)
+ * and however deep in a value that is shown.
+ */
+const SECRET_KEY = /admin|^token$|secret|password|credential/i;
 
 /** The value as the user wrote it, short; never a secret. */
 function show(value: unknown, path: string): string {
@@ -117,7 +120,7 @@ function show(value: unknown, path: string): string {
   if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1))) return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value !== "object" || value === null) return String(value);
-  const json = JSON.stringify(value);
+  const json = JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v));
   return json.length > 60 ? `${json.slice(0, 57)}...` : json;
 }
 

@@ -6,6 +6,7 @@ import { usableCpus } from "../cpus.js";
 import type { OptimizerParams, TopologyParams } from "../kernel/types.js";
 import { MAX_FALLBACKS } from "../kernel/types.js";
 import { MAX_SLO_MS } from "../kernel/validate.js";
+import { normalizeAddress } from "../pods/address.js";
 
 /** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
 export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";
@@ -610,7 +611,7 @@ export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
     if (pool.tp > pool.maxGpus) at(["pools", i, "tp"], `must be <= maxGpus (${pool.maxGpus})`, pool.tp);
     minimumGpus += pool.tp;
     pool.pods.forEach((pod, j) => {
-      const key = pod.address.toLowerCase();
+      const key = normalizeAddress(pod.address);
       const other = podByAddress.get(key);
       if (other === undefined) podByAddress.set(key, `pools[${i}].pods[${j}]`);
       else at(["pools", i, "pods", j, "address"], `must be unique across pools (${other} has it too)`, pod.address);

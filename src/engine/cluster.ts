@@ -10,10 +10,11 @@ import { BUILTIN_PROFILE } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { registered, tallied, talliedHistogram, type CounterTally, type TalliedHistogram } from "../metrics.js";
+import { normalizeAddress } from "../pods/address.js";
 import { InflightLoad, type PredictedTimes } from "../pods/inflight.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubernetesDiscovery } from "../pods/kubernetes.js";
-import { normalizeAddress, PodRegistry } from "../pods/registry.js";
+import { PodRegistry } from "../pods/registry.js";
 import { Scraper } from "../pods/scraper.js";
 import type { Freshness, PodSpec, ScrapeOutcome } from "../pods/types.js";
 import { LatencyProfile } from "../predictors/latency-profile.js";
@@ -208,7 +209,7 @@ export class Cluster {
     const pool = teaches ? entry?.pool : this.inflight.reportPool(report.requestId);
     this.reports.slot(pool === undefined ? "unknown" : report.ok ? "ok" : "failed").n++;
     if (entry === undefined) return pool;
-    const servedElsewhere = report.decode !== undefined && normalizeAddress(report.decode) !== normalizeAddress(entry.decode);
+    const servedElsewhere = report.decode !== undefined && report.decode !== entry.decode && normalizeAddress(report.decode) !== normalizeAddress(entry.decode);
     if (servedElsewhere) return pool;
     const ratio = (actual: number | undefined, predicted: number) => (actual !== undefined && actual > 0 && predicted > 0 ? actual / predicted : undefined);
     const ttft = ratio(report.ttftMs, entry.predicted.ttftMs);
@@ -301,7 +302,7 @@ export class Cluster {
     registered(registry, "headroom_pods_eligible", Gauge, () =>
       new Gauge({
         name: "headroom_pods_eligible",
-        help: "Pods per pool that picks may choose now (not draining, metrics fresh or unscraped)",
+        help: "Pods per pool that are candidates on their own metrics (not draining; fresh, or unscraped). At 0 with pods that had metrics, the pool fails open: picks use their last metrics",
         labelNames: ["pool"],
         registers: [registry],
         collect() {

@@ -15,7 +15,7 @@
 
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
-import { normalizeAddress } from "./registry.js";
+import { normalizeAddress } from "./address.js";
 
 /** The times a pick predicted (shared by its answer and its in-flight entry; neither changes them). */
 export interface PredictedTimes {

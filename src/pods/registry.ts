@@ -3,6 +3,7 @@
 // scrape outcomes and the clock; it knows nothing of predictions or picks.
 
 import type { Clock } from "../clock.js";
+import { normalizeAddress } from "./address.js";
 import type { Freshness, PodMetrics, PodSource, PodSpec, ScrapeOutcome } from "./types.js";
 import { POD_SOURCES } from "./types.js";
 
@@ -254,27 +255,6 @@ export class PodRegistry {
     }
     if (said.length === 0) return null;
     return { spec: Object.assign({}, said[0], ...said.slice(1).map(definedFields)) as PodSpec, sources };
-  }
-}
-
-/**
- * The key an address is known by, so that every spelling of one pod is one pod: host names compare
- * case-insensitively, ports as numbers ("08000" is 8000), IPv6 literals in their canonical form
- * ("[0:0:0:0:0:0:0:1]" is "[::1]").
- */
-export function normalizeAddress(address: string): string {
-  const colon = address.lastIndexOf(":");
-  if (colon < 0) return address.toLowerCase();
-  const host = address.slice(0, colon).toLowerCase();
-  const port = address.slice(colon + 1);
-  return `${host.startsWith("[") ? canonicalIpv6(host) : host}:${/^\d+$/.test(port) ? String(Number(port)) : port}`;
-}
-
-function canonicalIpv6(bracketed: string): string {
-  try {
-    return new URL(`http://${bracketed}/`).hostname;
-  } catch {
-    return bracketed;
   }
 }
 
