@@ -605,6 +605,27 @@ describe("in its own thread", () => {
     }
   });
 
+  test("pools refreshed back to back each get their own pods' values", async () => {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const ep = { trainingUrl: service.url, predictionUrls: [service.url] };
+    const threaded = new ThreadedRemotePredictor({
+      endpoints: { "prefill-ttft": ep },
+      fallback: profile,
+      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50 },
+      clock: realClock,
+      registry: new Registry(),
+      logger: new MemoryLogger(),
+    });
+    try {
+      const pools = [[pod(0, "prefill")], [pod(1, "prefill")], [pod(2, "prefill")]];
+      await Promise.all(pools.map((pods) => threaded.refresh(pods, GRID)));
+      for (const pods of pools) expect(threaded.freshPods("prefill-ttft", GRID), pods[0].address).toBe(3);
+    } finally {
+      threaded.close();
+    }
+  });
+
   test("a counter mirrored before its first value still takes labelled values later: /metrics never throws (found by bench:reliability)", async () => {
     const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
     const service = await standIn();

@@ -35,8 +35,12 @@ const remote = new RemotePredictor({
 
 port.on("message", (msg: ToRemoteThread) => {
   if (msg.t === "refresh") {
-    void remote.refresh(msg.pods, msg.grid).then(async () => {
-      const latest = remote.latestOf(remote.refreshCount);
+    const refreshed = remote.refresh(msg.pods, msg.grid);
+    // This refresh's number, taken before anything is awaited: pools refresh back to back, and the
+    // count when this one ends may be a later pool's, whose values are not this pool's.
+    const refresh = remote.refreshCount;
+    void refreshed.then(async () => {
+      const latest = remote.latestOf(refresh);
       port.postMessage({ t: "refreshed", id: msg.id, latest, metrics: await registry.getMetricsAsJSON() } satisfies FromRemoteThread);
     });
   } else if (msg.t === "train") {
