@@ -117,6 +117,28 @@ describe("picks", () => {
     expect(Object.fromEntries(selections.values.map((v) => [v.labels.outcome, v.value]))).toMatchObject({ shed: 1, no_candidates: 1, positive_headroom: 1 });
   });
 
+  it("explain on a pool of 160,000 pairs answers (spreading that many values into Math.min overflowed the stack and ended the process)", async () => {
+    const pods = (role: string, octet: number) => Array.from({ length: 400 }, (_, i) => `      - { address: "10.${octet}.${i >> 8}.${i & 255}:8000", role: ${role} }`).join("\n");
+    const pools = `
+pools:
+  - sloLevel: high
+    pods:
+${pods("prefill", 1)}
+${pods("decode", 2)}
+  - sloLevel: medium
+    pods: []
+  - sloLevel: low
+    pods: []
+workers: { threads: 0 }
+`;
+    const e = await Engine.create({ config: parseConfig(pools).config, logger: new MemoryLogger(), registry: new Registry() });
+    engines.push(e);
+    e.start();
+    const [a] = (await e.pick([{ sloLevel: "high", inputTokens: 1000, outputTokens: 100, seed: 1, explain: true }])).map(answer);
+    expect(a.pairs).toBe(160_000);
+    expect(a.explain!.length).toBeGreaterThan(0);
+  });
+
   it("explain lists the best pairs, the picked pair's numbers among them", async () => {
     const { engine: e } = await engine("workers: { threads: 0 }\noptimizer: { headroomStrategy: best }");
     const [a] = (await e.pick([{ sloLevel: "high", inputTokens: 800, outputTokens: 100, seed: 9, explain: true }])).map(answer);

@@ -514,7 +514,17 @@ export class Engine implements EngineApi {
   private settle(pool: PoolState, batch: Pending[], results: PickResult[] | null): void {
     if (results === null) return;
     this.count(pool, results);
-    batch.forEach((p, k) => p.answers.set(p.index, this.answer(pool, p, results[k])));
+    batch.forEach((p, k) => {
+      let answer: PickAnswer | HeadroomError;
+      try {
+        answer = this.answer(pool, p, results[k]);
+      } catch (err) {
+        // A bug must not take the process down from a timer or a worker's callback: this pick fails.
+        this.options.logger.log("error", "answering a pick failed", { pool: pool.name, error: err instanceof Error ? err.stack : String(err) });
+        answer = new HeadroomError("WORKER_FAILED", `answering the pick failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      p.answers.set(p.index, answer);
+    });
   }
 
   private fail(pool: PoolState, batch: Pending[], err: unknown): void {

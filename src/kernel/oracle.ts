@@ -90,7 +90,8 @@ export function oracle(snap: PoolSnapshot, params: OptimizerParams, topology: To
   };
 
   if (!hasT && !hasP) {
-    const best = Math.min(...pairs.map((x) => x.e2eMs));
+    let best = Infinity;
+    for (const x of pairs) best = Math.min(best, x.e2eMs);
     give(pairs.filter((x) => x.e2eMs === best).sort(lowestPair)[0], "no_slo", 1);
     return { pairs, shed: 0, noCandidates: false };
   }
@@ -106,9 +107,13 @@ export function oracle(snap: PoolSnapshot, params: OptimizerParams, topology: To
     rest -= explore;
   }
   if (positives.length > 0) {
-    const blended = positives.map((x) => x.blended);
-    const lo = Math.min(...blended);
-    const hi = Math.max(...blended);
+    // Loops, not Math.min(...values): spreading 10^5 or more values overflows the stack.
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const x of positives) {
+      lo = Math.min(lo, x.blended);
+      hi = Math.max(hi, x.blended);
+    }
     if (params.headroomStrategy === "best") {
       give(positives.filter((x) => x.blended === hi).sort(lowestPair)[0], "positive_headroom", rest);
     } else {
@@ -117,7 +122,8 @@ export function oracle(snap: PoolSnapshot, params: OptimizerParams, topology: To
       positives.forEach((x, i) => give(x, "positive_headroom", (rest * w[i]) / sum));
     }
   } else {
-    const lo = Math.min(...negatives.map((x) => x.blended));
+    let lo = Infinity;
+    for (const x of negatives) lo = Math.min(lo, x.blended);
     const w = negatives.map((x) => x.blended - lo + 1);
     const sum = w.reduce((s, x) => s + x, 0);
     negatives.forEach((x, i) => give(x, "negative_headroom", (rest * w[i]) / sum));

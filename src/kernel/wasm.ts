@@ -169,8 +169,9 @@ export class WasmKernel {
     this.f64At(11, n).set(snap.waitPerRequestMs);
     this.f64At(12, n).set(snap.tpotPerRequestMs);
     this.f64At(13, n).set(snap.tpotPerTokenMs);
-    const racks = n === 0 ? 0 : Math.max(...links.rackOf) + 1;
-    const nodes = n === 0 ? 0 : Math.max(...links.nodeOf) + 1;
+    // A loop, not Math.max(...ids): spreading tens of thousands of values can overflow the stack.
+    const racks = n === 0 ? 0 : links.rackOf.reduce((a, b) => Math.max(a, b), 0) + 1;
+    const nodes = n === 0 ? 0 : links.nodeOf.reduce((a, b) => Math.max(a, b), 0) + 1;
     this.version = -1;
     this.check(this.exports.loadSnapshot(n, g, snap.version, racks, nodes, links.hasLinks ? 1 : 0));
     this.version = snap.version;
