@@ -61,6 +61,21 @@ describe("metrics and state", () => {
     t.planners.close();
   });
 
+  it("an interval without completions leaves no attainment, violation or latency value behind", async () => {
+    const t = setup([medium]);
+    feed(t, { m: { ratePerS: 2, ttftMs: 5000, tpotMs: 25 } }, 10);
+    let text = await t.registry.metrics();
+    expect(text).toContain('headroom_planner_slo_attainment_ratio{pool="m"} 0');
+    expect(text).toContain('headroom_planner_violation_ratio{pool="m"} 1');
+    // Traffic stops: the last interval has nothing to say, and the gauges say nothing.
+    feed(t, { m: { ratePerS: 0 } }, 10);
+    text = await t.registry.metrics();
+    expect(text).not.toMatch(/^headroom_planner_slo_attainment_ratio\{pool="m"\}/m);
+    expect(text).not.toMatch(/^headroom_planner_violation_ratio\{pool="m"\}/m);
+    expect(text).not.toMatch(/^headroom_planner_observed_latency_seconds\{pool="m",quantity="ttft"\}/m);
+    t.planners.close();
+  });
+
   it("states the last decisions with their reasons as JSON", () => {
     const t = setup([medium]);
     t.planners.observeCompletion("no-such-pool", { ok: true });

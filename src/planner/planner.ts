@@ -3,6 +3,7 @@
 // (reactive) load, applies the pool's SLO behaviours (forced step-ups, one-step scale-down after a
 // cooldown), asks the planners for its share of the GPU budget and hands a changed layout to its actuator.
 
+import type { Gauge } from "prom-client";
 import type { Clock } from "../clock.js";
 import { ConfigError } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
@@ -296,6 +297,15 @@ export class PoolPlanner {
     this.observation = obs;
     this.publishObservation(obs);
     this.learn(obs);
+    try {
+      this.size(obs, utilization, utilizationError, now);
+    } finally {
+      // A decision the actuator failed to apply is tried again every interval, sized or skipped.
+      if (this.o.applier.state().status === "failed") this.o.applier.retry();
+    }
+  }
+
+  private size(obs: IntervalObservation, utilization: PoolUtilization | undefined, utilizationError: string | undefined, now: number): void {
 
     if (utilizationError !== undefined) return this.skip("utilization_error", `reading pod utilization failed: ${utilizationError}`);
     if (this.o.utilization !== undefined && utilization === undefined) return this.skip("utilization_missing", "no pod utilization for the pool");
@@ -314,7 +324,6 @@ export class PoolPlanner {
     const choice = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization);
     const { next, reason, details } = this.behave(choice.layout, this.scaleDownFloor(load, choice.layout), obs, utilization, now, need);
     this.conclude(next, reason, details, need);
-    if (this.o.applier.state().status === "failed") this.o.applier.retry();
   }
 
   /** Burst protection: scales up at once when the short-window arrival rate jumps past the prediction. */
@@ -615,12 +624,15 @@ export class PoolPlanner {
   private publishObservation(obs: IntervalObservation): void {
     const m = this.o.metrics;
     const pool = this.pool.name;
-    if (obs.ttftMs !== undefined) m.observedLatency.set({ pool, quantity: "ttft" }, obs.ttftMs / 1000);
-    if (obs.tpotMs !== undefined) m.observedLatency.set({ pool, quantity: "tpot" }, obs.tpotMs / 1000);
-    if (obs.violationRate !== undefined) {
-      m.violationRatio.set({ pool }, obs.violationRate);
-      m.attainment.set({ pool }, 1 - obs.violationRate);
-    }
+    // "Over the last interval": an interval without samples has no value, not the previous one's.
+    const setOrRemove = (gauge: Gauge<string>, labels: Record<string, string>, value: number | undefined) => {
+      if (value === undefined) gauge.remove(labels);
+      else gauge.set(labels, value);
+    };
+    setOrRemove(m.observedLatency, { pool, quantity: "ttft" }, obs.ttftMs === undefined ? undefined : obs.ttftMs / 1000);
+    setOrRemove(m.observedLatency, { pool, quantity: "tpot" }, obs.tpotMs === undefined ? undefined : obs.tpotMs / 1000);
+    setOrRemove(m.violationRatio, { pool }, obs.violationRate);
+    setOrRemove(m.attainment, { pool }, obs.violationRate === undefined ? undefined : 1 - obs.violationRate);
     if (obs.utilization !== undefined) {
       if (Number.isFinite(obs.utilization.prefillQueueUtil)) m.utilization.set({ pool, kind: "prefill_queue" }, obs.utilization.prefillQueueUtil);
       if (Number.isFinite(obs.utilization.kvUtil)) m.utilization.set({ pool, kind: "kv" }, obs.utilization.kvUtil);
