@@ -145,6 +145,18 @@ describe("scale-down", () => {
     expect(desiredOf(t.state("m"))).toEqual(layout(1, 0, 1));
     t.planners.close();
   });
+
+  it("is held by violations over the allowance even with fewer completions than a step-up needs", () => {
+    const t = setup([medium("m")], { tuning: { startupDelayMs: 1e9 } });
+    feed(t, { m: { ratePerS: 30 } }, 10);
+    // 0.9 req/s, every request missing: 9 completions an interval, under minSamples (10).
+    feed(t, { m: { ratePerS: 0.9, missShare: 1, miss: { tpotMs: 80 } } }, 60);
+    const s = t.state("m");
+    expect(s.observation!.completions).toBeLessThan(10);
+    expect(desiredOf(s)).toEqual(layout(2, 0, 1));
+    expect(s.decisions).toHaveLength(1);
+    t.planners.close();
+  });
 });
 
 describe("scale-down below the observed load", () => {

@@ -489,7 +489,9 @@ export class PoolPlanner {
     const threshold = settings.scaleUpThreshold;
     const prefillHot = util !== undefined && util.prefillQueueUtil > threshold;
     const decodeHot = util !== undefined && util.kvUtil > threshold;
-    const violating = obs.completions >= t.minSamples && (obs.violationRate ?? 0) > settings.violationsAllowed;
+    // A step up needs minSamples completions to act on; holding a scale-down needs only the rate.
+    const overAllowance = (obs.violationRate ?? 0) > settings.violationsAllowed;
+    const violating = obs.completions >= t.minSamples && overAllowance;
     let prefillMissed = violating && obs.ttftViolations > 0 && obs.ttftViolations >= obs.tpotViolations;
     let decodeMissed = violating && obs.tpotViolations > 0 && obs.tpotViolations >= obs.ttftViolations;
     // Failures without latencies: a decode-capable worker helps either way.
@@ -521,7 +523,7 @@ export class PoolPlanner {
     if (!up && excess.length > 0) {
       const cooldownMs = settings.costOptimization ? t.cooldownMs / 2 : t.cooldownMs;
       const sinceChange = now - this.lastChangeMs;
-      if (violating) details.push(`scale-down held: ${pct(obs.violationRate!)} violations over the ${pct(settings.violationsAllowed)} allowance`);
+      if (overAllowance) details.push(`scale-down held: ${pct(obs.violationRate!)} violations over the ${pct(settings.violationsAllowed)} allowance`);
       else if (prefillHot || decodeHot) details.push("scale-down held: utilization over the scale-up threshold");
       else if (sinceChange < cooldownMs) details.push(`scale-down held: cooldown, ${fmt((cooldownMs - sinceChange) / 1000)} s left`);
       else {
