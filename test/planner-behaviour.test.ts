@@ -221,6 +221,18 @@ describe("the GPU budget across pools", () => {
     expect(yielded.details[0]).toBe("budget: yields to pool high (priority 1); 2 workers granted");
     t.planners.close();
   });
+
+  it("a lower-priority pool does not take GPUs a higher-priority pool held back by the budget wants, whatever their order", () => {
+    for (const order of [["a", "b", "c"], ["c", "b", "a"]]) {
+      const byName = { a: 1, b: 2, c: 3 } as Record<string, number>;
+      const pools = order.map((name) => pool("medium", { name, sloPriority: byName[name], maxGpus: 4, planner: { loadPredictor: "constant", burstProtection: false } }));
+      const t = setup(pools, { cluster: { gpuBudget: 6, gpuHourPrice: 2 }, tuning: { cooldownMs: 0 } });
+      for (let i = 0; i < 5; i++) feed(t, { a: { ratePerS: i === 0 ? 60 : 1 }, b: { ratePerS: 60 }, c: { ratePerS: 60 } }, 10);
+      // Once every pool has said what it wants (the first interval), c never grows only to be cut back.
+      expect(t.state("c").decisions.filter((d) => d.reason === "budget" && d.atMs > 10_000), order.join("")).toEqual([]);
+      t.planners.close();
+    }
+  });
 });
 
 describe("bad or missing data", () => {

@@ -163,7 +163,7 @@ export class Planners {
       pool: p.name,
       sloPriority: p.pool.sloPriority,
       tp: p.pool.tp,
-      wantedWorkers: p === asking ? p.wantedWorkers : Math.min(p.wantedWorkers, totalWorkers(p.desiredLayout)),
+      wantedWorkers: p.wantedWorkers,
     }));
     const granted = allocateBudget(claims, this.o.cluster.gpuBudget);
     for (const p of this.planners) {
