@@ -363,7 +363,7 @@ async function validate(args: string[], io: CliIo): Promise<number> {
       const beyond = checkBeyondSchema(config, process.env);
       if (beyond.profiles.length > 0) throw new ConfigError(beyond.profiles);
       const environment = beyond.environment.map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
-      io.stdout.write(`ok: ${file}\n${[...warnings, ...environment].map((w) => `  warning: ${w}\n`).join("")}`);
+      io.stdout.write(`ok: ${file}\n${[...warnings, ...environment, ...beyond.warnings].map((w) => `  warning: ${w}\n`).join("")}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       io.stderr.write(`invalid: ${file}\n${err.problems.map((p) => `  - ${p}\n`).join("")}`);

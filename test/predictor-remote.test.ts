@@ -535,7 +535,9 @@ describe("environment and configuration", () => {
   };
 
   test("the six variables, prediction URLs comma-separated", () => {
-    expect(checkRemoteConfig(remoteAll, fullEnv)).toEqual({ problems: [], warnings: [] });
+    // decodeTtft remote gets no training from headroom: said once, as a warning.
+    expect(checkRemoteConfig(remoteAll, fullEnv)).toEqual({ problems: [], warnings: [expect.stringMatching(/^predictors\.decodeTtft is remote, but headroom sends its service no training/)] });
+    expect(checkRemoteConfig({ ...remoteAll, decodeTtft: "profile" }, { ...fullEnv, DECODE_TTFT_TRAINING_URL: "", DECODE_TTFT_PREDICTION_URL: "" })).toEqual({ problems: [], warnings: [] });
     expect(remoteEndpointsFromEnv(fullEnv)).toEqual({
       "prefill-ttft": { trainingUrl: "http://prefill-ttft-predictor-svc:8000", predictionUrls: ["http://p1:8001", "http://p2:8001"] },
       "decode-ttft": { trainingUrl: "http://decode-ttft-predictor-svc:8000", predictionUrls: ["http://decode-ttft-predictor-svc:8001"] },

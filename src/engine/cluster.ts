@@ -353,11 +353,14 @@ function kindOf(config: HeadroomConfig, quantity: Quantity): "profile" | "online
 
 /**
  * What building the cluster checks beyond the schema, without starting anything: `profiles`, the
- * latency profiles read and fitted; `environment`, the remote predictor's URLs in `env`. `headroom
- * validate` reports the first as problems and the second as warnings, as it may run where the
- * server's environment is not.
+ * latency profiles read and fitted; `environment`, the remote predictor's URLs in `env`; `warnings`,
+ * what serve logs about them. `headroom validate` reports the first as problems and the others as
+ * warnings, as it may run where the server's environment is not.
  */
-export function checkBeyondSchema(config: HeadroomConfig, env: Readonly<Record<string, string | undefined>>): { profiles: string[]; environment: string[] } {
+export function checkBeyondSchema(
+  config: HeadroomConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): { profiles: string[]; environment: string[]; warnings: string[] } {
   let profiles: string[] = [];
   try {
     loadProfiles(config);
@@ -365,7 +368,8 @@ export function checkBeyondSchema(config: HeadroomConfig, env: Readonly<Record<s
     if (!(err instanceof ConfigError)) throw err;
     profiles = err.problems;
   }
-  return { profiles, environment: checkRemoteConfig(config.predictors, env).problems };
+  const remote = checkRemoteConfig(config.predictors, env);
+  return { profiles, environment: remote.problems, warnings: remote.warnings };
 }
 
 function loadProfiles(config: HeadroomConfig): Map<string, LatencyProfile> {

@@ -154,6 +154,11 @@ export function checkRemoteConfig(
       continue;
     }
     const why = `predictors.${CONFIG_KEY[q]} is remote`;
+    if (q === "decode-ttft") {
+      warnings.push(
+        "predictors.decodeTtft is remote, but headroom sends its service no training: the decode wait is not learned from reports (a report's TTFT cannot be split between prefill and decode); it predicts only once trained elsewhere, and the profile answers meanwhile",
+      );
+    }
     if (training.length === 0) problems.push(`${trainingVar} must be set to the training server's http(s) URL (${why})`);
     else if (training.length > 1) problems.push(`${trainingVar} must be one http(s) URL, got ${JSON.stringify(env[trainingVar])}`);
     else if (!isHttpUrl(training[0])) problems.push(`${trainingVar} must be an http(s) URL, got ${JSON.stringify(training[0])}`);
