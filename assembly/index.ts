@@ -438,6 +438,16 @@ export function pickBatch(count: i32, expectedVersion: f64): i32 {
   return ERR_NONE;
 }
 
+/**
+ * Keeps the last batch's in-batch loads as the loads the next batch starts from (a worker whose next
+ * batch arrives before the main thread has published this one's loads).
+ */
+export function keepBatchLoads(): void {
+  memory.copy(PQ, WPQ, <usize>nPods << 3);
+  memory.copy(DQ, WDQ, <usize>nPods << 3);
+  memory.copy(TL, WTL, <usize>nPods << 3);
+}
+
 function clearResult(res: usize): void {
   for (let k = 0; k < RES_STRIDE; k++) stf(res, k, NaN);
   stf(res, RES_PREFILL, -1);

@@ -86,6 +86,19 @@ describe("picks", () => {
     expect(batches.values.find((v) => v.labels.where === "worker")?.value).toBeGreaterThan(0);
   });
 
+  it("batches of one pool that reach a worker together see each other's load, as inline ones do", async () => {
+    // batchCapacity 4: eight picks are two batches, both sent before the first one's answer is back.
+    const inputs = Array.from({ length: 8 }, (_, k) => ({ sloLevel: "high", inputTokens: 3000, outputTokens: 200, seed: 7 + k }));
+    const { engine: inline } = await engine("workers: { threads: 0, batchCapacity: 4 }");
+    const { engine: pooled } = await engine("workers: { threads: 1, inlineBelowPairs: 0, batchCapacity: 4 }");
+    const a = (await inline.pick(inputs)).map(answer);
+    const b = (await pooled.pick(inputs)).map(answer);
+    const strip = (x: PickAnswer) => ({ ...x, requestId: "" });
+    expect(b.map(strip)).toEqual(a.map(strip));
+    // The second batch's picks queue behind the first's: their TTFT is higher.
+    expect(b[4].predicted.ttftMs).toBeGreaterThan(b[0].predicted.ttftMs);
+  });
+
   // Linux only: elsewhere a thread has no priority of its own.
   it.runIf(existsSync("/proc/thread-self"))("runs its kernel worker threads at workers.nice and leaves the main thread's alone", async () => {
     const atSeven = () => [...threadNices().values()].filter((n) => n === 7);

@@ -60,5 +60,9 @@ export function pickRows(task: WorkerTask): Float64Array | null {
   const { snapshot, changed } = read;
   if (changed === "all") entry.kernel.loadSnapshot(snapshot);
   else if (changed === "loads") entry.kernel.updateLoads(snapshot);
-  return entry.kernel.pickRows(decodeRequests(task.requests), snapshot.version);
+  const rows = entry.kernel.pickRows(decodeRequests(task.requests), snapshot.version);
+  // Until the main thread publishes this batch's loads (it applies them as the answer arrives), the
+  // next batch of the pool starts from them here; once published, the next read replaces them.
+  entry.kernel.keepBatchLoads();
+  return rows;
 }

@@ -34,6 +34,7 @@ interface Exports {
   setParams(): number;
   loadSnapshot(n: number, g: number, version: number, racks: number, nodes: number, links: number): number;
   pickBatch(count: number, expectedVersion: number): number;
+  keepBatchLoads(): void;
   uncutPickCount(): number;
 }
 
@@ -192,6 +193,15 @@ export class WasmKernel {
     prefillQueueMs.set(snap.prefillQueueMs);
     decodeQueueMs.set(snap.decodeQueueMs);
     tpotLoadMs.set(snap.tpotLoadMs);
+  }
+
+  /**
+   * The loads the last batch ended with (its picks' included) become the loads the next batch starts
+   * from, until updateLoads or loadSnapshot replaces them. For a worker: batches of one pool that reach
+   * it before the main thread publishes the earlier ones' loads then still see them.
+   */
+  keepBatchLoads(): void {
+    this.exports.keepBatchLoads();
   }
 
   /** Picks for a batch in order; each pick's load is seen by the picks after it. */
