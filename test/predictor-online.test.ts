@@ -298,6 +298,26 @@ describe("fill", () => {
     }
   });
 
+  it("never predicts less prefill time for more tokens, even when a constant extra delay teaches it a falling slope", () => {
+    const o = online();
+    const p = pod({ address: "p:1", role: "prefill" });
+    const random = rng(5);
+    // Actual = profile + 20 ms whatever the prompt: in log tokens the factor falls, and on the
+    // profile's flat short-prompt segment a falling factor would make the curve fall too.
+    for (let k = 0; k < 5000; k++) {
+      const tokens = Math.round(Math.exp(Math.log(16) + random() * (Math.log(32_768) - Math.log(16))));
+      o.observe({ address: p.address, quantity: "prefill-ttft", features: p, inputTokens: tokens, actualMs: profile.prefillMs(p, tokens) + 20 });
+    }
+    const grid = logGrid(12, 16, 32_768);
+    const out = allocatePredictions(1, grid);
+    o.fill("prefill-ttft", [p], out);
+    expect(o.correction(p, "prefill-ttft", 16)).toBeGreaterThan(o.correction(p, "prefill-ttft", 128));
+    for (let g = 1; g < grid.length; g++) {
+      expect(out.prefillMs[g], `${grid[g]} tokens`).toBeGreaterThanOrEqual(out.prefillMs[g - 1]);
+      expect(out.localPrefillMs[g], `${grid[g]} tokens, local`).toBeGreaterThanOrEqual(out.localPrefillMs[g - 1]);
+    }
+  });
+
   it("is the profile's fill for pods it knows nothing about", () => {
     const o = online();
     const pods = [pod({ address: "x:1", running: 8 })];

@@ -286,8 +286,12 @@ export class OnlinePredictor implements Predictor {
       if (quantity === "prefill-ttft") {
         for (let g = 0; g < grid.length; g++) {
           const f = this.factorOf(model, pod, grid[g]);
-          out.prefillMs[g * n + i] = scaled(out.prefillMs[g * n + i], f);
-          out.localPrefillMs[g * n + i] = scaled(out.localPrefillMs[g * n + i], f);
+          // Never less for more tokens: the correction's slope in log tokens, fitted to a constant extra
+          // delay, can fall faster than the profile's flat short-prompt segment rises.
+          const floor = g === 0 ? 0 : out.prefillMs[(g - 1) * n + i];
+          const localFloor = g === 0 ? 0 : out.localPrefillMs[(g - 1) * n + i];
+          out.prefillMs[g * n + i] = Math.max(floor, scaled(out.prefillMs[g * n + i], f));
+          out.localPrefillMs[g * n + i] = Math.max(localFloor, scaled(out.localPrefillMs[g * n + i], f));
         }
         out.prefillQueueMs[i] = scaled(out.prefillQueueMs[i], typical);
       } else if (quantity === "decode-ttft") {
