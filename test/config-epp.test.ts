@@ -118,8 +118,8 @@ describe("errors name the field in the file", () => {
   test.each([
     [{ sloBufferFactor: 1.5 }, "plugins[0].parameters.sloBufferFactor: must be a number > 0 and <= 1, got 1.5"],
     [{ negativeHeadroomProb: -0.5 }, "plugins[0].parameters.negativeHeadroomProb: must be a number >= 0 and <= 1, got -0.5"],
-    [{ ttftWeight: "0.8" }, 'plugins[0].parameters.ttftWeight: must be a number >= 0, got "0.8"'],
-    [{ tpotWeight: -1 }, "plugins[0].parameters.tpotWeight: must be a number >= 0, got -1"],
+    [{ ttftWeight: "0.8" }, 'plugins[0].parameters.ttftWeight: must be a number >= 0 and <= 1000000, got "0.8"'],
+    [{ tpotWeight: -1 }, "plugins[0].parameters.tpotWeight: must be a number >= 0 and <= 1000000, got -1"],
     [{ transferOverheadMs: -5 }, "plugins[0].parameters.transferOverheadMs: must be a number >= 0, got -5"],
     [
       { selectionStrategy: "greedy" },

@@ -8,6 +8,9 @@ import { MAX_FALLBACKS } from "../kernel/types.js";
 import { MAX_SLO_MS } from "../kernel/validate.js";
 import { normalizeAddress } from "../pods/address.js";
 
+/** The largest optimizer weight (see OptimizerSchema). */
+const MAX_WEIGHT = 1_000_000;
+
 /** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
 export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";
 
@@ -264,8 +267,10 @@ const ServerSchema = mapping(
 
 const OptimizerSchema = mapping(
   {
-    ttftWeight: num({ ge: 0 }).default(D.optimizer.ttftWeight),
-    tpotWeight: num({ ge: 0 }).default(D.optimizer.tpotWeight),
+    // Weights are relative; bounded so that a blended headroom (weight x up to 10^9 ms) keeps the kernel's
+    // +1 in its draw weights (near 2^53 it is lost and no pair has a positive weight).
+    ttftWeight: num({ ge: 0, le: MAX_WEIGHT }).default(D.optimizer.ttftWeight),
+    tpotWeight: num({ ge: 0, le: MAX_WEIGHT }).default(D.optimizer.tpotWeight),
     transferOverheadMs: num({ ge: 0 }).default(D.optimizer.transferOverheadMs),
     sloBufferFactor: num({ gt: 0, le: 1 }).default(D.optimizer.sloBufferFactor),
     negativeHeadroomProb: num({ ge: 0, le: 1 }).default(D.optimizer.negativeHeadroomProb),
