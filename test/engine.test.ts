@@ -88,9 +88,11 @@ describe("picks", () => {
 
   it("batches of one pool that reach a worker together see each other's load, as inline ones do", async () => {
     // batchCapacity 4: eight picks are two batches, both sent before the first one's answer is back.
+    // A manual clock: no refresh lands between the two batches (a refresh publishes loads that do not
+    // yet hold the first batch's picks, the race README's Limits describes).
     const inputs = Array.from({ length: 8 }, (_, k) => ({ sloLevel: "high", inputTokens: 3000, outputTokens: 200, seed: 7 + k }));
-    const { engine: inline } = await engine("workers: { threads: 0, batchCapacity: 4 }");
-    const { engine: pooled } = await engine("workers: { threads: 1, inlineBelowPairs: 0, batchCapacity: 4 }");
+    const { engine: inline } = await engine("workers: { threads: 0, batchCapacity: 4 }", new ManualClock(1000));
+    const { engine: pooled } = await engine("workers: { threads: 1, inlineBelowPairs: 0, batchCapacity: 4 }", new ManualClock(1000));
     const a = (await inline.pick(inputs)).map(answer);
     const b = (await pooled.pick(inputs)).map(answer);
     const strip = (x: PickAnswer) => ({ ...x, requestId: "" });
