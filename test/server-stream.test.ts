@@ -181,7 +181,8 @@ describe("WS /v1/stream", () => {
       const now = await framesAnswered();
       if (now === seen) break;
       seen = now;
-      await sleep(200);
+      // Long enough that a collection of the held answers (tens of MB) is not taken for the end.
+      await sleep(500);
     }
     c.ws.resume();
     expect(await closed).toBe(1008);
