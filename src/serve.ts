@@ -112,12 +112,13 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     }
   };
   const watchMs = options.watchMs ?? CONFIG_WATCH_MS;
+  let closing = false;
   // The contents are compared, not the file's times: a change written as the watch starts is not lost.
   const checkFile = () => {
     void readFile(file, "utf8")
       .catch(() => "")
       .then((text) => {
-        if (text !== seenText) reload();
+        if (!closing && text !== seenText) reload();
       });
   };
   const watch = options.configFile !== undefined && watchMs > 0 ? setInterval(checkFile, watchMs).unref() : undefined;
@@ -129,6 +130,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     config,
     reload,
     async close() {
+      closing = true;
       clearInterval(watch);
       await server.close();
       await engine.close();
