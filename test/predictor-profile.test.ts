@@ -89,6 +89,17 @@ describe("bad profiles", () => {
     expect(refuse(csv, { headroom: { gpuMemoryGiB: -80 } })).toContain("headroom.gpuMemoryGiB must be a number > 0, got -80");
   });
 
+  it("a noisy row below the one before it never makes more tokens take less time", () => {
+    const text = "phase,batch,tokens,ms\nprefill,1,4096,110\nprefill,1,8192,232\nprefill,1,16384,225\ndecode,1,512,6\ndecode,8,512,7\ndecode,8,4096,9\n";
+    const p = LatencyProfile.parse("noisy", text, undefined, "noisy.csv");
+    expect(p.prefillMs(16_384)).toBe(232);
+    let before = 0;
+    for (const tokens of [4096, 8192, 12_000, 16_384, 65_536, 200_000]) {
+      expect(p.prefillMs(tokens), `${tokens} tokens`).toBeGreaterThanOrEqual(before);
+      before = p.prefillMs(tokens);
+    }
+  });
+
   it("a missing file is CONFIG_UNREADABLE and names the path", () => {
     expect(() => LatencyProfile.load("x", "/nonexistent/x.csv")).toThrow(/cannot read \/nonexistent\/x\.csv/);
   });

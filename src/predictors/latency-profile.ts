@@ -110,10 +110,14 @@ export class LatencyProfile {
     if (problems.length > 0 || fit === null) throw new ConfigError(problems);
 
     const tokens = [...prefill.keys()].sort((a, b) => a - b);
+    // Never less time for more tokens: a noisy row below the one before it is raised to it, so that
+    // neither interpolation nor the last segment's extension falls as prompts grow.
+    const times = Float64Array.from(tokens, (t) => prefill.get(t)!);
+    for (let i = 1; i < times.length; i++) times[i] = Math.max(times[i], times[i - 1]);
     return new LatencyProfile(
       name,
       Float64Array.from(tokens),
-      Float64Array.from(tokens, (t) => prefill.get(t)!),
+      times,
       Object.freeze(fit.model),
       Object.freeze(hardware),
       fit.maxError,
