@@ -23,6 +23,11 @@ export type ErrorCode =
   | "BODY_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE";
 
+/** A value's text as an error message shows it: at most 60 characters, the rest cut to "...". */
+export function shortened(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
 export class HeadroomError extends Error {
   readonly code: ErrorCode;
   readonly details?: Record<string, unknown>;

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
-import { ConfigError } from "../errors.js";
+import { ConfigError, shortened } from "../errors.js";
 import { fromEndpointPickerConfig } from "./epp.js";
 import { ConfigSchema, deepFreeze, type HeadroomConfig } from "./schema.js";
 
@@ -120,8 +120,7 @@ function show(value: unknown, path: string): string {
   if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1))) return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value !== "object" || value === null) return String(value);
-  const json = JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v));
-  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  return shortened(JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v)));
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

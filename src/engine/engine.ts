@@ -9,7 +9,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { realClock, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { PodInputSchema } from "../config/schema.js";
-import { ConfigError, HeadroomError } from "../errors.js";
+import { ConfigError, HeadroomError, shortened } from "../errors.js";
 import { oracle } from "../kernel/oracle.js";
 import { TwinKernel } from "../kernel/twin.js";
 import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
@@ -372,8 +372,7 @@ export class Engine implements EngineApi {
     const pool = this.byLevel.get(sloLevel.toLowerCase());
     if (pool === undefined) {
       // Shown in part: a stream frame of long unknown levels must not come back as a larger answer.
-      const shown = JSON.stringify(sloLevel.length > 60 ? `${sloLevel.slice(0, 57)}...` : sloLevel);
-      throw new HeadroomError("UNKNOWN_LEVEL", `unknown SLO level ${shown} (known: ${[...this.byLevel.keys()].join(", ")})`, {
+      throw new HeadroomError("UNKNOWN_LEVEL", `unknown SLO level ${JSON.stringify(shortened(sloLevel))} (known: ${[...this.byLevel.keys()].join(", ")})`, {
         known: [...this.byLevel.keys()],
       });
     }

@@ -4,7 +4,7 @@
 
 import { Packr, Unpackr, type Options } from "msgpackr";
 import type { CompletionReport, PickAnswer, PickInput, PodPush } from "../engine/types.js";
-import { HeadroomError, RequestError } from "../errors.js";
+import { HeadroomError, RequestError, shortened } from "../errors.js";
 import { MAX_SLO_MS, MAX_TOKENS } from "../kernel/validate.js";
 
 export type BodyFormat = "json" | "msgpack";
@@ -200,8 +200,7 @@ function shown(v: unknown): string {
   } catch {
     text = undefined;
   }
-  text ??= String(v);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  return shortened(text ?? String(v));
 }
 
 function invalid(name: string, rule: string, v: unknown): RequestError {
