@@ -252,13 +252,12 @@ export class Cluster {
 
   /** One scrape of a pod: its registry state, in-flight reconciliation and histogram learning. */
   recordScrape(address: string, outcome: ScrapeOutcome, fromUrl?: string): void {
-    const before = this.pods.get(address)?.metrics;
-    this.pods.recordScrape(address, outcome, fromUrl);
-    if (!outcome.ok || this.pods.get(address)?.metrics !== outcome.metrics) return;
+    const recorded = this.pods.recordScrape(address, outcome, fromUrl);
+    if (!outcome.ok || recorded === undefined) return;
     this.inflight.onScrape(address, outcome.metrics.scrapedAtMs);
-    const pod = this.pods.get(address);
-    const pool = pod && this.pools.get(pod.spec.pool);
-    if (!this.online || !pod || !pool || !before) return;
+    const { pod, previous: before } = recorded;
+    const pool = this.pools.get(pod.spec.pool);
+    if (!this.online || !pool || !before) return;
     // Pods that send no completion reports still teach the online predictor through their histograms.
     const [features] = pool.features([pod]);
     const after = outcome.metrics;

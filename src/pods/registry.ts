@@ -171,19 +171,22 @@ export class PodRegistry {
   /**
    * Records a scrape of `fromUrl` (the pod's metrics URL when not given). Ignored for pods no longer
    * known (the pod left while it was scraped) and for a URL the pod no longer has (it changed while the
-   * scrape ran: those numbers describe another server).
+   * scrape ran: those numbers describe another server), and for a good scrape older than the pod's.
+   * Returns the pod and the metrics it had before, or undefined when the outcome was ignored.
    */
-  recordScrape(address: string, outcome: ScrapeOutcome, fromUrl?: string): void {
+  recordScrape(address: string, outcome: ScrapeOutcome, fromUrl?: string): { pod: PodState; previous: PodMetrics | undefined } | undefined {
     const entry = this.entries.get(normalizeAddress(address));
-    if (entry === undefined || (fromUrl !== undefined && fromUrl !== entry.spec.metricsUrl)) return;
+    if (entry === undefined || (fromUrl !== undefined && fromUrl !== entry.spec.metricsUrl)) return undefined;
+    const previous = entry.metrics;
     if (outcome.ok) {
-      if (entry.metrics !== undefined && outcome.metrics.scrapedAtMs < entry.metrics.scrapedAtMs) return;
+      if (previous !== undefined && outcome.metrics.scrapedAtMs < previous.scrapedAtMs) return undefined;
       entry.metrics = outcome.metrics;
       entry.consecutiveFailures = 0;
     } else {
       entry.consecutiveFailures++;
       entry.lastFailure = { cause: outcome.cause, message: outcome.message, atMs: this.options.clock.nowMs() };
     }
+    return { pod: entry, previous };
   }
 
   /** Freshness and candidacy of a pod now. */
