@@ -281,19 +281,20 @@ export class Cluster {
 
   private registerMetrics(registry: Registry): CounterTally<"result"> {
     const inflight = this.inflight;
-    const pods = this.pods;
+    // Both from the statuses each pool's last snapshot published: what picks see, fail-open included.
     const pools = this.pools;
+    const statusesOf = (pool: PoolState) => pool.latestPods?.statuses ?? [];
     registered(registry, "headroom_pods", Gauge, () =>
       new Gauge({
         name: "headroom_pods",
-        help: "Pods per pool by the freshness of their metrics: fresh, pending (awaiting a first scrape), stale, failing, unscraped (no metrics URL)",
+        help: "Pods per pool by the freshness of their metrics, as of the pool's last snapshot: fresh, pending (awaiting a first scrape), stale, failing, unscraped (no metrics URL)",
         labelNames: ["pool", "freshness"],
         registers: [registry],
         collect() {
-          for (const pool of pools.keys()) {
+          for (const [name, pool] of pools) {
             const counts: Record<Freshness, number> = { fresh: 0, pending: 0, stale: 0, failing: 0, unscraped: 0 };
-            for (const pod of pods.podsOf(pool)) counts[pods.status(pod).freshness]++;
-            for (const [freshness, n] of Object.entries(counts)) this.set({ pool, freshness }, n);
+            for (const status of statusesOf(pool)) counts[status.freshness]++;
+            for (const [freshness, n] of Object.entries(counts)) this.set({ pool: name, freshness }, n);
           }
         },
       }),
@@ -301,11 +302,11 @@ export class Cluster {
     registered(registry, "headroom_pods_eligible", Gauge, () =>
       new Gauge({
         name: "headroom_pods_eligible",
-        help: "Pods per pool that are candidates on their own metrics (not draining; fresh, or unscraped). At 0 with pods that had metrics, the pool fails open: picks use their last metrics",
+        help: "Pods per pool that picks may choose, as of the pool's last snapshot (not draining, metrics fresh or unscraped, or all the pool's pods on their last metrics when every scrape fails)",
         labelNames: ["pool"],
         registers: [registry],
         collect() {
-          for (const pool of pools.keys()) this.set({ pool }, pods.podsOf(pool).filter((pod) => pods.status(pod).eligible).length);
+          for (const [name, pool] of pools) this.set({ pool: name }, statusesOf(pool).filter((s) => s.eligible).length);
         },
       }),
     );
