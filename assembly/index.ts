@@ -79,6 +79,7 @@ let ROLES: usize = 0;
 let RACK: usize = 0;
 let NODE: usize = 0;
 let PF: usize = 0;
+let PLF: usize = 0;
 let LPF: usize = 0;
 let DW: usize = 0;
 let TP: usize = 0;
@@ -96,7 +97,6 @@ let WPQ: usize = 0;
 let WDQ: usize = 0;
 let WTL: usize = 0;
 let VA: usize = 0;
-let VPC: usize = 0;
 let VB: usize = 0;
 let VT: usize = 0;
 let VLC: usize = 0;
@@ -219,6 +219,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   RACK = take(i4);
   NODE = take(i4);
   PF = take(maxGrid * f8);
+  PLF = take(maxGrid * f8);
   LPF = take(maxGrid * f8);
   DW = take(maxGrid * f8);
   TP = take(maxGrid * f8);
@@ -235,7 +236,6 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   WDQ = take(f8);
   WTL = take(f8);
   VA = take(f8 + 16);
-  VPC = take(f8 + 16);
   VB = take(f8 + 16);
   VT = take(f8 + 16);
   VLC = take(f8 + 16);
@@ -296,7 +296,8 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   sti(INFO, 14, <i32>PARAMS);
   sti(INFO, 15, <i32>REQ);
   sti(INFO, 16, <i32>RES);
-  sti(INFO, 17, <i32>end);
+  sti(INFO, 17, <i32>PLF);
+  sti(INFO, 18, <i32>end);
   return INFO;
 }
 
@@ -350,7 +351,7 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
     if (j > 0 && !(x > ldf(GRID, j - 1))) return ERR_GRID;
   }
   const gn = g * n;
-  if (!finiteNonNegative(PF, gn) || !finiteNonNegative(LPF, gn) || !finiteNonNegative(DW, gn) || !finiteNonNegative(TP, gn)) return ERR_VALUE;
+  if (!finiteNonNegative(PF, gn) || !finiteNonNegative(PLF, gn) || !finiteNonNegative(LPF, gn) || !finiteNonNegative(DW, gn) || !finiteNonNegative(TP, gn)) return ERR_VALUE;
   if (!finiteNonNegative(PQ, n) || !finiteNonNegative(DQ, n) || !finiteNonNegative(TL, n)) return ERR_VALUE;
   if (!finiteNonNegative(WPR, n) || !finiteNonNegative(TPR, n) || !finiteNonNegative(TPT, n)) return ERR_VALUE;
   for (let i = 0; i < n; i++) {
@@ -510,6 +511,9 @@ function pickOne(r: i32): void {
 
 let posSeg: i32 = 0;
 let posFrac: f64 = 0;
+/** The request's uncached prompt on the grid, kept for its in-batch prefill load. */
+let prefillSeg: i32 = 0;
+let prefillFrac: f64 = 0;
 
 function gridPosition(x: f64): void {
   posSeg = 0;
@@ -534,6 +538,8 @@ function predict(withLocal: bool): void {
   gridPosition(uncached);
   const ps = posSeg;
   const pf = posFrac;
+  prefillSeg = ps;
+  prefillFrac = pf;
   gridPosition(reqIsl);
   const ds = posSeg;
   const df = posFrac;
@@ -549,13 +555,11 @@ function predict(withLocal: bool): void {
       const off = <usize>i << 3;
       const l = v128.load(lo + off);
       const pc = f64x2.max(f64x2.add(l, f64x2.mul(vf, f64x2.sub(v128.load(hi + off), l))), zero);
-      v128.store(VPC + off, pc);
       v128.store(VA + off, f64x2.add(v128.load(WPQ + off), pc));
     }
     for (; i < n; i++) {
       const l = ldf(lo, i);
       const pc = max<f64>(l + pf * (ldf(hi, i) - l), 0);
-      stf(VPC, i, pc);
       stf(VA, i, ldf(WPQ, i) + pc);
     }
   }
@@ -1974,8 +1978,11 @@ function account(): void {
   const d = chosenD;
   if (chosenK == CLASS_LOCAL) stf(WDQ, d, ldf(WDQ, d) + (ldf(VLC, d) + ldf(WPR, d)));
   else {
+    // The prefill curve may be a remote TTFT, queue included; the queue grows by the compute alone.
     const p = chosenP;
-    stf(WPQ, p, ldf(WPQ, p) + ldf(VPC, p));
+    const lo = ldf(rowAt(PLF, prefillSeg), p);
+    const hi = ldf(rowAt(PLF, prefillSeg + (nGrid > 1 ? 1 : 0)), p);
+    stf(WPQ, p, ldf(WPQ, p) + max<f64>(lo + prefillFrac * (hi - lo), 0));
     stf(WDQ, d, ldf(WDQ, d) + ldf(WPR, d));
   }
   stf(WTL, d, ldf(WTL, d) + (ldf(TPR, d) + ldf(TPT, d) * (reqIsl + reqOsl)));

@@ -36,6 +36,7 @@ function pool(n: number): PoolSnapshot {
     nodeIds: new Int32Array(pods),
     rackIds: new Int32Array(pods),
     prefillMs: new Float64Array(g * pods),
+    prefillLoadMs: new Float64Array(g * pods),
     localPrefillMs: new Float64Array(g * pods),
     decodeWaitMs: new Float64Array(g * pods),
     tpotMs: new Float64Array(g * pods),
@@ -55,6 +56,7 @@ function pool(n: number): PoolSnapshot {
     const step = 8 + 8 * rnd();
     GRID.forEach((tokens, j) => {
       snap.prefillMs[j * pods + i] = speed * (7 + 0.025 * tokens);
+      snap.prefillLoadMs[j * pods + i] = snap.prefillMs[j * pods + i];
       snap.localPrefillMs[j * pods + i] = 1.3 * speed * (7 + 0.025 * tokens);
       snap.decodeWaitMs[j * pods + i] = wait + 0.002 * tokens;
       snap.tpotMs[j * pods + i] = step + 0.0004 * tokens;

@@ -242,6 +242,27 @@ describe.each(IMPLEMENTATIONS)("%s", (_name, make) => {
     expect(k.pick([request(SLO)])[0].prefill).toBe(0);
   });
 
+  test("in-batch accounting adds a pod's prefill compute, not a remote TTFT that holds its queue already", () => {
+    // Pod 0's curve is a remote TTFT of 300 ms at 1,024 tokens, of which 60 ms is compute (the load
+    // curve, interpolated like the others); pod 1 is profile-predicted, 330 ms of compute.
+    const pool = snapshot(
+      [
+        { role: "prefill", prefillMs: [200, 400], prefillLoadMs: [40, 80] },
+        { role: "prefill", prefillMs: 330 },
+        { role: "decode", decodeWaitMs: 10, tpotMs: 20 },
+      ],
+      [512, 1536],
+    );
+    const k = make({ ...PARAMS, headroomStrategy: "best", localPrefill: "never" }, NO_TOPOLOGY);
+    k.loadSnapshot(pool);
+    const loose = request({ sloTtftMs: 5000, sloTpotMs: 50 });
+    const [first, second, third] = k.pick([loose, loose, loose]);
+    expect(first).toMatchObject({ outcome: "positive_headroom", prefill: 0, prefillTtftMs: 300 });
+    // 300 + 60 = 360 > 330: pod 1 now; with the whole TTFT added pod 0 would stand at 600.
+    expect(second).toMatchObject({ prefill: 1, prefillTtftMs: 330 });
+    expect(third).toMatchObject({ prefill: 0, prefillTtftMs: 360 });
+  });
+
   test("curves interpolate between grid points, hold below the grid and extrapolate above it", () => {
     const pool = snapshot(
       [

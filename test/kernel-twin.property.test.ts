@@ -64,6 +64,7 @@ test("identical pods at scale: ties resolve to the lowest pair in both", () => {
     nodeIds: Int32Array.from({ length: n }, (_, i) => (i >> 1) % 4),
     rackIds: Int32Array.from({ length: n }, (_, i) => (i >> 3) % 2),
     prefillMs: filled(2 * n, 50),
+    prefillLoadMs: filled(2 * n, 50),
     localPrefillMs: filled(2 * n, 60),
     decodeWaitMs: filled(2 * n, 5),
     tpotMs: filled(2 * n, 20),
@@ -106,6 +107,7 @@ function largePool(n: number, skewed: boolean) {
     nodeIds: Int32Array.from({ length: pods }, (_, i) => (i >> 1) % 2),
     rackIds: Int32Array.from({ length: pods }, (_, i) => i % 2),
     prefillMs: curve(),
+    prefillLoadMs: curve(),
     localPrefillMs: curve(),
     decodeWaitMs: curve(),
     tpotMs: curve(),
@@ -123,6 +125,8 @@ function largePool(n: number, skewed: boolean) {
     const step = 8 + 8 * rnd();
     grid.forEach((tokens, j) => {
       snap.prefillMs[j * pods + i] = speed * (7 + 0.025 * tokens);
+      // Every third pod as a remote predictor leaves it: the curve a TTFT, the load its compute.
+      snap.prefillLoadMs[j * pods + i] = (i % 3 === 0 ? 0.4 : 1) * speed * (7 + 0.025 * tokens);
       snap.localPrefillMs[j * pods + i] = 1.3 * speed * (7 + 0.025 * tokens);
       snap.decodeWaitMs[j * pods + i] = wait + 0.002 * tokens;
       snap.tpotMs[j * pods + i] = step + 0.0004 * tokens;

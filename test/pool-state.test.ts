@@ -13,6 +13,7 @@ import { InflightLoad } from "../src/pods/inflight.js";
 import { PodRegistry } from "../src/pods/registry.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { ProfilePredictor } from "../src/predictors/profile.js";
+import { overlayRemote } from "../src/predictors/remote.js";
 import { logGrid, type PodFeatures, type Predictor } from "../src/predictors/types.js";
 import { request } from "./fixtures/pools.js";
 
@@ -180,6 +181,36 @@ describe("pick accounting", () => {
     inflight.report("r1");
     pool.refresh();
     expect(pool.snapshot!.prefillQueueMs[0]).toBe(0);
+  });
+
+  it("a pick on a pod with a remote TTFT adds the pod's prefill compute to its queue, not the TTFT, which holds the queue", () => {
+    const grid = logGrid(12, 16, 32768);
+    // The service says 900 ms at every size: a long queue ahead of a short prefill.
+    const latest = new Map([["10.0.0.1:8000", { values: new Float64Array(grid.length).fill(900), grid, atMs: 5_000, refresh: 1 }]]);
+    const { registry, pool, inflight } = setup((base) => ({
+      kind: "remote",
+      fill(quantity, pods, out) {
+        base.fill(quantity, pods, out);
+        overlayRemote(quantity, pods, out, latest, 5_000, 300);
+      },
+    }));
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role: "prefill" },
+      { address: "10.0.0.2:8000", pool: "medium", role: "decode" },
+    ]);
+    const twin = new TwinKernel(DEFAULTS.optimizer, DEFAULTS.topology);
+    twin.loadSnapshot(pool.refresh());
+    const req = request({ inputTokens: 4000, outputTokens: 100, sloTtftMs: 5000, sloTpotMs: 50, seed: 1 });
+    const [result] = twin.pick([req]);
+    expect(result).toMatchObject({ prefill: 0, prefillTtftMs: 900 });
+    pool.recordPick("r1", req, result);
+    const compute = profile.prefillMs(4000);
+    expect(compute).toBeLessThan(900);
+    expect(pool.snapshot!.prefillQueueMs[0]).toBeCloseTo(compute, 6);
+    expect(inflight.podLoad("10.0.0.1:8000").prefillMsAhead).toBeCloseTo(compute, 6);
+    // The next pick, as a kernel loaded from the shared snapshot sees it.
+    twin.loadSnapshot(pool.snapshot!);
+    expect(twin.pick([{ ...req, seed: 2 }])[0].prefillTtftMs).toBeCloseTo(900 + compute, 6);
   });
 
   it("a result computed before a refresh (a worker's) adds its load to the newer snapshot, which did not count it", () => {

@@ -270,7 +270,7 @@ describe("fill", () => {
       profile.fill(q, pods, base);
       o.fill(q, pods, corrected);
       const curves: Record<Quantity, (keyof PoolPredictions)[]> = {
-        "prefill-ttft": ["prefillMs", "localPrefillMs"],
+        "prefill-ttft": ["prefillMs", "prefillLoadMs", "localPrefillMs"],
         "decode-ttft": ["decodeWaitMs"],
         "decode-tpot": ["tpotMs"],
       };

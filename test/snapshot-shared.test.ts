@@ -21,7 +21,7 @@ function uniform(v: number, pods: number, grid = 4): PoolSnapshot {
     Array.from({ length: grid }, (_, g) => v + g),
     v,
   );
-  for (const name of ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs", "prefillQueueMs", "decodeQueueMs", "tpotLoadMs", "waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const) {
+  for (const name of ["prefillMs", "prefillLoadMs", "localPrefillMs", "decodeWaitMs", "tpotMs", "prefillQueueMs", "decodeQueueMs", "tpotLoadMs", "waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const) {
     snap[name].fill(v);
   }
   return snap;

@@ -188,7 +188,7 @@ export class PoolState {
         ? local
           ? result.ttftMs
           : result.prefillTtftMs
-        : interpolate(local ? snap.localPrefillMs : snap.prefillMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), prefillNow);
+        : interpolate(local ? snap.localPrefillMs : snap.prefillLoadMs, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, uncached), prefillNow);
     const pick: NewInflightPick<PodFeatures> = {
       requestId,
       pool: this.options.name,
@@ -304,7 +304,7 @@ function intern(ids: Map<string, number>, key: string): number {
   return id;
 }
 
-const CURVE_NAMES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
+const CURVE_NAMES = ["prefillMs", "prefillLoadMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
 const PER_POD_NAMES = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs", "waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const;
 
 /**

@@ -27,7 +27,7 @@ const HEADER_INTS = 10;
 
 let lastBufferId = 0;
 
-const CURVES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
+const CURVES = ["prefillMs", "prefillLoadMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
 const LOADS = ["prefillQueueMs", "decodeQueueMs", "tpotLoadMs"] as const;
 const MARGINALS = ["waitPerRequestMs", "tpotPerRequestMs", "tpotPerTokenMs"] as const;
 
@@ -173,6 +173,7 @@ export class SharedSnapshotReader {
       nodeIds: new Int32Array(capPods),
       rackIds: new Int32Array(capPods),
       prefillMs: f(capPods * capGrid),
+      prefillLoadMs: f(capPods * capGrid),
       localPrefillMs: f(capPods * capGrid),
       decodeWaitMs: f(capPods * capGrid),
       tpotMs: f(capPods * capGrid),
@@ -257,6 +258,7 @@ export class SharedSnapshotReader {
       nodeIds: s.nodeIds.subarray(0, n),
       rackIds: s.rackIds.subarray(0, n),
       prefillMs: s.prefillMs.subarray(0, ng),
+      prefillLoadMs: s.prefillLoadMs.subarray(0, ng),
       localPrefillMs: s.localPrefillMs.subarray(0, ng),
       decodeWaitMs: s.decodeWaitMs.subarray(0, ng),
       tpotMs: s.tpotMs.subarray(0, ng),

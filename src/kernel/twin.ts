@@ -27,10 +27,10 @@ export const CLASS_LOCAL = 3;
 
 /** One request's predictions per pod (arrays indexed by pod). */
 export interface PodValues {
-  /** Prefill TTFT on p: queue + compute. */
+  /** Prefill TTFT on p: queue + prefill time. */
   a: Float64Array;
-  /** Prefill compute alone on p (the load a pick adds to p's queue). */
-  prefillCompute: Float64Array;
+  /** Prefill compute alone on p (the load a pick adds to p's queue; not the remote TTFT). */
+  prefillLoad: Float64Array;
   /** Decode TTFT on d. */
   b: Float64Array;
   /** TPOT on d. */
@@ -75,7 +75,7 @@ export function podValues(snap: PoolSnapshot, loads: Loads, req: PickRequest, to
   const decodePos = gridPosition(snap.gridTokens, req.inputTokens);
   const v: PodValues = {
     a: new Float64Array(n),
-    prefillCompute: new Float64Array(n),
+    prefillLoad: new Float64Array(n),
     b: new Float64Array(n),
     t: new Float64Array(n),
     localCompute: new Float64Array(n),
@@ -84,9 +84,8 @@ export function podValues(snap: PoolSnapshot, loads: Loads, req: PickRequest, to
     uncached,
   };
   for (let i = 0; i < n; i++) {
-    const pc = interpolate(snap.prefillMs, n, g, prefillPos, i);
-    v.prefillCompute[i] = pc;
-    v.a[i] = loads.prefillQueueMs[i] + pc;
+    v.a[i] = loads.prefillQueueMs[i] + interpolate(snap.prefillMs, n, g, prefillPos, i);
+    v.prefillLoad[i] = interpolate(snap.prefillLoadMs, n, g, prefillPos, i);
     v.b[i] = loads.decodeQueueMs[i] + interpolate(snap.decodeWaitMs, n, g, decodePos, i);
     v.t[i] = loads.tpotLoadMs[i] + interpolate(snap.tpotMs, n, g, decodePos, i);
     const lc = interpolate(snap.localPrefillMs, n, g, prefillPos, i);
@@ -661,7 +660,7 @@ export class TwinKernel {
     const d = c.d;
     if (c.k === CLASS_LOCAL) loads.decodeQueueMs[d] += v.localCompute[d] + snap.waitPerRequestMs[d];
     else {
-      loads.prefillQueueMs[c.p] += v.prefillCompute[c.p];
+      loads.prefillQueueMs[c.p] += v.prefillLoad[c.p];
       loads.decodeQueueMs[d] += snap.waitPerRequestMs[d];
     }
     loads.tpotLoadMs[d] += snap.tpotPerRequestMs[d] + snap.tpotPerTokenMs[d] * (f.req.inputTokens + f.req.outputTokens);

@@ -48,8 +48,16 @@ export interface PoolSnapshot {
   /** Dense link ids; -1 when unknown (the pod then shares no node or rack). Nodes are qualified by rack. */
   nodeIds: Int32Array;
   rackIds: Int32Array;
-  /** Prefill compute time on pod i for g-th grid value of uncached prompt tokens. */
+  /**
+   * Prefill time on pod i for the g-th grid value of uncached prompt tokens: its compute, or a remote
+   * predictor's TTFT, which holds the wait behind the pod's queue too (prefillQueueMs is then 0).
+   */
   prefillMs: Float64Array;
+  /**
+   * The prefill compute one more request of the g-th grid value adds to pod i's queue: prefillMs
+   * where that is compute alone, the profile's (or online) compute where a remote TTFT replaced it.
+   */
+  prefillLoadMs: Float64Array;
   /** Prefill compute time when decode pod i prefills locally. */
   localPrefillMs: Float64Array;
   /** Wait until decode pod i can start a request of the g-th grid ISL, KV admission included. */

@@ -10,7 +10,7 @@ export const MAX_SLO_MS = 1_000_000_000;
 export const MAX_PODS = 65_536;
 export const MAX_GRID_POINTS = 64;
 
-const CURVES = ["prefillMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
+const CURVES = ["prefillMs", "prefillLoadMs", "localPrefillMs", "decodeWaitMs", "tpotMs"] as const;
 const LOADS = [
   "prefillQueueMs",
   "decodeQueueMs",

@@ -103,7 +103,7 @@ export class WasmKernel {
     this.buffer = buf;
     this.f64 = new Float64Array(buf);
     this.i32 = new Int32Array(buf);
-    this.regions = this.i32.subarray(this.info >> 2, (this.info >> 2) + 18);
+    this.regions = this.i32.subarray(this.info >> 2, (this.info >> 2) + 19);
     this.reqView = this.f64At(15, this.capacity.batchCapacity * REQ_STRIDE);
     this.resView = this.f64At(16, this.capacity.batchCapacity * RES_STRIDE);
     const maxPods = this.capacity.maxPods;
@@ -161,6 +161,7 @@ export class WasmKernel {
     this.i32At(2, n).set(links.rackOf);
     this.i32At(3, n).set(links.nodeOf);
     this.f64At(4, g * n).set(snap.prefillMs);
+    this.f64At(17, g * n).set(snap.prefillLoadMs);
     this.f64At(5, g * n).set(snap.localPrefillMs);
     this.f64At(6, g * n).set(snap.decodeWaitMs);
     this.f64At(7, g * n).set(snap.tpotMs);

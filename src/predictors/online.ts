@@ -291,6 +291,7 @@ export class OnlinePredictor implements Predictor {
           const floor = g === 0 ? 0 : out.prefillMs[(g - 1) * n + i];
           const localFloor = g === 0 ? 0 : out.localPrefillMs[(g - 1) * n + i];
           out.prefillMs[g * n + i] = Math.max(floor, scaled(out.prefillMs[g * n + i], f));
+          out.prefillLoadMs[g * n + i] = out.prefillMs[g * n + i];
           out.localPrefillMs[g * n + i] = Math.max(localFloor, scaled(out.localPrefillMs[g * n + i], f));
         }
         out.prefillQueueMs[i] = scaled(out.prefillQueueMs[i], typical);

@@ -63,6 +63,7 @@ export class ProfilePredictor implements Predictor {
     for (let g = 0; g < grid.length; g++) {
       const compute = this.prefillMs(pod, grid[g]);
       out.prefillMs[g * n + i] = compute;
+      out.prefillLoadMs[g * n + i] = compute;
       // A decode pod prefilling locally spends the same compute; its cost to the requests it is decoding
       // shows in their step times, and the pick's own wait comes from the decode-ttft prediction.
       out.localPrefillMs[g * n + i] = compute;

@@ -67,6 +67,7 @@ export function allocatePredictions(pods: number, gridTokens: Float64Array): Poo
     pods,
     gridTokens,
     prefillMs: curve(),
+    prefillLoadMs: curve(),
     localPrefillMs: curve(),
     decodeWaitMs: curve(),
     tpotMs: curve(),
