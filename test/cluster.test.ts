@@ -169,6 +169,39 @@ pools:
     expect(Object.fromEntries(reports.values.map((v) => [v.labels.result, v.value]))).toEqual({ ok: 1, unknown: 1 });
   });
 
+  it("a local prefill that runs as the profile says leaves the online correction at 1, whatever the pod's prefill queue", async () => {
+    const pod = await FakeVllm.start();
+    closers.push(() => pod.close());
+    // Running sequences give a `both` pod a prefill queue (half a typical prefill), which a local
+    // prefill never waits behind: learned against queue + compute, an exact profile fell to 0.67.
+    pod.running = 8;
+    const { cluster: c } = await cluster(`
+pods: { scrapeIntervalMs: 20, scrapeTimeoutMs: 200, staleAfterMs: 2000 }
+predictors: { refreshMs: 20, prefillTtft: online }
+pools:
+  - sloLevel: medium
+    pods:
+      - { address: "127.0.0.1:9001", role: both, metricsUrl: "${pod.metricsUrl}" }
+`);
+    c.start();
+    const pool = c.pools.get("medium")!;
+    await until(() => pool.latestPods?.features[0]?.running === 8, "the pod's scrape is in the snapshot", 5000);
+    const twin = new TwinKernel(c.options.config.optimizer, c.options.config.topology);
+    for (let k = 0; k < 300; k++) {
+      twin.loadSnapshot(pool.snapshot!);
+      const req = request({ inputTokens: 200, outputTokens: 100, sloTtftMs: 600, sloTpotMs: 50, seed: k });
+      const [result] = twin.pick([req]);
+      expect(result.prefill).toBe(-1);
+      const features = pool.features([...c.pods.podsOf("medium")])[0];
+      expect(c.profile.prefillQueueMs(features)).toBeGreaterThan(0);
+      const id = pool.recordPick(`r${k}`, req, result)!;
+      c.report({ requestId: id, ok: true, ttftMs: result.decodeTtftMs + result.transferMs + c.profile.prefillMs(features, 200) });
+    }
+    const features = pool.features([...c.pods.podsOf("medium")])[0];
+    expect(c.online!.stats().reportSamples).toBe(300);
+    expect(c.online!.correction(features, "prefill-ttft", 200)).toBeCloseTo(1, 1);
+  });
+
   it("takes what a measured TTFT leaves after the predicted wait and transfer as the prefill time", () => {
     const predicted = { prefillTtftMs: 30, decodeTtftMs: 10, transferMs: 5, ttftMs: 45, tpotMs: 8 };
     expect(learningSamples(predicted, { requestId: "r", ok: true, ttftMs: 85, tpotMs: 12 })).toEqual([

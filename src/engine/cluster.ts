@@ -217,13 +217,18 @@ export class Cluster {
     if (ttft !== undefined) this.accuracy.labels(entry.pool, "ttft").observe(ttft);
     if (tpot !== undefined) this.accuracy.labels(entry.pool, "tpot").observe(tpot);
     for (const sample of learningSamples(entry.predicted, report)) {
-      const address = sample.quantity === "prefill-ttft" && entry.prefill !== undefined ? entry.prefill : entry.decode;
-      const features = sample.quantity === "prefill-ttft" ? (entry.prefillFeatures ?? entry.decodeFeatures) : entry.decodeFeatures;
-      const tokens = sample.quantity === "prefill-ttft" ? entry.prefillTokens : entry.inputTokens;
+      const prefill = sample.quantity === "prefill-ttft";
+      // A decode pod's own prefill: compute alone, which its prefill queue never held.
+      const localPrefill = prefill && entry.prefill === undefined;
+      const address = prefill && entry.prefill !== undefined ? entry.prefill : entry.decode;
+      const features = prefill ? (entry.prefillFeatures ?? entry.decodeFeatures) : entry.decodeFeatures;
+      const tokens = prefill ? entry.prefillTokens : entry.inputTokens;
       if (this.kind(sample.quantity) === "online") {
-        this.online?.observe({ address, quantity: sample.quantity, features, inputTokens: tokens, actualMs: sample.actualMs });
+        this.online?.observe({ address, quantity: sample.quantity, features, inputTokens: tokens, actualMs: sample.actualMs, localPrefill });
       }
-      if (this.kind(sample.quantity) === "remote") {
+      // The service's prefill model learns TTFTs from arrival on prefill pods, queue included; a local
+      // prefill's compute on a decode pod is not one (its local prefill comes from the profile).
+      if (this.kind(sample.quantity) === "remote" && !localPrefill) {
         const actual = sample.quantity === "decode-tpot" ? { tpotMs: sample.actualMs } : { ttftMs: sample.actualMs };
         this.remote?.addTrainingSample(sample.quantity, features, tokens, actual, Date.now());
       }

@@ -27,6 +27,8 @@ export interface LatencySample {
   /** Uncached prompt tokens for prefill-ttft, the ISL for the decode quantities. */
   inputTokens: number;
   actualMs: number;
+  /** A prefill-ttft sample of a decode pod prefilling locally: its compute alone, behind no prefill queue. */
+  localPrefill?: boolean;
 }
 
 /**
@@ -54,8 +56,6 @@ export interface OnlineOptions {
   etaMin: number;
   /** Feature means average the last this-many samples (a plain mean until then). */
   meanWindow: number;
-  /** Samples one histogram delta may feed at most. */
-  maxHistogramSamples: number;
 }
 
 export const ONLINE_DEFAULTS: Readonly<OnlineOptions> = Object.freeze({
@@ -67,7 +67,6 @@ export const ONLINE_DEFAULTS: Readonly<OnlineOptions> = Object.freeze({
   eta0: 0.1,
   etaMin: 0.01,
   meanWindow: 1000,
-  maxHistogramSamples: 32,
 });
 
 /**
@@ -319,12 +318,13 @@ export class OnlinePredictor implements Predictor {
 
   /**
    * The profile's prediction of what a sample of `quantity` measures, before correction: for prefill-ttft
-   * the queue ahead and the prefill compute (a decode pod prefilling locally has no queue), for
-   * decode-ttft the admission wait, for decode-tpot the step time. Throws on an unknown profile.
+   * the queue ahead and the prefill compute (compute alone for a local prefill, which waits in no
+   * prefill queue, whatever the pod's role), for decode-ttft the admission wait, for decode-tpot the
+   * step time. Throws on an unknown profile.
    */
-  baselineMs(pod: PodFeatures, quantity: Quantity, inputTokens: number): number {
+  baselineMs(pod: PodFeatures, quantity: Quantity, inputTokens: number, localPrefill = false): number {
     if (quantity === "prefill-ttft") {
-      const queue = pod.role === "decode" ? 0 : this.profile.prefillQueueMs(pod);
+      const queue = localPrefill || pod.role === "decode" ? 0 : this.profile.prefillQueueMs(pod);
       return queue + this.profile.prefillMs(pod, inputTokens);
     }
     if (quantity === "decode-ttft") return this.profile.decodeWaitMs(pod, inputTokens);
@@ -336,9 +336,9 @@ export class OnlinePredictor implements Predictor {
    * once it has minPodSamples of the quantity). False, and counted, when the sample is not usable.
    */
   observe(sample: LatencySample): boolean {
-    const target = sampleProblem(sample) ?? this.target(sample.address, sample.quantity, sample.features, sample.inputTokens);
+    const target = sampleProblem(sample) ?? this.target(sample.address, sample.quantity, sample.features, sample.inputTokens, sample.localPrefill === true);
     if (typeof target === "string") return this.ignore(target);
-    if (!this.learn(target, sample.actualMs)) return false;
+    if (!this.learn(target, sample.actualMs, true)) return false;
     this.reportSamples++;
     target.state.lastReportMs[sample.quantity] = this.clock.nowMs();
     return true;
@@ -359,12 +359,14 @@ export class OnlinePredictor implements Predictor {
   /**
    * Learns from the observations between two scrapes of a pod's cumulative latency histogram
    * (vllm:time_to_first_token_seconds for prefill-ttft, vllm:time_per_output_token_seconds for
-   * decode-tpot), unless the pod sent completion reports of that quantity recently. The interval's
-   * observations are the bucket-count deltas; they are fed as at most maxHistogramSamples samples, the
-   * interval's empirical quantiles at evenly spread probabilities taken in van der Corput order (so the
-   * samples alternate between low and high values), each bucket represented by the geometric middle of
-   * its bounds (half the bound for the first bucket, the lower bound for +Inf). Returns the number of
-   * samples learned.
+   * decode-tpot), unless the pod sent completion reports of that quantity recently. What is learned is
+   * the interval's mean, the delta of `sum` over the delta of `count` (exact, whatever the buckets),
+   * against the profile at the pool's mean ISL, as one sample of the pod's and its class's median models
+   * (one step per interval: repeating it per observation made steps of the interval's size, and the
+   * correction followed the last few intervals). The class's spread to the tracked quantile learns from
+   * completion reports alone: an interval's spread is mostly its mix of request sizes (short and long
+   * prompts in one TTFT histogram), not how far the pod strays from its prediction. Returns the number
+   * of samples learned.
    */
   observeHistogramDelta(
     address: string,
@@ -379,19 +381,20 @@ export class OnlinePredictor implements Predictor {
       this.ignore(delta);
       return 0;
     }
-    if (delta.total === 0) return 0;
+    if (delta.count === 0) return 0;
     const target = this.target(address, quantity, features, inputTokens);
     if (typeof target === "string") {
       this.ignore(target);
       return 0;
     }
-    const m = Math.min(Math.ceil(delta.total), this.options.maxHistogramSamples);
-    let learned = 0;
-    for (const j of vanDerCorputOrder(m)) {
-      if (this.learn(target, quantileOf(delta, (j + 0.5) / m) * 1000)) learned++;
+    const meanMs = (delta.sumSeconds / delta.count) * 1000;
+    if (!(meanMs > 0 && meanMs <= MAX_PREDICTION_MS)) {
+      this.ignore("actual");
+      return 0;
     }
-    this.histogramSamples += learned;
-    return learned;
+    this.learn(target, meanMs, false);
+    this.histogramSamples++;
+    return 1;
   }
 
   /** Drops what was learned about a pod (it left the pool); its class keeps what the pod taught it. */
@@ -460,10 +463,10 @@ export class OnlinePredictor implements Predictor {
    * The models a validated sample of the pod updates (its class's, and its own, forked from the class's
    * on its first sample), with the profile's baseline and the features, or why it cannot be learned.
    */
-  private target(address: string, quantity: Quantity, pod: PodFeatures, inputTokens: number): Target | IgnoreReason {
+  private target(address: string, quantity: Quantity, pod: PodFeatures, inputTokens: number, localPrefill = false): Target | IgnoreReason {
     let baselineMs: number;
     try {
-      baselineMs = this.baselineMs(pod, quantity, inputTokens);
+      baselineMs = this.baselineMs(pod, quantity, inputTokens, localPrefill);
     } catch {
       return "profile";
     }
@@ -485,12 +488,15 @@ export class OnlinePredictor implements Predictor {
     return { state, classModels: classModel, podModel, baselineMs, x };
   }
 
-  private learn(t: Target, actualMs: number): boolean {
+  /** One sample for the target's median models and, from a single request's report, its class's spread. */
+  private learn(t: Target, actualMs: number, spread: boolean): boolean {
     if (!(actualMs > 0 && actualMs <= MAX_PREDICTION_MS)) return this.ignore("actual");
     const r = Math.log(actualMs / t.baselineMs);
-    // The spread learns how far samples fall from the median that predicted them.
-    const median = t.podModel.samples >= this.options.minPodSamples ? t.podModel : t.classModels.median;
-    t.classModels.spread.update(r - clamp(median.logCorrection(t.x), this.tuning.logMin, this.tuning.logMax), this.tuning);
+    if (spread) {
+      // The spread learns how far samples fall from the median that predicted them.
+      const median = t.podModel.samples >= this.options.minPodSamples ? t.podModel : t.classModels.median;
+      t.classModels.spread.update(r - clamp(median.logCorrection(t.x), this.tuning.logMin, this.tuning.logMax), this.tuning);
+    }
     t.classModels.median.update(t.x, r, MEDIAN, this.tuning);
     t.podModel.update(t.x, r, MEDIAN, this.tuning);
     return true;
@@ -583,60 +589,39 @@ function optionProblems(o: OnlineOptions): string[] {
   check(o.eta0 > 0 && Number.isFinite(o.eta0), "eta0 must be > 0", o.eta0);
   check(o.etaMin > 0 && o.etaMin <= o.eta0, "etaMin must be in (0, eta0]", o.etaMin);
   check(Number.isInteger(o.meanWindow) && o.meanWindow >= 1, "meanWindow must be an integer >= 1", o.meanWindow);
-  check(
-    Number.isInteger(o.maxHistogramSamples) && o.maxHistogramSamples >= 1,
-    "maxHistogramSamples must be an integer >= 1",
-    o.maxHistogramSamples,
-  );
   return problems;
 }
 
-/** Observations per bucket between two scrapes, with each bucket's representative value in seconds. */
+/** The observations between two scrapes: how many, and the sum of their values in seconds. */
 interface HistogramDelta {
-  counts: number[];
-  values: number[];
-  total: number;
+  count: number;
+  sumSeconds: number;
 }
 
-/** The per-bucket observations between two scrapes, or why there are none to trust. */
+/** The interval between two scrapes of one histogram series, or why it is not to be trusted. */
 function histogramDelta(previous: ScrapedHistogram, current: ScrapedHistogram): HistogramDelta | "reset" | "histogram" {
   if (!isHistogram(previous) || !isHistogram(current)) return "histogram";
   const le = current.le;
   if (previous.le.length !== le.length || previous.le.some((b, k) => b !== le[k])) return "histogram";
-  if (current.count < previous.count) return "reset";
-  const counts: number[] = [];
-  const values: number[] = [];
+  if (current.count < previous.count || current.sum < previous.sum) return "reset";
   let below = 0;
   for (let k = 0; k < le.length; k++) {
     const cumulative = current.counts[k] - previous.counts[k];
     if (cumulative < 0) return "reset";
     // A bucket whose cumulative delta shrinks means the two scrapes are not of one series.
     if (cumulative < below) return "histogram";
-    const lower = k === 0 ? 0 : le[k - 1];
-    counts.push(cumulative - below);
-    values.push(le[k] === Infinity ? lower : lower > 0 ? Math.sqrt(lower * le[k]) : le[k] / 2);
     below = cumulative;
   }
   // Observations above a last finite bound are in `count` only.
-  const above = current.count - previous.count - below;
-  if (above < 0) return "histogram";
-  if (above > 0 && le[le.length - 1] !== Infinity) {
-    counts.push(above);
-    values.push(le[le.length - 1]);
-  }
-  // Values in an unbounded bucket with no finite bound below it tell nothing.
-  let total = 0;
-  for (let k = 0; k < counts.length; k++) {
-    if (!(values[k] > 0)) counts[k] = 0;
-    total += counts[k];
-  }
-  return { counts, values, total };
+  const count = current.count - previous.count;
+  if (count < below) return "histogram";
+  return { count, sumSeconds: current.sum - previous.sum };
 }
 
 function isHistogram(h: ScrapedHistogram): boolean {
   if (h === null || typeof h !== "object" || !Array.isArray(h.le) || !Array.isArray(h.counts)) return false;
   if (h.le.length === 0 || h.le.length !== h.counts.length) return false;
-  if (!(Number.isFinite(h.count) && h.count >= 0)) return false;
+  if (!(Number.isFinite(h.count) && h.count >= 0) || !(Number.isFinite(h.sum) && h.sum >= 0)) return false;
   for (let k = 0; k < h.le.length; k++) {
     const bound = h.le[k];
     const count = h.counts[k];
@@ -645,25 +630,4 @@ function isHistogram(h: ScrapedHistogram): boolean {
     if (typeof count !== "number" || !(Number.isFinite(count) && count >= 0)) return false;
   }
   return true;
-}
-
-/** The value below which a fraction p of the interval's observations fall, bucket by bucket. */
-function quantileOf(delta: HistogramDelta, p: number): number {
-  const rank = p * delta.total;
-  let seen = 0;
-  for (let k = 0; k < delta.counts.length; k++) {
-    seen += delta.counts[k];
-    if (delta.counts[k] > 0 && seen >= rank) return delta.values[k];
-  }
-  return delta.values[delta.values.length - 1];
-}
-
-/** 0..m-1 ordered by the base-2 van der Corput sequence, so every prefix is spread over the range. */
-function vanDerCorputOrder(m: number): number[] {
-  const radicalInverse = (j: number) => {
-    let v = 0;
-    for (let f = 0.5; j > 0; j >>= 1, f /= 2) if (j & 1) v += f;
-    return v;
-  };
-  return Array.from({ length: m }, (_, j) => j).sort((a, b) => radicalInverse(a) - radicalInverse(b));
 }
