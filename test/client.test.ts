@@ -2,6 +2,8 @@
 // picks through headroom, completions streamed from the chosen pods, TTFT and TPOT measured, targets
 // from the pool or given explicitly; bad options refused.
 
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/cli.js";
 import { runClient, type ClientOptions, type ClientResult } from "../src/client/client.js";
@@ -93,5 +95,75 @@ describe("headroom client", () => {
     expect(stderr).toContain("give --gateway URL or --headroom URL");
     expect(await runCli(["client", "--headroom", base, "--count", "0"], bad)).toBe(2);
     expect(await runCli(["client", "--gateway", "ftp://x"], bad)).toBe(2);
+  });
+
+  /** A gateway on loopback whose completions `answer` writes; returns its URL and a closer. */
+  async function gateway(answer: (res: ServerResponse) => void) {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => answer(res));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => {
+        server.closeAllConnections();
+        return new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+  const event = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
+
+  it("a stream cut off before [DONE] is a failure, and keeps what it measured before the cut", async () => {
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });
+      res.write(event({ choices: [{ text: "a" }] }));
+      setTimeout(() => {
+        res.write(event({ choices: [{ text: "b" }] }));
+        setTimeout(() => res.socket?.destroy(), 20);
+      }, 20);
+    });
+    try {
+      const results: ClientResult[] = [];
+      const summary = await runClient(options({ headroomUrl: undefined, gatewayUrl: g.url, count: 2 }), (r) => results.push(r));
+      expect(summary.succeeded).toBe(0);
+      for (const r of results) {
+        expect(r.status).toBe(200);
+        expect(r.error).toBeDefined();
+        expect(r.tokens).toBe(2);
+        expect(r.ttftMs).toBeGreaterThan(0);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
+  it("counts tokens from the usage chunk when an event carries several, and survives a headroom that cannot give targets", async () => {
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });
+      res.write(event({ choices: [{ text: "one two three" }] }));
+      setTimeout(() => {
+        res.write(event({ choices: [{ text: "four five six" }] }));
+        res.write(event({ choices: [], usage: { prompt_tokens: 300, completion_tokens: 6 } }));
+        res.end("data: [DONE]\n\n");
+      }, 50);
+    });
+    // Nothing listens there: the pool's targets cannot be asked for.
+    const closed = await gateway(() => undefined);
+    await closed.close();
+    try {
+      const results: ClientResult[] = [];
+      const summary = await runClient(options({ headroomUrl: closed.url, gatewayUrl: g.url, count: 1 }), (r) => results.push(r));
+      expect(summary).toMatchObject({ requests: 1, succeeded: 1, met: 0 });
+      const [r] = results;
+      expect(r.error).toBeUndefined();
+      expect(r.tokens).toBe(6);
+      // Two events at least 50 ms apart carry six tokens: five steps between the first token and the last.
+      expect(r.tpotMs).toBeGreaterThanOrEqual(9);
+      expect(r.targetsError).toMatch(/fetch failed/);
+      expect(r.met).toBeUndefined();
+    } finally {
+      await g.close();
+    }
   });
 });

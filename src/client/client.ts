@@ -33,7 +33,10 @@ export interface ClientResult {
   tpotMs?: number;
   targets?: { ttftMs: number; tpotMs: number };
   met?: boolean;
+  /** Why the request failed; a request succeeded when it is absent (its stream ended with [DONE]). */
   error?: string;
+  /** Why the pool's targets could not be had (the request itself may still have succeeded). */
+  targetsError?: string;
 }
 
 export interface ClientSummary {
@@ -55,7 +58,7 @@ export async function runClient(o: ClientOptions, onResult: (r: ClientResult) =>
   const worker = async () => {
     for (let index = next++; index < o.count; index = next++) {
       const r = await oneRequest(o, index, targets);
-      if (r.status === 200) succeeded++;
+      if (r.error === undefined) succeeded++;
       if (r.met) met++;
       onResult(r);
     }
@@ -75,9 +78,9 @@ function sloHeaders(o: ClientOptions): Record<string, string> {
 async function oneRequest(o: ClientOptions, index: number, known: Map<string, { ttftMs: number; tpotMs: number }>): Promise<ClientResult> {
   const result: ClientResult = { index, status: 0, tokens: 0 };
   const prompt = "lorem ipsum ".repeat(Math.ceil((o.promptTokens * CHARS_PER_TOKEN) / 12)).slice(0, o.promptTokens * CHARS_PER_TOKEN);
-  const body = o.chat
-    ? { messages: [{ role: "user", content: prompt }], max_tokens: o.maxTokens, stream: true }
-    : { prompt, max_tokens: o.maxTokens, stream: true };
+  // The usage chunk gives the real token count: one event may carry several tokens.
+  const stream = { stream: true, stream_options: { include_usage: true } };
+  const body = o.chat ? { messages: [{ role: "user", content: prompt }], max_tokens: o.maxTokens, ...stream } : { prompt, max_tokens: o.maxTokens, ...stream };
   const path = o.chat ? "/v1/chat/completions" : "/v1/completions";
   const headers: Record<string, string> = { "content-type": "application/json", ...sloHeaders(o) };
   let url: string;
@@ -114,38 +117,66 @@ async function oneRequest(o: ClientOptions, index: number, known: Map<string, { 
       result.error = (await res.text()).trim();
       return result;
     }
-    const tokenTimes = await readTokens(res.body, o.chat);
-    result.tokens = tokenTimes.length;
-    if (tokenTimes.length > 0) result.ttftMs = tokenTimes[0] - started;
-    if (tokenTimes.length > 1) result.tpotMs = (tokenTimes[tokenTimes.length - 1] - tokenTimes[0]) / (tokenTimes.length - 1);
+    const read = await readStream(res.body, o.chat);
+    // Times measured before a stream broke are kept with its error.
+    const times = read.eventTimes;
+    result.tokens = read.completionTokens ?? times.length;
+    if (times.length > 0) result.ttftMs = times[0] - started;
+    if (times.length > 1 && result.tokens > 1) result.tpotMs = (times[times.length - 1] - times[0]) / (result.tokens - 1);
+    if (read.error !== undefined) {
+      result.error = read.error;
+      return result;
+    }
   } catch (err) {
     result.error = (err as Error).message;
     return result;
   }
-  result.targets = await targetsFor(o, result.pool, known);
+  try {
+    result.targets = await targetsFor(o, result.pool, known);
+  } catch (err) {
+    result.targetsError = (err as Error).message;
+  }
   if (result.targets !== undefined && result.ttftMs !== undefined) {
     result.met = result.ttftMs <= result.targets.ttftMs && (result.tpotMs === undefined || result.tpotMs <= result.targets.tpotMs);
   }
   return result;
 }
 
-/** Times (performance.now) of each streamed token. */
-async function readTokens(body: ReadableStream<Uint8Array>, chat: boolean): Promise<number[]> {
-  const times: number[] = [];
+interface StreamRead {
+  /** Times (performance.now) of each event that carried text. */
+  eventTimes: number[];
+  /** The usage chunk's completion_tokens, when the server sent one. */
+  completionTokens?: number;
+  /** Why the stream did not end with [DONE]. */
+  error?: string;
+}
+
+/** Reads an OpenAI event stream to its [DONE]; what was read before a failure is kept with the error. */
+async function readStream(body: ReadableStream<Uint8Array>, chat: boolean): Promise<StreamRead> {
+  const read: StreamRead = { eventTimes: [] };
   const decoder = new TextDecoder();
   let buffer = "";
-  for await (const chunk of body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-      const event = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
-      const choice = (JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[] }).choices?.[0];
-      const text = chat ? choice?.delta?.content : choice?.text;
-      if (text !== undefined && text !== "") times.push(performance.now());
+  try {
+    for await (const chunk of body) {
+      buffer += decoder.decode(chunk, { stream: true });
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (event === "data: [DONE]") return read;
+        if (!event.startsWith("data: ")) continue;
+        const data = JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens?: number } };
+        const choice = data.choices?.[0];
+        const text = chat ? choice?.delta?.content : choice?.text;
+        if (text !== undefined && text !== "") read.eventTimes.push(performance.now());
+        const tokens = data.usage?.completion_tokens;
+        if (typeof tokens === "number" && Number.isInteger(tokens) && tokens >= 0) read.completionTokens = tokens;
+      }
     }
+    read.error = "the stream ended before data: [DONE]";
+  } catch (err) {
+    read.error = (err as Error).message;
   }
-  return times;
+  return read;
 }
 
 /** Explicit targets win; otherwise the pool's, from headroom's route or, without headroom, the default pools'. */
@@ -153,8 +184,14 @@ async function targetsFor(o: ClientOptions, pool: string | undefined, known: Map
   let poolTargets = pool === undefined ? undefined : known.get(pool);
   if (poolTargets === undefined && pool !== undefined) {
     if (o.headroomUrl !== undefined) {
-      const res = await fetch(`${o.headroomUrl}/v1/route`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(o.level === undefined ? {} : { sloLevel: o.level }) });
-      if (res.ok) poolTargets = ((await res.json()) as { targets: { ttftMs: number; tpotMs: number } }).targets;
+      const res = await fetch(`${o.headroomUrl}/v1/route`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(o.level === undefined ? {} : { sloLevel: o.level }),
+        signal: AbortSignal.timeout(o.timeoutMs),
+      });
+      if (!res.ok) throw new Error(`POST /v1/route: ${res.status} ${(await res.text()).trim()}`);
+      poolTargets = ((await res.json()) as { targets: { ttftMs: number; tpotMs: number } }).targets;
     } else {
       poolTargets = DEFAULTS.pools.find((p) => p.name === pool)?.targets;
     }
