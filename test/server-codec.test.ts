@@ -83,6 +83,11 @@ describe("bodies", () => {
   it("decodes JSON and msgpack; empty is undefined; garbage and deep nesting are RequestErrors", () => {
     expect(decodeBody(Buffer.from('{"a":1}'), "json")).toEqual({ a: 1 });
     expect(decodeBody(pack({ a: [1, "x"] }), "msgpack")).toEqual({ a: [1, "x"] });
+    // 100 as a msgpack int64 and uint64 (Go's vmihailenco/msgpack writes every int so): a number, not 100n.
+    const int64 = Buffer.from([0x81, 0xab, ...Buffer.from("inputTokens"), 0xd3, 0, 0, 0, 0, 0, 0, 0, 100]);
+    const uint64 = Buffer.from([0x81, 0xab, ...Buffer.from("inputTokens"), 0xcf, 0, 0, 0, 0, 0, 0, 0, 100]);
+    expect(decodePick(decodeBody(int64, "msgpack")).inputTokens).toBe(100);
+    expect(decodePick(decodeBody(uint64, "msgpack")).inputTokens).toBe(100);
     expect(decodeBody(new Uint8Array(0), "json")).toBeUndefined();
     expect(rejection(() => decodeBody(Buffer.from("{nope"), "json"))).toMatch(/^body: malformed JSON/);
     expect(rejection(() => decodeBody(Buffer.from([0x92, 0x01]), "msgpack"))).toMatch(/^body: malformed msgpack/);
@@ -217,7 +222,10 @@ describe("routes, reports, pods, addresses", () => {
       { requestId: "a", ok: false },
       { requestId: "b", ok: true, outputTokens: 3, decode: "h:1" },
     ]);
-    expect(rejection(() => decodeReports({ reports: [{ requestId: "a", ok: true }, { requestId: "b", ok: true, tpotMs: -1 }] }))).toMatch(/^reports\[1\]\.tpotMs: must be a finite number >= 0/);
+    expect(rejection(() => decodeReports({ reports: [{ requestId: "a", ok: true }, { requestId: "b", ok: true, tpotMs: -1 }] }))).toMatch(/^reports\[1\]\.tpotMs: must be a number of milliseconds in \[0, 1000000000\]/);
+    // 1e13 ms passed, and made the planners' latency histogram throw from a timer: the process ended.
+    expect(rejection(() => decodeReports({ requestId: "a", ok: true, ttftMs: 1e13 }))).toMatch(/^ttftMs: must be a number of milliseconds/);
+    expect(decodeReports({ requestId: "a", ok: true, ttftMs: 1e9 })).toEqual([{ requestId: "a", ok: true, ttftMs: 1e9 }]);
     expect(rejection(() => decodeReports({ reports: {} }))).toMatch(/^reports: must be an array/);
     expect(rejection(() => decodeReports({ requestId: "a" }))).toMatch(/^ok: is required/);
     expect(rejection(() => decodeReports({ ok: true }))).toMatch(/^requestId: is required/);

@@ -361,6 +361,33 @@ describe("aborts and close", () => {
     expect(performance.now() - startedMs).toBeLessThan(1000);
   });
 
+  it("while closing, a gateway pick on an open connection is refused with the code in headers, as nginx needs it", async () => {
+    const h = await start();
+    const { port } = new URL(h.url);
+    // A proxy's keep-alive connection, open before the close.
+    const kept = connect(Number(port), "127.0.0.1");
+    let text = "";
+    kept.setEncoding("latin1").on("data", (chunk: string) => (text += chunk));
+    kept.write("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    await expect.poll(() => text.endsWith('{"status":"ok"}'), { timeout: 2000 }).toBe(true);
+    // A body still arriving keeps the close waiting.
+    const slow = connect(Number(port), "127.0.0.1");
+    slow.on("error", () => undefined);
+    slow.write('POST /v1/pick HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{"prompt":"');
+    await sleep(30);
+    const closing = h.server.close();
+    text = "";
+    kept.write("GET /v1/gateway/pick HTTP/1.1\r\nhost: x\r\nx-slo-level: high\r\n\r\n");
+    await expect.poll(() => text.includes('"NOT_READY"'), { timeout: 2000 }).toBe(true);
+    expect(text).toMatch(/^HTTP\/1\.1 503 /);
+    expect(text.toLowerCase()).toContain("x-headroom-error-code: not_ready\r\n");
+    expect(text.toLowerCase()).toContain("x-headroom-error-message: the server is shutting down\r\n");
+    kept.destroy();
+    slow.destroy();
+    await closing;
+    await h.engine.close();
+  });
+
   it("close() stops accepting, lets a pick in flight finish, then closes", async () => {
     const h = await startServer("{}", SLOW_POOLS);
     const inFlight = postJson(`${h.url}/v1/pick`, { sloLevel: "high" });

@@ -22,7 +22,7 @@ import {
   encodePickAnswer,
   type SloHeaders,
 } from "./codec.js";
-import { errorBody, STATUS_OF_CODE, toWireError } from "./errors.js";
+import { errorBody, STATUS_OF_CODE, toWireError, type WireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
 import { elapsedSeconds, serverMetrics, type RouteLabel } from "./metrics.js";
 import { createStream } from "./stream.js";
@@ -107,10 +107,9 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
   function gatewayPick(ex: Exchange, req: HttpRequest): void {
     const startedMs = performance.now();
-    // nginx drops an auth sub-request's body; the code survives in a header it can map.
     const refuse = (err: unknown) => {
       const wire = toWireError(err);
-      ex.sendError(wire, "json", { "x-headroom-error-code": wire.code, "x-headroom-error-message": headerSafe(wire.message) });
+      ex.sendError(wire, "json", gatewayErrorHeaders(wire));
     };
     let input: PickInput;
     try {
@@ -220,7 +219,8 @@ export function createServer(options: ServerOptions): HeadroomServer {
     (res: HttpResponse, req: HttpRequest): void => {
       const ex = new Exchange(res, label, ctx, req.getMethod() === "head");
       if (ctx.closing) {
-        ex.sendError({ code: "NOT_READY", message: "the server is shutting down" }, "json", undefined, true);
+        const wire: WireError = { code: "NOT_READY", message: "the server is shutting down" };
+        ex.sendError(wire, "json", label === "/v1/gateway/pick" ? gatewayErrorHeaders(wire) : undefined, true);
         return;
       }
       try {
@@ -292,6 +292,11 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
 function sloHeaders(req: HttpRequest): SloHeaders {
   return { level: req.getHeader("x-slo-level"), ttftMs: req.getHeader("x-slo-ttft-ms"), tpotMs: req.getHeader("x-slo-tpot-ms") };
+}
+
+/** nginx drops an auth sub-request's body; a gateway pick's refusal survives in headers it can map. */
+function gatewayErrorHeaders(wire: WireError): Record<string, string> {
+  return { "x-headroom-error-code": wire.code, "x-headroom-error-message": headerSafe(wire.message) };
 }
 
 /**

@@ -34,7 +34,9 @@ export const CONTENT_TYPE: Readonly<Record<BodyFormat, string>> = {
 
 // No records: a record definition is a msgpackr extension other decoders lack, and maps must arrive as
 // plain objects. copyBuffers: binary values must not alias a uWebSockets.js buffer that is neutered later.
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
+// int64AsType: Go's common msgpack encoder writes every int as 64 bits, which msgpackr would otherwise
+// decode as a BigInt (100n), failing every number check; past 2^53 a value is out of every range anyway.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true, int64AsType: "number" });
 // Absent optional fields are left out, as JSON.stringify does (msgpackr 2 has skipValues; its typings lack it).
 const packr = new Packr({ useRecords: false, skipValues: [undefined] } as Options);
 
@@ -236,9 +238,10 @@ function sloMs(v: unknown, at: string, key: string): number | undefined {
   return v;
 }
 
-function nonNegative(v: unknown, at: string, key: string): number | undefined {
+/** A measured time: bounded like an SLO, since the planners' latency histograms cannot hold any number. */
+function measuredMs(v: unknown, at: string, key: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) throw invalid(at + key, "must be a finite number >= 0", v);
+  if (typeof v !== "number" || !(v >= 0 && v <= MAX_SLO_MS)) throw invalid(at + key, `must be a number of milliseconds in [0, ${MAX_SLO_MS}]`, v);
   return v;
 }
 
@@ -388,8 +391,8 @@ function report(v: unknown, at: string): CompletionReport {
   const ok = bool(field(v, "ok"), at, "ok");
   if (ok === undefined) throw invalid(`${at}ok`, "is required (true or false)", undefined);
   const out: CompletionReport = { requestId, ok };
-  const ttftMs = nonNegative(field(v, "ttftMs"), at, "ttftMs");
-  const tpotMs = nonNegative(field(v, "tpotMs"), at, "tpotMs");
+  const ttftMs = measuredMs(field(v, "ttftMs"), at, "ttftMs");
+  const tpotMs = measuredMs(field(v, "tpotMs"), at, "tpotMs");
   const inputTokens = int(field(v, "inputTokens"), at, "inputTokens", 0, MAX_TOKENS);
   const outputTokens = int(field(v, "outputTokens"), at, "outputTokens", 0, MAX_TOKENS);
   const decode = str(field(v, "decode"), at, "decode", MAX_ADDRESS_CHARS);
