@@ -6,7 +6,7 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, type Clock } from "../src/clock.js";
 import { parseConfig } from "../src/config/load.js";
-import { Engine } from "../src/engine/engine.js";
+import { Engine, MAX_WAITING_WORKER_BATCHES } from "../src/engine/engine.js";
 import type { PickAnswer, PickAnswers, PickInput } from "../src/engine/types.js";
 import { HeadroomError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
@@ -203,6 +203,56 @@ describe("picks that are a batch already", () => {
     expect(now.cluster.inflight.size).toBe(8);
     const loads = (e: Engine) => e.cluster.pods.all().map((pod) => [pod.spec.address, e.cluster.inflight.podLoad(pod.spec.address)]);
     expect(loads(now)).toEqual(loads(later));
+  });
+
+  /** Holds the main thread while a worker answers what was handed to it. */
+  const busy = (ms: number) => {
+    for (const until = performance.now() + ms; performance.now() < until; );
+  };
+
+  it("a worker's picks whose pods were drained or deleted while the batch was out are made again on the current pods", async () => {
+    const { engine: e } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }");
+    await e.pick([{ sloLevel: "high", seed: 1 }]);
+    const load = (address: string) => e.cluster.inflight.podLoad(address);
+    const before = { prefill: load("10.0.0.1:8000").prefillRequests, decode: load("10.0.0.3:8000").decodeRequests };
+    const { answers } = pickBatch(
+      e,
+      Array.from({ length: 6 }, (_, k) => ({ sloLevel: "high", seed: 20 + k })),
+    );
+    busy(300);
+    e.upsertPods([{ address: "10.0.0.3:8000", pool: "high", role: "decode", draining: true }]);
+    e.deletePod("10.0.0.1:8000");
+    e.cluster.refreshAll();
+    for (const a of (await answers).map(answer)) expect(a).toMatchObject({ prefill: "10.0.0.2:8000", decode: "10.0.0.4:8000" });
+    // Picked again, they load only the pods still there.
+    expect(load("10.0.0.1:8000").prefillRequests).toBe(before.prefill);
+    expect(load("10.0.0.3:8000").decodeRequests).toBe(before.decode);
+    expect(load("10.0.0.2:8000").prefillRequests).toBeGreaterThanOrEqual(6);
+  });
+
+  it("explain of a worker's pick answered after a refresh names the pods the numbers belong to", async () => {
+    const { engine: e } = await engine("workers: { threads: 1, inlineBelowPairs: 0 }\noptimizer: { headroomStrategy: best }");
+    await e.pick([{ sloLevel: "high", seed: 1 }]);
+    const { answers } = pickBatch(e, [{ sloLevel: "high", inputTokens: 800, outputTokens: 100, seed: 9, explain: true }]);
+    busy(300);
+    // A decode pod that sorts first joins: every index of the new version moves by one.
+    e.upsertPods([{ address: "10.0.0.0:8000", pool: "high", role: "decode" }]);
+    e.cluster.refreshAll();
+    const [a] = (await answers).map(answer);
+    const decodes = new Set(["10.0.0.0:8000", "10.0.0.3:8000", "10.0.0.4:8000"]);
+    for (const pair of a.explain!) {
+      expect(decodes.has(pair.decode)).toBe(true);
+      expect(["10.0.0.1:8000", "10.0.0.2:8000"]).toContain(pair.prefill);
+    }
+  });
+
+  it("batches past what the worker threads' queues hold are picked on the main thread, never queued without bound", async () => {
+    const { engine: e, registry } = await engine("workers: { threads: 1, inlineBelowPairs: 0, queuePerThread: 1 }");
+    const inlineBatches = async () => Number(/^headroom_pick_batches_total\{where="inline"\} (\d+)$/m.exec(await registry.metrics())?.[1] ?? 0);
+    const pending = Array.from({ length: MAX_WAITING_WORKER_BATCHES + 20 }, (_, k) => pickBatch(e, [{ sloLevel: "high", seed: k }]).answers);
+    // One batch in the thread's queue, MAX_WAITING_WORKER_BATCHES waiting for room, the rest inline.
+    expect(await inlineBatches()).toBe(19);
+    expect((await Promise.all(pending)).flat().every((a) => !(a instanceof HeadroomError))).toBe(true);
   });
 
   it("is answered later when a pool's batch belongs on a worker, a batch window is set, or picks are queued ahead", async () => {

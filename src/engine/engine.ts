@@ -36,6 +36,11 @@ export const DEFAULT_LEVEL = "medium";
 export const EXPLAIN_PAIRS = 10;
 /** Explaining enumerates every pair; beyond this many it is refused rather than stall the main thread. */
 export const EXPLAIN_MAX_PAIRS = 1_000_000;
+/**
+ * Batches waiting for room in the worker threads' queues beyond this are picked on the main thread
+ * instead: Piscina's own queue has no bound, and the main thread busy picking reads no more requests.
+ */
+export const MAX_WAITING_WORKER_BATCHES = 64;
 
 export interface EngineOptions {
   config: HeadroomConfig;
@@ -467,10 +472,15 @@ export class Engine implements EngineApi {
       return;
     }
     const requests = batch.map((p) => p.request);
-    if (this.workers !== null && candidatePairs(snap.roles) * batch.length >= this.config.workers.inlineBelowPairs) {
+    const workers = this.workers;
+    if (
+      workers !== null &&
+      candidatePairs(snap.roles) * batch.length >= this.config.workers.inlineBelowPairs &&
+      workers.queueSize < MAX_WAITING_WORKER_BATCHES
+    ) {
       this.batches.slot("worker").n++;
       this.workerBatchesInFlight++;
-      this.workers
+      workers
         .run({
           pool: pool.name,
           buffer: pool.shared.shared,
@@ -484,7 +494,8 @@ export class Engine implements EngineApi {
           // null: the pool outgrew the buffer the task carried; the batch is picked again here.
           (rows) => {
             this.workerBatchesInFlight--;
-            this.settle(pool, batch, rows === null ? this.pickHere(pool, batch, requests) : readResults(rows));
+            if (rows === null) this.settle(pool, batch, this.pickHere(pool, batch, requests));
+            else this.settleWorker(pool, batch, readResults(rows));
           },
           (err: unknown) => {
             this.workerBatchesInFlight--;
@@ -507,6 +518,47 @@ export class Engine implements EngineApi {
       this.fail(pool, batch, err);
       return null;
     }
+  }
+
+  /**
+   * A worker's results, settled once the picks whose pods left the pool or its candidates while the
+   * batch was out (deleted, drained, gone stale) are made again here, from the current snapshot.
+   */
+  private settleWorker(pool: PoolState, batch: Pending[], results: PickResult[]): void {
+    const gone = results.flatMap((r, k) => (this.podsStillThere(pool, r) ? [] : [k]));
+    if (gone.length > 0) {
+      const again = this.pickHere(
+        pool,
+        gone.map((k) => batch[k]),
+        gone.map((k) => batch[k].request),
+      );
+      if (again === null) {
+        // pickHere answered the picks made again; the others keep the worker's results.
+        const kept = batch.flatMap((p, k) => (gone.includes(k) ? [] : [k]));
+        this.settle(
+          pool,
+          kept.map((k) => batch[k]),
+          kept.map((k) => results[k]),
+        );
+        return;
+      }
+      gone.forEach((k, j) => (results[k] = again[j]));
+    }
+    this.settle(pool, batch, results);
+  }
+
+  /** Whether a result's pods are still candidates in the pool's current snapshot (true for results without pods). */
+  private podsStillThere(pool: PoolState, r: PickResult): boolean {
+    const snap = pool.snapshot;
+    const latest = pool.latestPods;
+    if (r.decode < 0 || snap === null || latest === undefined || r.version === snap.version) return true;
+    const pods = pool.podsAt(r.version);
+    if (pods === undefined) return false;
+    const eligible = (i: number) => {
+      const now = latest.addresses.indexOf(pods.addresses[i]);
+      return now >= 0 && (snap.roles[now] & ROLE_ELIGIBLE) !== 0;
+    };
+    return eligible(r.decode) && (r.prefill < 0 || eligible(r.prefill));
   }
 
   /** Counts a batch's results and answers its picks, in order. */
@@ -551,7 +603,8 @@ export class Engine implements EngineApi {
     const pods = pool.podsAt(r.version);
     if (pods === undefined) return new HeadroomError("WORKER_FAILED", `snapshot version ${r.version} of pool ${pool.name} is no longer known`);
     // Explained on the numbers the pick saw, before its own load joins its pods.
-    const explain = pending.input.explain ? this.explain(pool, pending.request, pods.addresses) : undefined;
+    // The oracle reads the current snapshot, so its indices are the current version's.
+    const explain = pending.input.explain ? this.explain(pool, pending.request, pool.latestPods!.addresses) : undefined;
     const predicted = predictedOf(r);
     // Picks that bring no request id get one from the in-flight table (src/pods/inflight.ts).
     const requestId = pool.recordPick(pending.input.requestId, pending.request, r, predicted, pods);
