@@ -1,10 +1,18 @@
 // In-flight load (SPEC.md §5): a pick loads its pods at once; a report, a scrape late enough to count
-// it, or expiry releases it; unknown reports are counted and ignored.
+// it, or expiry releases it; unknown reports are counted and ignored. The decode side of a remote
+// prefill is checked against real scrapes of simulated pods, which receive it as llm-d's sidecar sends it.
 
 import fc from "fast-check";
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
+import { BUILTIN_PROFILE } from "../src/config/schema.js";
+import { silentLogger } from "../src/log.js";
 import { IDLE_POD_FORGET_MS, InflightLoad, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
+import { Scraper } from "../src/pods/scraper.js";
+import { SimulatedPod, type PodSimEnvironment } from "../src/podsim/pod.js";
+import { LatencyProfile } from "../src/predictors/latency-profile.js";
+import { until } from "./fixtures/wait.js";
 
 function setup() {
   const clock = new ManualClock(0);
@@ -63,19 +71,44 @@ describe("loading and releasing", () => {
 
   it("a scrape releases only picks dispatched reflectDelayMs before it, pod by pod, and the report still finds them", () => {
     const { clock, inflight } = setup();
-    inflight.add(pick("early", { prefillDoneMs: 10_000 }));
+    inflight.add(pick("early", { prefill: undefined, prefillDoneMs: 10_000 }));
+    inflight.add(pick("early-remote", { prefillDoneMs: 10_000 }));
     clock.advance(150);
-    inflight.add(pick("late", { prefillDoneMs: 10_000 }));
+    inflight.add(pick("late", { prefill: undefined, prefillDoneMs: 10_000 }));
+    inflight.add(pick("late-remote", { prefillDoneMs: 10_000 }));
     clock.advance(60);
     inflight.onScrape("D:1", 205);
-    expect(inflight.podLoad("D:1").decodeRequests).toBe(1);
+    // The local "early" only: the remote prefills are not predicted done, so D:1 cannot have them yet.
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(3);
     expect(inflight.podLoad("P:1").prefillRequests).toBe(2);
     inflight.onScrape("P:1", 205);
     expect(inflight.podLoad("P:1").prefillRequests).toBe(1);
     expect(inflight.counters.released.scrape).toBe(1);
     expect(inflight.report("early")).toBeDefined();
+    expect(inflight.report("early-remote")).toBeDefined();
     expect(inflight.counters.unknownReports).toBe(0);
-    expect(inflight.counters.released.report).toBe(0);
+    expect(inflight.counters.released.report).toBe(1);
+  });
+
+  it("a remote prefill's decode side stays until a scrape reflectDelayMs after its predicted prefill and transfer", () => {
+    const { clock, inflight } = setup();
+    // Prefill predicted done at 500 on P:1, the KV on D:1 6 ms later (predicted.transferMs).
+    inflight.add(pick("slow-prefill", { prefillDoneMs: 500, decodeDoneMs: 5000 }));
+    inflight.add(pick("soon-prefill", { decode: "D:2", prefillDoneMs: 50, decodeDoneMs: 5000 }));
+    clock.advance(800);
+    // The prefill pod has had the request since dispatch: its side goes as before.
+    inflight.onScrape("P:1", 300);
+    expect(inflight.podLoad("P:1").prefillRequests).toBe(0);
+    inflight.onScrape("D:1", 300);
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(1);
+    inflight.onScrape("D:1", 705);
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(1);
+    inflight.onScrape("D:1", 706);
+    expect(inflight.podLoad("D:1")).toMatchObject({ decodeRequests: 0, decodeTokens: 0 });
+    // Arrivals are kept in time order, not dispatch order: the later pick's prefill was done sooner.
+    inflight.onScrape("D:2", 256);
+    expect(inflight.podLoad("D:2").decodeRequests).toBe(0);
+    expect(inflight.counters.released.scrape).toBe(2);
   });
 
   it("expires entries older than ttlFactor x their predicted duration, counting those that still held load", () => {
@@ -208,11 +241,13 @@ class Reference {
     this.entries.delete(requestId);
   }
 
+  /** A scrape counts what reached the pod reflectDelayMs before it; a remote decode, its predicted KV arrival. */
   release(address: string, scrapedAtMs: number): void {
     for (const e of this.entries.values()) {
-      if (e.dispatchMs + this.reflectDelayMs > scrapedAtMs) continue;
-      if (e.pick.prefill === address) e.prefillHeld = false;
-      if (e.pick.decode === address) e.decodeHeld = false;
+      const remote = e.pick.prefill !== undefined && e.pick.prefill !== e.pick.decode;
+      const decodeReachedMs = remote ? e.pick.prefillDoneMs + e.pick.predicted.transferMs : e.dispatchMs;
+      if (e.pick.prefill === address && e.dispatchMs + this.reflectDelayMs <= scrapedAtMs) e.prefillHeld = false;
+      if (e.pick.decode === address && decodeReachedMs + this.reflectDelayMs <= scrapedAtMs) e.decodeHeld = false;
     }
   }
 
@@ -337,5 +372,90 @@ describe("the running sums against the rules recomputed from every entry", () =>
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("against real scrapes of a simulated prefill and decode pod", () => {
+  it("decode pods' own counts plus the in-flight load never miss a request whose remote prefill is still running", async () => {
+    const clock = new ManualClock(0);
+    const profile = LatencyProfile.shipped(BUILTIN_PROFILE);
+    const env: PodSimEnvironment = {
+      host: "127.0.0.1",
+      profile,
+      model: "m",
+      tpEfficiency: 0.9,
+      gpuMemoryUtilization: 0.9,
+      prefillTokenBudget: 8192,
+      transferOverheadMs: 1,
+      bandwidthGBps: 50,
+      clock,
+    };
+    const p0 = new SimulatedPod({ name: "p0", role: "prefill" }, env);
+    const d0 = new SimulatedPod({ name: "d0", role: "decode" }, env);
+    await p0.listen();
+    await d0.listen();
+    const reflectDelayMs = 200;
+    const inflight = new InflightLoad({ clock, reflectDelayMs, ttlFactor: 2 });
+    let scraped = { waiting: 0, running: 0 };
+    const scraper = new Scraper({
+      clock,
+      logger: silentLogger,
+      registry: new Registry(),
+      scrapeIntervalMs: 100,
+      scrapeTimeoutMs: 5000,
+      scrapeConcurrency: 1,
+      targets: () => [{ address: d0.address, metricsUrl: d0.metricsUrl }],
+      onOutcome: (address, outcome) => {
+        if (!outcome.ok) throw new Error(outcome.message);
+        scraped = outcome.metrics;
+        inflight.onScrape(address, outcome.metrics.scrapedAtMs);
+      },
+    });
+    try {
+      // Six 16k-token prompts queue on p0 one after another (each is over the token budget); d0 gets
+      // each only when its prefill has answered. The picks predict what the profile says.
+      const tokens = 16_000;
+      const prefillMs = profile.prefillMs(tokens);
+      const transferMs = env.transferOverheadMs + (tokens * profile.hardware.kvBytesPerToken) / (env.bandwidthGBps * 1e6);
+      for (let i = 0; i < 6; i++) {
+        inflight.add(
+          pick(`r${i}`, {
+            prefill: p0.address,
+            decode: d0.address,
+            prefillDoneMs: (i + 1) * prefillMs,
+            decodeDoneMs: 100_000,
+            predicted: { prefillTtftMs: (i + 1) * prefillMs, decodeTtftMs: 5, transferMs, ttftMs: (i + 1) * prefillMs + transferMs + 5, tpotMs: 10 },
+          }),
+        );
+        const body = JSON.stringify({ model: "m", prompt: "x".repeat(4 * tokens), max_tokens: 4000 });
+        // Cut when the pods close, long before their 4,000 tokens.
+        fetch(`http://${d0.address}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", "x-prefiller-host-port": p0.address }, body })
+          .then((r) => r.text())
+          .catch(() => undefined);
+      }
+      const onPods = () => {
+        const p = p0.gauges();
+        const d = d0.gauges();
+        return p.waiting + p.running + d.waiting + d.running;
+      };
+      await until(() => onPods() === 6, "six prompts on the prefill pod");
+      let sawDecodeEmpty = false;
+      for (let at = 50; at <= 6 * prefillMs + 600; at += 50) {
+        clock.advanceTo(at);
+        // A finished prefill's answer and the decode request it starts travel over real sockets.
+        await until(() => onPods() === 6, `every request on p0 or d0 at ${at} ms`);
+        await scraper.round();
+        if (scraped.waiting + scraped.running === 0 && at > reflectDelayMs) sawDecodeEmpty = true;
+        expect(scraped.waiting + scraped.running + inflight.podLoad(d0.address).decodeRequests, `at ${at} ms`).toBeGreaterThanOrEqual(6);
+      }
+      expect(sawDecodeEmpty).toBe(true);
+      // Once d0 has them all and a late-enough scrape counts them, the in-flight load lets go.
+      expect(scraped.waiting + scraped.running).toBe(6);
+      expect(inflight.podLoad(d0.address).decodeRequests).toBe(0);
+    } finally {
+      await scraper.close();
+      await d0.close();
+      await p0.close();
+    }
   });
 });

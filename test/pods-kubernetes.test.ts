@@ -1,6 +1,6 @@
 // Kubernetes discovery against a loopback server that speaks the pods list/watch API (no cluster):
 // the first set, watch events, dropped and failing watches with their recovery, 410 Gone, resync,
-// role labels that are missing or wrong, and close().
+// llm-d's role values, role labels that are missing or wrong, and close().
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -134,8 +134,17 @@ describe("watch events", () => {
     expect(await d.errors()).toEqual({});
   });
 
-  test("pods without a valid role label are skipped and warned about once each, until fixed", async () => {
-    const api = await fakeApi(pod("ok", { ip: "10.0.0.1" }), pod("gpu", { ip: "10.0.0.2", role: "gpu" }), pod("none", { ip: "10.0.0.3", role: null }));
+  test("llm-d's role values take the headroom role of the same work; a pod without the label is a decode pod, as llm-d's decode filter takes it", async () => {
+    const roles = ["prefill", "encode-prefill", "decode", "both", "prefill-decode", "encode-prefill-decode", null] as const;
+    const api = await fakeApi(...roles.map((role, i) => pod(`pod-${i}`, { ip: `10.0.0.${i + 1}`, role })));
+    const d = discover(api);
+    await until(() => d.calls.length === 1);
+    expect(d.latest()!.map((p) => p.role)).toEqual(["prefill", "prefill", "decode", "both", "both", "both", "decode"]);
+    expect(d.warnings()).toEqual([]);
+  });
+
+  test("pods whose role label names no prefill or decode role are skipped and warned about once each, until fixed", async () => {
+    const api = await fakeApi(pod("ok", { ip: "10.0.0.1" }), pod("gpu", { ip: "10.0.0.2", role: "gpu" }), pod("encoder", { ip: "10.0.0.3", role: "encode" }));
     const d = discover(api);
     await until(() => d.calls.length === 1 && api.openWatches === 1);
     expect(d.addresses()).toEqual(["10.0.0.1:8000"]);
@@ -143,11 +152,11 @@ describe("watch events", () => {
     api.modify("ok", (p) => (p.metadata.labels[ROLE_LABEL] = "constructor"));
     await until(() => d.calls.length === 2);
     expect(d.addresses()).toEqual([]);
-    const skipped = d.logger.lines.filter((l) => l.message === "kubernetes pod skipped: no valid role label");
-    expect(skipped.map((l) => [l.fields?.pod, l.fields?.value])).toEqual([
-      ["llm/gpu", "gpu"],
-      ["llm/none", null],
-      ["llm/ok", "constructor"],
+    const skipped = d.logger.lines.filter((l) => l.message === "kubernetes pod skipped: its role label names no prefill or decode role");
+    expect(skipped.map((l) => [l.fields?.pod, l.fields?.label, l.fields?.value])).toEqual([
+      ["llm/gpu", ROLE_LABEL, "gpu"],
+      ["llm/encoder", ROLE_LABEL, "encode"],
+      ["llm/ok", ROLE_LABEL, "constructor"],
     ]);
 
     api.modify("gpu", (p) => (p.metadata.labels[ROLE_LABEL] = "decode"));

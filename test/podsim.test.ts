@@ -1,6 +1,6 @@
 // The pod simulator (src/podsim/): real HTTP servers on loopback. OpenAI completions and chat, streamed
 // and not; the prefill hop a decode pod makes when given x-prefiller-host-port; vLLM metrics that
-// headroom's own parser reads; completion reports; every bad request refused with its status; the
+// headroom's own parser reads, observed per token or per request as vLLM observes them; completion reports; every bad request refused with its status; the
 // `headroom pod-sim` command as a child process; and the embedded demo scraping its pods for real.
 
 import { spawn } from "node:child_process";
@@ -122,6 +122,40 @@ describe("metrics", () => {
     expect(metrics.ttft!.count).toBeGreaterThanOrEqual(2);
     expect(metrics.tpot!.count).toBeGreaterThanOrEqual(2);
     for (const name of ["vllm:e2e_request_latency_seconds_bucket", "vllm:generation_tokens_total", "vllm:request_success_total"]) expect(text).toContain(name);
+  });
+
+  it("observe TPOT as vLLM does: every gap between tokens under the per-token names, each request's mean under the per-request name", async () => {
+    const own = await startPodFleet({ pods: [{ name: "t0", role: "both" }] });
+    try {
+      const at = own.pods[0]!;
+      const send = (maxTokens: number) =>
+        fetch(`http://${at.address}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "e".repeat(400), max_tokens: maxTokens }) }).then((r) => r.json());
+      await Promise.all([send(2), send(50), send(200), send(1)]);
+      const text = await (await fetch(at.metricsUrl)).text();
+      const count = (name: string) => Number(new RegExp(`^${name}_count\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
+      const sum = (name: string) => Number(new RegExp(`^${name}_sum\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
+      // 1 + 49 + 199 + 0 gaps; four requests, the one-token one observed as 0.
+      expect(count("vllm:time_per_output_token_seconds")).toBe(249);
+      expect(count("vllm:inter_token_latency_seconds")).toBe(249);
+      expect(sum("vllm:inter_token_latency_seconds")).toBe(sum("vllm:time_per_output_token_seconds"));
+      expect(count("vllm:request_time_per_output_token_seconds")).toBe(4);
+      // headroom reads the per-request histogram.
+      const parsed = parseVllmMetrics(text, 0);
+      expect(parsed.ok && parsed.metrics.tpot!.count).toBe(4);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("show every latency histogram before any request, at zero, as vLLM does", async () => {
+    const own = await startPodFleet({ pods: [{ name: "z0", role: "decode" }] });
+    try {
+      const parsed = parseVllmMetrics(await (await fetch(own.pods[0]!.metricsUrl)).text(), 0);
+      expect(parsed.ok && parsed.metrics.tpot).toMatchObject({ count: 0, sum: 0 });
+      expect(parsed.ok && parsed.metrics.ttft).toMatchObject({ count: 0, sum: 0 });
+    } finally {
+      await own.close();
+    }
   });
 
   it("show a request in flight as running", async () => {

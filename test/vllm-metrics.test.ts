@@ -1,6 +1,7 @@
-// Reading vLLM's /metrics text: today's and older metric names, several engines or models, every
-// cause of rejection, and hostile input (random text, mutated scrapes, absurd numbers) that must give
-// either valid metrics or a cause, never an exception.
+// Reading vLLM's /metrics text: today's and older metric names, several engines or models, lines it
+// does not read (other families, HELP lines), every cause of rejection, and hostile input (random
+// text, mutated scrapes, absurd numbers) that must give either valid metrics or a cause, never an
+// exception.
 
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -113,6 +114,15 @@ describe("real vLLM exposition text", () => {
     expect(ok(parseVllmMetrics(text, 0)).tpot).toEqual({ le: [0.01, 0.05, Infinity], counts: [5, 12, 13], sum: 0.4, count: 13 });
   });
 
+  test("vLLM 0.11+: TPOT is read per request (request_time_per_output_token_seconds), not from a per-token histogram beside it", () => {
+    const perToken = histogramText("vllm:time_per_output_token_seconds", 'engine="0"', [0.01, 0.05], [200, 40, 9], 3.1);
+    const itl = histogramText("vllm:inter_token_latency_seconds", 'engine="0"', [0.01, 0.05], [200, 40, 9], 3.1);
+    const perRequest = histogramText("vllm:request_time_per_output_token_seconds", 'engine="0"', [0.01, 0.05], [1, 2, 0], 0.06);
+    const want = { le: [0.01, 0.05, Infinity], counts: [1, 3, 3], sum: 0.06, count: 3 };
+    expect(ok(parseVllmMetrics(`${GAUGES}\n${perToken}\n${itl}\n${perRequest}`, 0)).tpot).toEqual(want);
+    expect(ok(parseVllmMetrics(`${GAUGES}\n${perRequest}\n${itl}`, 0)).tpot).toEqual(want);
+  });
+
   test("several engines or models: counts summed, usage averaged, capacity and histograms added", () => {
     const text = [
       'vllm:num_requests_waiting{engine="0",model_name="m"} 2',
@@ -144,6 +154,46 @@ describe("real vLLM exposition text", () => {
   test("capacity is left out, not rejected, when vLLM has not sized its cache yet", () => {
     const m = ok(parseVllmMetrics(`${GAUGES}\nvllm:cache_config_info{block_size="16",num_gpu_blocks="None"} 1.0`, 0));
     expect(m.kvCapacityTokens).toBeUndefined();
+  });
+});
+
+describe("lines headroom does not read", () => {
+  /** The other histograms vLLM v1 registers (vllm/v1/metrics/loggers.py), as prometheus_client writes them. */
+  const others = [
+    histogramText("vllm:request_queue_time_seconds", 'engine="0",model_name="m"', [0.3, 0.5, 1, 5], [1, 2, 3, 4, 5], 12.5),
+    histogramText("vllm:request_prompt_tokens", 'engine="0",model_name="m"', [100, 1000, 10_000], [7, 8, 9, 1], 99_000),
+    "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+    "# TYPE vllm:prompt_tokens_total counter",
+    'vllm:prompt_tokens_total{engine="0",model_name="m"} 1.2e6',
+    'vllm:prompt_tokens_created{engine="0",model_name="m"} 1.75e9',
+    "# a comment of the exporter's own",
+    histogramText("http_request_duration_highr_seconds", 'handler="/metrics"', [0.01, 0.1, 1], [40, 3, 0, 0], 0.9),
+  ];
+
+  test("a whole vLLM page reads the same as the families read here alone", () => {
+    const lines = CURRENT.split("\n");
+    // Interleaved: before, between and after the families read here.
+    const mixed = [...others.slice(0, 3), ...lines.slice(0, 40), ...others.slice(3, 6), ...lines.slice(40), ...others.slice(6)].join("\n");
+    expect(parseVllmMetrics(mixed, 5)).toEqual(parseVllmMetrics(CURRENT, 5));
+  });
+
+  test.each([
+    ["on a metric not read here", "# HELP some_sidecar_metric"],
+    ["with a trailing blank, as client libraries write it", "# HELP some_sidecar_metric "],
+    ["on a metric read here", "# HELP vllm:num_requests_waiting"],
+  ])("a HELP line without text %s does not fail the scrape", (_what, help) => {
+    expect(ok(parseVllmMetrics(`${help}\n${GAUGES}\n`, 0))).toMatchObject({ waiting: 1, running: 2, kvUsage: 0.5 });
+  });
+
+  test("a malformed line of a family not read here does not fail the scrape", () => {
+    const text = `${GAUGES}\nsome_sidecar_metric{path=/metrics} 1\n# TYPE other_metric gauge counter\n`;
+    expect(ok(parseVllmMetrics(text, 0))).toMatchObject({ waiting: 1, running: 2, kvUsage: 0.5 });
+  });
+
+  test("a series repeated with other families between is still a duplicate", () => {
+    // Once the others are dropped, the two lines are next to each other.
+    const text = `${GAUGES}\n${others.join("\n")}\nvllm:kv_cache_usage_perc 0.5\n`;
+    expect(causeOf(text)).toBe("parse_error");
   });
 });
 

@@ -1,11 +1,14 @@
 // headroom's own in-flight load (SPEC.md §5): every pick adds an entry on its pods at once, because
 // scraped metrics lag by a scrape interval or more. A pod's side of an entry is released by a
-// completion report, by a scrape taken late enough to count the request itself, or by expiry.
+// completion report, by a scrape taken late enough to count the request itself, or by expiry. The
+// decode pod of a remote prefill receives the request only once the prefill is done (llm-d's sidecar
+// sends it on with the prefill's answer), so only a scrape late enough after that counts it there.
 //
 // Every refresh asks each pod for its load and every pick adds an entry, so the costs follow what
 // changes, not what is held: load is kept as running sums, a prefill moves between them as its
 // predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
-// releases (they are kept in dispatch order), and expiry visits only the time slots that have passed.
+// releases (kept in dispatch order, or in a heap by predicted arrival for remote decodes), and expiry
+// visits only the time slots that have passed.
 //
 // A gateway that never reports leaves every pick here until it expires: a few hundred thousand
 // entries at tens of thousands of picks per second. So entries are rows of typed-array columns, not
@@ -135,6 +138,8 @@ class Columns<F> {
   phase = new Uint8Array(0);
   /** Where the row sits in its prefill pod's heap of its phase. */
   heapAt = new Int32Array(0);
+  /** Where a remote prefill's row sits in its decode pod's heap of arrivals. */
+  arrivalAt = new Int32Array(0);
   /** Links of the three lists a row can be on: its prefill pod's, its decode pod's, its expiry slot's. */
   prefillNext = new Int32Array(0);
   prefillPrev = new Int32Array(0);
@@ -165,6 +170,7 @@ class Columns<F> {
     this.held = grown(this.held, capacity);
     this.phase = grown(this.phase, capacity);
     this.heapAt = grown(this.heapAt, capacity);
+    this.arrivalAt = grown(this.arrivalAt, capacity);
     this.prefillNext = grown(this.prefillNext, capacity);
     this.prefillPrev = grown(this.prefillPrev, capacity);
     this.decodeNext = grown(this.decodeNext, capacity);
@@ -206,78 +212,62 @@ class RowList {
 }
 
 /**
- * The prefills of one phase on one pod: their sums, and a binary min-heap of their rows by the time
- * each leaves the phase. Rows know their place in it (Columns.heapAt), so a prefill released early
- * leaves at once.
+ * A binary min-heap of rows by a time. Rows know their place in it (a column of the table, one per kind
+ * of heap), so a row released early leaves at once.
  */
-class PhaseHeap {
-  requests = 0;
-  tokens = 0;
-  /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
-  ms = 0;
+abstract class RowHeap {
+  size = 0;
   private rows = new Int32Array(8);
-  private leavesAtMs = new Float64Array(8);
+  private keysMs = new Float64Array(8);
 
-  constructor(private readonly phase: Phase.Queued | Phase.Running) {}
+  /** The column that holds each row's place in heaps of this kind. */
+  protected abstract places<F>(c: Columns<F>): Int32Array;
 
-  /** When the first row leaves the phase (Infinity when none is in it). */
+  /** The first row's time (Infinity when the heap is empty). */
   get nextMs(): number {
-    return this.requests === 0 ? Infinity : this.leavesAtMs[0]!;
+    return this.size === 0 ? Infinity : this.keysMs[0]!;
   }
 
   get first(): number {
     return this.rows[0]!;
   }
 
-  add<F>(row: number, c: Columns<F>): void {
-    const leavesAtMs = this.phase === Phase.Queued ? c.prefillDoneMs[row]! - c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
-    if (this.requests === this.rows.length) {
+  protected push<F>(row: number, keyMs: number, c: Columns<F>): void {
+    if (this.size === this.rows.length) {
       const capacity = this.rows.length * 2;
       this.rows = grown(this.rows, capacity);
-      this.leavesAtMs = grown(this.leavesAtMs, capacity);
+      this.keysMs = grown(this.keysMs, capacity);
     }
-    this.requests++;
-    this.tokens += c.prefillTokens[row]!;
-    this.ms += this.msOf(row, c);
-    c.phase[row] = this.phase;
-    this.place(this.requests - 1, row, leavesAtMs, c);
-    this.up(this.requests - 1, c);
+    this.size++;
+    this.place(this.size - 1, row, keyMs, c);
+    this.up(this.size - 1, c);
   }
 
-  remove<F>(row: number, c: Columns<F>): void {
-    const at = c.heapAt[row]!;
-    this.requests--;
-    // Sums of fractions do not return to exactly 0 by subtraction.
-    this.tokens = this.requests === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
-    this.ms = this.requests === 0 ? 0 : this.ms - this.msOf(row, c);
-    c.phase[row] = Phase.None;
+  protected pull<F>(row: number, c: Columns<F>): void {
+    const at = this.places(c)[row]!;
+    this.size--;
     // The last row takes the removed one's place and moves up or down from there.
-    const last = this.requests;
+    const last = this.size;
     if (at === last) return;
-    const leavesAtMs = this.leavesAtMs[last]!;
-    this.place(at, this.rows[last]!, leavesAtMs, c);
-    if (at > 0 && this.leavesAtMs[(at - 1) >> 1]! > leavesAtMs) this.up(at, c);
+    const keyMs = this.keysMs[last]!;
+    this.place(at, this.rows[last]!, keyMs, c);
+    if (at > 0 && this.keysMs[(at - 1) >> 1]! > keyMs) this.up(at, c);
     else this.down(at, c);
   }
 
-  /** What the row adds to `ms`. */
-  private msOf<F>(row: number, c: Columns<F>): number {
-    return this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
-  }
-
-  private place<F>(i: number, row: number, leavesAtMs: number, c: Columns<F>): void {
+  private place<F>(i: number, row: number, keyMs: number, c: Columns<F>): void {
     this.rows[i] = row;
-    this.leavesAtMs[i] = leavesAtMs;
-    c.heapAt[row] = i;
+    this.keysMs[i] = keyMs;
+    this.places(c)[row] = i;
   }
 
   private up<F>(i: number, c: Columns<F>): void {
     const row = this.rows[i]!;
-    const key = this.leavesAtMs[i]!;
+    const key = this.keysMs[i]!;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (this.leavesAtMs[parent]! <= key) break;
-      this.place(i, this.rows[parent]!, this.leavesAtMs[parent]!, c);
+      if (this.keysMs[parent]! <= key) break;
+      this.place(i, this.rows[parent]!, this.keysMs[parent]!, c);
       i = parent;
     }
     this.place(i, row, key, c);
@@ -285,17 +275,72 @@ class PhaseHeap {
 
   private down<F>(i: number, c: Columns<F>): void {
     const row = this.rows[i]!;
-    const key = this.leavesAtMs[i]!;
-    const n = this.requests;
+    const key = this.keysMs[i]!;
+    const n = this.size;
     for (;;) {
       let child = 2 * i + 1;
       if (child >= n) break;
-      if (child + 1 < n && this.leavesAtMs[child + 1]! < this.leavesAtMs[child]!) child++;
-      if (this.leavesAtMs[child]! >= key) break;
-      this.place(i, this.rows[child]!, this.leavesAtMs[child]!, c);
+      if (child + 1 < n && this.keysMs[child + 1]! < this.keysMs[child]!) child++;
+      if (this.keysMs[child]! >= key) break;
+      this.place(i, this.rows[child]!, this.keysMs[child]!, c);
       i = child;
     }
     this.place(i, row, key, c);
+  }
+}
+
+/** The prefills of one phase on one pod: their sums, and their rows by the time each leaves the phase. */
+class PhaseHeap extends RowHeap {
+  tokens = 0;
+  /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
+  ms = 0;
+
+  constructor(private readonly phase: Phase.Queued | Phase.Running) {
+    super();
+  }
+
+  get requests(): number {
+    return this.size;
+  }
+
+  protected places<F>(c: Columns<F>): Int32Array {
+    return c.heapAt;
+  }
+
+  add<F>(row: number, c: Columns<F>): void {
+    const leavesAtMs = this.phase === Phase.Queued ? c.prefillDoneMs[row]! - c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+    this.tokens += c.prefillTokens[row]!;
+    this.ms += this.msOf(row, c);
+    c.phase[row] = this.phase;
+    this.push(row, leavesAtMs, c);
+  }
+
+  remove<F>(row: number, c: Columns<F>): void {
+    this.pull(row, c);
+    // Sums of fractions do not return to exactly 0 by subtraction.
+    this.tokens = this.size === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
+    this.ms = this.size === 0 ? 0 : this.ms - this.msOf(row, c);
+    c.phase[row] = Phase.None;
+  }
+
+  /** What the row adds to `ms`. */
+  private msOf<F>(row: number, c: Columns<F>): number {
+    return this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+  }
+}
+
+/** The decode sides of remote prefills on one pod, by when a scrape can first count them. */
+class ArrivalHeap extends RowHeap {
+  protected places<F>(c: Columns<F>): Int32Array {
+    return c.arrivalAt;
+  }
+
+  add<F>(row: number, countedFromMs: number, c: Columns<F>): void {
+    this.push(row, countedFromMs, c);
+  }
+
+  remove<F>(row: number, c: Columns<F>): void {
+    this.pull(row, c);
   }
 }
 
@@ -303,9 +348,11 @@ class PhaseHeap {
 class Pod {
   /** Rows whose prefill side is held here (remote prefills; a local one is on the decode list). */
   readonly prefills = new RowList();
-  /** Rows whose decode side is held here. */
+  /** Rows whose decode side is held here and that reach the pod at dispatch (local prefills). */
   readonly decodes = new RowList();
-  /** Rows on either list. */
+  /** Rows whose decode side is held here and that reach the pod only when their remote prefill is done. */
+  readonly arriving = new ArrivalHeap();
+  /** Rows on any of them. */
   held = 0;
   readonly queued = new PhaseHeap(Phase.Queued);
   readonly running = new PhaseHeap(Phase.Running);
@@ -420,12 +467,17 @@ export class InflightLoad<F = unknown> {
     c.predicted[at + 4] = p.tpotMs;
     c.held[row] = prefillPod === undefined ? Held.Decode : Held.Prefill | Held.Decode;
     if (pick.requestId !== undefined) this.rowOf.set(pick.requestId, row);
-    decodePod.decodes.append(row, c.decodeNext, c.decodePrev);
+    // A prefill picked on its own decode pod is held, and released, with the decode side.
+    const remote = prefillPod !== undefined && prefillPod !== decodePod;
+    // The decode pod receives a remote prefill's request when the prefill is done. It counts it from
+    // then (vLLM counts a request still pulling its KV as waiting); counting from the end of the
+    // predicted transfer too holds the load a little longer, for a prefill that ends late.
+    if (remote) decodePod.arriving.add(row, pick.prefillDoneMs + p.transferMs, c);
+    else decodePod.decodes.append(row, c.decodeNext, c.decodePrev);
     decodePod.held++;
     decodePod.decodeRequests++;
     decodePod.decodeTokens += pick.kvTokens;
-    // A prefill picked on its own decode pod is held, and released, with the decode side.
-    if (prefillPod !== undefined && prefillPod !== decodePod) {
+    if (remote) {
       prefillPod.prefills.append(row, c.prefillNext, c.prefillPrev);
       prefillPod.held++;
     }
@@ -458,12 +510,13 @@ export class InflightLoad<F = unknown> {
 
   /**
    * A successful scrape of `address` started at scrapedAtMs: the pod's own counts now include every
-   * request dispatched to it at least reflectDelayMs before, so those sides stop counting here.
-   * The entry itself stays until its report or expiry, so a late report is still recognised.
+   * request that reached it at least reflectDelayMs before (at dispatch, or for the decode side of a
+   * remote prefill, when the prefill and transfer were predicted done), so those sides stop counting
+   * here. The entry itself stays until its report or expiry, so a late report is still recognised.
    */
   onScrape(address: string, scrapedAtMs: number): void {
     const pod = this.podAt(address);
-    if (pod !== undefined) this.counters.released.scrape += this.releaseDispatchedBy(pod, scrapedAtMs - this.options.reflectDelayMs);
+    if (pod !== undefined) this.counters.released.scrape += this.releaseReachedBy(pod, scrapedAtMs - this.options.reflectDelayMs);
   }
 
   /** Drops entries older than ttlFactor x their predicted duration; those still holding load count as expired. */
@@ -530,28 +583,34 @@ export class InflightLoad<F = unknown> {
     const key = normalizeAddress(address);
     const pod = this.pods.get(key);
     if (pod === undefined) return;
-    this.releaseDispatchedBy(pod, Infinity);
+    this.releaseReachedBy(pod, Infinity);
     this.removePod(key, pod);
   }
 
   /**
-   * Releases the sides held on `pod` of the rows dispatched by `dispatchedByMs`; returns how many rows
-   * that left holding nothing.
+   * Releases the sides held on `pod` of the rows that reached it by `reachedByMs`; returns how many
+   * rows that left holding nothing.
    */
-  private releaseDispatchedBy(pod: Pod, dispatchedByMs: number): number {
+  private releaseReachedBy(pod: Pod, reachedByMs: number): number {
     const c = this.c;
     let released = 0;
-    // Each list is in dispatch order: the first row too recent ends its walk.
+    // Each list is in dispatch order, and its rows reached the pod at dispatch: the first row too
+    // recent ends its walk.
     for (const [list, next] of [
       [pod.prefills, c.prefillNext],
       [pod.decodes, c.decodeNext],
     ] as const) {
-      for (let row = list.head; row !== NIL && c.dispatchMs[row]! <= dispatchedByMs; ) {
+      for (let row = list.head; row !== NIL && c.dispatchMs[row]! <= reachedByMs; ) {
         const after = next[row]!;
         this.releaseOn(pod, row);
         if (c.held[row] === 0) released++;
         row = after;
       }
+    }
+    while (pod.arriving.size > 0 && pod.arriving.nextMs <= reachedByMs) {
+      const row = pod.arriving.first;
+      this.releaseOn(pod, row);
+      if (c.held[row] === 0) released++;
     }
     return released;
   }
@@ -644,14 +703,17 @@ export class InflightLoad<F = unknown> {
     const c = this.c;
     const held = c.held[row]!;
     if (held & Held.Decode && c.decodePod[row] === pod) {
+      const prefillPod = c.prefillPod[row];
+      const remote = prefillPod !== undefined && prefillPod !== pod;
       c.held[row] = held & ~Held.Decode;
-      pod.decodes.unlink(row, c.decodeNext, c.decodePrev);
+      if (remote) pod.arriving.remove(row, c);
+      else pod.decodes.unlink(row, c.decodeNext, c.decodePrev);
       pod.held--;
       pod.decodeRequests--;
       // Sums of fractional tokens do not return to exactly 0 by subtraction.
       pod.decodeTokens = pod.decodeRequests === 0 ? 0 : pod.decodeTokens - c.kvTokens[row]!;
       // A local prefill, or one picked on its own decode pod, leaves with the decode side.
-      if (c.prefillPod[row] === undefined || c.prefillPod[row] === pod) {
+      if (!remote) {
         c.held[row] = 0;
         this.leavePhase(pod, row);
       }

@@ -12,15 +12,30 @@ import type { PodRole, PodSpec } from "./types.js";
 
 /** The label llm-d's inference scheduler reads a pod's role from. */
 export const ROLE_LABEL = "llm-d.ai/role";
-/** Read as the pod's rack: the zone is the nearest topology level Kubernetes labels by default. */
+/**
+ * Read from the pod as its rack. Kubernetes puts this label on Nodes, not on Pods: a pod has it only
+ * if its template or an admission policy puts it there (README, Kubernetes discovery). Reading Nodes
+ * would take a cluster-wide role.
+ */
 export const ZONE_LABEL = "topology.kubernetes.io/zone";
 
+/**
+ * The role values llm-d's scheduler knows (pkg/plugins/filter/pd_role.go, epd_role.go), as the
+ * headroom role that takes the same work: its prefill filter takes prefill, encode-prefill,
+ * prefill-decode, both and encode-prefill-decode; its decode filter decode, prefill-decode, both and
+ * encode-prefill-decode. Encoding is not scheduled here, so an encode-only pod has no role.
+ */
 const ROLES = new Map<string, PodRole>([
   ["prefill", "prefill"],
+  ["encode-prefill", "prefill"],
   ["decode", "decode"],
   ["both", "both"],
   ["prefill-decode", "both"],
+  ["encode-prefill-decode", "both"],
 ]);
+
+/** llm-d's decode filter takes a pod without the label, and its prefill filter does not. */
+const UNLABELLED_ROLE: PodRole = "decode";
 
 export const KUBERNETES_DEFAULTS = Object.freeze({
   backoffInitialMs: 1000,
@@ -265,7 +280,7 @@ class PoolWatch {
       if (spec === "bad_role" || spec === "bad_ip") {
         skipped.add(name);
         const bad = spec === "bad_role" ? { label: ROLE_LABEL, value: pod.metadata?.labels?.[ROLE_LABEL] ?? null, accepted: [...ROLES.keys()] } : { podIP: pod.status?.podIP };
-        this.shared.once.fail(`pod:${name}`, spec, spec === "bad_role" ? "kubernetes pod skipped: no valid role label" : "kubernetes pod skipped: its podIP is not an IP address", {
+        this.shared.once.fail(`pod:${name}`, spec, spec === "bad_role" ? "kubernetes pod skipped: its role label names no prefill or decode role" : "kubernetes pod skipped: its podIP is not an IP address", {
           pool: this.pool,
           pod: name,
           ...bad,
@@ -295,13 +310,13 @@ class PoolWatch {
 
 /**
  * A watched pod as a member of `pool`: its spec; null while it has no IP or is not ready; "bad_role"
- * when its role label is missing or unknown; "bad_ip" when its podIP is not an IP address.
+ * when its role label names no role headroom schedules; "bad_ip" when its podIP is not an IP address.
  */
 export function podSpecOf(pod: Partial<V1Pod>, pool: string, port: number, metricsPath: string): PodSpec | "bad_role" | "bad_ip" | null {
   const ip = pod.status?.podIP;
   if (!ip || !isReady(pod)) return null;
   const label = pod.metadata?.labels?.[ROLE_LABEL];
-  const role = label === undefined ? undefined : ROLES.get(label);
+  const role = label === undefined ? UNLABELLED_ROLE : ROLES.get(label);
   if (role === undefined) return "bad_role";
   if (isIP(ip) === 0) return "bad_ip";
   const host = isIP(ip) === 6 ? `[${ip}]` : ip;

@@ -42,8 +42,12 @@ export interface PodMetrics {
   kvUsage: number;
   /** num_gpu_blocks x block_size from vllm:cache_config_info, when the pod reports it. */
   kvCapacityTokens?: number;
-  /** vllm:time_to_first_token_seconds and vllm:time_per_output_token_seconds, when present. */
+  /** vllm:time_to_first_token_seconds, when present. */
   ttft?: ScrapedHistogram;
+  /**
+   * vllm:request_time_per_output_token_seconds (per request) when present, else the per-token
+   * vllm:time_per_output_token_seconds or vllm:inter_token_latency_seconds (vllm-metrics.ts).
+   */
   tpot?: ScrapedHistogram;
 }
 

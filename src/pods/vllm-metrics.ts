@@ -23,10 +23,15 @@ const KV_USAGE = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"];
 const CACHE_CONFIG = "vllm:cache_config_info";
 const TTFT = ["vllm:time_to_first_token_seconds"];
 /**
- * vLLM 0.11 deprecated time_per_output_token_seconds for inter_token_latency_seconds (same
- * observations and buckets) and later releases dropped it, so the newer name is the fallback.
+ * TPOT as headroom predicts it is per request. vLLM (0.11 on) records that as
+ * request_time_per_output_token_seconds, one observation per finished request; before, only the
+ * per-token histogram, one observation per token after the first: time_per_output_token_seconds,
+ * which 0.11 deprecated for inter_token_latency_seconds (same observations and buckets) and later
+ * releases dropped. A per-token histogram weighs long requests more and its quantiles are not
+ * requests', but the mean of a delta between scrapes (what the online predictor learns) still says
+ * how fast the pod decodes, so it is the fallback.
  */
-const TPOT = ["vllm:time_per_output_token_seconds", "vllm:inter_token_latency_seconds"];
+const TPOT = ["vllm:request_time_per_output_token_seconds", "vllm:time_per_output_token_seconds", "vllm:inter_token_latency_seconds"];
 
 const HISTOGRAM_SUFFIXES = ["_bucket", "_sum", "_count"];
 const WANTED = new Set([
@@ -84,22 +89,68 @@ export function parseVllmMetrics(text: string, scrapedAtMs: number): VllmParseRe
 }
 
 /**
- * parse-prometheus-text-format folds every series of a histogram family into one object and drops
- * labelled _sum and _count samples (its issue #13, open since 2020), and it loses the last line of a
- * text without a final newline. So histogram families reach it untyped, each _bucket, _sum and
- * _count series keeping its labels to be reassembled here, and the text always ends with a newline.
- * The test for a TYPE line mirrors the library's own reading of one.
+ * The lines the parser needs, and only those. parse-prometheus-text-format folds every series of a
+ * histogram family into one object and drops labelled _sum and _count samples (its issue #13, open
+ * since 2020), and it loses the last line of a text without a final newline. So histogram families
+ * reach it untyped, each _bucket, _sum and _count series keeping its labels to be reassembled here,
+ * and the text always ends with a newline. It also rejects a HELP line without text, which the format
+ * allows (prometheus_client writes one for a metric with no description), failing the whole scrape.
+ *
+ * So only the samples and TYPE lines of the names read here go through, no HELP line or comment: a
+ * real page is mostly histograms headroom never reads, and the parser then takes about a third of
+ * the time, with the same result. A line of another name that stood between two lines of one name
+ * still separates them (BOUNDARY), as it did for the parser, so a series repeated there is still
+ * caught as a duplicate (collect()). The name of a line is read as the parser reads it. A malformed
+ * line of a name not read here no longer fails the scrape, nor does a line without a name, which the
+ * parser took as one more series of the family before it.
  */
 function prepare(text: string): string {
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line.startsWith("# TYPE ")) continue;
-    const rest = line.slice("# TYPE ".length);
-    const space = rest.indexOf(" ");
-    if (space !== -1 && rest.slice(space + 1).toUpperCase() === "HISTOGRAM") lines[i] = "";
+  const kept: string[] = [];
+  let keptName: string | undefined;
+  let separated = false;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "") continue;
+    let name: string;
+    let keep: boolean;
+    if (line.startsWith("# ")) {
+      const type = line.startsWith("# TYPE ");
+      // Any other comment is no line of a family for the parser either.
+      if (!type && !line.startsWith("# HELP ")) continue;
+      const rest = line.slice("# TYPE ".length);
+      const space = rest.indexOf(" ");
+      name = space === -1 ? rest : rest.slice(0, space);
+      // Histograms reach the parser untyped; the line went as a blank one did, separating nothing.
+      if (type && space !== -1 && rest.slice(space + 1).toUpperCase() === "HISTOGRAM") continue;
+      keep = type && WANTED.has(name);
+    } else {
+      name = sampleName(line);
+      keep = WANTED.has(name);
+    }
+    if (!keep) {
+      // The parser does not end a family at a line without a name.
+      if (name !== "" && name !== keptName) separated = true;
+      continue;
+    }
+    if (separated && name === keptName) kept.push(BOUNDARY);
+    separated = false;
+    keptName = name;
+    kept.push(line);
   }
-  return `${lines.join("\n")}\n`;
+  return `${kept.join("\n")}\n`;
+}
+
+/** A line that ends the family before it and starts an empty one, of a name never read. */
+const BOUNDARY = "# TYPE headroom:boundary untyped";
+
+/** A sample line's metric name: up to its labels or the first blank, as the parser reads it. */
+function sampleName(line: string): string {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    // "{", " ", "\t"
+    if (c === 123 || c === 32 || c === 9) return line.slice(0, i);
+  }
+  return line;
 }
 
 /** The samples of the names read here, by name; a name may come in several families. */

@@ -1,7 +1,8 @@
 // One simulated vLLM pod on loopback (`headroom pod-sim`): an OpenAI-compatible HTTP server whose timing
 // comes from the cluster simulator's pod models (src/sim/pods.ts) running on the real clock: prompts
 // batch under a token budget, decoding is continuous batching with KV admission, every time from the
-// latency profile and the pod's own load. /metrics speaks vLLM's names, latency histograms included.
+// latency profile and the pod's own load. /metrics speaks vLLM's names, latency histograms included,
+// each observed as vLLM 0.11 observes it (per token or per request).
 //
 // Disaggregation as llm-d's sidecar does it: a decode pod that receives `x-prefiller-host-port` first
 // sends the prompt to that prefill pod (`max_tokens: 1`, `kv_transfer_params.do_remote_decode`), then
@@ -88,7 +89,10 @@ export class SimulatedPod {
   private readonly clock: Clock;
   private readonly registry = new Registry();
   private readonly ttft: Histogram;
-  private readonly tpot: Histogram;
+  /** Per token: the gap before each token after a request's first, under its old and its new name. */
+  private readonly tokenGaps: Histogram[];
+  /** Per request: its mean gap between tokens. */
+  private readonly requestTpot: Histogram;
   private readonly e2e: Histogram;
   private readonly promptTokens: Counter;
   private readonly generationTokens: Counter;
@@ -140,9 +144,19 @@ export class SimulatedPod {
       labelNames: ["block_size", "num_gpu_blocks", "engine"],
       registers: [this.registry],
     }).set({ block_size: String(KV_BLOCK_TOKENS), num_gpu_blocks: String(blocks), engine: "0" }, 1);
-    const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+    // vLLM binds its labels at start, so each histogram is on the page, at zero, before any request
+    // (a scraper never sees one histogram stand in for another that has not been observed yet).
+    const histogram = (name: string, help: string, buckets: number[]) => {
+      const h = new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+      h.zero(labels);
+      return h;
+    };
     this.ttft = histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS);
-    this.tpot = histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", TPOT_BUCKETS);
+    this.tokenGaps = [
+      histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds (deprecated for vllm:inter_token_latency_seconds).", TPOT_BUCKETS),
+      histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", TPOT_BUCKETS),
+    ];
+    this.requestTpot = histogram("vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", TPOT_BUCKETS);
     this.e2e = histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", E2E_BUCKETS);
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: [this.registry] });
     this.promptTokens = counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.");
@@ -243,13 +257,17 @@ export class SimulatedPod {
     const created = Math.floor(Date.now() / 1000);
     const id = `cmpl-${requestId}`;
     const object = chat ? "chat.completion" : "text_completion";
+    let sent = 0;
+    let lastTokenMs = 0;
+    job.onToken = () => {
+      const now = this.clock.nowMs();
+      if (sent > 0) this.observeTokenGap(now - lastTokenMs);
+      lastTokenMs = now;
+      sent++;
+      if (ask.stream && !res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(chunk(id, created, this.env.model, chat, token(sent), null))}\n\n`);
+    };
     if (ask.stream) {
       res.writeHead(200, { ...headers, "content-type": "text/event-stream", "cache-control": "no-cache" });
-      let sent = 0;
-      job.onToken = () => {
-        sent++;
-        if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(chunk(id, created, this.env.model, chat, token(sent), null))}\n\n`);
-      };
       await job.run(this.decodeModel);
       const finishReason = "length";
       if (!res.writableEnded && !res.destroyed) {
@@ -272,8 +290,11 @@ export class SimulatedPod {
     const job = new PodJob(request(requestId, ask, arrivalMs), 0, arrivalMs, 0);
     await job.run(this.prefillModel);
     this.prefilled++;
-    this.promptTokens.inc({ model_name: this.env.model, engine: "0" }, ask.inputTokens);
-    this.ttft.observe({ model_name: this.env.model, engine: "0" }, (job.prefillDoneMs! - arrivalMs) / 1000);
+    const labels = { model_name: this.env.model, engine: "0" };
+    this.promptTokens.inc(labels, ask.inputTokens);
+    this.ttft.observe(labels, (job.prefillDoneMs! - arrivalMs) / 1000);
+    // One token, so no gap between tokens: vLLM records a TPOT of 0 for such a request.
+    this.requestTpot.observe(labels, 0);
     const [host, port] = splitHostPort(this.address);
     sendJson(
       res,
@@ -311,12 +332,18 @@ export class SimulatedPod {
     if (!response.ok) throw new HttpError(502, `prefill pod ${prefiller} answered ${response.status}: ${text.slice(0, 200)}`);
   }
 
+  private observeTokenGap(ms: number): void {
+    const labels = { model_name: this.env.model, engine: "0" };
+    for (const h of this.tokenGaps) h.observe(labels, ms / 1000);
+  }
+
   private finished(job: PodJob, requestId: string): void {
     const labels = { model_name: this.env.model, engine: "0" };
     const ttftMs = job.firstTokenMs! - job.req.arrivalMs;
     const tpotMs = job.req.outputTokens > 1 ? (job.doneMs! - job.firstTokenMs!) / (job.req.outputTokens - 1) : undefined;
     this.ttft.observe(labels, ttftMs / 1000);
-    if (tpotMs !== undefined) this.tpot.observe(labels, tpotMs / 1000);
+    // As vLLM does, 0 for a request of one token (it has no gap between tokens).
+    this.requestTpot.observe(labels, (tpotMs ?? 0) / 1000);
     this.e2e.observe(labels, (job.doneMs! - job.req.arrivalMs) / 1000);
     if (job.prefill < 0) this.promptTokens.inc(labels, job.req.inputTokens);
     this.generationTokens.inc(labels, job.req.outputTokens);
