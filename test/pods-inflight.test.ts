@@ -145,11 +145,13 @@ describe("loading and releasing", () => {
     const dot = first.lastIndexOf(".");
     const dash = first.indexOf("-");
     // The row with a leading zero, and the id upper-cased: parseInt reads the same row from both.
-    for (const forged of [`${first.slice(0, dash + 1)}0${first.slice(dash + 1)}`, first.toUpperCase(), first.slice(0, dot), `${first}0`]) {
+    // (A prefix of digits alone, 0.4 % of them, has no capitals: that spelling is then the id itself.)
+    const forgeries = [`${first.slice(0, dash + 1)}0${first.slice(dash + 1)}`, first.toUpperCase(), first.slice(0, dot), `${first}0`].filter((f) => f !== first);
+    for (const forged of forgeries) {
       expect(inflight.has(forged), forged).toBe(false);
       expect(inflight.report(forged), forged).toBeUndefined();
     }
-    expect(inflight.counters.unknownReports).toBe(4);
+    expect(inflight.counters.unknownReports).toBe(forgeries.length);
     expect(inflight.report(first)?.requestId).toBe(first);
     expect(inflight.report(first)).toBeUndefined();
     // The row is reused, in a new generation: the old id does not find the new pick.
