@@ -101,7 +101,8 @@ const profilePredictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
   const remote = new ThreadedRemotePredictor({
     endpoints: { "prefill-ttft": endpoints, "decode-ttft": endpoints, "decode-tpot": endpoints },
     fallback: profilePredictor,
-    options: { timeoutMs: 2000, trainingBufferSize: 10_000, trainingFlushMs: 1000 },
+    // A refresh of thousands of rows may take a second here; values stay fresh for 3 refresh periods.
+    options: { timeoutMs: 2000, refreshMs: 1000, trainingBufferSize: 10_000, trainingFlushMs: 1000 },
     clock: realClock,
     registry: new Registry(),
     logger: silentLogger,

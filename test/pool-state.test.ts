@@ -5,14 +5,15 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { DEFAULTS } from "../src/config/schema.js";
-import { PoolState, VERSIONS_KEPT } from "../src/engine/pool-state.js";
-import { TwinKernel } from "../src/kernel/twin.js";
-import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../src/kernel/types.js";
+import { gridWithCapacities, PoolState, VERSIONS_KEPT } from "../src/engine/pool-state.js";
+import { gridPosition, interpolate, TwinKernel } from "../src/kernel/twin.js";
+import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL, type PoolSnapshot } from "../src/kernel/types.js";
+import { MAX_GRID_POINTS } from "../src/kernel/validate.js";
 import { MemoryLogger } from "../src/log.js";
 import { InflightLoad } from "../src/pods/inflight.js";
 import { PodRegistry } from "../src/pods/registry.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
-import { ProfilePredictor } from "../src/predictors/profile.js";
+import { MAX_PREDICTION_MS, ProfilePredictor } from "../src/predictors/profile.js";
 import { overlayRemote } from "../src/predictors/remote.js";
 import { logGrid, type PodFeatures, type Predictor } from "../src/predictors/types.js";
 import { request } from "./fixtures/pools.js";
@@ -20,7 +21,7 @@ import { request } from "./fixtures/pools.js";
 const profile = LatencyProfile.shipped("h100");
 const profiles = new Map([["h100", profile]]);
 
-function setup(predictorFor?: (profilePredictor: ProfilePredictor) => Predictor) {
+function setup(predictorFor?: (profilePredictor: ProfilePredictor) => Predictor, gridTokens = logGrid(12, 16, 32768)) {
   const clock = new ManualClock(5_000);
   const logger = new MemoryLogger();
   const registry = new PodRegistry({ clock, staleAfterMs: 1000 });
@@ -33,7 +34,7 @@ function setup(predictorFor?: (profilePredictor: ProfilePredictor) => Predictor)
       tp: 1,
       gpuMemoryUtilization: 0.9,
       expected: { isl: 2000, osl: 150 },
-      gridTokens: logGrid(12, 16, 32768),
+      gridTokens,
       defaultProfile: "h100",
       profiles,
       predictors: { "prefill-ttft": predictor, "decode-ttft": predictor, "decode-tpot": predictor },
@@ -264,5 +265,116 @@ describe("pick accounting", () => {
     expect(pool.recordPick("old", request(), result)).toBeNull();
     expect(pool.recordPick("none", request(), { ...result, version: pool.snapshot!.version, decode: -1 })).toBeNull();
     expect(inflight.size).toBe(0);
+  });
+});
+
+describe("KV capacity on the grid", () => {
+  const profilePredictor = new ProfilePredictor({ profiles, tpEfficiency: 0.85 });
+  /** A curve as the kernel reads it for pod i at x tokens. */
+  const at = (snap: PoolSnapshot, curve: Float64Array, i: number, x: number) =>
+    interpolate(curve, snap.pods, snap.gridTokens.length, gridPosition(snap.gridTokens, x), i);
+  const scrapeCapacity = (registry: PodRegistry, clock: ManualClock, address: string, kvCapacityTokens: number) =>
+    registry.recordScrape(address, { ok: true, metrics: { scrapedAtMs: clock.nowMs(), waiting: 0, running: 0, kvUsage: 0, kvCapacityTokens } });
+
+  it("a prompt that fits a 10,000-token KV cache gets the pod's wait, a longer one the saturated value", () => {
+    const { registry, pool, clock } = setup();
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role: "prefill" },
+      { address: "10.0.0.2:8000", pool: "medium", role: "decode", metricsUrl },
+      { address: "10.0.0.3:8000", pool: "medium", role: "decode", metricsUrl },
+    ]);
+    scrapeCapacity(registry, clock, "10.0.0.2:8000", 10_000);
+    scrapeCapacity(registry, clock, "10.0.0.3:8000", 20_000);
+    const snap = pool.refresh();
+    const [, small, large] = pool.latestPods!.features;
+    expect([small.kvCapacityTokens, large.kvCapacityTokens]).toEqual([10_000, 20_000]);
+    for (const isl of [2000, 9000, 9500, 10_000]) {
+      // The configured grid has points at 8,192 and 16,384 tokens only: interpolated there, 9,500
+      // tokens were predicted 1.6 million ms.
+      expect(at(snap, snap.decodeWaitMs, 1, isl), `${isl} tokens`).toBeCloseTo(profilePredictor.decodeWaitMs(small, isl), 6);
+      expect(at(snap, snap.decodeWaitMs, 1, isl)).toBeLessThan(100);
+    }
+    for (const isl of [10_001, 10_500, 19_000, 32_768]) expect(at(snap, snap.decodeWaitMs, 1, isl), `${isl} tokens`).toBe(MAX_PREDICTION_MS);
+    expect(at(snap, snap.decodeWaitMs, 2, 19_500)).toBeCloseTo(profilePredictor.decodeWaitMs(large, 19_500), 6);
+    expect(at(snap, snap.decodeWaitMs, 2, 20_500)).toBe(MAX_PREDICTION_MS);
+    // The other curves are only sampled more finely: TPOT at the knots is the profile's.
+    expect(at(snap, snap.tpotMs, 1, 10_000)).toBeCloseTo(profilePredictor.stepMs(small, 10_000), 9);
+
+    // What a pick sees: the kernel's decode TTFT on the pair.
+    const twin = new TwinKernel(DEFAULTS.optimizer, DEFAULTS.topology);
+    twin.loadSnapshot(snap);
+    const pick = (inputTokens: number, seed: number) => twin.pick([request({ inputTokens, outputTokens: 100, sloTtftMs: 5000, sloTpotMs: 50, seed })])[0];
+    const fits = pick(9500, 1);
+    const wait = fits.decode === 1 ? profilePredictor.decodeWaitMs(small, 9500) : profilePredictor.decodeWaitMs(large, 9500);
+    expect(fits.decodeTtftMs).toBeCloseTo(wait, 6);
+    expect(fits.decodeTtftMs).toBeLessThan(100);
+    // Only the 20,000-token pod can hold 10,500 tokens: the 10,000-token one saturates.
+    expect(pick(10_500, 2).decode).toBe(2);
+    expect(twin.pick([request({ inputTokens: 10_500, sloTtftMs: 5000, seed: 3 })])[0].outcome).toBe("positive_headroom");
+  });
+
+  it("a remote service is asked on the configured grid, and its curve reads the same on the grid with knots", () => {
+    const grid = logGrid(12, 16, 32768);
+    const values = Float64Array.from(grid, (x) => 5 + Math.sqrt(x));
+    const latest = new Map([["10.0.0.2:8000", { values, grid, atMs: 5_000, refresh: 1 }]]);
+    const asked: Float64Array[] = [];
+    const { registry, pool, clock } = setup((base) => ({
+      kind: "remote",
+      fill(quantity, pods, out) {
+        base.fill(quantity, pods, out);
+        overlayRemote(quantity, pods, out, latest, 5_000, 300);
+      },
+      refresh(_pods, gridTokens) {
+        asked.push(gridTokens);
+        return Promise.resolve();
+      },
+    }));
+    registry.replacePool("static", "medium", [{ address: "10.0.0.2:8000", pool: "medium", role: "decode", metricsUrl }]);
+    scrapeCapacity(registry, clock, "10.0.0.2:8000", 10_000);
+    const snap = pool.refresh();
+    expect(snap.gridTokens.length).toBe(grid.length + 2);
+    expect(asked).toEqual([grid]);
+    const coarse = (x: number) => interpolate(values, 1, grid.length, gridPosition(grid, x), 0);
+    for (const x of [1, 16, 100, 7000, 9500, 10_000, 10_001, 12_000, 32_768, 50_000]) {
+      for (const curve of [snap.decodeWaitMs, snap.tpotMs]) expect(at(snap, curve, 0, x), `${x} tokens`).toBeCloseTo(coarse(x), 9);
+    }
+  });
+
+  it("more capacities than the grid has room for are grouped; each pod is treated as holding its group's smallest, logged once", () => {
+    const { registry, pool, clock, logger } = setup();
+    // 40 decode pods of 40 capacities: 12 configured points leave room for 26 knot pairs.
+    const capacities = Array.from({ length: 40 }, (_, i) => 4000 + 700 * i + (i % 3) * 10);
+    const pods = capacities.map((_, i) => ({ address: `10.0.1.${i}:8000`, pool: "medium", role: "decode" as const, metricsUrl }));
+    registry.replacePool("static", "medium", pods);
+    capacities.forEach((c, i) => scrapeCapacity(registry, clock, pods[i].address, c));
+    pool.refresh();
+    const snap = pool.refresh();
+    expect(snap.gridTokens.length).toBeLessThanOrEqual(MAX_GRID_POINTS);
+    const features = pool.latestPods!.features;
+    const address = pool.latestPods!.addresses;
+    for (let i = 0; i < snap.pods; i++) {
+      const real = capacities[pods.findIndex((p) => p.address === address[i])];
+      const held = features[i].kvCapacityTokens;
+      expect(held).toBeLessThanOrEqual(real);
+      // 40 capacities about 700 apart in 26 groups: at best pairs, so no pod loses more than 710 tokens.
+      expect(real - held).toBeLessThanOrEqual(710);
+      expect(at(snap, snap.decodeWaitMs, i, held)).toBeLessThan(100);
+      expect(at(snap, snap.decodeWaitMs, i, held + 0.5)).toBe(MAX_PREDICTION_MS);
+    }
+    expect(logger.lines.filter((l) => l.fields?.cause === "capacities_grouped")).toHaveLength(1);
+  });
+
+  it("gridWithCapacities: knots at each capacity and just above it, within the points allowed", () => {
+    const base = Float64Array.from([16, 256, 4096, 32_768]);
+    expect(gridWithCapacities(base, [400_000, 32_768, 0]).grid).toBe(base);
+    const { grid, roundedTo } = gridWithCapacities(base, [10_000, 10_000, 4096, 50_000]);
+    expect([...grid]).toEqual([16, 256, 4096, 4096.000000000001, 10_000, 10_000.000000000002, 32_768]);
+    expect(grid[3]).toBeGreaterThan(4096);
+    expect(roundedTo.size).toBe(0);
+    // Room for two pairs: 100 and 110 share one.
+    const tight = gridWithCapacities(base, [110, 100, 5000], 8);
+    expect([...tight.roundedTo]).toEqual([[110, 100]]);
+    expect([...tight.grid].filter((x) => !base.includes(x)).map(Math.round)).toEqual([100, 100, 5000, 5000]);
+    expect(gridWithCapacities(base, [5000], 5)).toMatchObject({ grid: base, unplaced: 1 });
   });
 });

@@ -82,7 +82,7 @@ describe("bad profiles", () => {
 
   it("refuses profiles that cannot determine the curves", () => {
     expect(refuse("phase,batch,tokens,ms\nprefill,1,128,7\ndecode,1,512,6\n")).toMatch(/at least two token counts[\s\S]*three decode rows/);
-    expect(refuse("phase,batch,tokens,ms\nprefill,1,128,7\nprefill,1,256,9\ndecode,1,512,6\ndecode,1,512,6.1\ndecode,1,512,6.2\n")).toContain(
+    expect(refuse("phase,batch,tokens,ms\nprefill,1,128,7\nprefill,1,256,9\ndecode,1,512,6\ndecode,1,1024,6.1\ndecode,1,2048,6.2\n")).toContain(
       "must vary in both batch and context",
     );
     expect(refuse('phase,batch\n"unterminated')).toContain("not a CSV");
@@ -98,6 +98,18 @@ describe("bad profiles", () => {
       expect(p.prefillMs(tokens), `${tokens} tokens`).toBeGreaterThanOrEqual(before);
       before = p.prefillMs(tokens);
     }
+  });
+
+  it("a repeated measurement point is refused, naming both lines, instead of the last row winning", () => {
+    // Appended, this row used to replace the 1,024-token measurement (25.8 ms) silently, and the raise
+    // that keeps prefill increasing carried its 60 ms on to 2,048 tokens.
+    const prefillLine = rows.findIndex((r) => r.phase === "prefill" && r.batch === 1 && r.tokens === 1024) + 2;
+    expect(prefillLine).toBeGreaterThan(1);
+    expect(refuse(`${csv}prefill,1,1024,60.0\n`)).toContain(`bad.csv) line 51: repeats line ${prefillLine} (prefill, batch 1, 1024 tokens)`);
+    const decodeLine = rows.findIndex((r) => r.phase === "decode" && r.batch === 8 && r.tokens === 2048) + 2;
+    expect(refuse(`${csv}decode,8,2048,7.7\n`)).toContain(`line 51: repeats line ${decodeLine} (decode, batch 8, 2048 tokens)`);
+    // The same tokens at another batch, or in the other phase, is another point.
+    expect(() => LatencyProfile.parse("ok", `${csv}prefill,3,1024,40.0\n`, undefined, "ok.csv")).not.toThrow();
   });
 
   it("a missing file is CONFIG_UNREADABLE and names the path", () => {

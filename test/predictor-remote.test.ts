@@ -14,6 +14,7 @@ import {
 } from "../bench/latency-predictor-service.js";
 import { ManualClock, realClock } from "../src/clock.js";
 import { BUILTIN_PROFILE } from "../src/config/schema.js";
+import { ConfigError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
 import type { PodRole } from "../src/pods/types.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
@@ -31,6 +32,7 @@ import {
   type RemoteEndpointsByQuantity,
   type RemotePredictorOptions,
 } from "../src/predictors/remote.js";
+import type { ThreadedRemotePredictor as Threaded } from "../src/predictors/remote-threaded.js";
 import { allocatePredictions, logGrid, type PodFeatures, type PoolPredictions, type Quantity } from "../src/predictors/types.js";
 
 const shipped = LatencyProfile.shipped(BUILTIN_PROFILE);
@@ -110,7 +112,7 @@ function remote(endpoints: RemoteEndpointsByQuantity, options: Partial<RemotePre
   const predictor = new RemotePredictor({
     endpoints,
     fallback: profile,
-    options: { timeoutMs: 2000, trainingBufferSize: 10_000, trainingFlushMs: 1000, refreshMs: 100, ...options },
+    options: { timeoutMs: 2000, trainingBufferSize: 10_000, trainingFlushMs: 1000, refreshMs: 1000, ...options },
     clock,
     registry,
     logger,
@@ -227,7 +229,7 @@ describe("calls", () => {
     const b = await standIn();
     const { predictor, registry } = remote(
       { "decode-tpot": { trainingUrl: a.url, predictionUrls: [a.url, `${b.url}/`] } },
-      { timeoutMs: 20_000 },
+      { timeoutMs: 20_000, refreshMs: 10_000 },
     );
     const grid = logGrid(12, 16, 16384);
     const pods = Array.from({ length: 1024 }, (_, i) => pod(i, "both"));
@@ -247,7 +249,7 @@ describe("calls", () => {
 
   test("fresh means at most maxAgeMs old and on the same grid; a failed call leaves earlier fresh values in use", async () => {
     const service = await standIn();
-    const { predictor, clock } = remote({ "decode-ttft": on(service.url) }, { refreshMs: 100 });
+    const { predictor, clock } = remote({ "decode-ttft": on(service.url) }, { refreshMs: 100, timeoutMs: 250 });
     expect(predictor.maxAgeMs).toBe(300);
     const pods = [pod(0, "decode")];
     await predictor.refresh(pods, GRID);
@@ -262,6 +264,60 @@ describe("calls", () => {
     expect(filled(predictor, "decode-ttft", pods).decodeWaitMs[0]).toBeCloseTo(remoteValue, 9);
     clock.advance(101);
     expect(filled(predictor, "decode-ttft", pods).decodeWaitMs[0]).toBe(profileValue);
+  });
+});
+
+describe("answers too late to be fresh", () => {
+  test("a timeout that lets calls outlive the values' freshness is refused at construction, naming the field and the limit", async () => {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const endpoints = { "decode-tpot": on("http://127.0.0.1:9") };
+    const refusal = (options: Partial<RemotePredictorOptions>) => {
+      try {
+        remote(endpoints, options);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).problems.join("\n");
+      }
+      return null;
+    };
+    expect(refusal({ timeoutMs: 1000, refreshMs: 100 })).toBe(
+      "predictors.remote.timeoutMs (1000) must be below the freshness limit of 300 ms (3 x predictors.refreshMs 100): an answer later than that is never used",
+    );
+    expect(refusal({ timeoutMs: 300, refreshMs: 100 })).toMatch(/^predictors\.remote\.timeoutMs \(300\) must be below/);
+    expect(refusal({ timeoutMs: 299, refreshMs: 100 })).toBeNull();
+    expect(refusal({ timeoutMs: 500, maxAgeMs: 400 })).toMatch(/below the freshness limit of 400 ms:/);
+    // The threaded variant refuses the same before it starts a thread (its wait for the thread follows the limit).
+    const options = { timeoutMs: 1000, refreshMs: 100, trainingBufferSize: 10, trainingFlushMs: 50 };
+    expect(() => new ThreadedRemotePredictor({ endpoints, fallback: profile, options, clock: new ManualClock(), registry: new Registry(), logger: new MemoryLogger() })).toThrow(
+      /predictors\.remote\.timeoutMs \(1000\) must be below the freshness limit of 300 ms/,
+    );
+  });
+
+  test("an answer that lands after the freshness limit is a stale fallback: counted, logged once, the pods keep the profile", async () => {
+    const service = await standIn();
+    service.behaviour.predictDelayMs = 100;
+    const { predictor, registry, logger, clock } = remote({ "decode-tpot": on(service.url) }, { refreshMs: 100, timeoutMs: 250 });
+    const pods = [pod(0, "decode"), pod(1, "both")];
+    for (let round = 0; round < 2; round++) {
+      const refreshed = predictor.refresh(pods, GRID);
+      // The engine's time moves on while the call is out (a busy event loop, JSON work): the answer
+      // arrives 301 ms after the pod state it was asked about.
+      clock.advance(301);
+      await refreshed;
+      expect(filled(predictor, "decode-tpot", pods)).toEqual(filled(profile, "decode-tpot", pods));
+    }
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(0);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "error" })).toBe(2);
+    expect(await counterValue(registry, "headroom_predictor_fallbacks_total", { predictor: "decode-tpot", reason: "stale" })).toBe(2);
+    const warnings = logger.lines.filter((l) => l.level === "warn");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0].fields).toMatchObject({ predictor: "decode-tpot", reason: "stale", cause: "stale" });
+
+    // In time again: used, counted a success, the recovery logged.
+    await predictor.refresh(pods, GRID);
+    expect(filled(predictor, "decode-tpot", pods).tpotMs[0]).toBeCloseTo(standInTpotMs(expectedRow(pods[0], GRID[0], "decode")), 9);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
+    expect(logger.lines.filter((l) => l.level === "info" && l.fields?.previousCause === "stale")).toHaveLength(1);
   });
 });
 
@@ -350,7 +406,7 @@ describe("failures fall back to the profile", () => {
   test("close() aborts a call in flight and stops the flush: refresh settles at once, nothing is counted, the rest are no-ops", async () => {
     const service = await standIn();
     service.behaviour.predictDelayMs = 5000;
-    const { predictor, registry, clock } = remote({ "decode-tpot": on(service.url) }, { timeoutMs: 10_000 });
+    const { predictor, registry, clock } = remote({ "decode-tpot": on(service.url) }, { timeoutMs: 10_000, refreshMs: 10_000 });
     expect(predictor.addTrainingSample("decode-tpot", pod(0, "decode"), 100, { tpotMs: 9 }, 0)).toBe(true);
     const started = performance.now();
     const pending = predictor.refresh([pod(0, "decode")], GRID);
@@ -580,7 +636,7 @@ describe("in its own thread", () => {
     const service = await standIn();
     const ep = { trainingUrl: service.url, predictionUrls: [service.url] };
     const endpoints = { "prefill-ttft": ep, "decode-tpot": ep };
-    const options = { timeoutMs: 2000, trainingBufferSize: 1000, trainingFlushMs: 50 };
+    const options = { timeoutMs: 2000, trainingBufferSize: 1000, trainingFlushMs: 50, refreshMs: 1000 };
     const pods = [pod(0, "prefill"), pod(1, "decode"), pod(2, "both")];
     const direct = remote(endpoints, options);
     await direct.predictor.refresh(pods, GRID);
@@ -614,7 +670,7 @@ describe("in its own thread", () => {
     const threaded = new ThreadedRemotePredictor({
       endpoints: { "prefill-ttft": ep },
       fallback: profile,
-      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50 },
+      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50, refreshMs: 1000 },
       clock: realClock,
       registry: new Registry(),
       logger: new MemoryLogger(),
@@ -637,7 +693,7 @@ describe("in its own thread", () => {
     const threaded = new ThreadedRemotePredictor({
       endpoints: { "prefill-ttft": ep },
       fallback: profile,
-      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50 },
+      options: { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 50, refreshMs: 1000 },
       clock: realClock,
       registry,
       logger: new MemoryLogger(),
@@ -653,6 +709,132 @@ describe("in its own thread", () => {
       expect(text).toMatch(/^headroom_predictor_fallbacks_total\{predictor="prefill-ttft",reason="[a-z_0-9]+"\} 1$/m);
     } finally {
       threaded.close();
+    }
+  });
+});
+
+describe("in its own thread: late answers, a dying thread, pods that leave", () => {
+  const threads: Threaded[] = [];
+  afterEach(() => {
+    for (const t of threads.splice(0)) t.close();
+  });
+
+  async function threaded(endpoints: RemoteEndpointsByQuantity, options: Partial<RemotePredictorOptions> = {}) {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const clock = new ManualClock();
+    const registry = new Registry();
+    const logger = new MemoryLogger();
+    const predictor = new ThreadedRemotePredictor({
+      endpoints,
+      fallback: profile,
+      options: { timeoutMs: 2000, refreshMs: 1000, trainingBufferSize: 100, trainingFlushMs: 50, ...options },
+      clock,
+      registry,
+      logger,
+    });
+    threads.push(predictor);
+    return { predictor, clock, registry, logger };
+  }
+
+  async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ok())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** The thread dies, as on any uncaught exception or OOM in it: here, a message its handler throws on. */
+  function crash(predictor: Threaded): void {
+    const worker = (predictor as unknown as { worker: import("node:worker_threads").Worker }).worker;
+    worker.postMessage({ t: "train", quantity: "decode-tpot", features: null, inputTokens: 1, actual: { tpotMs: 1 }, timestampMs: 0 });
+  }
+
+  test("an answer the main thread gets after the freshness limit is a stale fallback, counted and logged", async () => {
+    const service = await standIn();
+    const { predictor, clock, registry, logger } = await threaded({ "decode-tpot": on(service.url) }, { refreshMs: 100, timeoutMs: 250 });
+    const pods = [pod(0, "decode")];
+    await predictor.refresh(pods, GRID);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
+
+    service.behaviour.predictDelayMs = 150;
+    const refreshed = predictor.refresh(pods, GRID);
+    // Past the limit the refresh settles without the answer (it used to wait 5 s of real time).
+    clock.advance(301);
+    await refreshed;
+    await until("the stale answer to be counted", async () => (await counterValue(registry, "headroom_predictor_fallbacks_total", { reason: "stale" })) === 1);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "error" })).toBe(1);
+    expect(filled(predictor, "decode-tpot", pods)).toEqual(filled(profile, "decode-tpot", pods));
+    expect(logger.lines.filter((l) => l.level === "warn").map((l) => l.fields?.cause)).toEqual(["overdue", "stale"]);
+  });
+
+  test("a thread that dies is noticed: refreshes fall back at once, training is counted as dropped, a new thread takes over", async () => {
+    const { THREAD_RESTART_DELAYS_MS } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const { predictor, clock, registry, logger } = await threaded({ "decode-tpot": on(service.url) });
+    const pods = [pod(0, "decode")];
+    await predictor.refresh(pods, GRID);
+    expect(predictor.freshPods("decode-tpot", GRID)).toBe(1);
+
+    crash(predictor);
+    await until("the exit to be noticed", () => logger.lines.some((l) => l.level === "error" && /thread exited/.test(l.message)));
+    expect(predictor.threadUp).toBe(false);
+    expect(logger.lines.filter((l) => l.level === "error")).toEqual([
+      expect.objectContaining({ fields: expect.objectContaining({ code: 1, error: expect.stringMatching(/TypeError/), restartInMs: THREAD_RESTART_DELAYS_MS[0] }) }),
+    ]);
+    expect(await counterValue(registry, "headroom_predictor_thread_exits_total", {})).toBe(1);
+    const started = performance.now();
+    await predictor.refresh(pods, GRID);
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(await counterValue(registry, "headroom_predictor_fallbacks_total", { predictor: "decode-tpot", reason: "thread_down" })).toBe(1);
+    // The dead thread's counts stay: one success before, one error now.
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "error" })).toBe(1);
+    predictor.addTrainingSample("decode-tpot", pods[0], 1000, { tpotMs: 12 }, Date.now());
+    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot" })).toBe(1);
+
+    clock.advance(THREAD_RESTART_DELAYS_MS[0]);
+    expect(predictor.threadUp).toBe(true);
+    expect(logger.lines.some((l) => l.level === "info" && l.message === "remote predictor thread restarted")).toBe(true);
+    clock.advance(predictor.maxAgeMs + 1);
+    await predictor.refresh(pods, GRID);
+    expect(predictor.freshPods("decode-tpot", GRID)).toBe(1);
+    expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(2);
+    const before = service.trainingEntriesAccepted;
+    predictor.addTrainingSample("decode-tpot", pods[0], 1000, { tpotMs: 12 }, Date.now());
+    await until("the new thread to upload", () => service.trainingEntriesAccepted === before + 1);
+  });
+
+  test("a thread that keeps dying without answering stays down after the last backoff", async () => {
+    const { THREAD_RESTART_DELAYS_MS } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const { predictor, clock, logger, registry } = await threaded({ "decode-tpot": on(service.url) });
+    for (let exit = 1; exit <= THREAD_RESTART_DELAYS_MS.length + 1; exit++) {
+      await until("a thread", () => predictor.threadUp);
+      crash(predictor);
+      await until(`exit ${exit} to be noticed`, async () => (await counterValue(registry, "headroom_predictor_thread_exits_total", {})) === exit);
+      clock.advance(THREAD_RESTART_DELAYS_MS[exit - 1] ?? 60_000);
+    }
+    clock.advance(600_000);
+    expect(predictor.threadUp).toBe(false);
+    expect(logger.lines.filter((l) => l.message === "remote predictor thread restarted")).toHaveLength(THREAD_RESTART_DELAYS_MS.length);
+    expect(logger.lines.some((l) => /keeps exiting; it stays down/.test(l.message))).toBe(true);
+    await predictor.refresh([pod(0, "decode")], GRID);
+    expect(await counterValue(registry, "headroom_predictor_fallbacks_total", { reason: "thread_down" })).toBe(1);
+  });
+
+  test("the main thread forgets the values of pods that left once they are stale", async () => {
+    const service = await standIn();
+    const { predictor, clock } = await threaded({ "decode-tpot": on(service.url) });
+    const stays = pod(0, "decode");
+    // Rollouts: each generation of four pods replaces the last; one pod stays throughout.
+    for (let generation = 1; generation <= 10; generation++) {
+      const pods = [stays, ...Array.from({ length: 4 }, (_, k) => pod(generation * 8 + k, "decode"))];
+      await predictor.refresh(pods, GRID);
+      expect(predictor.freshPods("decode-tpot", GRID)).toBe(5);
+      expect(predictor.heldPods("decode-tpot"), `generation ${generation}`).toBe(5);
+      clock.advance(predictor.maxAgeMs + 1);
     }
   });
 });

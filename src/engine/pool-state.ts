@@ -1,14 +1,15 @@
 // One pool's picture for the kernel: at every refresh, the pool's pods with their live state and
-// in-flight load become predictor features, the predictors fill the per-pod curves, and the result is
-// published as a versioned snapshot (a plain copy for the main thread, a shared one for workers).
-// Between refreshes each pick's own load is added in place through the pods' marginal effects.
+// in-flight load become predictor features, the predictors fill the per-pod curves on the pool's grid
+// (the configured ISL points plus knots at the pods' KV capacities), and the result is published as a
+// versioned snapshot (a plain copy for the main thread, a shared one for workers). Between refreshes
+// each pick's own load is added in place through the pods' marginal effects.
 
 import type { Clock } from "../clock.js";
 import { gridPosition, interpolate } from "../kernel/twin.js";
 import { SharedSnapshotWriter } from "../kernel/shared-snapshot.js";
 import type { PickRequest, PickResult, PoolSnapshot } from "../kernel/types.js";
 import { ROLE_DECODE, ROLE_ELIGIBLE, ROLE_PREFILL } from "../kernel/types.js";
-import { validateSnapshot } from "../kernel/validate.js";
+import { MAX_GRID_POINTS, validateSnapshot } from "../kernel/validate.js";
 import type { Logger } from "../log.js";
 import { OncePerCause } from "../log.js";
 import type { InflightLoad, NewInflightPick, PredictedTimes } from "../pods/inflight.js";
@@ -45,6 +46,7 @@ export interface PoolStateOptions {
   tp: number;
   gpuMemoryUtilization: number;
   expected: { isl: number; osl: number };
+  /** The configured ISL grid; the snapshot's adds knots at KV capacities below its last point (gridWithCapacities). */
   gridTokens: Float64Array;
   defaultProfile: string;
   profiles: ReadonlyMap<string, LatencyProfile>;
@@ -139,13 +141,15 @@ export class PoolState {
     } else {
       this.problems.clear("fail-open", "the pool's pods are scraped again", { pool: this.name });
     }
-    const grid = this.options.gridTokens;
+    const grid = this.gridFor(features);
     const predictions = allocatePredictions(pods.length, grid);
     const fetching = new Map<Predictor, Promise<void>>();
     for (const quantity of QUANTITIES) {
       const predictor = this.options.predictors[quantity];
       this.fillSafely(predictor, quantity, features, predictions);
-      if (predictor.refresh && !fetching.has(predictor)) fetching.set(predictor, predictor.refresh(features, grid));
+      // A remote service is asked on the configured grid alone: its rows stay the same whatever the
+      // pods' capacities, and its values are placed on the knots as the kernel would interpolate them.
+      if (predictor.refresh && !fetching.has(predictor)) fetching.set(predictor, predictor.refresh(features, this.options.gridTokens));
     }
     this.lastFetch = Promise.all(fetching.values()).then(() => undefined);
     const snap = this.toSnapshot(pods, statuses, predictions);
@@ -258,6 +262,37 @@ export class PoolState {
     };
   }
 
+  /**
+   * The snapshot's grid for these pods. When the grid has no room for a knot pair at every capacity,
+   * pods take their group's smallest capacity (lowering it in `features`), and that is logged once.
+   */
+  private gridFor(features: PodFeatures[]): Float64Array {
+    const { grid, roundedTo, unplaced } = gridWithCapacities(this.options.gridTokens, features.map((f) => f.kvCapacityTokens));
+    let roundedTokens = 0;
+    for (const f of features) {
+      const to = roundedTo.get(f.kvCapacityTokens);
+      if (to === undefined) continue;
+      roundedTokens = Math.max(roundedTokens, f.kvCapacityTokens - to);
+      f.kvCapacityTokens = to;
+    }
+    if (roundedTo.size > 0) {
+      this.problems.fail(
+        "grid",
+        "capacities_grouped",
+        "the pool's pods have more distinct KV capacities than the ISL grid has room for knots: pods are treated as holding the smallest capacity of their group, and a request between that and their own is refused on them",
+        { pool: this.name, capacities: roundedTo.size, largestRoundingTokens: roundedTokens, maxGridPoints: MAX_GRID_POINTS },
+      );
+    } else if (unplaced > 0) {
+      this.problems.fail(
+        "grid",
+        "no_room",
+        "the ISL grid has no room for knots at the pods' KV capacities: a request close to a pod's capacity may be predicted a huge decode wait (configure fewer grid points)",
+        { pool: this.name, capacities: unplaced, gridPoints: this.options.gridTokens.length, maxGridPoints: MAX_GRID_POINTS },
+      );
+    } else this.problems.clear("grid", "every KV capacity of the pool has its knots on the ISL grid", { pool: this.name });
+    return grid;
+  }
+
   /** A predictor that throws leaves zeros behind; make it loud once and keep the pool serving. */
   private fillSafely(predictor: Predictor, quantity: Quantity, features: PodFeatures[], out: PoolPredictions): void {
     try {
@@ -293,6 +328,78 @@ export class PoolState {
     validateSnapshot(snap);
     return snap;
   }
+}
+
+/**
+ * The grid a pool's snapshot is built on: `base` plus, for every distinct KV capacity c > 0 below its
+ * last point, knots at c and at the next double above c. A pod's decode wait steps to
+ * MAX_PREDICTION_MS where a prompt stops fitting its KV cache, and the kernel interpolates linearly
+ * between grid points: sampled only at `base`, a step inside a segment spread over the whole segment,
+ * so a 9,500-token prompt on a 10,000-token pod was predicted a wait of 1.6 million ms. With a knot on
+ * each side of the step (no double lies between them), a prompt up to c interpolates between waits
+ * and a longer one between saturated values. Each knot pair costs two of the MAX_GRID_POINTS points;
+ * when there are more capacities than room, they are grouped so the widest group spans as few tokens
+ * as it can, each group's smallest gets the knots, and `roundedTo` maps every other capacity to it
+ * (its pods must be treated as holding that much, or their step falls between knots again).
+ * `unplaced`: capacities left out because the grid has no room for even one pair.
+ */
+export function gridWithCapacities(
+  base: Float64Array,
+  capacities: readonly number[],
+  maxPoints = MAX_GRID_POINTS,
+): { grid: Float64Array; roundedTo: Map<number, number>; unplaced: number } {
+  const roundedTo = new Map<number, number>();
+  const top = base[base.length - 1];
+  const below = [...new Set(capacities.filter((c) => c > 0 && c < top))].sort((a, b) => a - b);
+  if (below.length === 0) return { grid: base, roundedTo, unplaced: 0 };
+  const pairs = Math.floor((maxPoints - base.length) / 2);
+  if (pairs <= 0) return { grid: base, roundedTo, unplaced: below.length };
+  let knots = below;
+  if (below.length > pairs) {
+    knots = [];
+    for (const group of narrowestGroups(below, pairs)) {
+      knots.push(group[0]);
+      for (const c of group.slice(1)) roundedTo.set(c, group[0]);
+    }
+  }
+  const points = new Set(base);
+  for (const c of knots) {
+    points.add(c);
+    points.add(nextUp(c));
+  }
+  return { grid: Float64Array.from([...points].sort((a, b) => a - b)), roundedTo, unplaced: 0 };
+}
+
+/** Sorted values split into at most `count` runs, the widest run (last minus first) as narrow as it can be. */
+function narrowestGroups(sorted: readonly number[], count: number): number[][] {
+  const runs = (span: number) => {
+    const out: number[][] = [];
+    for (const x of sorted) {
+      const last = out[out.length - 1];
+      if (last !== undefined && x - last[0] <= span) last.push(x);
+      else out.push([x]);
+    }
+    return out;
+  };
+  // Greedy runs from the smallest value need the fewest runs for a span; bisect on the span.
+  let lo = 0;
+  let hi = sorted[sorted.length - 1] - sorted[0];
+  for (let i = 0; i < 64 && hi - lo > 1e-9 * Math.max(1, hi); i++) {
+    const mid = (lo + hi) / 2;
+    if (runs(mid).length <= count) hi = mid;
+    else lo = mid;
+  }
+  return runs(hi);
+}
+
+const bits = new Float64Array(1);
+const word = new BigUint64Array(bits.buffer);
+
+/** The smallest double above a finite x > 0. */
+function nextUp(x: number): number {
+  bits[0] = x;
+  word[0] += 1n;
+  return bits[0];
 }
 
 function intern(ids: Map<string, number>, key: string): number {

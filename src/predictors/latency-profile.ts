@@ -81,6 +81,9 @@ export class LatencyProfile {
     }
     const prefill = new Map<number, number>();
     const decodeRows: { batch: number; tokens: number; ms: number }[] = [];
+    // A repeated measurement is refused rather than averaged or overwritten: the last prefill row used to
+    // win silently (and the monotone raise carried it on), while the decode fit averaged repeats.
+    const firstLine = new Map<string, number>();
     rows.forEach((row, i) => {
       const line = i + 2;
       const phase = row.phase;
@@ -95,6 +98,13 @@ export class LatencyProfile {
         problems.push(`${where} line ${line}: batch and tokens must be integers >= 1 and ms a number > 0, got ${batch},${tokens},${row.ms}`);
         return;
       }
+      const key = `${phase},${batch},${tokens}`;
+      const first = firstLine.get(key);
+      if (first !== undefined) {
+        problems.push(`${where} line ${line}: repeats line ${first} (${phase}, batch ${batch}, ${tokens} tokens); keep one row per measurement point (average repeated runs before writing the profile)`);
+        return;
+      }
+      firstLine.set(key, line);
       if (phase === "prefill") {
         if (batch === 1) prefill.set(tokens, ms);
       } else decodeRows.push({ batch, tokens, ms });

@@ -1,6 +1,7 @@
 // The remote predictor's own thread: builds the rows, talks HTTP to the latency-predictor service and
 // parses its answers away from the main thread, which only posts pod features and receives curves.
-// Messages: refresh / train / close in; refreshed / log out (see remote-threaded.ts).
+// Messages: refresh / train / close in; refreshed (values, answered calls, counters) / log out (see
+// remote-threaded.ts).
 
 import { parentPort, workerData } from "node:worker_threads";
 import { Registry } from "prom-client";
@@ -31,6 +32,8 @@ const remote = new RemotePredictor({
   clock: realClock,
   registry,
   logger,
+  // The main thread stamps the values with its clock, so it judges whether each answer came in time.
+  judge: "caller",
 });
 
 port.on("message", (msg: ToRemoteThread) => {

@@ -10,9 +10,11 @@
 //
 // Fresh. A pod's remote values are used while the pod state they were predicted from (taken when the
 // refresh started) is at most `maxAgeMs` old (default FRESH_REFRESHES refresh periods) and the refresh
-// used the grid being filled. A failed call leaves its pods' earlier values in use until they age out;
-// past that the pod gets the profile's values. Nothing waits: `refresh` settles within the timeout
-// (plus JSON work) and never rejects, `fill` is synchronous.
+// used the grid being filled (or one it refines: the pool adds knots at KV capacities). A failed call
+// leaves its pods' earlier values in use until they age out; past that the pod gets the profile's
+// values. An answer that lands already older than that is a `stale` fallback, and a timeout that lets
+// calls run that long is refused. Nothing waits: `refresh` settles within the timeout (plus JSON work)
+// and never rejects, `fill` is synchronous.
 
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -20,6 +22,7 @@ import { Counter, type Registry } from "prom-client";
 import type { Clock, Cancel } from "../clock.js";
 import { every } from "../clock.js";
 import { DEFAULTS, type PredictorsConfig } from "../config/schema.js";
+import { ConfigError } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
@@ -47,8 +50,11 @@ export const FRESH_REFRESHES = 3;
 
 export const CALLS_METRIC = "llm_d_inference_scheduler_pd_slo_predictor_calls_total";
 
-/** Why a prediction call fell back to the profile (the `reason` label). */
-export type FallbackReason = "timeout" | "http_error" | "not_ready" | "bad_response" | "connection";
+/**
+ * Why a prediction call fell back to the profile (the `reason` label): the call failed, its answer came
+ * after the values' freshness limit (`stale`), or the predictor's thread was down (`thread_down`).
+ */
+export type FallbackReason = "timeout" | "http_error" | "not_ready" | "bad_response" | "connection" | "stale" | "thread_down";
 
 const ENV_PREFIX: Record<Quantity, string> = {
   "prefill-ttft": "PREFILL_TTFT",
@@ -332,7 +338,9 @@ export class BoundedQueue<T> {
 
 /**
  * Overwrites the curve of `quantity` with the remote values of pods that have fresh ones (from a
- * refresh at most maxAgeMs ago, on the same grid); the others keep what is already there (the profile).
+ * refresh at most maxAgeMs ago, on the grid being filled or on one it refines); the others keep what is
+ * already there (the profile). On a refined grid (a pool adds knots at its pods' KV capacities) a knot
+ * takes the value the kernel would interpolate on the refresh's grid, so the remote curve is unchanged.
  */
 export function overlayRemote(
   quantity: Quantity,
@@ -346,13 +354,75 @@ export function overlayRemote(
   const n = out.pods;
   const grid = out.gridTokens;
   const curve = quantity === "prefill-ttft" ? out.prefillMs : quantity === "decode-ttft" ? out.decodeWaitMs : out.tpotMs;
+  // A refresh's entries share its grid object: one placement per grid seen.
+  const placements = new Map<Float64Array, GridPlacement | null>();
   for (let i = 0; i < pods.length; i++) {
     const entry = latest.get(pods[i].address);
-    if (entry === undefined || nowMs - entry.atMs > maxAgeMs || !sameGrid(entry.grid, grid)) continue;
-    for (let g = 0; g < grid.length; g++) curve[g * n + i] = entry.values[g];
+    if (entry === undefined || nowMs - entry.atMs > maxAgeMs) continue;
+    let at = placements.get(entry.grid);
+    if (at === undefined) placements.set(entry.grid, (at = sameGrid(entry.grid, grid) ? EXACT : placeOn(entry.grid, grid)));
+    if (at === null) continue;
+    const v = entry.values;
+    if (at === EXACT) for (let g = 0; g < grid.length; g++) curve[g * n + i] = v[g];
+    else {
+      const last = v.length - 1;
+      for (let g = 0; g < grid.length; g++) {
+        const s = at.seg[g];
+        const lo = v[s];
+        curve[g * n + i] = Math.max(lo + at.frac[g] * (v[s < last ? s + 1 : s] - lo), 0);
+      }
+    }
     // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue.
     if (quantity === "prefill-ttft") out.prefillQueueMs[i] = 0;
   }
+}
+
+/** Where each point of a fine grid falls on a coarse one: segment and fraction, as the kernel places a request. */
+interface GridPlacement {
+  seg: Int32Array;
+  frac: Float64Array;
+}
+
+const EXACT: GridPlacement = { seg: new Int32Array(0), frac: new Float64Array(0) };
+
+/** The placement of `fine`'s points on `coarse`, or null when `fine` does not hold every point of `coarse`. */
+function placeOn(coarse: Float64Array, fine: Float64Array): GridPlacement | null {
+  const c = coarse.length;
+  let matched = 0;
+  for (let g = 0; g < fine.length && matched < c; g++) if (fine[g] === coarse[matched]) matched++;
+  if (c === 0 || matched < c) return null;
+  const seg = new Int32Array(fine.length);
+  const frac = new Float64Array(fine.length);
+  for (let g = 0; g < fine.length; g++) {
+    const x = fine[g];
+    // The kernel's rule (src/kernel/twin.ts gridPosition): hold the first value below the grid.
+    if (c === 1 || x <= coarse[0]) continue;
+    let s = 0;
+    while (s < c - 2 && coarse[s + 1] <= x) s++;
+    seg[g] = s;
+    frac[g] = (x - coarse[s]) / (coarse[s + 1] - coarse[s]);
+  }
+  return { seg, frac };
+}
+
+/**
+ * Why these options can never give a fresh answer, or null: a call allowed to run as long as the
+ * freshness limit (or longer) brings values that are stale on arrival, so the pods silently keep the
+ * profile. The configuration's names are used, since the options come from `predictors`.
+ */
+export function remoteTimingProblem(options: Pick<RemotePredictorOptions, "timeoutMs" | "refreshMs" | "maxAgeMs">): string | null {
+  const maxAgeMs = maxAgeOf(options);
+  if (options.timeoutMs < maxAgeMs) return null;
+  const limit =
+    options.maxAgeMs !== undefined
+      ? `the freshness limit of ${maxAgeMs} ms`
+      : `the freshness limit of ${maxAgeMs} ms (${FRESH_REFRESHES} x predictors.refreshMs ${options.refreshMs ?? DEFAULTS.predictors.refreshMs})`;
+  return `predictors.remote.timeoutMs (${options.timeoutMs}) must be below ${limit}: an answer later than that is never used`;
+}
+
+/** How long remote values stay fresh under these options. */
+export function maxAgeOf(options: Pick<RemotePredictorOptions, "refreshMs" | "maxAgeMs">): number {
+  return options.maxAgeMs ?? FRESH_REFRESHES * (options.refreshMs ?? DEFAULTS.predictors.refreshMs);
 }
 
 export interface RemotePredictorOptions {
@@ -375,6 +445,12 @@ export interface RemotePredictorInit {
   clock: Clock;
   registry: Registry;
   logger: Logger;
+  /**
+   * Who judges whether an answer came in time: this predictor (default), or its caller, when the values
+   * travel on to another thread whose clock decides. Then a call that answers is not counted here; the
+   * caller learns each refresh's answered calls from `latestOf` and counts them itself.
+   */
+  judge?: "here" | "caller";
 }
 
 export interface RemoteValues {
@@ -388,6 +464,8 @@ export interface RemoteValues {
 
 interface QuantityState {
   quantity: Quantity;
+  /** Calls of each refresh that answered, while the caller judges them (see RemotePredictorInit.judge). */
+  answered: Map<number, number>;
   trainingUrl: string;
   predictionUrls: readonly string[];
   nextUrl: number;
@@ -417,18 +495,23 @@ export class RemotePredictor implements Predictor {
   readonly maxAgeMs: number;
   private readonly inflight = new Set<AbortController>();
   private readonly stopFlush: Cancel;
+  private readonly judgeHere: boolean;
   private refreshes = 0;
   private closed = false;
 
+  /** Throws ConfigError when the options can never give a fresh answer (remoteTimingProblem). */
   constructor(init: RemotePredictorInit) {
     const { options } = init;
+    const timing = remoteTimingProblem(options);
+    if (timing !== null) throw new ConfigError([timing]);
     this.fallback = init.fallback;
     this.clock = init.clock;
     this.metrics = remoteMetrics(init.registry);
     this.once = new OncePerCause(init.logger);
     this.timeoutMs = options.timeoutMs;
     this.trainingFlushMs = options.trainingFlushMs;
-    this.maxAgeMs = options.maxAgeMs ?? FRESH_REFRESHES * (options.refreshMs ?? DEFAULTS.predictors.refreshMs);
+    this.maxAgeMs = maxAgeOf(options);
+    this.judgeHere = (init.judge ?? "here") === "here";
     for (const q of QUANTITIES) {
       const ep = init.endpoints[q];
       if (ep === undefined) continue;
@@ -438,6 +521,7 @@ export class RemotePredictor implements Predictor {
         trainingUrl: normalise(ep.trainingUrl),
         predictionUrls: ep.predictionUrls.map(normalise),
         nextUrl: 0,
+        answered: new Map(),
         latest: new Map(),
         training: new BoundedQueue(options.trainingBufferSize),
         uploading: null,
@@ -458,15 +542,20 @@ export class RemotePredictor implements Predictor {
     overlayRemote(quantity, pods, out, this.states.get(quantity)?.latest, this.clock.nowMs(), this.maxAgeMs);
   }
 
-  /** The values the last refresh stored, per quantity (for a predictor thread to hand to the main thread). */
-  latestOf(refresh: number): { quantity: Quantity; addresses: string[]; values: Float64Array; points: number }[] {
-    const out: { quantity: Quantity; addresses: string[]; values: Float64Array; points: number }[] = [];
+  /**
+   * The values a refresh stored, per quantity, and how many of its calls answered (counted only while
+   * the caller judges them; forgotten once taken). For a predictor thread to hand to the main thread.
+   */
+  latestOf(refresh: number): { quantity: Quantity; addresses: string[]; values: Float64Array; points: number; answered: number }[] {
+    const out: { quantity: Quantity; addresses: string[]; values: Float64Array; points: number; answered: number }[] = [];
     for (const state of this.states.values()) {
       const fresh = [...state.latest].filter(([, v]) => v.refresh === refresh);
       const points = fresh[0]?.[1].values.length ?? 0;
       const values = new Float64Array(fresh.length * points);
       fresh.forEach(([, v], k) => values.set(v.values, k * points));
-      out.push({ quantity: state.quantity, addresses: fresh.map(([a]) => a), values, points });
+      const answered = state.answered.get(refresh) ?? 0;
+      state.answered.delete(refresh);
+      out.push({ quantity: state.quantity, addresses: fresh.map(([a]) => a), values, points, answered });
     }
     return out;
   }
@@ -584,7 +673,22 @@ export class RemotePredictor implements Predictor {
       this.once.fail(subject, outcome.cause, message, { predictor: q, url, reason: outcome.reason, detail: outcome.detail });
       return;
     }
-    this.metrics.calls.inc({ predictor: q, status: "success" });
+    if (this.judgeHere) {
+      const ageMs = this.clock.nowMs() - startedMs;
+      if (ageMs > this.maxAgeMs) {
+        // Counted as the failure it is for the pods, like a timeout: the service answered, too late to use.
+        this.metrics.calls.inc({ predictor: q, status: "error" });
+        this.metrics.fallbacks.inc({ predictor: q, reason: "stale" });
+        this.once.fail(subject, "stale", `remote ${q} predictor answered after the values' freshness limit; its pods use the profile`, {
+          predictor: q,
+          url,
+          reason: "stale",
+          detail: `answer ${Math.round(ageMs)} ms after the refresh began, limit ${this.maxAgeMs} ms`,
+        });
+        return;
+      }
+      this.metrics.calls.inc({ predictor: q, status: "success" });
+    } else state.answered.set(refresh, (state.answered.get(refresh) ?? 0) + 1);
     this.once.clear(subject, `remote ${q} predictor answers again`, { predictor: q, url });
     const g = grid.length;
     batch.addresses.forEach((address, p) => {
