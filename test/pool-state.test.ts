@@ -184,10 +184,32 @@ describe("pick accounting", () => {
     expect(pool.snapshot!.prefillQueueMs[0]).toBe(0);
   });
 
+  it.each(["both", "decode"] as const)("a local prefill's load on a %s pod outlives the refresh, which counts it from the in-flight entry", (role) => {
+    const { registry, pool } = setup();
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role },
+      ...(role === "decode" ? [{ address: "10.0.0.2:8000", pool: "medium", role: "prefill" as const }] : []),
+    ]);
+    const params = { ...DEFAULTS.optimizer, localPrefill: "compete" as const, headroomStrategy: "best" as const };
+    const twin = new TwinKernel(params, DEFAULTS.topology);
+    twin.loadSnapshot(pool.refresh());
+    const req = request({ inputTokens: 2000, outputTokens: 100, sloTtftMs: 5000, sloTpotMs: 50, seed: 1 });
+    const [first] = twin.pick([req]);
+    expect(first.prefill).toBe(-1);
+    pool.recordPick("r1", req, first);
+    twin.loadSnapshot(pool.snapshot!);
+    const [between] = twin.pick([{ ...req, seed: 2 }]);
+    expect(between.decodeTtftMs).toBeGreaterThan(first.decodeTtftMs + 0.9 * profile.prefillMs(2000));
+    // The clock stands still: the same entry, nothing done or reflected. It was dropped here.
+    twin.loadSnapshot(pool.refresh());
+    const [after] = twin.pick([{ ...req, seed: 2 }]);
+    expect(after.decodeTtftMs).toBeGreaterThan(first.decodeTtftMs + 0.9 * profile.prefillMs(2000));
+  });
+
   it("a pick on a pod with a remote TTFT adds the pod's prefill compute to its queue, not the TTFT, which holds the queue", () => {
     const grid = logGrid(12, 16, 32768);
     // The service says 900 ms at every size: a long queue ahead of a short prefill.
-    const latest = new Map([["10.0.0.1:8000", { values: new Float64Array(grid.length).fill(900), grid, atMs: 5_000, refresh: 1 }]]);
+    const latest = new Map([["10.0.0.1:8000", { values: new Float64Array(grid.length).fill(900), grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0 }]]);
     const { registry, pool, inflight } = setup((base) => ({
       kind: "remote",
       fill(quantity, pods, out) {
@@ -212,6 +234,10 @@ describe("pick accounting", () => {
     // The next pick, as a kernel loaded from the shared snapshot sees it.
     twin.loadSnapshot(pool.snapshot!);
     expect(twin.pick([{ ...req, seed: 2 }])[0].prefillTtftMs).toBeCloseTo(900 + compute, 6);
+    // A refresh before the service answers again: its values count the queue as it stood without this
+    // pick, which the refresh keeps (it was set to 0 there).
+    pool.refresh();
+    expect(pool.snapshot!.prefillQueueMs[0]).toBeCloseTo(compute, 6);
   });
 
   it("a result computed before a refresh (a worker's) adds its load to the newer snapshot, which did not count it", () => {
@@ -316,7 +342,7 @@ describe("KV capacity on the grid", () => {
   it("a remote service is asked on the configured grid, and its curve reads the same on the grid with knots", () => {
     const grid = logGrid(12, 16, 32768);
     const values = Float64Array.from(grid, (x) => 5 + Math.sqrt(x));
-    const latest = new Map([["10.0.0.2:8000", { values, grid, atMs: 5_000, refresh: 1 }]]);
+    const latest = new Map([["10.0.0.2:8000", { values, grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0 }]]);
     const asked: Float64Array[] = [];
     const { registry, pool, clock } = setup((base) => ({
       kind: "remote",

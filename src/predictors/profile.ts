@@ -109,7 +109,9 @@ export class ProfilePredictor implements Predictor {
     const n = out.pods;
     const grid = out.gridTokens;
     for (let g = 0; g < grid.length; g++) out.decodeWaitMs[g * n + i] = this.decodeWaitMs(pod, grid[g]);
-    out.decodeQueueMs[i] = 0;
+    // Prefill work still ahead on a pod that decodes: its local prefills (a pick adds its compute here
+    // between refreshes, as the kernel does) and, on a `both` pod, the prefills it serves for others.
+    out.decodeQueueMs[i] = pod.role === "prefill" ? 0 : bound(pod.prefillMsInFlight);
     // One more typical request claims KV that later requests may have to wait for.
     const now = this.decodeWaitMs(pod, pod.meanIsl);
     out.waitPerRequestMs[i] = Math.max(0, this.decodeWaitMs(pod, pod.meanIsl, 1) - now);

@@ -54,7 +54,7 @@ export class ThreadedRemotePredictor implements Predictor {
   /** Null while the thread is down (between its exit and its restart, or for good). */
   private worker: Worker | null;
   private readonly latest = new Map<Quantity, Map<string, RemoteValues>>();
-  private readonly waiting = new Map<number, { startedMs: number; grid: Float64Array; done: () => void }>();
+  private readonly waiting = new Map<number, { startedMs: number; grid: Float64Array; prefillMsInFlight: Map<string, number>; done: () => void }>();
   private readonly mirrors = new Map<string, Mirror>();
   private readonly served: Quantity[];
   private readonly once: OncePerCause;
@@ -104,7 +104,8 @@ export class ThreadedRemotePredictor implements Predictor {
     const grid = Float64Array.from(gridTokens);
     return new Promise((resolve) => {
       const cancel = this.init.clock.schedule(this.maxAgeMs, () => this.giveUp(id));
-      this.waiting.set(id, { startedMs, grid, done: () => (cancel(), resolve()) });
+      const prefillMsInFlight = new Map(pods.map((pod) => [pod.address, pod.prefillMsInFlight]));
+      this.waiting.set(id, { startedMs, grid, prefillMsInFlight, done: () => (cancel(), resolve()) });
       worker.postMessage({ t: "refresh", id, pods: [...pods], grid } satisfies ToRemoteThread);
     });
   }
@@ -241,7 +242,13 @@ export class ThreadedRemotePredictor implements Predictor {
       let map = this.latest.get(quantity);
       if (map === undefined) this.latest.set(quantity, (map = new Map()));
       addresses.forEach((address, k) => {
-        map!.set(address, { values: values.subarray(k * points, (k + 1) * points), grid: pending.grid, atMs: pending.startedMs, refresh: msg.id });
+        map!.set(address, {
+          values: values.subarray(k * points, (k + 1) * points),
+          grid: pending.grid,
+          atMs: pending.startedMs,
+          refresh: msg.id,
+          prefillMsInFlight: pending.prefillMsInFlight.get(address) ?? 0,
+        });
       });
     }
     this.mirror(msg.metrics as MetricJson[]);

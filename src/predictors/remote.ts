@@ -372,8 +372,9 @@ export function overlayRemote(
         curve[g * n + i] = Math.max(lo + at.frac[g] * (v[s < last ? s + 1 : s] - lo), 0);
       }
     }
-    // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue.
-    if (quantity === "prefill-ttft") out.prefillQueueMs[i] = 0;
+    // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue as
+    // its features told it (our picks then included); picks since add what has grown on the pod since.
+    if (quantity === "prefill-ttft") out.prefillQueueMs[i] = Math.max(0, pods[i].prefillMsInFlight - entry.prefillMsInFlight);
   }
 }
 
@@ -460,6 +461,8 @@ export interface RemoteValues {
   /** Clock time the refresh that produced them started (the age of the pod state behind them). */
   atMs: number;
   refresh: number;
+  /** The pod's in-flight prefill work (ms) when that refresh started, which the values count through its features. */
+  prefillMsInFlight: number;
 }
 
 interface QuantityState {
@@ -477,6 +480,8 @@ interface QuantityState {
 /** One prediction call: its pods and their rows, already serialised (JSON.stringify of objects costs more). */
 interface CallBatch {
   addresses: string[];
+  /** Each pod's in-flight prefill work when the refresh started. */
+  prefillMsInFlight: number[];
   rows: string[];
 }
 
@@ -604,7 +609,7 @@ export class RemotePredictor implements Predictor {
       // Calls split at pod boundaries, so a failed call never leaves a pod with half a curve.
       const podsPerCall = Math.max(1, Math.floor(MAX_ROWS_PER_CALL / g));
       const batches: CallBatch[] = [];
-      let batch: CallBatch = { addresses: [], rows: [] };
+      let batch: CallBatch = { addresses: [], prefillMsInFlight: [], rows: [] };
       let invalid = 0;
       let firstProblem = "";
       for (const pod of pods) {
@@ -617,9 +622,10 @@ export class RemotePredictor implements Predictor {
         }
         if (batch.addresses.length === podsPerCall) {
           batches.push(batch);
-          batch = { addresses: [], rows: [] };
+          batch = { addresses: [], prefillMsInFlight: [], rows: [] };
         }
         batch.addresses.push(pod.address);
+        batch.prefillMsInFlight.push(pod.prefillMsInFlight);
         // Field order does not matter to the service: the grid point goes last, after the pod's features.
         const { input_token_length: _, ...rest } = base;
         const head = `${JSON.stringify(rest).slice(0, -1)},"input_token_length":`;
@@ -695,7 +701,7 @@ export class RemotePredictor implements Predictor {
       const current = state.latest.get(address);
       // A slower, older refresh must not overwrite what a newer one stored.
       if (current !== undefined && current.refresh > refresh) return;
-      state.latest.set(address, { values: outcome.value.subarray(p * g, (p + 1) * g), grid, atMs: startedMs, refresh });
+      state.latest.set(address, { values: outcome.value.subarray(p * g, (p + 1) * g), grid, atMs: startedMs, refresh, prefillMsInFlight: batch.prefillMsInFlight[p] });
     });
   }
 
