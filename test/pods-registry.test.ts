@@ -65,6 +65,19 @@ describe("sources", () => {
     expect(changes[2]).toEqual(["high", "low"]);
   });
 
+  it("a change is reported even when an unchanged pod of the same pool follows it (a reload that drains one pod)", () => {
+    const { registry, changes } = setup();
+    const pods = [
+      { address: "a:1", pool: "m", role: "decode" as const },
+      { address: "b:1", pool: "m", role: "decode" as const },
+    ];
+    registry.replacePools("static", ["m"], pods);
+    changes.length = 0;
+    registry.replacePools("static", ["m"], [{ ...pods[0], draining: true }, pods[1]]);
+    expect(registry.get("a:1")!.spec.draining).toBe(true);
+    expect(changes).toEqual([["m"]]);
+  });
+
   it("a Kubernetes resync replaces that pool's discovered set and leaves static pods alone", () => {
     const { registry } = setup();
     registry.replacePool("static", "p", [{ address: "s:1", pool: "p", role: "both" }]);

@@ -215,22 +215,25 @@ export class PodRegistry {
   }
 
   private remerge(addresses: Set<string>): void {
+    // The pools of pods that changed: an unchanged pod must not take back its pool's notification.
     const pools = new Set<string>();
     for (const address of addresses) {
       const before = this.entries.get(address);
       const merged = this.merge(address);
-      if (before) pools.add(before.spec.pool);
       if (merged === null) {
         if (before !== undefined) {
+          pools.add(before.spec.pool);
           this.entries.delete(address);
           for (const listener of this.removalListeners) listener(before.spec.address);
         }
         continue;
       }
-      pools.add(merged.spec.pool);
       if (before === undefined) {
+        pools.add(merged.spec.pool);
         this.entries.set(address, { ...merged, addedAtMs: this.options.clock.nowMs(), consecutiveFailures: 0 });
       } else if (!sameSpec(before.spec, merged.spec) || before.sources.join() !== merged.sources.join()) {
+        pools.add(before.spec.pool);
+        pools.add(merged.spec.pool);
         const metricsChanged = before.spec.metricsUrl !== merged.spec.metricsUrl;
         before.spec = merged.spec;
         before.sources = merged.sources;
@@ -241,7 +244,7 @@ export class PodRegistry {
           before.lastFailure = undefined;
           before.addedAtMs = this.options.clock.nowMs();
         }
-      } else pools.delete(merged.spec.pool);
+      }
     }
     if (pools.size > 0) for (const listener of this.listeners) listener(pools);
   }
