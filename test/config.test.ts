@@ -1,5 +1,6 @@
 // Configuration: defaults, every option validated with the field and the value named, strictness.
 
+import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
@@ -295,6 +296,52 @@ describe("every option is validated", () => {
     ]);
     expect(parseConfig("optimizer: { ttftWeight: 0, tpotWeight: 1 }").config.optimizer.ttftWeight).toBe(0);
   });
+
+  test("a remote predictor's timeout is below its values' freshness limit (3 refreshes), or no answer could be used", () => {
+    expect(problemsOf("predictors: { decodeTpot: remote, refreshMs: 100, remote: { timeoutMs: 300 } }")).toEqual([
+      "predictors.remote.timeoutMs: must be below the remote values' freshness limit, 3 x predictors.refreshMs (300): a later answer is never used, got 300",
+    ]);
+    expect(parseConfig("predictors: { decodeTpot: remote, refreshMs: 100, remote: { timeoutMs: 299 } }").config.predictors.remote.timeoutMs).toBe(299);
+    // Without a remote quantity the section is not used.
+    expect(parseConfig("predictors: { refreshMs: 100, remote: { timeoutMs: 5000 } }").config.predictors.remote.timeoutMs).toBe(5000);
+  });
+});
+
+describe("the kubernetes actuator's configuration", () => {
+  const workload = (name: string) => ({ kind: "Deployment", name });
+  const all = (pool: string) => ({ prefill: workload(`${pool}-p`), decode: workload(`${pool}-d`), both: workload(`${pool}-b`) });
+
+  test("needs a workload for every role each pool can run", () => {
+    // The example the README used to show: high without decode; medium and low without anything.
+    const problems = problemsOf(
+      stringify({
+        planners: { actuator: "kubernetes", kubernetes: { namespace: "llm-d", workloads: { high: { prefill: workload("vllm-high-prefill"), both: workload("vllm-high") } } } },
+      }),
+    );
+    expect(problems).toEqual([
+      "planners.kubernetes.workloads.high.decode: must be set when planners.actuator is kubernetes: pool high may run 2 workers (maxGpus 4 / tp 2), decode workers among them, got nothing",
+      "planners.kubernetes.workloads.medium.prefill: must be set when planners.actuator is kubernetes: pool medium may run 3 workers (maxGpus 3 / tp 1), prefill workers among them, got nothing",
+      "planners.kubernetes.workloads.medium.decode: must be set when planners.actuator is kubernetes: pool medium may run 3 workers (maxGpus 3 / tp 1), decode workers among them, got nothing",
+      "planners.kubernetes.workloads.medium.both: must be set when planners.actuator is kubernetes: pool medium always runs at least one both worker, got nothing",
+      "planners.kubernetes.workloads.low.both: must be set when planners.actuator is kubernetes: pool low always runs at least one both worker, got nothing",
+    ]);
+    // One worker at most (low: maxGpus 1) needs only its both workload.
+    const ok = { planners: { actuator: "kubernetes", kubernetes: { namespace: "llm-d", workloads: { high: all("high"), medium: all("medium"), low: { both: workload("low-b") } } } } };
+    expect(parseConfig(stringify(ok)).config.planners.kubernetes!.namespace).toBe("llm-d");
+    // Unchecked while the actuator is another one.
+    expect(parseConfig(stringify({ planners: { kubernetes: { workloads: { high: { both: workload("vllm-high") } } } } })).config.planners.actuator).toBe("advisory");
+  });
+
+  test("needs the workloads' namespace unless each names its own (no default that the RBAC does not cover)", () => {
+    const workloads = { high: all("high"), medium: all("medium"), low: { both: workload("low-b") } };
+    expect(problemsOf(stringify({ planners: { actuator: "kubernetes", kubernetes: { workloads } } }))).toEqual([
+      "planners.kubernetes.namespace: must be set when planners.actuator is kubernetes and a workload names no namespace: the namespace of the pools' workloads (the shipped RBAC grants scale in llm-d), got nothing",
+    ]);
+    const placed = JSON.parse(JSON.stringify(workloads), (_, v: unknown) => (typeof v === "object" && v !== null && "kind" in v ? { ...v, namespace: "llm-d" } : v));
+    const { config } = parseConfig(stringify({ planners: { actuator: "kubernetes", kubernetes: { workloads: placed } } }));
+    expect(config.planners.kubernetes!.namespace).toBeUndefined();
+    expect(config.planners.kubernetes!.workloads.low!.both).toEqual({ kind: "Deployment", name: "low-b", namespace: "llm-d" });
+  });
 });
 
 describe("strictness", () => {
@@ -449,6 +496,21 @@ describe("files", () => {
     const { config } = loadConfigFile(join(fixtures, "relative-profile.yaml"));
     expect(config.predictors.profiles).toEqual({ a100: join(fixtures, "profiles/a100.csv") });
     expect(config.pools[0]!.pods[0]!.profile).toBe("a100");
+  });
+
+  test("the shipped example's kubernetes actuator block validates when switched on", () => {
+    const text = readFileSync(join(root, "deploy/config/headroom.yaml"), "utf8").replace("actuator: advisory ", "actuator: kubernetes ");
+    const start = text.lastIndexOf("  # kubernetes:\n");
+    expect(start).toBeGreaterThan(0);
+    const uncommented = text
+      .slice(start)
+      .split("\n")
+      .map((line) => line.replace(/^ {2}# /, "  "))
+      .join("\n");
+    const switched = text.slice(0, start) + uncommented;
+    const { config } = parseConfig(switched);
+    expect(config.planners.actuator).toBe("kubernetes");
+    expect(Object.keys(config.planners.kubernetes!.workloads)).toEqual(["high", "medium", "low"]);
   });
 
   test("the shipped example validates, without warnings, and documents the defaults", () => {

@@ -353,7 +353,7 @@ describe("planners", () => {
 
 describe("planner configuration", () => {
   it("takes the actuator and each pool's tuning from the configuration", async () => {
-    const yaml = `${POOLS.replace("sloLevel: high", "sloLevel: high\n    planner: { cooldownMs: 5000, burstFactor: 2 }")}
+    const yaml = `${POOLS.replace("sloLevel: high", "sloLevel: high\n    planner: { cooldownMs: 5000, burstFactor: 2, scaleDownWindowMs: 90000 }")}
 workers: { threads: 0 }
 planners: { actuator: webhook, webhook: { url: "http://127.0.0.1:9/decisions" } }`;
     const e = await Engine.create({ config: parseConfig(yaml).config, logger: new MemoryLogger(), registry: new Registry() });
@@ -361,7 +361,7 @@ planners: { actuator: webhook, webhook: { url: "http://127.0.0.1:9/decisions" } 
     const state = e.planner() as { pools: { pool: string; actuator: string; tuning: { cooldownMs: number; burstFactor: number } }[] };
     const high = state.pools.find((p) => p.pool === "high")!;
     expect(high.actuator).toBe("webhook");
-    expect(high.tuning).toMatchObject({ cooldownMs: 5000, burstFactor: 2 });
+    expect(high.tuning).toMatchObject({ cooldownMs: 5000, burstFactor: 2, scaleDownWindowMs: 90000 });
     expect(state.pools.find((p) => p.pool === "medium")!.tuning.burstFactor).toBe(1.5);
   });
 });

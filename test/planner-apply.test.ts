@@ -80,26 +80,26 @@ describe("applying decisions", () => {
     t.planners.close();
   });
 
-  it("tries a failed decision again at the next interval even when that interval is not sized (no utilization)", async () => {
+  it("tries a failed decision again at the next interval even when that interval is not sized (bad utilization)", async () => {
     const cluster = new FlakyCluster(Infinity);
     let healthy = true;
     const t = setup([medium], {
       actuator: new SimulatorActuator(cluster),
       apply: { attempts: 2, initialBackoffMs: 1000 },
-      utilization: () => (healthy ? { prefillQueueUtil: 0.1, kvUtil: 0.1 } : undefined),
+      utilization: () => (healthy ? { prefillQueueUtil: 0.1, kvUtil: 0.1 } : { prefillQueueUtil: NaN, kvUtil: 0.1 }),
     });
     feed(t, { m: { ratePerS: 30 } }, 10);
     await flush();
     t.clock.advance(1000);
     await flush();
     expect(t.state("m").apply).toMatchObject({ status: "failed", attempts: 2 });
-    // The pool has no utilization for a while (no eligible pods), and the actuator recovers meanwhile.
+    // The pool's utilization is not a number for a while, and the actuator recovers meanwhile.
     healthy = false;
     cluster.failures = 0;
     feed(t, { m: { ratePerS: 30 } }, 9);
     await flush();
     const s = t.state("m");
-    expect(s.lastSkip?.cause).toBe("utilization_missing");
+    expect(s.lastSkip?.cause).toBe("utilization_invalid");
     expect(s.apply).toMatchObject({ status: "applied" });
     expect(s.applied).toEqual({ prefill: 2, decode: 0, both: 1, gpus: 3 });
     t.planners.close();

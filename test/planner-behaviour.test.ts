@@ -159,6 +159,36 @@ describe("scale-down", () => {
   });
 });
 
+describe("scale-down stabilisation", () => {
+  it("keeps a worker while the load hovers at a worker boundary", async () => {
+    // 30 s intervals, the default 60 s cooldown and window. 31 req/s needs 2 prefill workers (1.88),
+    // 35 req/s 3 (2.12); the load alternates between them.
+    const t = setup([medium("m", { adjustmentIntervalMs: 30_000 })]);
+    for (let i = 0; i < 40; i++) feed(t, { m: { ratePerS: i % 2 ? 35 : 31 } }, 30);
+    const s = t.state("m");
+    // Before: after each cooldown the first low interval removed the worker, and the next high one
+    // added it back at once (9 scale-downs and 11 scale-ups in 20 minutes).
+    expect(s.decisions.map((d) => d.reason)).toEqual(["sizing", "sizing"]);
+    expect(desiredOf(s)).toEqual(layout(3, 0, 1));
+    t.planners.close();
+  });
+
+  it("scales down once the target has stayed lower for the whole window", () => {
+    const t = setup([medium("m")], { tuning: { cooldownMs: 10_000, scaleDownWindowMs: 30_000 } });
+    feed(t, { m: { ratePerS: 30 } }, 10);
+    expect(desiredOf(t.state("m"))).toEqual(layout(2, 0, 1));
+    const prefill: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      feed(t, { m: { ratePerS: 10 } }, 10);
+      prefill.push(t.state("m").desired.prefill);
+    }
+    // 10 req/s fits the both worker (0.61 + 0.22): lower from t = 20 s, but the 2-prefill target of
+    // t = 10 s stays in the window until t = 40 s; then one step per 10 s cooldown.
+    expect(prefill).toEqual([2, 2, 1, 0, 0]);
+    t.planners.close();
+  });
+});
+
 describe("scale-down below the observed load", () => {
   it("never leaves fewer workers than the load just observed needs, whatever the forecast", () => {
     const t = setup([medium("m", { loadPredictor: "kalman", proactive: true })], { tuning: { cooldownMs: 0 } });
@@ -175,6 +205,25 @@ describe("scale-down below the observed load", () => {
     // The forecast alone would need one prefill worker or none for most of these intervals.
     expect(seen.filter((x) => x.predicted < 10).length).toBeGreaterThanOrEqual(4);
     expect(seen.map((x) => x.prefill)).toEqual([2, 2, 2, 2, 2, 2, 2, 2]);
+    t.planners.close();
+  });
+});
+
+describe("scale-down below the observed prompt and answer lengths", () => {
+  it("never leaves fewer workers than the ISL just observed needs, whatever the forecast", () => {
+    const t = setup([medium("m", { loadPredictor: "kalman", proactive: true })], { tuning: { cooldownMs: 0 } });
+    // Prompts shorten from 12,000 to 4,000 tokens and stay there; the Kalman trend carries the fall on
+    // (to 1 token) and takes several intervals to come back. At 20 req/s, 4,000-token prompts need
+    // 80,000 / (37,289 x 0.85) = 2.52 -> 3 prefill workers.
+    for (const isl of [12_000, 8000]) feed(t, { m: { ratePerS: 20, isl } }, 10);
+    const seen: { predictedIsl: number; prefill: number }[] = [];
+    for (let i = 0; i < 6; i++) {
+      feed(t, { m: { ratePerS: 20, isl: 4000 } }, 10);
+      const s = t.state("m");
+      seen.push({ predictedIsl: s.load!.predicted.isl, prefill: s.desired.prefill });
+    }
+    expect(seen.filter((x) => x.predictedIsl < 2000).length).toBeGreaterThanOrEqual(3);
+    expect(seen.map((x) => x.prefill)).toEqual([3, 3, 3, 3, 3, 3]);
     t.planners.close();
   });
 });
@@ -246,14 +295,22 @@ describe("bad or missing data", () => {
     t.planners.close();
   });
 
-  it("skips sizing when the engine knows nothing of the pool's pods", async () => {
-    const t = setup([medium("m")], { utilization: () => undefined });
-    feed(t, { m: { ratePerS: 40 } }, 20);
-    expect(t.state("m").lastSkip).toMatchObject({ cause: "utilization_missing" });
-    expect(desiredOf(t.state("m"))).toEqual(layout(0, 0, 1));
-    expect(await t.registry.getSingleMetricAsString("headroom_planner_skipped_intervals_total")).toContain(
-      'headroom_planner_skipped_intervals_total{pool="m",cause="utilization_missing"} 2',
-    );
+  it("sizes from load and violations when the engine knows nothing of the pool's pods", async () => {
+    let known = false;
+    const t = setup([medium("m")], { utilization: () => (known ? { prefillQueueUtil: 0.95, kvUtil: 0.1 } : undefined) });
+    // 40 req/s, half of the TTFTs missed: 3 prefill workers for the load (2.42), which is also the step up.
+    feed(t, { m: { ratePerS: 40, missShare: 0.5, miss: { ttftMs: 5000 } } }, 10);
+    const s = t.state("m");
+    expect(s.lastSkip).toBeNull();
+    expect(desiredOf(s)).toEqual(layout(3, 0, 1));
+    expect(s.decisions[0]!.reason).toBe("violations");
+    expect(await t.registry.getSingleMetricAsString("headroom_planner_skipped_intervals_total")).not.toContain("utilization_missing");
+    expect(t.logger.lines.filter((l) => l.message.startsWith("no pod utilization for the pool"))).toHaveLength(1);
+    // Utilization comes back, over the threshold: its step-ups resume (after the start-up delay).
+    known = true;
+    feed(t, { m: { ratePerS: 40 } }, 60);
+    expect(t.logger.lines.some((l) => l.message === "pod utilization for the pool again")).toBe(true);
+    expect(t.state("m").decisions[0]).toMatchObject({ reason: "utilization", to: layout(4, 0, 1) });
     t.planners.close();
   });
 

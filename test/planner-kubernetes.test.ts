@@ -1,6 +1,6 @@
 // The kubernetes actuator against a loopback server answering the scale API: replicas of the pool's
-// prefill, decode and both workloads (Deployments and StatefulSets), lower before raise, a 409 re-read,
-// and 404 / 500 answers retried by the applier and reported.
+// prefill, decode and both workloads (Deployments and StatefulSets), read, lower before raise, only the
+// roles a decision changes, a 409 re-read, and 404 / 500 answers retried by the applier and reported.
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
@@ -54,6 +54,29 @@ describe("kubernetes actuator", () => {
     const before = api.requests.length;
     await actuator.apply(request(2, 1, 1));
     expect(api.requests.slice(before).every((r) => r.method === "GET")).toBe(true);
+  });
+
+  it("reads what a pool runs: each role's replicas, 0 without a workload, nothing for a pool without any", async () => {
+    expect(await actuator.read("high")).toEqual({ prefill: 0, decode: 3, both: 1 });
+    api.set("deployments", "other", "low-both", 2);
+    expect(await actuator.read("low")).toEqual({ prefill: 0, decode: 0, both: 2 });
+    expect(await actuator.read("medium")).toBeUndefined();
+    api.workloads.delete(`statefulsets/${NS}/high-decode`);
+    await expect(actuator.read("high")).rejects.toThrow(`cannot read the scale of StatefulSet ${NS}/high-decode: HTTP 404`);
+  });
+
+  it("sets only the roles a decision changes", async () => {
+    // The planner went from 0P/2D/1B to 1P/2D/1B; someone has since scaled decode to 3: left alone.
+    await actuator.apply({ ...request(1, 2, 1), from: { prefill: 0, decode: 2, both: 1 } });
+    expect(api.puts()).toEqual([`deployments/${NS}/high-prefill=1`]);
+    expect(api.replicas("statefulsets", NS, "high-decode")).toBe(3);
+  });
+
+  it("without a namespace, uses the kubeconfig context's (in a pod, the pod's own), not `default`", async () => {
+    const kc = api.kubeConfig();
+    kc.loadFromOptions({ clusters: kc.clusters, users: kc.users, contexts: [{ ...kc.contexts[0]!, namespace: NS }], currentContext: kc.currentContext });
+    const placed = new KubernetesActuator(kc, { workloads: { high: { both: { kind: "Deployment", name: "high-both" } } } });
+    expect(await placed.read("high")).toEqual({ prefill: 0, decode: 0, both: 1 });
   });
 
   it("re-reads and replaces again after a 409 conflict", async () => {

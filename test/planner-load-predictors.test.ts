@@ -119,11 +119,29 @@ describe("arima (order search in a thread)", () => {
 
   it("never predicts below zero", async () => {
     const p = new ArimaPredictor({ searcher: thread.search, minPoints: 20 });
-    // A steady fall: the fitted model's forecast goes below zero at the end.
+    // A steady fall towards zero.
     for (let t = 0; t < 25; t++) p.observe(98 - 4 * t);
     await p.settled();
     expect(p.describe().order).not.toBeNull();
-    expect(p.predict()).toBe(0);
+    expect(p.predict()!).toBeGreaterThanOrEqual(0);
+  });
+
+  it("takes a forecast below zero for a failed fit: the last value, and a new search", async () => {
+    const p = new ArimaPredictor({ searcher: thread.search, minPoints: 20, searchEvery: 1000 });
+    // A series that alternates gets a model that swings: after a jump to 150 it forecasts below zero.
+    for (let t = 0; t < 20; t++) p.observe((t % 2 ? 40 : 60) + ((t * 7) % 5) - 2);
+    await p.settled();
+    expect(p.describe().searches).toBe(1);
+    expect(p.describe().order).not.toBeNull();
+    p.observe(150);
+    // Before: the forecast was clamped to 0 (no load at all) until the next search.
+    expect(p.predict()).toBe(150);
+    expect(p.describe()).toMatchObject({ order: null, failedForecasts: 1 });
+    // Without a model the next observation searches at once.
+    p.observe(150);
+    await p.settled();
+    expect(p.describe().searches).toBe(2);
+    expect(p.predict()!).toBeGreaterThanOrEqual(0);
   });
 
   it("keeps the last value when the search fails", async () => {

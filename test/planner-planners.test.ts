@@ -129,4 +129,29 @@ describe("an ARIMA pool", () => {
     expect(s.load!.predicted.ratePerS).toBeGreaterThanOrEqual(0);
     t.planners.close();
   });
+
+  it("grows within two intervals when the rate jumps five-fold (no explosive fit predicting zero)", async () => {
+    // About 20 req/s for 39 intervals, then 100. The search used to keep an explosive AR(2) that won in
+    // sample; its forecasts were below zero, clamped to 0 req/s for five intervals, and the pool stayed put.
+    const rates = [
+      19.62, 20.69, 20.97, 20.47, 20.92, 19.59, 20.32, 19.31, 20.99, 20.22, 20.45, 19.59, 20.32, 20.54, 19.96, 20.27, 20.35, 19.43, 20.73, 20.96,
+      20.68, 19.03, 19.85, 19.73, 20.69, 19.54, 19.98, 20.14, 19.9, 19.91, 20.36, 20.73, 19.18, 20.38, 20.14, 20.1, 19.54, 20.66, 19.03,
+    ];
+    const t = setup([pool("medium", { name: "m", maxGpus: 8, planner: { loadPredictor: "arima", burstProtection: false } })]);
+    // Ten-second intervals of ten seconds' traffic each: rates with 0.1 req/s resolution.
+    for (const ratePerS of rates) {
+      feed(t, { m: { ratePerS } }, 10);
+      await t.planners.settled();
+    }
+    const after: { predicted: number; prefill: number }[] = [];
+    for (let i = 0; i < 6; i++) {
+      feed(t, { m: { ratePerS: 100 } }, 10);
+      await t.planners.settled();
+      const s = t.state("m");
+      after.push({ predicted: s.load!.predicted.ratePerS, prefill: s.desired.prefill });
+    }
+    // 100 req/s at ISL 2,000: 200,000 / (38,870 x 0.85) = 6.05 -> 6 prefill workers (7 with the decode one).
+    expect(after.slice(1).every((a) => a.predicted > 50 && a.prefill >= 6), JSON.stringify(after)).toBe(true);
+    t.planners.close();
+  }, 30_000);
 });

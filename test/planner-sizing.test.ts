@@ -130,6 +130,67 @@ describe("layouts", () => {
     expect(layoutFor(need(2.5, 1.2), 1, false).layout).toEqual({ prefill: 0, decode: 0, both: 1 });
     expect(fitToCap({ prefill: 2, decode: 2, both: 1 }, 0)).toEqual({ prefill: 0, decode: 0, both: 1 });
   });
+
+  /** The rule as it was first written, one worker per turn of the loop: the reference for fitToCap. */
+  const oneAtATime = (layout: { prefill: number; decode: number; both: number }, cap: number, p?: number, d?: number) => {
+    const out = { ...layout };
+    while (out.prefill + out.decode + out.both > Math.max(1, cap)) {
+      const c = out.decode + out.both;
+      let takePrefill: boolean;
+      if (out.prefill === 0) takePrefill = false;
+      else if (c <= 1) takePrefill = true;
+      else if (p === undefined || d === undefined) takePrefill = out.prefill >= c;
+      else {
+        const withoutPrefill = out.prefill > 1 ? Math.max(p / (out.prefill - 1), d / c) : (p + d) / c;
+        const withoutDecode = Math.max(p / out.prefill, d / (c - 1));
+        takePrefill = withoutPrefill < withoutDecode || (withoutPrefill === withoutDecode && out.prefill >= c);
+      }
+      if (takePrefill) out.prefill--;
+      else if (out.decode > 0) out.decode--;
+      else out.both--;
+    }
+    return out;
+  };
+
+  it("fits any need within the cap at once, however many workers it asks for", () => {
+    // ISL = OSL = 10 million tokens at 100 req/s: KV holds no sequence, so a decode worker runs a
+    // batch of one and the need is hundreds of millions of workers.
+    const huge = sizeNeed(profile, MEDIUM, { ratePerS: 100, isl: 1e7, osl: 1e7 });
+    expect(huge.decodeWorkers).toBeGreaterThan(7e8);
+    // Before: one worker taken away per turn of the loop, seconds here (and past 2^53 workers, for
+    // ever: the 2^60 cases below never returned).
+    const fitted = layoutFor(huge, 3, false).layout;
+    expect(fitted).toEqual(oneAtATime({ prefill: 3, decode: 3, both: 1 }, 3, huge.prefillShare, huge.decodeShare));
+    // Aggregating saves no worker here (ceil of the sum of shares = the sum of the ceilings).
+    expect(layoutFor(huge, 3, true).layout).toEqual(fitted);
+    expect(layoutFor(need(1e12 + 0.5, 1e12 + 0.4), 3, true).layout).toEqual({ prefill: 0, decode: 0, both: 3 });
+    expect(fitToCap({ prefill: 2 ** 60, decode: 2 ** 60, both: 1 }, 4, need(2 ** 60, 2 ** 60))).toEqual(
+      oneAtATime({ prefill: 5, decode: 4, both: 1 }, 4, 2 ** 60, 2 ** 60),
+    );
+    expect(fitToCap({ prefill: 2 ** 60, decode: 0, both: 1 }, 3)).toEqual({ prefill: 2, decode: 0, both: 1 });
+  });
+
+  it("takes the workers that taking them one at a time would, from any layout", () => {
+    const shares = [0, 0.1, 0.3, 0.5, 1, 1.5, 2.5, 3, 3.5, 7, 100, 1 / 3];
+    const wrong: string[] = [];
+    for (let cap = 1; cap <= 5; cap++) {
+      for (let prefill = 0; prefill <= 3 * cap + 3; prefill++) {
+        for (let decode = 0; decode <= 3 * cap + 3; decode++) {
+          for (const both of [0, 1, 2, cap + 2]) {
+            const from = { prefill, decode, both };
+            const check = (p?: number, d?: number) => {
+              const fitted = fitToCap(from, cap, p === undefined ? undefined : { prefillShare: p, decodeShare: d! });
+              const reference = oneAtATime(from, cap, p, d);
+              if (JSON.stringify(fitted) !== JSON.stringify(reference)) wrong.push(JSON.stringify({ from, cap, p, d, fitted, reference }));
+            };
+            check();
+            for (const p of shares) for (const d of shares) check(p, d);
+          }
+        }
+      }
+    }
+    expect(wrong.slice(0, 5)).toEqual([]);
+  });
 });
 
 describe("the GPU budget", () => {

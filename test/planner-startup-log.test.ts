@@ -30,10 +30,11 @@ describe("start-up block", () => {
     expect(high.message).toBe((high.fields!.block as string[]).join("\n"));
     expect(high.fields).toMatchObject({ pool: "high", sloLevel: "high", sloPriority: 1, tp: 2, gpuMemoryUtilization: 0.95, expected: { isl: 2000, osl: 150 } });
 
+    // The low pool is cost-optimised: its cooldown is half of the default two intervals.
     const low = blocks[2]!.fields!.block as string[];
     expect(low[1]).toBe("  SLO level: LOW (priority 3)");
     expect(low[7]).toBe(
-      "  Scaling behavior: conservative: scale up at 90% utilization or over 20% violations, buffer 0.95, reactive (observed load; constant predictor for reference), cost optimisation (fewer workers, earlier scale-down), adjust every 10 s, scale down one step after 20 s",
+      "  Scaling behavior: conservative: scale up at 90% utilization or over 20% violations, buffer 0.95, reactive (observed load; constant predictor for reference), cost optimisation (fewer workers, earlier scale-down), adjust every 10 s, scale down one step after 10 s",
     );
     expect(low[8]).toMatch(/^ {2}TP configuration: TP=1 prefills 2,000 tokens in 51\.5 ms of the 2,000 ms TTFT target and decodes up to batch 209 \(KV-bound\)/);
     const medium = blocks[1]!.fields!.block as string[];

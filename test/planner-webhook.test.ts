@@ -1,5 +1,6 @@
 // The webhook actuator against a loopback server: the decision as JSON, retries with exponential
-// backoff until the hook answers 2xx, bounded attempts, timeouts.
+// backoff until the hook answers 2xx, bounded attempts, timeouts, redirects not followed, and no more
+// of an answer's body read than a failure quotes.
 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,6 +15,19 @@ interface Hook {
   url: string;
   received: { atMs: number; body: unknown; contentType: string | undefined }[];
   close(): Promise<void>;
+}
+
+/** Listens on loopback with the given server. */
+async function serve(server: Server): Promise<Hook> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received: [],
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 /** A hook that answers the given statuses in turn (the last one from then on); 0 never answers. */
@@ -117,6 +131,57 @@ describe("webhook actuator", () => {
     a.submit(REQUEST);
     await a.settled();
     expect(a.state()).toMatchObject({ status: "failed", lastError: `webhook ${open.url}: timed out` });
+  });
+
+  it("does not follow a redirect: the decision counts as failed, naming where it pointed", async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      req.resume();
+      if (req.url === "/scale") res.writeHead(302, { location: "/elsewhere" }).end();
+      else res.writeHead(200).end("ok");
+    });
+    open = await serve(server);
+    const { a } = applier(`${open.url}/scale`, 1);
+    a.submit(REQUEST);
+    await a.settled();
+    // Before: fetch followed with a GET without the body, and the 200 from /elsewhere counted as applied.
+    expect(a.state()).toMatchObject({
+      status: "failed",
+      lastError: `webhook ${open.url}/scale: HTTP 302 redirects to "/elsewhere", not followed: the decision was not delivered`,
+    });
+    expect(seen).toEqual(["POST /scale"]);
+  });
+
+  it("reads no more than the start of a failure's body", async () => {
+    let written = 0;
+    let finished = false;
+    const chunk = "x".repeat(1 << 16);
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(503, { "content-type": "text/plain" });
+      // 64 MiB, written as fast as the client reads it.
+      const more = () => {
+        while (written < 1024) {
+          written++;
+          if (!res.write(chunk)) return void res.once("drain", more);
+        }
+        finished = true;
+        res.end();
+      };
+      res.on("close", () => res.removeAllListeners("drain"));
+      more();
+    });
+    open = await serve(server);
+    const { a } = applier(`${open.url}/scale`, 1, 10_000);
+    const started = performance.now();
+    a.submit(REQUEST);
+    await a.settled();
+    expect(a.state().lastError).toBe(`webhook ${open.url}/scale: HTTP 503 ${"x".repeat(200)}`);
+    // Before: the whole body was downloaded (and held) before the 200 characters were quoted.
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(finished).toBe(false);
+    expect(written).toBeLessThan(256);
   });
 
   it("refuses a URL that is not http(s)", () => {

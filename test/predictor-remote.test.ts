@@ -784,9 +784,8 @@ describe("in its own thread: late answers, a dying thread, pods that leave", () 
       expect.objectContaining({ fields: expect.objectContaining({ code: 1, error: expect.stringMatching(/TypeError/), restartInMs: THREAD_RESTART_DELAYS_MS[0] }) }),
     ]);
     expect(await counterValue(registry, "headroom_predictor_thread_exits_total", {})).toBe(1);
-    const started = performance.now();
+    // Settled without the clock moving: nothing waited for the dead thread's answer.
     await predictor.refresh(pods, GRID);
-    expect(performance.now() - started).toBeLessThan(200);
     expect(await counterValue(registry, "headroom_predictor_fallbacks_total", { predictor: "decode-tpot", reason: "thread_down" })).toBe(1);
     // The dead thread's counts stay: one success before, one error now.
     expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);

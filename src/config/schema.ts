@@ -161,7 +161,8 @@ export const DEFAULTS = deepFreeze({
     actuator: "advisory",
     apply: { attempts: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000 },
     webhook: { timeoutMs: 5000 },
-    kubernetes: { namespace: "default", requestTimeoutMs: 10_000, conflictRetries: 3 },
+    // No namespace: it must be configured (see the kubernetes section of PlannersSchema).
+    kubernetes: { requestTimeoutMs: 10_000, conflictRetries: 3 },
   },
   workers: {
     // One thread stays free for the main thread (HTTP, scraping, planners); a container's CPU limit counts.
@@ -394,6 +395,8 @@ const PlannerSchema = mapping(
     startupDelayMs: num({ int: true, ge: 0 }).optional(),
     /** A burst is a 10 s arrival rate above the prediction x this. Absent: 1.5. */
     burstFactor: num({ ge: 1 }).optional(),
+    /** A scale-down waits until the sized target has been lower for this long. Absent: the cooldown's length. */
+    scaleDownWindowMs: num({ int: true, ge: 0 }).optional(),
   },
   "planner options",
 );
@@ -534,7 +537,11 @@ const PlannersSchema = mapping(
     ).optional(),
     kubernetes: mapping(
       {
-        namespace: text().default(D.planners.kubernetes.namespace),
+        /**
+         * The namespace of the pools' workloads, where headroom needs `get` and `update` on their scale
+         * (the shipped RBAC grants them in llm-d). No default: required unless every workload names its own.
+         */
+        namespace: text().optional(),
         requestTimeoutMs: num({ int: true, ge: 1 }).default(D.planners.kubernetes.requestTimeoutMs),
         conflictRetries: num({ int: true, ge: 0, le: 100 }).default(D.planners.kubernetes.conflictRetries),
         /** Pool name -> the Deployment or StatefulSet of each role it scales. */
@@ -648,6 +655,44 @@ export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
     if (!poolByName.has(pool)) {
       at(["planners", "kubernetes", "workloads", pool], `must name a pool (${[...poolByName.keys()].join(", ")})`, pool);
     }
+  }
+  const kube = c.planners.kubernetes;
+  if (c.planners.actuator === "kubernetes" && kube !== undefined) {
+    // A decision needing a role without a workload could never be applied (it would fail at every
+    // interval): every pool needs its `both` workload, and prefill and decode ones when it may run
+    // more than one worker.
+    for (const pool of c.pools) {
+      const maxWorkers = Math.max(1, Math.floor(pool.maxGpus / pool.tp));
+      const roles = maxWorkers > 1 ? (["prefill", "decode", "both"] as const) : (["both"] as const);
+      for (const role of roles) {
+        if (kube.workloads[pool.name]?.[role] !== undefined) continue;
+        const why =
+          role === "both"
+            ? `pool ${pool.name} always runs at least one both worker`
+            : `pool ${pool.name} may run ${maxWorkers} workers (maxGpus ${pool.maxGpus} / tp ${pool.tp}), ${role} workers among them`;
+        at(["planners", "kubernetes", "workloads", pool.name, role], `must be set when planners.actuator is kubernetes: ${why}`, undefined);
+      }
+    }
+    const unplaced = Object.values(kube.workloads).some((w) => Object.values(w).some((ref) => ref !== undefined && ref.namespace === undefined));
+    if (kube.namespace === undefined && unplaced) {
+      at(
+        ["planners", "kubernetes", "namespace"],
+        "must be set when planners.actuator is kubernetes and a workload names no namespace: the namespace of the pools' workloads (the shipped RBAC grants scale in llm-d)",
+        undefined,
+      );
+    }
+  }
+
+  const predictors = c.predictors;
+  const remoteUsed = [predictors.prefillTtft, predictors.decodeTtft, predictors.decodeTpot].includes("remote");
+  // Remote values stay fresh for 3 refreshes (src/predictors/remote.ts): a call allowed longer could
+  // answer only with values already too old to use.
+  if (remoteUsed && predictors.remote.timeoutMs >= 3 * predictors.refreshMs) {
+    at(
+      ["predictors", "remote", "timeoutMs"],
+      `must be below the remote values' freshness limit, 3 x predictors.refreshMs (${3 * predictors.refreshMs}): a later answer is never used`,
+      predictors.remote.timeoutMs,
+    );
   }
 
   for (const pool of Object.keys(c.pods.kubernetes?.selectors ?? {})) {

@@ -136,7 +136,9 @@ export class Engine implements EngineApi {
       tuning: (pool) => {
         const p = config.pools.find((c) => c.name === pool.name)!.planner;
         return Object.fromEntries(
-          Object.entries({ cooldownMs: p.cooldownMs, startupDelayMs: p.startupDelayMs, burstFactor: p.burstFactor }).filter(([, v]) => v !== undefined),
+          Object.entries({ cooldownMs: p.cooldownMs, startupDelayMs: p.startupDelayMs, burstFactor: p.burstFactor, scaleDownWindowMs: p.scaleDownWindowMs }).filter(
+            ([, v]) => v !== undefined,
+          ),
         );
       },
     });

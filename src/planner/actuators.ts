@@ -4,13 +4,19 @@
 
 import type { Cancel, Clock } from "../clock.js";
 import { OncePerCause, type Logger } from "../log.js";
-import type { ScaleRequest } from "./types.js";
+import type { Layout, ScaleRequest } from "./types.js";
 
 export interface Actuator {
   /** `advisory`, `kubernetes`, `webhook`, `simulator` or a caller's own; a metric label. */
   readonly kind: string;
   /** Resolves once the request holds; rejects with an Error saying why it does not. */
   apply(request: ScaleRequest): Promise<void>;
+  /**
+   * The workers `pool` runs now, by role; undefined when the actuator cannot tell for this pool.
+   * Rejects when it should know but cannot read it (the API is down). Without it, a planner assumes
+   * its pool runs what it decided, from one `both` worker at start.
+   */
+  read?(pool: string): Promise<Layout | undefined>;
   close?(): void;
 }
 
@@ -117,6 +123,16 @@ export class DecisionApplier {
 
   get actuatorKind(): string {
     return this.o.actuator.kind;
+  }
+
+  /** Whether the actuator can say what the pool runs (Actuator.read). */
+  get canRead(): boolean {
+    return this.o.actuator.read !== undefined;
+  }
+
+  /** What the actuator says the pool runs; undefined when it cannot tell. */
+  async read(): Promise<Layout | undefined> {
+    return this.o.actuator.read?.(this.o.pool);
   }
 
   /** Resolves when no attempt is running or waiting for its backoff. */

@@ -120,8 +120,37 @@ export interface ModelChoice {
   model: ArimaModel;
   mse: number;
   randomWalkMse: number;
-  /** Candidates whose recursion disagreed with the library's forecast (a misread or a non-invertible fit). */
+  /**
+   * Candidates refused: not stationary or not invertible, or whose recursion disagreed with the
+   * library's forecast (a misread fit).
+   */
   rejected: number;
+}
+
+/**
+ * Whether every root of 1 - c[0] z - c[1] z^2 - … lies outside the unit circle: for AR coefficients,
+ * a stationary model; for MA ones (this convention's sign), an invertible one. The step-down
+ * (Schur-Cohn) recursion turns the coefficients into partial autocorrelations, each of which must be
+ * inside (-1, 1).
+ */
+export function rootsOutsideUnitCircle(c: readonly number[]): boolean {
+  let a = [...c];
+  for (let k = a.length; k >= 1; k--) {
+    const r = a[k - 1]!;
+    if (!(Math.abs(r) < 1)) return false;
+    const scale = 1 - r * r;
+    a = Array.from({ length: k - 1 }, (_, j) => (a[j]! + r * a[k - 2 - j]!) / scale);
+  }
+  return true;
+}
+
+/**
+ * A model the recursion can be trusted with: a stationary AR part (otherwise a level shift sends the
+ * forecast far past the series, often below zero) and an invertible MA part (otherwise the residuals
+ * rebuilt from zero grow instead of fading).
+ */
+export function wellBehaved(m: ArimaModel): boolean {
+  return rootsOutsideUnitCircle(m.phi) && rootsOutsideUnitCircle(m.theta);
 }
 
 function spread(series: ArrayLike<number>): number {
@@ -135,8 +164,9 @@ function spread(series: ArrayLike<number>): number {
 
 /**
  * The candidate with the smallest one-step error over the last `window` points, if it beats the
- * random walk; a candidate is kept only if the recursion reproduces the library's forecast within
- * `tolerance` x the series' standard deviation, so the coefficients the main thread uses are the ones fitted.
+ * random walk; a candidate is kept only if it is stationary and invertible (wellBehaved) and the
+ * recursion reproduces the library's forecast within `tolerance` x the series' standard deviation, so
+ * the coefficients the main thread uses are the ones fitted.
  */
 export function chooseModel(series: ArrayLike<number>, candidates: readonly FittedCandidate[], window: number, tolerance = 0.05): ModelChoice {
   const last = series[series.length - 1]!;
@@ -146,7 +176,7 @@ export function chooseModel(series: ArrayLike<number>, candidates: readonly Fitt
   let bestMse = randomWalkMse;
   let rejected = 0;
   for (const c of candidates) {
-    const ours = arimaForecast(series, c.model);
+    const ours = wellBehaved(c.model) ? arimaForecast(series, c.model) : NaN;
     if (!Number.isFinite(ours) || !(Math.abs(ours - c.libraryForecast) <= allowed)) {
       rejected++;
       continue;

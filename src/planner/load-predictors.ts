@@ -146,6 +146,7 @@ export class ArimaPredictor implements LoadPredictor {
   private inFlight: Promise<void> | null = null;
   private searches = 0;
   private failedSearches = 0;
+  private failedForecasts = 0;
   private lastAnswer: ArimaSearchAnswer | null = null;
   private readonly o: Required<Omit<ArimaPredictorOptions, "onSearch">> & Pick<ArimaPredictorOptions, "onSearch">;
 
@@ -162,11 +163,19 @@ export class ArimaPredictor implements LoadPredictor {
     if (due && this.inFlight === null && this.history.length >= this.o.minPoints) this.startSearch();
   }
 
+  /**
+   * The model's forecast; a forecast that is not a number >= 0 (of a series that is never negative)
+   * is a failed fit: the last value is predicted, and the model is dropped so that the next
+   * observation starts a new search.
+   */
   predict(): number | undefined {
     const last = this.history[this.history.length - 1];
     if (last === undefined || this.model === null) return last;
     const f = arimaForecast(this.history, this.model);
-    return Number.isFinite(f) ? Math.max(0, f) : last;
+    if (Number.isFinite(f) && f >= 0) return f;
+    this.model = null;
+    this.failedForecasts++;
+    return last;
   }
 
   /** Resolves when no search is running (tests and benches wait on it to be deterministic). */
@@ -182,6 +191,7 @@ export class ArimaPredictor implements LoadPredictor {
       points: this.history.length,
       searches: this.searches,
       failedSearches: this.failedSearches,
+      failedForecasts: this.failedForecasts,
       searching: this.inFlight !== null,
       lastSearchMs: this.lastAnswer?.elapsedMs ?? null,
     };

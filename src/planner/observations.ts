@@ -25,8 +25,15 @@ export interface PoolObserverOptions {
 /** Latencies are recorded in microseconds: integers with three significant digits cover 1 µs to hours. */
 const US_PER_MS = 1000;
 
+/**
+ * The longest latency the histograms hold: one hour. A longer one is recorded as one hour (and
+ * counted): past about 1e16 µs the histogram's own arithmetic breaks (`mean` throws, percentiles read 0).
+ */
+export const MAX_RECORDED_LATENCY_MS = 3_600_000;
+const HIGHEST_TRACKABLE_US = MAX_RECORDED_LATENCY_MS * US_PER_MS;
+
 function latencyHistogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_TRACKABLE_US, numberOfSignificantValueDigits: 3 });
 }
 
 function valid(v: number | undefined): v is number {
@@ -46,6 +53,7 @@ export class PoolObserver {
   private violations = 0;
   private ttftViolations = 0;
   private tpotViolations = 0;
+  private clampedLatencies = 0;
 
   private readonly bucketMs: number;
   private readonly buckets: Uint32Array;
@@ -73,14 +81,14 @@ export class PoolObserver {
     const { targets } = this.options;
     let violated = !c.ok;
     if (valid(c.ttftMs)) {
-      this.ttft.recordValue(Math.max(1, Math.round(c.ttftMs * US_PER_MS)));
+      this.record(this.ttft, c.ttftMs);
       if (c.ttftMs > targets.ttftMs) {
         this.ttftViolations++;
         violated = true;
       }
     }
     if (valid(c.tpotMs)) {
-      this.tpot.recordValue(Math.max(1, Math.round(c.tpotMs * US_PER_MS)));
+      this.record(this.tpot, c.tpotMs);
       if (c.tpotMs > targets.tpotMs) {
         this.tpotViolations++;
         violated = true;
@@ -114,16 +122,29 @@ export class PoolObserver {
     return { arrivals, ratePerS: (arrivals * 1000) / windowMs, windowMs };
   }
 
-  /** Closes the interval at the clock's time, returns what it saw, and starts the next one. */
+  /** Closes the interval at the clock's time, returns what it saw, and starts the next one (even if reading it throws). */
   drain(utilization?: PoolUtilization): IntervalObservation {
     const endMs = this.options.clock.nowMs();
+    try {
+      return this.read(endMs, utilization);
+    } finally {
+      this.ttft.reset();
+      this.tpot.reset();
+      this.startMs = endMs;
+      this.completions = this.arrivals = 0;
+      this.islSum = this.islCount = this.oslSum = this.oslCount = 0;
+      this.violations = this.ttftViolations = this.tpotViolations = this.clampedLatencies = 0;
+    }
+  }
+
+  private read(endMs: number, utilization: PoolUtilization | undefined): IntervalObservation {
     const seconds = Math.max(endMs - this.startMs, 1) / 1000;
     const pct = this.options.percentile;
     const at = (h: hdr.Histogram) => (h.totalCount > 0 ? h.getValueAtPercentile(pct) / US_PER_MS : undefined);
     const mean = (h: hdr.Histogram) => (h.totalCount > 0 ? h.mean / US_PER_MS : undefined);
     const meanIsl = this.islCount > 0 ? this.islSum / this.islCount : undefined;
     const meanOsl = this.oslCount > 0 ? this.oslSum / this.oslCount : undefined;
-    const out: IntervalObservation = {
+    return {
       startMs: this.startMs,
       endMs,
       completions: this.completions,
@@ -141,16 +162,16 @@ export class PoolObserver {
       ttftViolations: this.ttftViolations,
       tpotViolations: this.tpotViolations,
       violationRate: this.completions > 0 ? this.violations / this.completions : undefined,
+      clampedLatencies: this.clampedLatencies,
       tokensPerS: (this.islSum + this.oslSum) / seconds,
       utilization,
     };
-    this.ttft.reset();
-    this.tpot.reset();
-    this.startMs = endMs;
-    this.completions = this.arrivals = 0;
-    this.islSum = this.islCount = this.oslSum = this.oslCount = 0;
-    this.violations = this.ttftViolations = this.tpotViolations = 0;
-    return out;
+  }
+
+  /** A latency in whole microseconds, clamped to what the histogram holds. */
+  private record(h: hdr.Histogram, ms: number): void {
+    if (ms > MAX_RECORDED_LATENCY_MS) this.clampedLatencies++;
+    h.recordValue(Math.max(1, Math.min(HIGHEST_TRACKABLE_US, Math.round(ms * US_PER_MS))));
   }
 
   /** Moves the bucket ring forward to `nowMs`, emptying the buckets it passes. */

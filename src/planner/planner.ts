@@ -59,6 +59,12 @@ export interface PlannedPool {
 export interface PlannerTuning {
   /** A scale-down waits this long after the last change (half as long under cost optimisation). */
   cooldownMs: number;
+  /**
+   * A scale-down also needs the sized target to have been lower at every interval within this window
+   * (half as long under cost optimisation), as Kubernetes' HPA stabilises: a load hovering at a
+   * worker boundary does not remove and re-add a worker every other interval. Absent: cooldownMs.
+   */
+  scaleDownWindowMs: number;
   /** After a scale-up, forced step-ups wait this long for the new workers to start. */
   startupDelayMs: number;
   /** Burst protection compares the short-window arrival rate this often… */
@@ -95,8 +101,11 @@ export const PLANNER_DEFAULTS = Object.freeze({
 
 /** The tuning of one pool: PLANNER_DEFAULTS, then `overrides`, each checked. */
 export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> = {}): PlannerTuning {
+  const cooldownMs = overrides.cooldownMs ?? PLANNER_DEFAULTS.cooldownIntervals * pool.planner.adjustmentIntervalMs;
   const t: PlannerTuning = {
-    cooldownMs: PLANNER_DEFAULTS.cooldownIntervals * pool.planner.adjustmentIntervalMs,
+    cooldownMs,
+    // An invalid cooldown is reported below, once.
+    scaleDownWindowMs: Number.isFinite(cooldownMs) && cooldownMs >= 0 ? cooldownMs : 0,
     startupDelayMs: PLANNER_DEFAULTS.startupDelayMs,
     burstCheckMs: PLANNER_DEFAULTS.burstCheckMs,
     burstWindowMs: PLANNER_DEFAULTS.burstWindowMs,
@@ -113,6 +122,7 @@ export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> =
     if (!(Number.isFinite(t[key]) && ok(t[key]))) problems.push(`planner ${key}: must be ${rule}, got ${t[key]}`);
   };
   check("cooldownMs", (v) => v >= 0, "a number >= 0");
+  check("scaleDownWindowMs", (v) => v >= 0, "a number >= 0");
   check("startupDelayMs", (v) => v >= 0, "a number >= 0");
   check("burstCheckMs", (v) => v >= 1, "a number >= 1");
   check("burstWindowMs", (v) => v >= 10, "a number >= 10");
@@ -124,6 +134,16 @@ export function tuningFor(pool: PlannedPool, overrides: Partial<PlannerTuning> =
   check("decisionsKept", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1");
   if (problems.length > 0) throw new ConfigError(problems);
   return t;
+}
+
+/** How long a scale-down waits after the last change: the tuning's cooldown, halved under cost optimisation. */
+export function scaleDownCooldownMs(settings: Pick<PlannerSettings, "costOptimization">, tuning: Pick<PlannerTuning, "cooldownMs">): number {
+  return settings.costOptimization ? tuning.cooldownMs / 2 : tuning.cooldownMs;
+}
+
+/** How long the sized target must have stayed lower before a scale-down: halved under cost optimisation too. */
+export function scaleDownWindowMs(settings: Pick<PlannerSettings, "costOptimization">, tuning: Pick<PlannerTuning, "scaleDownWindowMs">): number {
+  return settings.costOptimization ? tuning.scaleDownWindowMs / 2 : tuning.scaleDownWindowMs;
 }
 
 /** What a planner asks of the planners: the most workers it may run now that it wants `wantedWorkers`. */
@@ -161,8 +181,15 @@ export interface PoolPlannerState {
   actuator: string;
   /** The last decision's layout: what the planner wants running. */
   desired: Layout & { gpus: number };
-  /** The last layout an actuator confirmed. */
+  /** The last layout an actuator confirmed, or read. */
   applied: Layout & { gpus: number };
+  /**
+   * Where the planner's idea of what runs comes from. `assumed`: the actuator cannot read it
+   * (advisory, webhook), so the planner's own decisions, from one `both` worker at start. `unknown`:
+   * the actuator can read it but has not yet; sizing waits for it. `read`: read at readAtMs, and
+   * read again every interval while no decision is being applied.
+   */
+  running: { source: "assumed" | "unknown" | "read"; readAtMs: number | null; readError: string | null };
   /** The layout before the GPU budget. */
   wanted: Layout;
   lastTickMs: number | null;
@@ -215,6 +242,12 @@ export class PoolPlanner {
   private lastOsl: number;
   private lastSkip: PoolPlannerState["lastSkip"] = null;
   private readonly decisions: Decision[] = [];
+  /** The sized targets of the intervals within the scale-down window, oldest first. */
+  private readonly recentTargets: { atMs: number; layout: Layout }[] = [];
+  private running: PoolPlannerState["running"];
+  private reading = false;
+  /** Decisions made and layouts confirmed so far: a read that overlaps either is stale. */
+  private changes = 0;
 
   constructor(options: PoolPlannerOptions) {
     this.o = options;
@@ -238,6 +271,7 @@ export class PoolPlanner {
     this.lastAccountMs = this.lastChangeMs;
     this.lastIsl = this.pool.expected.isl;
     this.lastOsl = this.pool.expected.osl;
+    this.running = { source: options.applier.canRead ? "unknown" : "assumed", readAtMs: null, readError: null };
     this.publishLayouts();
   }
 
@@ -274,13 +308,42 @@ export class PoolPlanner {
 
   /** The actuator confirmed `layout`. */
   confirm(layout: Layout): void {
+    this.changes++;
     this.account(this.o.clock.nowMs());
     this.applied = { prefill: layout.prefill, decode: layout.decode, both: layout.both };
     this.publishLayouts();
   }
 
-  /** One adjustment interval. */
+  /**
+   * Asks an actuator that can read it what the pool runs now, and makes that the base of the next
+   * decisions: after a restart, or when someone else changed the workers, the one-step scale-down,
+   * the cooldown and the violation rules then apply to what actually runs. A read that overlaps a
+   * decision or its application is dropped (what it saw is changing); one that fails is retried at
+   * the next interval, and until one succeeds the planner does not size.
+   */
+  refresh(): void {
+    if (!this.o.applier.canRead || this.reading || this.o.applier.state().status === "applying") return;
+    this.reading = true;
+    const changes = this.changes;
+    this.o.applier.read().then(
+      (layout) => this.afterRead(() => this.adopt(layout, changes)),
+      (err: unknown) => this.afterRead(() => this.readFailed(errorText(err))),
+    );
+  }
+
+  /**
+   * One adjustment interval. It runs on a timer, where an error would end the process: one is logged
+   * and counted as a skipped interval instead, and the next interval starts afresh.
+   */
   tick(): void {
+    try {
+      this.interval();
+    } catch (err) {
+      this.skip("error", `the interval failed: ${errorText(err)}`);
+    }
+  }
+
+  private interval(): void {
     const now = this.o.clock.nowMs();
     this.lastTickMs = now;
     let utilization: PoolUtilization | undefined;
@@ -289,10 +352,16 @@ export class PoolPlanner {
       try {
         utilization = this.o.utilization(this.pool.name);
       } catch (err) {
-        utilizationError = err instanceof Error ? err.message : String(err);
+        utilizationError = errorText(err);
       }
     }
     const obs = this.observer.drain(utilization);
+    if (obs.clampedLatencies > 0) {
+      this.once.fail(`planner-latency:${this.pool.name}`, "clamped", "completion reports with a TTFT or TPOT over an hour were counted as one hour", {
+        pool: this.pool.name,
+        reports: obs.clampedLatencies,
+      });
+    }
     this.account(now);
     this.observation = obs;
     this.publishObservation(obs);
@@ -302,13 +371,22 @@ export class PoolPlanner {
     } finally {
       // A decision the actuator failed to apply is tried again every interval, sized or skipped.
       if (this.o.applier.state().status === "failed") this.o.applier.retry();
+      this.refresh();
     }
   }
 
   private size(obs: IntervalObservation, utilization: PoolUtilization | undefined, utilizationError: string | undefined, now: number): void {
-
+    if (this.running.source === "unknown") {
+      const why = this.running.readError === null ? "the actuator has not answered yet" : `reading it failed: ${this.running.readError}`;
+      return this.skip("layout_unknown", `what the pool runs is not known: ${why}`);
+    }
     if (utilizationError !== undefined) return this.skip("utilization_error", `reading pod utilization failed: ${utilizationError}`);
-    if (this.o.utilization !== undefined && utilization === undefined) return this.skip("utilization_missing", "no pod utilization for the pool");
+    // Without pods to read (none eligible on a side), the load and the violations still size the pool:
+    // only the utilization step-ups wait for utilization to come back.
+    const utilizationSubject = `planner-utilization:${this.pool.name}`;
+    if (this.o.utilization !== undefined && utilization === undefined) {
+      this.once.fail(utilizationSubject, "missing", "no pod utilization for the pool; sizing from load and violations, without utilization step-ups", { pool: this.pool.name });
+    } else this.once.clear(utilizationSubject, "pod utilization for the pool again", { pool: this.pool.name });
     if (utilization !== undefined && !(isUnit(utilization.prefillQueueUtil) && isUnit(utilization.kvUtil))) {
       return this.skip("utilization_invalid", `pod utilization is not a number in [0, 1]: ${JSON.stringify(utilization)}`);
     }
@@ -316,10 +394,13 @@ export class PoolPlanner {
     if (!(Number.isFinite(load.ratePerS) && Number.isFinite(load.isl) && Number.isFinite(load.osl))) {
       return this.skip("load_invalid", `load is not a number: ${JSON.stringify(load)}`);
     }
-    this.once.clear(this.subject, "planner sizing again", { pool: this.pool.name });
-
     this.corrections = this.correctionsFrom(obs);
     const need = sizeNeed(this.o.profile, this.sizing, load, this.corrections);
+    // Lengths beyond anything the profile can say (no load at an absurd ISL is 0 / 0).
+    if (Number.isNaN(need.prefillShare) || Number.isNaN(need.decodeShare)) {
+      return this.skip("load_invalid", `the load gives no worker count: ${JSON.stringify(load)}`);
+    }
+    this.once.clear(this.subject, "planner sizing again", { pool: this.pool.name });
     this.need = need;
     const choice = layoutFor(need, this.maxWorkers, this.pool.planner.costOptimization);
     const { next, reason, details } = this.behave(choice.layout, this.scaleDownFloor(load, choice.layout), obs, utilization, now, need);
@@ -329,6 +410,17 @@ export class PoolPlanner {
   /** Burst protection: scales up at once when the short-window arrival rate jumps past the prediction. */
   burstCheck(): void {
     if (!this.pool.planner.burstProtection) return;
+    try {
+      this.checkBurst();
+      this.once.clear(`planner-burst:${this.pool.name}`, "planner burst check works again", { pool: this.pool.name });
+    } catch (err) {
+      // On a timer like tick(); logged once per cause, and the next check runs as usual.
+      this.once.fail(`planner-burst:${this.pool.name}`, "error", "planner burst check failed", { pool: this.pool.name, error: errorText(err) });
+    }
+  }
+
+  private checkBurst(): void {
+    if (this.running.source === "unknown") return;
     const { ratePerS, arrivals, windowMs } = this.observer.shortWindow();
     if (arrivals < this.o.tuning.burstMinArrivals) return;
     const predicted = this.predictedRate ?? 0;
@@ -350,7 +442,8 @@ export class PoolPlanner {
 
   /** The budget now allows at most `cap` workers (a higher-priority pool needs GPUs). */
   yieldTo(cap: number, detail: string): void {
-    if (totalWorkers(this.desired) <= cap) return;
+    // Not knowing what runs, the planner cannot say what to take away; its next interval yields.
+    if (this.running.source === "unknown" || totalWorkers(this.desired) <= cap) return;
     this.decide(fitToCap(this.desired, cap, this.need ?? undefined), "budget", [detail]);
   }
 
@@ -369,6 +462,7 @@ export class PoolPlanner {
       actuator: this.o.applier.actuatorKind,
       desired: { ...this.desired, gpus: totalWorkers(this.desired) * this.pool.tp },
       applied: { ...this.applied, gpus: totalWorkers(this.applied) * this.pool.tp },
+      running: { ...this.running },
       wanted: { ...this.wanted },
       lastTickMs: this.lastTickMs,
       observation: this.observation,
@@ -414,13 +508,19 @@ export class PoolPlanner {
 
   /**
    * The fewest workers a scale-down may leave: what the load just observed needs when the forecast is
-   * below it. A forecast lags a falling load's turn (ARIMA and the Kalman trend both overshoot it), and
-   * a worker taken away too early comes back only after its start-up delay, with a backlog behind it.
+   * below it, in rate, ISL or OSL (each the larger of the two). A forecast lags a falling load's turn
+   * (ARIMA and the Kalman trend both overshoot it), and a worker taken away too early comes back only
+   * after its start-up delay, with a backlog behind it.
    */
   private scaleDownFloor(sizedFor: Load, target: Layout): Layout {
     const observed = this.load?.observed;
-    if (observed === undefined || !(observed.ratePerS > sizedFor.ratePerS)) return target;
-    const observedNeed = sizeNeed(this.o.profile, this.sizing, { ...sizedFor, ratePerS: observed.ratePerS }, this.corrections);
+    if (observed === undefined || !(observed.ratePerS > sizedFor.ratePerS || observed.isl > sizedFor.isl || observed.osl > sizedFor.osl)) return target;
+    const larger: Load = {
+      ratePerS: Math.max(observed.ratePerS, sizedFor.ratePerS),
+      isl: Math.max(observed.isl, sizedFor.isl),
+      osl: Math.max(observed.osl, sizedFor.osl),
+    };
+    const observedNeed = sizeNeed(this.o.profile, this.sizing, larger, this.corrections);
     return layoutFor(observedNeed, this.maxWorkers, this.pool.planner.costOptimization).layout;
   }
 
@@ -518,22 +618,32 @@ export class PoolPlanner {
       }
     }
 
+    // The most each role was sized for within the window: a scale-down goes no lower.
+    const windowMs = scaleDownWindowMs(settings, t);
+    this.recentTargets.push({ atMs: now, layout: { ...target } });
+    while (this.recentTargets[0]!.atMs <= now - windowMs && this.recentTargets.length > 1) this.recentTargets.shift();
+    const stable = this.recentTargets.reduce((m, e) => maxLayout(m, e.layout), target);
+
     const up = WORKER_ROLES.some((r) => next[r] > cur[r]);
     const excess = WORKER_ROLES.filter((r) => target[r] < cur[r]);
     if (!up && excess.length > 0) {
-      const cooldownMs = settings.costOptimization ? t.cooldownMs / 2 : t.cooldownMs;
+      const cooldownMs = scaleDownCooldownMs(settings, t);
       const sinceChange = now - this.lastChangeMs;
+      const lower = excess.filter((r) => stable[r] < cur[r]);
       if (overAllowance) details.push(`scale-down held: ${pct(obs.violationRate!)} violations over the ${pct(settings.violationsAllowed)} allowance`);
       else if (prefillHot || decodeHot) details.push("scale-down held: utilization over the scale-up threshold");
       else if (sinceChange < cooldownMs) details.push(`scale-down held: cooldown, ${fmt((cooldownMs - sinceChange) / 1000)} s left`);
+      else if (lower.length === 0) details.push(`scale-down held: sized for ${describeLayout(stable)} within the last ${fmt(windowMs / 1000)} s`);
       else {
-        const removable = excess.filter((r) => floor[r] < cur[r]);
+        const removable = lower.filter((r) => floor[r] < cur[r]);
         if (removable.length === 0) {
-          const observed = this.load!.observed.ratePerS;
-          details.push(`scale-down held: the ${fmt(observed)} req/s just observed needs ${describeLayout(floor)}, more than the forecast's ${describeLayout(target)}`);
+          const o = this.load!.observed;
+          details.push(
+            `scale-down held: the ${fmt(o.ratePerS)} req/s at ISL ${fmt(o.isl, 0)}, OSL ${fmt(o.osl, 0)} just observed needs ${describeLayout(floor)}, more than the forecast's ${describeLayout(target)}`,
+          );
         } else {
           // One step, from the role with the most workers beyond the target.
-          const role = removable.reduce((a, b) => (cur[b] - target[b] > cur[a] - target[a] ? b : a));
+          const role = removable.reduce((a, b) => (cur[b] - stable[b] > cur[a] - stable[a] ? b : a));
           next[role]--;
           reason = "scale_down";
           details.push(`scale down one ${role} worker toward ${describeLayout(target)}`, this.describeNeed(need));
@@ -556,6 +666,7 @@ export class PoolPlanner {
   }
 
   private decide(to: Layout, reason: DecisionReason, details: string[]): void {
+    this.changes++;
     const now = this.o.clock.nowMs();
     const from = this.desired;
     if (WORKER_ROLES.some((r) => to[r] > from[r])) this.lastScaleUpMs = now;
@@ -584,6 +695,54 @@ export class PoolPlanner {
       details,
     });
     this.o.applier.submit(scaleRequestOf(decision));
+  }
+
+  /** A read's answer arrives in a promise callback, where an error would be an unhandled rejection. */
+  private afterRead(handle: () => void): void {
+    this.reading = false;
+    try {
+      handle();
+    } catch (err) {
+      this.once.fail(`planner-read:${this.pool.name}`, "error", "planner could not take in what the pool runs", { pool: this.pool.name, error: errorText(err) });
+    }
+  }
+
+  private adopt(layout: Layout | undefined, changes: number): void {
+    if (layout === undefined) {
+      // The actuator cannot tell for this pool: the planner's own decisions stand.
+      if (this.running.source === "unknown") this.running = { source: "assumed", readAtMs: null, readError: null };
+      return;
+    }
+    if (!WORKER_ROLES.every((r) => Number.isSafeInteger(layout[r]) && layout[r] >= 0)) {
+      return this.readFailed(`not a layout of worker counts: ${JSON.stringify(layout)}`);
+    }
+    const now = this.o.clock.nowMs();
+    const first = this.running.source === "unknown";
+    this.running = { source: "read", readAtMs: now, readError: null };
+    this.once.clear(`planner-read:${this.pool.name}`, "planner reads what the pool runs again", { pool: this.pool.name });
+    // Nothing is decided before the first read; later, a decision in flight makes the read stale.
+    const status = this.o.applier.state().status;
+    if (!first && (changes !== this.changes || status === "applying" || status === "failed")) return;
+    const read = { prefill: layout.prefill, decode: layout.decode, both: layout.both };
+    if (!first && sameLayout(read, this.desired)) return;
+    this.o.logger.log("info", first ? "planner read what the pool runs" : "planner found the pool's workers changed outside it", {
+      pool: this.pool.name,
+      ...(first ? {} : { was: describeLayout(this.desired) }),
+      runs: describeLayout(read),
+    });
+    this.account(now);
+    // Workers found at start were running before; ones added since are starting.
+    if (!first && WORKER_ROLES.some((r) => read[r] > this.desired[r])) this.lastScaleUpMs = now;
+    if (!sameLayout(read, this.desired)) this.lastChangeMs = now;
+    this.desired = { ...read };
+    this.applied = { ...read };
+    this.wanted = { ...read };
+    this.publishLayouts();
+  }
+
+  private readFailed(error: string): void {
+    this.running = { ...this.running, readError: error };
+    this.once.fail(`planner-read:${this.pool.name}`, "read", "planner cannot read what the pool runs; retrying every interval", { pool: this.pool.name, error });
   }
 
   private skip(cause: string, message: string): void {
@@ -646,6 +805,10 @@ export class PoolPlanner {
   private get subject(): string {
     return `planner:${this.pool.name}`;
   }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function isUnit(v: number): boolean {

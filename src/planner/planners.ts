@@ -110,6 +110,7 @@ export class Planners {
       const state = p.state();
       const block = startupBlock(p.pool, this.o.profile, this.o.tpEfficiency, state.tuning, state.actuator);
       this.o.logger.log("info", block.lines.join("\n"), { ...block.fields, block: block.lines });
+      p.refresh();
       this.timers.push(every(this.o.clock, p.pool.planner.adjustmentIntervalMs, () => p.tick()));
       if (p.pool.planner.burstProtection) this.timers.push(every(this.o.clock, state.tuning.burstCheckMs, () => p.burstCheck()));
     }

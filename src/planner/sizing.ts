@@ -140,7 +140,8 @@ export interface LayoutChoice {
 /**
  * The layout a need asks for, within `maxWorkers`. A need that fits one worker is one `both` worker;
  * otherwise prefill workers plus decode-capable ones (the `both` worker and decode workers). Cost
- * optimisation takes all-`both` workers instead when that needs fewer workers.
+ * optimisation takes all-`both` workers instead when that needs fewer workers. A need can be any size
+ * (huge prompts, a KV-bound batch of one): fitToCap brings it within the cap at once.
  */
 export function layoutFor(need: Need, maxWorkers: number, costOptimization: boolean): LayoutChoice {
   const combined = need.prefillShare + need.decodeShare;
@@ -158,10 +159,17 @@ export function layoutFor(need: Need, maxWorkers: number, costOptimization: bool
  * Takes workers away one at a time until at most `cap` remain, each time from the role that leaves the
  * busiest worker least busy (without prefill workers, decode-capable workers prefill for themselves);
  * without a need, from the larger role. The last `both` worker stays.
+ *
+ * Prefill workers and decode-capable workers (decode ones first) are first cut to cap + 1 each at
+ * once, which ends where one at a time would (checked against the one-at-a-time loop in
+ * test/planner-sizing.test.ts): the loop then runs at most cap + 2 times, however many workers the
+ * layout asks for (a need of billions of workers took billions of turns, and past 2^53 never ended).
  */
 export function fitToCap(layout: Layout, cap: number, need?: Pick<Need, "prefillShare" | "decodeShare">): Layout {
-  const out = { ...layout };
   const limit = Math.max(1, cap);
+  if (totalWorkers(layout) <= limit) return { ...layout };
+  const both = Math.min(layout.both, limit + 1);
+  const out = { prefill: Math.min(layout.prefill, limit + 1), decode: Math.min(layout.decode, limit + 1 - both), both };
   while (totalWorkers(out) > limit) {
     const prefill = out.prefill;
     const decodeCapable = out.decode + out.both;

@@ -3,7 +3,7 @@
 // numbers behind that last line.
 
 import type { LatencyProfile } from "../predictors/latency-profile.js";
-import type { PlannedPool, PlannerTuning } from "./planner.js";
+import { scaleDownCooldownMs, type PlannedPool, type PlannerTuning } from "./planner.js";
 import { workerCapacity, type SizingParams } from "./sizing.js";
 
 /** How eagerly a pool scales, from the utilization at which it steps up. */
@@ -48,7 +48,7 @@ export function scalingBehaviour(pool: PlannedPool, tuning: Pick<PlannerTuning, 
   ];
   if (p.burstProtection) parts.push("burst protection");
   if (p.costOptimization) parts.push("cost optimisation (fewer workers, earlier scale-down)");
-  parts.push(`adjust every ${seconds(p.adjustmentIntervalMs)}, scale down one step after ${seconds(tuning.cooldownMs)}`);
+  parts.push(`adjust every ${seconds(p.adjustmentIntervalMs)}, scale down one step after ${seconds(scaleDownCooldownMs(p, tuning))}`);
   return parts.join(", ");
 }
 

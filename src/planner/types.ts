@@ -68,6 +68,8 @@ export interface IntervalObservation {
   tpotViolations: number;
   /** violations / completions; undefined without completions. */
   violationRate?: number;
+  /** TTFT or TPOT values over an hour, recorded as one hour (MAX_RECORDED_LATENCY_MS). */
+  clampedLatencies: number;
   /** Input plus output tokens per second over the interval's completions. */
   tokensPerS: number;
   utilization?: PoolUtilization;
@@ -94,6 +96,8 @@ export interface ScaleRequest {
   prefill: number;
   decode: number;
   both: number;
+  /** The layout the decision started from; an actuator may leave the roles it does not change alone. */
+  from?: Layout;
   tp: number;
   gpus: number;
   reason: DecisionReason;
@@ -102,5 +106,5 @@ export interface ScaleRequest {
 }
 
 export function scaleRequestOf(d: Decision): ScaleRequest {
-  return { pool: d.pool, ...d.to, tp: d.tp, gpus: d.gpus, reason: d.reason, details: d.details, atMs: d.atMs };
+  return { pool: d.pool, ...d.to, from: { ...d.from }, tp: d.tp, gpus: d.gpus, reason: d.reason, details: d.details, atMs: d.atMs };
 }

@@ -1,11 +1,17 @@
 // The webhook actuator: POSTs each decision as JSON to a URL; any answer but 2xx (or no answer within
-// the timeout) fails the attempt, which the applier retries with backoff.
+// the timeout) fails the attempt, which the applier retries with backoff. Redirects are not followed:
+// fetch would re-send a POST redirected by 301/302/303 as a GET without the decision, and count the
+// redirect target's 2xx as applied.
 
 import type { Actuator } from "./actuators.js";
 import type { ScaleRequest } from "./types.js";
 
 export const WEBHOOK_DEFAULTS = Object.freeze({
   timeoutMs: 5000,
+  /** Bytes of an answer's body read at most: a failure quotes its start; the rest is not downloaded. */
+  maxBodyBytes: 4096,
+  /** Characters of the body a failure quotes. */
+  quotedChars: 200,
 });
 
 export interface WebhookActuatorOptions {
@@ -53,14 +59,42 @@ export class WebhookActuator implements Actuator {
         method: "POST",
         headers: { "content-type": "application/json", ...this.options.headers },
         body: JSON.stringify(body),
+        redirect: "manual",
         signal: AbortSignal.timeout(this.options.timeoutMs ?? WEBHOOK_DEFAULTS.timeoutMs),
       });
     } catch (err) {
       const cause = (err as Error).name === "TimeoutError" ? "timed out" : (err as Error).message;
       throw new Error(`webhook ${this.url}: ${cause}`);
     }
-    // Drain the body so the connection can be reused.
-    const text = await response.text().catch(() => "");
-    if (!response.ok) throw new Error(`webhook ${this.url}: HTTP ${response.status} ${text.slice(0, 200)}`.trim());
+    const text = await bodyStart(response, WEBHOOK_DEFAULTS.maxBodyBytes);
+    if (response.status >= 300 && response.status < 400) {
+      const location = response.headers.get("location");
+      throw new Error(`webhook ${this.url}: HTTP ${response.status} redirects to ${location === null ? "nowhere" : JSON.stringify(location)}, not followed: the decision was not delivered`);
+    }
+    if (!response.ok) throw new Error(`webhook ${this.url}: HTTP ${response.status} ${text.slice(0, WEBHOOK_DEFAULTS.quotedChars)}`.trim());
   }
+}
+
+/**
+ * The first `maxBytes` of a response's body as text; the rest is not read (the stream is cancelled, so
+ * a receiver that sends a large or endless body costs neither memory nor the whole timeout).
+ */
+async function bodyStart(response: Response, maxBytes: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (reader === undefined) return "";
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  try {
+    while (bytes < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      bytes += value.byteLength;
+    }
+  } catch {
+    // A body that breaks off (or times out) mid-way: what arrived is enough to quote.
+  } finally {
+    void reader.cancel().catch(() => {});
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks).subarray(0, maxBytes));
 }
