@@ -1,6 +1,7 @@
 // Workloads and scenarios: arrival processes keep their mean rate (gamma with its coefficient of
 // variation), lengths stay within their cuts, the SLO mix maps levels to the default pools' targets,
-// the CSV trace reader, and the rate grid from 20 % to 150 % of the nominal capacity.
+// the CSV trace reader (and its refusal of a trace without a time span), and the rate grid from 20 %
+// to 150 % of the nominal capacity.
 
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../src/errors.js";
@@ -71,6 +72,15 @@ describe("workloads", () => {
     expect(["high", "medium", "low"]).toContain(replay[2].sloLevel);
     expect(() => parseTrace("arrivalMs,inputTokens,outputTokens\n10,5,5\n5,5,5\n")).toThrow(/back in time/);
     expect(() => parseTrace("arrivalMs,inputTokens\n0,5\n1,5\n")).toThrow(ConfigError);
+  });
+
+  it("refuses a trace whose rows all share one arrival time, naming it: it has no rate to scale", () => {
+    const text = "arrivalMs,inputTokens,outputTokens\n100,100,4\n100,200,4\n";
+    expect(() => parseTrace(text, "traces/flat.csv")).toThrow(ConfigError);
+    expect(() => parseTrace(text, "traces/flat.csv")).toThrow(/traces\/flat\.csv: every row arrives at 100 ms/);
+    // Rows may still share a time when the trace spans some.
+    expect(parseTrace("arrivalMs,inputTokens,outputTokens\n100,100,4\n100,200,4\n300,5,5\n", "ok.csv")).toHaveLength(3);
+    expect(() => traceRateRps([{ arrivalMs: 5, inputTokens: 1, outputTokens: 1 }, { arrivalMs: 5, inputTokens: 1, outputTokens: 1 }])).toThrow(RangeError);
   });
 
   it("sweeps 20 % to 150 % of the nominal capacity in steps of 10 %", () => {

@@ -1,6 +1,7 @@
 // A scenario's nominal capacity, computed from the latency profile, which fixes its rate grid:
 // - a prefill pod serves 1000 / E[prefillMs(ISL) x prefill time factor / TP speed-up] requests/s
-//   (prompts one at a time; E over the workload's prompt lengths);
+//   (E over the workload's prompt lengths): what a saturated simulated pod sustains, since a batch
+//   costs the sum of its prompts' times (pods.ts, batchPrefillMs);
 // - a decode pod holds n = floor(KV capacity / E[ISL + OSL]) sequences (KV is reserved for the whole
 //   request) and serves n / (stepMs(n, n x (E[ISL] + E[OSL] / 2)) x decode time factor / speed-up x E[OSL])
 //   requests/s: n tokens per iteration, E[OSL] iterations per request, at the mean context half-way

@@ -191,6 +191,11 @@ export class HeadroomPolicy implements Policy {
     this.cluster.report({ requestId: req.id, ok: true, ttftMs, tpotMs, inputTokens: req.inputTokens, outputTokens: req.outputTokens });
   }
 
+  /** A failed request releases its in-flight load and teaches nothing, as a gateway's failure report does. */
+  fail(job: Job): void {
+    this.cluster.report({ requestId: job.req.id, ok: false });
+  }
+
   stats(): Record<string, number> {
     return Object.fromEntries(this.outcomes);
   }

@@ -32,6 +32,8 @@ export interface Policy {
   pick(req: SimRequest): Placement | null;
   /** The request's last token is out. */
   complete(job: Job): void;
+  /** The cluster refused the request at dispatch (it does not fit its decode pod's KV). */
+  fail?(job: Job): void;
   /** Counters worth reporting (e.g. pick outcomes). */
   stats?(): Record<string, number>;
   close?(): void;

@@ -33,7 +33,8 @@ export interface Goodput {
 export const ATTAINMENT_TARGET = 0.9;
 
 export function goodputOf(sweep: ScenarioSweep, policy: string): Goodput {
-  const points = sweep.points.filter((p) => p.policy === policy).sort((a, b) => a.rateRps - b.rateRps);
+  // A rate that scored no request (attainment NaN) says nothing about the curve.
+  const points = measured(sweep.points.filter((p) => p.policy === policy)).sort((a, b) => a.rateRps - b.rateRps);
   const curve = points.map((p) => ({ rateRps: p.rateRps, attainment: p.summary.attainment }));
   const rps = goodput(curve, ATTAINMENT_TARGET);
   let crossing = 0;
@@ -52,7 +53,19 @@ export function goodputOf(sweep: ScenarioSweep, policy: string): Goodput {
   return { goodputRps: rps, goodputFraction: rps / sweep.capacity.nominalRps, crossingRps: crossing };
 }
 
-const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(1) : "–");
+/** Points with an attainment: a rate that scored no request has none. */
+function measured(points: readonly SweepPoint[]): SweepPoint[] {
+  return points.filter((p) => Number.isFinite(p.summary.attainment));
+}
+
+/**
+ * A fraction as a percentage with one decimal, rounded down so that a miss never reads as the target
+ * (0.8997 prints 89.9, not 90.0); "n/a" for none. The epsilon keeps 0.57 (569.999... per mille) at 57.0.
+ */
+export function pct(x: number): string {
+  return Number.isFinite(x) ? (Math.floor(1000 * x + 1e-9) / 10).toFixed(1) : "n/a";
+}
+
 const ms = (x: number) => (Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1)) : "–");
 const rps = (x: number) => x.toFixed(1);
 
@@ -105,7 +118,7 @@ export function markdownReport(sweeps: readonly ScenarioSweep[], command: string
         if (p === undefined) continue;
         const m = p.summary;
         out.push(
-          `| ${policy} | ${levels.map((l) => pct(m.byLevel[l] ?? NaN)).join(" | ")} | ${ms(m.ttftP50Ms)} | ${ms(m.ttftP90Ms)} | ${ms(m.ttftP99Ms)} | ${ms(m.tpotP50Ms)} | ${ms(m.tpotP90Ms)} | ${ms(m.tpotP99Ms)} | ${m.unfinished} | ${ms(m.ttftErrorP50Ms)} | ${ms(m.prefillErrorP50Ms)} |`,
+          `| ${policy} | ${levels.map((l) => pct(m.byLevel[l] ?? NaN)).join(" | ")} | ${ms(m.ttftP50Ms)} | ${ms(m.ttftP90Ms)} | ${ms(m.ttftP99Ms)} | ${ms(m.tpotP50Ms)} | ${ms(m.tpotP90Ms)} | ${ms(m.tpotP99Ms)} | ${m.unfinished}${m.failed > 0 ? ` (+${m.failed} failed)` : ""} | ${ms(m.ttftErrorP50Ms)} | ${ms(m.prefillErrorP50Ms)} |`,
         );
       }
       out.push("");
@@ -126,7 +139,10 @@ function escape(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-/** Attainment (y, 0–100 %) against offered rate (x, requests/s), one line per policy, the 90 % target dashed. */
+/**
+ * Attainment (y, 0–100 %) against offered rate (x, requests/s), one line per policy, the 90 % target
+ * dashed; rates that scored no request are left out.
+ */
 export function svgPlot(sweep: ScenarioSweep): string {
   const width = 720;
   const height = 420;
@@ -160,10 +176,14 @@ export function svgPlot(sweep: ScenarioSweep): string {
   parts.push(`<text transform="translate(16 ${m.top + plotH / 2}) rotate(-90)" text-anchor="middle">requests meeting TTFT and TPOT SLOs</text>`);
   sweep.policies.forEach((policy, i) => {
     const color = COLORS[i % COLORS.length];
-    const pts = sweep.points.filter((p) => p.policy === policy).sort((a, b) => a.rateRps - b.rateRps);
+    const pts = measured(sweep.points.filter((p) => p.policy === policy)).sort((a, b) => a.rateRps - b.rateRps);
     const path = pts.map((p) => `${x(p.rateRps).toFixed(1)},${y(p.summary.attainment).toFixed(1)}`).join(" ");
     parts.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="2"/>`);
-    for (const p of pts) parts.push(`<circle cx="${x(p.rateRps).toFixed(1)}" cy="${y(p.summary.attainment).toFixed(1)}" r="2.5" fill="${color}"/>`);
+    for (const p of pts) {
+      // The same rounding as the Markdown table, shown on hover.
+      const label = `${policy}: ${pct(p.summary.attainment)} % at ${rps(p.rateRps)} req/s`;
+      parts.push(`<circle cx="${x(p.rateRps).toFixed(1)}" cy="${y(p.summary.attainment).toFixed(1)}" r="2.5" fill="${color}"><title>${escape(label)}</title></circle>`);
+    }
     const ly = m.top + 10 + i * 20;
     const g = goodputOf(sweep, policy);
     parts.push(`<line x1="${m.left + plotW + 15}" y1="${ly}" x2="${m.left + plotW + 35}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);

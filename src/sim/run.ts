@@ -3,7 +3,8 @@
 // (the same scrapes for every policy); scrapes land half an interval after the engine's snapshot
 // refreshes, the average phase of a scraper that is not synchronised with them. Requests are
 // dispatched at their arrival (scheduling takes no virtual time); after the last arrival the run goes
-// on until every request is done or `drainMs` has passed.
+// on until every request is done or `drainMs` has passed. A request its decode pod cannot hold fails at
+// dispatch (SimCluster.dispatch) and is counted as failed.
 
 import { ManualClock } from "../clock.js";
 import type { PodMetrics } from "../pods/types.js";
@@ -43,6 +44,8 @@ export interface RequestRecord {
   req: SimRequest;
   /** false: the policy placed it nowhere. */
   routed: boolean;
+  /** The cluster refused it: its ISL + OSL exceed the decode pod's KV capacity. */
+  failed: boolean;
   completed: boolean;
   prefill: number;
   decode: number;
@@ -77,7 +80,7 @@ export function simulate(options: RunOptions): RunOutput {
   const capacity = options.capacity ?? nominalCapacity(scenario, profiles, options.trace);
   const requests = generateWorkload(scenario, options.rateRps, options.trace);
   const clock = new ManualClock(0);
-  const records: RequestRecord[] = requests.map((req) => ({ req, routed: false, completed: false, prefill: -1, decode: -1, ttftMs: NaN, tpotMs: NaN }));
+  const records: RequestRecord[] = requests.map((req) => ({ req, routed: false, failed: false, completed: false, prefill: -1, decode: -1, ttftMs: NaN, tpotMs: NaN }));
   let policy: Policy | null = null;
   const sim = new SimCluster({
     scenario,
@@ -131,6 +134,10 @@ export function simulate(options: RunOptions): RunOutput {
     record.decode = placement.decode;
     record.predicted = placement.predicted;
     record.job = sim.dispatch(record.req, placement);
+    if (record.job.failedMs !== undefined) {
+      record.failed = true;
+      p.fail?.(record.job);
+    }
   }
   const lastArrival = requests.length > 0 ? requests[requests.length - 1].arrivalMs : 0;
   const deadline = Math.max(lastArrival, scenario.durationMs) + scenario.drainMs;
@@ -148,8 +155,14 @@ export interface RunSummary {
   completed: number;
   unfinished: number;
   unrouted: number;
-  /** Fraction meeting both SLOs (unfinished and unrouted requests miss). */
+  /** Refused at dispatch: larger than the decode pod's KV capacity. */
+  failed: number;
+  /**
+   * Fraction meeting both SLOs (unfinished, unrouted and failed requests miss); NaN, like the
+   * percentiles, when no request was scored: nothing was measured, which is neither 0 % nor 100 %.
+   */
   attainment: number;
+  /** Fraction whose first token came within the TTFT target, finished or not. */
   ttftAttainment: number;
   tpotAttainment: number;
   byLevel: Record<string, number>;
@@ -176,10 +189,15 @@ export function percentile(sorted: Float64Array | number[], q: number): number {
   return sorted[rank - 1];
 }
 
-/** Whether a finished request met its TTFT and TPOT targets (a one-token output has no TPOT to miss). */
+/**
+ * Whether a request met its TTFT target (its first token came in time, finished or not) and its TPOT
+ * target (finished in time; a one-token output has no TPOT to miss).
+ */
 export function metSlo(r: RequestRecord): { ttft: boolean; tpot: boolean } {
-  if (!r.completed) return { ttft: false, tpot: false };
-  return { ttft: r.ttftMs <= r.req.sloTtftMs, tpot: Number.isNaN(r.tpotMs) || r.tpotMs <= r.req.sloTpotMs };
+  const firstTokenMs = r.job?.firstTokenMs;
+  const ttft = firstTokenMs !== undefined && firstTokenMs - r.req.arrivalMs <= r.req.sloTtftMs;
+  if (!r.completed) return { ttft, tpot: false };
+  return { ttft, tpot: Number.isNaN(r.tpotMs) || r.tpotMs <= r.req.sloTpotMs };
 }
 
 export function summarize(records: readonly RequestRecord[], warmupMs: number): RunSummary {
@@ -189,6 +207,7 @@ export function summarize(records: readonly RequestRecord[], warmupMs: number): 
   let metTpot = 0;
   let completed = 0;
   let unrouted = 0;
+  let failed = 0;
   const levels = new Map<string, { met: number; all: number }>();
   const ttft: number[] = [];
   const tpot: number[] = [];
@@ -197,6 +216,7 @@ export function summarize(records: readonly RequestRecord[], warmupMs: number): 
   const tpotError: number[] = [];
   for (const r of scored) {
     if (!r.routed) unrouted++;
+    if (r.failed) failed++;
     const ok = metSlo(r);
     const level = levels.get(r.req.sloLevel) ?? { met: 0, all: 0 };
     level.all++;
@@ -222,12 +242,14 @@ export function summarize(records: readonly RequestRecord[], warmupMs: number): 
   const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 0.5);
   const ttftSorted = Float64Array.from(ttft).sort();
   const tpotSorted = Float64Array.from(tpot).sort();
-  const n = Math.max(1, scored.length);
+  // 0 / 0 is NaN: a run that scored nothing reports no attainment.
+  const n = scored.length;
   return {
-    requests: scored.length,
+    requests: n,
     completed,
-    unfinished: scored.length - completed - unrouted,
+    unfinished: n - completed - unrouted - failed,
     unrouted,
+    failed,
     attainment: met / n,
     ttftAttainment: metTtft / n,
     tpotAttainment: metTpot / n,
@@ -244,7 +266,7 @@ export function summarize(records: readonly RequestRecord[], warmupMs: number): 
   };
 }
 
-/** Goodput: the largest swept rate whose attainment is at least `threshold` (0 when none is). */
+/** Goodput: the largest swept rate whose attainment is at least `threshold` (0 when none is; NaN never is). */
 export function goodput(points: readonly { rateRps: number; attainment: number }[], threshold = 0.9): number {
   let best = 0;
   for (const p of points) if (p.attainment >= threshold && p.rateRps > best) best = p.rateRps;

@@ -88,6 +88,10 @@ export function parseTrace(text: string, source = "trace"): TraceRow[] {
     rows.push({ arrivalMs, inputTokens, outputTokens, sloLevel: level });
   });
   if (rows.length < 2) problems.push(`${source}: a trace needs at least two rows`);
+  // Replays scale the trace's time span to a rate; a span of 0 has no rate to scale.
+  else if (problems.length === 0 && rows[rows.length - 1].arrivalMs === rows[0].arrivalMs) {
+    problems.push(`${source}: every row arrives at ${rows[0].arrivalMs} ms; a trace needs arrivals spread over time to be replayed at a rate`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return rows;
 }
@@ -102,10 +106,11 @@ export function readTrace(path: string): TraceRow[] {
   return parseTrace(text, path);
 }
 
-/** Mean arrival rate of a trace, requests per second. */
+/** Mean arrival rate of a trace, requests per second; its rows must span some time (parseTrace checks). */
 export function traceRateRps(rows: readonly TraceRow[]): number {
-  const span = rows[rows.length - 1].arrivalMs - rows[0].arrivalMs;
-  return span > 0 ? ((rows.length - 1) * 1000) / span : Infinity;
+  const span = rows.length < 2 ? 0 : rows[rows.length - 1].arrivalMs - rows[0].arrivalMs;
+  if (!(span > 0)) throw new RangeError(`a trace of ${rows.length} rows spanning ${span} ms has no arrival rate`);
+  return ((rows.length - 1) * 1000) / span;
 }
 
 /**
