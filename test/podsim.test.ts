@@ -139,9 +139,9 @@ describe("metrics", () => {
       expect(count("vllm:inter_token_latency_seconds")).toBe(249);
       expect(sum("vllm:inter_token_latency_seconds")).toBe(sum("vllm:time_per_output_token_seconds"));
       expect(count("vllm:request_time_per_output_token_seconds")).toBe(4);
-      // headroom reads the per-request histogram.
+      // headroom reads the per-token histogram: the per-request one holds the one-token request's 0.
       const parsed = parseVllmMetrics(text, 0);
-      expect(parsed.ok && parsed.metrics.tpot!.count).toBe(4);
+      expect(parsed.ok && parsed.metrics.tpot!.count).toBe(249);
     } finally {
       await own.close();
     }

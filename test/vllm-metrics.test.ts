@@ -114,13 +114,14 @@ describe("real vLLM exposition text", () => {
     expect(ok(parseVllmMetrics(text, 0)).tpot).toEqual({ le: [0.01, 0.05, Infinity], counts: [5, 12, 13], sum: 0.4, count: 13 });
   });
 
-  test("vLLM 0.11+: TPOT is read per request (request_time_per_output_token_seconds), not from a per-token histogram beside it", () => {
+  test("TPOT is read from a per-token histogram when there is one (the per-request one holds a 0 for every one-token request), else per request", () => {
     const perToken = histogramText("vllm:time_per_output_token_seconds", 'engine="0"', [0.01, 0.05], [200, 40, 9], 3.1);
     const itl = histogramText("vllm:inter_token_latency_seconds", 'engine="0"', [0.01, 0.05], [200, 40, 9], 3.1);
     const perRequest = histogramText("vllm:request_time_per_output_token_seconds", 'engine="0"', [0.01, 0.05], [1, 2, 0], 0.06);
-    const want = { le: [0.01, 0.05, Infinity], counts: [1, 3, 3], sum: 0.06, count: 3 };
-    expect(ok(parseVllmMetrics(`${GAUGES}\n${perToken}\n${itl}\n${perRequest}`, 0)).tpot).toEqual(want);
-    expect(ok(parseVllmMetrics(`${GAUGES}\n${perRequest}\n${itl}`, 0)).tpot).toEqual(want);
+    const tokens = { le: [0.01, 0.05, Infinity], counts: [200, 240, 249], sum: 3.1, count: 249 };
+    expect(ok(parseVllmMetrics(`${GAUGES}\n${perToken}\n${itl}\n${perRequest}`, 0)).tpot).toEqual(tokens);
+    expect(ok(parseVllmMetrics(`${GAUGES}\n${perRequest}\n${itl}`, 0)).tpot).toEqual(tokens);
+    expect(ok(parseVllmMetrics(`${GAUGES}\n${perRequest}`, 0)).tpot).toEqual({ le: [0.01, 0.05, Infinity], counts: [1, 3, 3], sum: 0.06, count: 3 });
   });
 
   test("several engines or models: counts summed, usage averaged, capacity and histograms added", () => {

@@ -23,15 +23,14 @@ const KV_USAGE = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"];
 const CACHE_CONFIG = "vllm:cache_config_info";
 const TTFT = ["vllm:time_to_first_token_seconds"];
 /**
- * TPOT as headroom predicts it is per request. vLLM (0.11 on) records that as
- * request_time_per_output_token_seconds, one observation per finished request; before, only the
- * per-token histogram, one observation per token after the first: time_per_output_token_seconds,
- * which 0.11 deprecated for inter_token_latency_seconds (same observations and buckets) and later
- * releases dropped. A per-token histogram weighs long requests more and its quantiles are not
- * requests', but the mean of a delta between scrapes (what the online predictor learns) still says
- * how fast the pod decodes, so it is the fallback.
+ * TPOT: the online predictor learns the mean of a histogram's delta between scrapes. The per-token
+ * histogram (time_per_output_token_seconds, renamed inter_token_latency_seconds in vLLM 0.11 and
+ * later dropped; one observation per token after the first) has the pod's step times alone, so it
+ * comes first. The per-request one (request_time_per_output_token_seconds, vLLM 0.11 on) records 0 for
+ * every one-token request (each prefill a pod serves for another pod among them), which dragged the
+ * mean of a pod decoding exactly at its profile to half; it is the fallback.
  */
-const TPOT = ["vllm:request_time_per_output_token_seconds", "vllm:time_per_output_token_seconds", "vllm:inter_token_latency_seconds"];
+const TPOT = ["vllm:time_per_output_token_seconds", "vllm:inter_token_latency_seconds", "vllm:request_time_per_output_token_seconds"];
 
 const HISTOGRAM_SUFFIXES = ["_bucket", "_sum", "_count"];
 const WANTED = new Set([
