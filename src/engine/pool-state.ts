@@ -141,12 +141,12 @@ export class PoolState {
     } else {
       this.problems.clear("fail-open", "the pool's pods are scraped again", { pool: this.name });
     }
-    const grid = this.gridFor(features);
+    const { grid, filled } = this.gridFor(features);
     const predictions = allocatePredictions(pods.length, grid);
     const fetching = new Map<Predictor, Promise<void>>();
     for (const quantity of QUANTITIES) {
       const predictor = this.options.predictors[quantity];
-      this.fillSafely(predictor, quantity, features, predictions);
+      this.fillSafely(predictor, quantity, filled, predictions);
       // A remote service is asked on the configured grid alone: its rows stay the same whatever the
       // pods' capacities, and its values are placed on the knots as the kernel would interpolate them.
       if (predictor.refresh && !fetching.has(predictor)) fetching.set(predictor, predictor.refresh(features, this.options.gridTokens));
@@ -263,18 +263,21 @@ export class PoolState {
   }
 
   /**
-   * The snapshot's grid for these pods. When the grid has no room for a knot pair at every capacity,
-   * pods take their group's smallest capacity (lowering it in `features`), and that is logged once.
+   * The snapshot's grid for these pods (knots at the capacities of the pods that decode), and the
+   * features the predictors fill from. When the grid has no room for a knot pair at every capacity,
+   * those take their group's smallest capacity in copies, logged once; the pods' own features (what
+   * the planners' utilisation and a remote predictor's rows read) keep their true capacity.
    */
-  private gridFor(features: PodFeatures[]): Float64Array {
-    const { grid, roundedTo, unplaced } = gridWithCapacities(this.options.gridTokens, features.map((f) => f.kvCapacityTokens));
+  private gridFor(features: PodFeatures[]): { grid: Float64Array; filled: PodFeatures[] } {
+    const decoding = features.filter((f) => f.role !== "prefill").map((f) => f.kvCapacityTokens);
+    const { grid, roundedTo, unplaced } = gridWithCapacities(this.options.gridTokens, decoding);
     let roundedTokens = 0;
-    for (const f of features) {
-      const to = roundedTo.get(f.kvCapacityTokens);
-      if (to === undefined) continue;
+    const filled = features.map((f) => {
+      const to = f.role === "prefill" ? undefined : roundedTo.get(f.kvCapacityTokens);
+      if (to === undefined) return f;
       roundedTokens = Math.max(roundedTokens, f.kvCapacityTokens - to);
-      f.kvCapacityTokens = to;
-    }
+      return { ...f, kvCapacityTokens: to };
+    });
     if (roundedTo.size > 0) {
       this.problems.fail(
         "grid",
@@ -290,7 +293,7 @@ export class PoolState {
         { pool: this.name, capacities: unplaced, gridPoints: this.options.gridTokens.length, maxGridPoints: MAX_GRID_POINTS },
       );
     } else this.problems.clear("grid", "every KV capacity of the pool has its knots on the ISL grid", { pool: this.name });
-    return grid;
+    return { grid, filled };
   }
 
   /** A predictor that throws leaves zeros behind; make it loud once and keep the pool serving. */
