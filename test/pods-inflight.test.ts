@@ -43,8 +43,8 @@ describe("loading and releasing", () => {
   it("a remote pick queues prefill on its prefill pod and a sequence on its decode pod", () => {
     const { clock, inflight } = setup();
     inflight.add(pick("r1"));
-    expect(inflight.podLoad("p:1")).toEqual({ prefillRequests: 1, prefillTokens: 1000, prefillMsAhead: 30, decodeRequests: 0, decodeTokens: 0 });
-    expect(inflight.podLoad("D:1")).toEqual({ prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 1, decodeTokens: 1100 });
+    expect(inflight.podLoad("p:1")).toEqual({ prefillRequests: 1, prefillTokens: 1000, prefillMsAhead: 30, localPrefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 });
+    expect(inflight.podLoad("D:1")).toEqual({ prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, localPrefillMsAhead: 0, decodeRequests: 1, decodeTokens: 1100 });
     // Prefill work ahead shrinks as its predicted completion nears, and ends there.
     clock.advance(40);
     expect(inflight.podLoad("P:1").prefillMsAhead).toBe(10);
@@ -56,7 +56,7 @@ describe("loading and releasing", () => {
   it("a local pick puts both its prefill and its sequence on the decode pod", () => {
     const { inflight } = setup();
     inflight.add(pick("r1", { prefill: undefined }));
-    expect(inflight.podLoad("D:1")).toMatchObject({ prefillRequests: 1, prefillMsAhead: 30, decodeRequests: 1 });
+    expect(inflight.podLoad("D:1")).toMatchObject({ prefillRequests: 1, prefillMsAhead: 30, localPrefillMsAhead: 30, decodeRequests: 1 });
   });
 
   it("a report releases the request everywhere; an unknown or repeated report is counted", () => {
@@ -267,7 +267,7 @@ class Reference {
   }
 
   podLoad(address: string): PodInflight {
-    const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
+    const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, localPrefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
     const now = this.clock.nowMs();
     for (const e of this.entries.values()) {
       const local = e.pick.prefill === undefined;
@@ -276,6 +276,7 @@ class Reference {
         load.prefillRequests++;
         load.prefillTokens += e.pick.prefillTokens;
         load.prefillMsAhead += Math.min(e.pick.prefillComputeMs, e.pick.prefillDoneMs - now);
+        if (local || e.pick.prefill === e.pick.decode) load.localPrefillMsAhead += Math.min(e.pick.prefillComputeMs, e.pick.prefillDoneMs - now);
       }
       if (e.decodeHeld && e.pick.decode === address) {
         load.decodeRequests++;

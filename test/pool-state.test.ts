@@ -206,6 +206,30 @@ describe("pick accounting", () => {
     expect(after.decodeTtftMs).toBeGreaterThan(first.decodeTtftMs + 0.9 * profile.prefillMs(2000));
   });
 
+  it("a refresh puts a pick's load where the kernel put it between refreshes: a remote prefill on a both pod in its prefill queue alone", () => {
+    const { registry, pool } = setup();
+    registry.replacePool("static", "medium", [
+      { address: "10.0.0.1:8000", pool: "medium", role: "both" },
+      { address: "10.0.0.2:8000", pool: "medium", role: "decode" },
+    ]);
+    const params = { ...DEFAULTS.optimizer, localPrefill: "never" as const };
+    const twin = new TwinKernel(params, DEFAULTS.topology);
+    twin.loadSnapshot(pool.refresh());
+    const req = request({ inputTokens: 2000, outputTokens: 100, sloTtftMs: 5000, sloTpotMs: 50, seed: 1 });
+    const [pick] = twin.pick([req]);
+    expect(pick).toMatchObject({ prefill: 0, decode: 1 });
+    pool.recordPick("r1", req, pick);
+    const loads = (s: typeof pool.snapshot) => [s!.prefillQueueMs[0], s!.decodeQueueMs[0]];
+    const between = loads(pool.snapshot);
+    expect(between[0]).toBeCloseTo(profile.prefillMs(2000), 6);
+    expect(between[1]).toBe(0);
+    // The same instant: nothing done or reflected. The both pod's decode queue jumped to 107 ms here.
+    pool.refresh();
+    const after = loads(pool.snapshot);
+    expect(after[0]).toBeCloseTo(between[0], 6);
+    expect(after[1]).toBe(0);
+  });
+
   it("a pick on a pod with a remote TTFT adds the pod's prefill compute to its queue, not the TTFT, which holds the queue", () => {
     const grid = logGrid(12, 16, 32768);
     // The service says 900 ms at every size: a long queue ahead of a short prefill.

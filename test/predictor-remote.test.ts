@@ -53,6 +53,7 @@ function pod(i: number, role: PodRole, over: Partial<PodFeatures> = {}): PodFeat
     prefillRequestsInFlight: i % 2,
     prefillTokensInFlight: 500 * (i % 2),
     prefillMsInFlight: 40 * (i % 2),
+    localPrefillMsInFlight: 0,
     decodeRequestsInFlight: i % 4,
     decodeTokensInFlight: 700 * (i % 4),
     meanIsl: 1000,

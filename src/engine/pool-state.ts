@@ -255,6 +255,7 @@ export class PoolState {
       prefillRequestsInFlight: load.prefillRequests,
       prefillTokensInFlight: load.prefillTokens,
       prefillMsInFlight: load.prefillMsAhead,
+      localPrefillMsInFlight: load.localPrefillMsAhead,
       decodeRequestsInFlight: load.decodeRequests,
       decodeTokensInFlight: load.decodeTokens,
       meanIsl: this.meanIsl,

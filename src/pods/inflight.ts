@@ -65,6 +65,8 @@ export interface PodInflight {
   prefillTokens: number;
   /** Prefill compute still ahead of the pod (predicted completion not yet passed). */
   prefillMsAhead: number;
+  /** The part of it that is local prefills (picks prefilled on their decode pod). */
+  localPrefillMsAhead: number;
   decodeRequests: number;
   decodeTokens: number;
 }
@@ -294,6 +296,9 @@ class PhaseHeap extends RowHeap {
   tokens = 0;
   /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
   ms = 0;
+  /** The same for local prefills alone (prefilled on their decode pod), and their count. */
+  localMs = 0;
+  localRequests = 0;
 
   constructor(private readonly phase: Phase.Queued | Phase.Running) {
     super();
@@ -311,6 +316,10 @@ class PhaseHeap extends RowHeap {
     const leavesAtMs = this.phase === Phase.Queued ? c.prefillDoneMs[row]! - c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
     this.tokens += c.prefillTokens[row]!;
     this.ms += this.msOf(row, c);
+    if (isLocal(row, c)) {
+      this.localMs += this.msOf(row, c);
+      this.localRequests++;
+    }
     c.phase[row] = this.phase;
     this.push(row, leavesAtMs, c);
   }
@@ -320,6 +329,10 @@ class PhaseHeap extends RowHeap {
     // Sums of fractions do not return to exactly 0 by subtraction.
     this.tokens = this.size === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
     this.ms = this.size === 0 ? 0 : this.ms - this.msOf(row, c);
+    if (isLocal(row, c)) {
+      this.localRequests--;
+      this.localMs = this.localRequests === 0 ? 0 : this.localMs - this.msOf(row, c);
+    }
     c.phase[row] = Phase.None;
   }
 
@@ -327,6 +340,12 @@ class PhaseHeap extends RowHeap {
   private msOf<F>(row: number, c: Columns<F>): number {
     return this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
   }
+}
+
+/** Whether a row's prefill runs on its decode pod. */
+function isLocal<F>(row: number, c: Columns<F>): boolean {
+  const prefillPod = c.prefillPod[row];
+  return prefillPod === undefined || prefillPod === c.decodePod[row];
 }
 
 /** The decode sides of remote prefills on one pod, by when a scrape can first count them. */
@@ -554,7 +573,7 @@ export class InflightLoad<F = unknown> {
 
   /** Load on a pod from picks its last scrape has not counted. */
   podLoad(address: string): PodInflight {
-    const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
+    const load: PodInflight = { prefillRequests: 0, prefillTokens: 0, prefillMsAhead: 0, localPrefillMsAhead: 0, decodeRequests: 0, decodeTokens: 0 };
     const pod = this.podAt(address);
     if (pod === undefined) return load;
     load.decodeRequests = pod.decodeRequests;
@@ -565,6 +584,7 @@ export class InflightLoad<F = unknown> {
     load.prefillTokens = pod.queued.tokens + pod.running.tokens;
     // A queued prefill has its whole compute ahead, a running one what is left until it is done.
     load.prefillMsAhead = pod.queued.ms + Math.max(0, pod.running.ms - pod.running.requests * now);
+    load.localPrefillMsAhead = pod.queued.localMs + Math.max(0, pod.running.localMs - pod.running.localRequests * now);
     return load;
   }
 

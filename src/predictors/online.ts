@@ -557,6 +557,7 @@ const COUNT_FIELDS = [
   "prefillRequestsInFlight",
   "prefillTokensInFlight",
   "prefillMsInFlight",
+  "localPrefillMsInFlight",
   "decodeRequestsInFlight",
   "decodeTokensInFlight",
   "meanIsl",

@@ -51,10 +51,15 @@ export class ProfilePredictor implements Predictor {
     return bound(this.profileOf(pod).prefillMs(tokens) / this.speedup(pod));
   }
 
-  /** Work ahead of a new prompt on a prefill pod: our in-flight prompts, the scraped queue, half a running batch. */
+  /**
+   * Work ahead of a new prompt on a prefill pod: our in-flight prompts prefilled here for other pods
+   * (local prefills are its decode queue, as the kernel adds them between refreshes), the scraped
+   * queue, half a running batch.
+   */
   prefillQueueMs(pod: PodFeatures): number {
     const typical = this.prefillMs(pod, pod.meanIsl);
-    return bound(pod.prefillMsInFlight + pod.waiting * typical + (pod.running > 0 ? typical / 2 : 0));
+    const remote = Math.max(0, pod.prefillMsInFlight - pod.localPrefillMsInFlight);
+    return bound(remote + pod.waiting * typical + (pod.running > 0 ? typical / 2 : 0));
   }
 
   private fillPrefill(pod: PodFeatures, i: number, out: PoolPredictions): void {
@@ -109,9 +114,9 @@ export class ProfilePredictor implements Predictor {
     const n = out.pods;
     const grid = out.gridTokens;
     for (let g = 0; g < grid.length; g++) out.decodeWaitMs[g * n + i] = this.decodeWaitMs(pod, grid[g]);
-    // Prefill work still ahead on a pod that decodes: its local prefills (a pick adds its compute here
-    // between refreshes, as the kernel does) and, on a `both` pod, the prefills it serves for others.
-    out.decodeQueueMs[i] = pod.role === "prefill" ? 0 : bound(pod.prefillMsInFlight);
+    // Local prefills still ahead on the pod: a pick adds its compute here between refreshes, as the
+    // kernel does, so the refresh counts it here too.
+    out.decodeQueueMs[i] = pod.role === "prefill" ? 0 : bound(pod.localPrefillMsInFlight);
     // One more typical request claims KV that later requests may have to wait for.
     const now = this.decodeWaitMs(pod, pod.meanIsl);
     out.waitPerRequestMs[i] = Math.max(0, this.decodeWaitMs(pod, pod.meanIsl, 1) - now);

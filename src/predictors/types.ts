@@ -32,6 +32,8 @@ export interface PodFeatures {
   prefillTokensInFlight: number;
   /** Predicted prefill compute (ms) of those in-flight prefills still ahead of the pod. */
   prefillMsInFlight: number;
+  /** The part of it that is local prefills (picks prefilled on this pod as their decode pod). */
+  localPrefillMsInFlight: number;
   decodeRequestsInFlight: number;
   decodeTokensInFlight: number;
   /** The pool's running means, for queued work whose size a scrape does not tell. */
