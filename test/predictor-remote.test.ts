@@ -638,7 +638,7 @@ describe("in its own thread", () => {
     const ep = { trainingUrl: service.url, predictionUrls: [service.url] };
     const endpoints = { "prefill-ttft": ep, "decode-tpot": ep };
     const options = { timeoutMs: 2000, trainingBufferSize: 1000, trainingFlushMs: 50, refreshMs: 1000 };
-    const pods = [pod(0, "prefill"), pod(1, "decode"), pod(2, "both")];
+    const pods = [pod(0, "prefill", { prefillMsInFlight: 60 }), pod(1, "decode"), pod(2, "both", { prefillMsInFlight: 60 })];
     const direct = remote(endpoints, options);
     await direct.predictor.refresh(pods, GRID);
     const registry = new Registry();
@@ -653,6 +653,15 @@ describe("in its own thread", () => {
         expect(b).toEqual(a);
       }
       expect(threaded.freshPods("decode-tpot", GRID)).toBe(2);
+      // Picks made since the refresh began: the prefill queue is what the pods' in-flight prefill work
+      // has grown by, which the values (asked before) do not count.
+      const later = pods.map((p) => ({ ...p, prefillMsInFlight: p.prefillMsInFlight + 25 }));
+      const a = allocatePredictions(pods.length, GRID);
+      const b = allocatePredictions(pods.length, GRID);
+      direct.predictor.fill("prefill-ttft", later, a);
+      threaded.fill("prefill-ttft", later, b);
+      expect(b).toEqual(a);
+      expect([b.prefillQueueMs[0], b.prefillQueueMs[2]]).toEqual([25, 25]);
       expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
       const before = service.trainingEntriesAccepted;
       threaded.addTrainingSample("decode-tpot", pods[1], 1000, { tpotMs: 12 }, Date.now());

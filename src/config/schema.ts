@@ -582,6 +582,9 @@ const RootSchema = z.strictObject(
 );
 
 /** Checks that span fields; each issue names the field to change. */
+/** Remote predictor values stay fresh for this many refresh periods (src/predictors/remote.ts). */
+export const REMOTE_FRESH_REFRESHES = 3;
+
 export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
   const at = (path: (string | number)[], message: string, input: unknown) =>
     ctx.addIssue({ code: "custom", path, message, input });
@@ -685,12 +688,12 @@ export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
 
   const predictors = c.predictors;
   const remoteUsed = [predictors.prefillTtft, predictors.decodeTtft, predictors.decodeTpot].includes("remote");
-  // Remote values stay fresh for 3 refreshes (src/predictors/remote.ts): a call allowed longer could
-  // answer only with values already too old to use.
-  if (remoteUsed && predictors.remote.timeoutMs >= 3 * predictors.refreshMs) {
+  // A call allowed longer than remote values stay fresh could answer only with values too old to use.
+  const freshMs = REMOTE_FRESH_REFRESHES * predictors.refreshMs;
+  if (remoteUsed && predictors.remote.timeoutMs >= freshMs) {
     at(
       ["predictors", "remote", "timeoutMs"],
-      `must be below the remote values' freshness limit, 3 x predictors.refreshMs (${3 * predictors.refreshMs}): a later answer is never used`,
+      `must be below the remote values' freshness limit, ${REMOTE_FRESH_REFRESHES} x predictors.refreshMs (${freshMs}): a later answer is never used`,
       predictors.remote.timeoutMs,
     );
   }

@@ -21,7 +21,7 @@ import { request as httpsRequest } from "node:https";
 import { Counter, type Registry } from "prom-client";
 import type { Clock, Cancel } from "../clock.js";
 import { every } from "../clock.js";
-import { DEFAULTS, type PredictorsConfig } from "../config/schema.js";
+import { DEFAULTS, REMOTE_FRESH_REFRESHES, type PredictorsConfig } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
@@ -45,8 +45,8 @@ export const MAX_REMOTE_TPOT_MS = 10_000;
 export const MAX_FEATURE_COUNT = 2 ** 31 - 1;
 /** A response may not exceed this many bytes per row sent (the real service answers about 200). */
 const MAX_RESPONSE_BYTES_PER_ROW = 1024;
-/** Remote values stay fresh for this many refresh periods. */
-export const FRESH_REFRESHES = 3;
+/** Remote values stay fresh for this many refresh periods (the configuration checks timeoutMs against it). */
+export const FRESH_REFRESHES = REMOTE_FRESH_REFRESHES;
 
 export const CALLS_METRIC = "llm_d_inference_scheduler_pd_slo_predictor_calls_total";
 
