@@ -339,7 +339,7 @@ export class PoolState {
  * last point, knots at c and at the next double above c. A pod's decode wait steps to
  * MAX_PREDICTION_MS where a prompt stops fitting its KV cache, and the kernel interpolates linearly
  * between grid points: sampled only at `base`, a step inside a segment spread over the whole segment,
- * so a 9,500-token prompt on a 10,000-token pod was predicted a wait of 1.6 million ms. With a knot on
+ * so a 9,500-token prompt on a 10,000-token pod would be predicted a wait of 1.6 million ms. With a knot on
  * each side of the step (no double lies between them), a prompt up to c interpolates between waits
  * and a longer one between saturated values. Each knot pair costs two of the MAX_GRID_POINTS points;
  * when there are more capacities than room, they are grouped so the widest group spans as few tokens

@@ -100,8 +100,8 @@ export function parseVllmMetrics(text: string, scrapedAtMs: number): VllmParseRe
  * the time, with the same result. A line of another name that stood between two lines of one name
  * still separates them (BOUNDARY), as it did for the parser, so a series repeated there is still
  * caught as a duplicate (collect()). The name of a line is read as the parser reads it. A malformed
- * line of a name not read here no longer fails the scrape, nor does a line without a name, which the
- * parser took as one more series of the family before it.
+ * line of a name not read here does not fail the scrape, nor does a line without a name (the parser
+ * would take it for one more series of the family before it).
  */
 function prepare(text: string): string {
   const kept: string[] = [];

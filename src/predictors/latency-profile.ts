@@ -81,8 +81,8 @@ export class LatencyProfile {
     }
     const prefill = new Map<number, number>();
     const decodeRows: { batch: number; tokens: number; ms: number }[] = [];
-    // A repeated measurement is refused rather than averaged or overwritten: the last prefill row used to
-    // win silently (and the monotone raise carried it on), while the decode fit averaged repeats.
+    // A repeated measurement is refused: which of two rows is right is the user's to say, and keeping
+    // one or averaging them would hide that they disagree.
     const firstLine = new Map<string, number>();
     rows.forEach((row, i) => {
       const line = i + 2;
