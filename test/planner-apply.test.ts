@@ -1,9 +1,10 @@
 // Decisions reach an actuator with bounded retries and backoff on the planners' clock; a decision that
 // cannot be applied is reported and kept, and tried again at the next interval. The simulator actuator
-// is driven through the interface the simulator implements.
+// is driven through the interface the simulator implements; an actuator that throws instead of
+// rejecting fails an attempt like one that rejects.
 
 import { describe, expect, it } from "vitest";
-import { SimulatorActuator, type SimulatedCluster } from "../src/planner/actuators.js";
+import { SimulatorActuator, type Actuator, type SimulatedCluster } from "../src/planner/actuators.js";
 import { feed, flush, pool, setup } from "./fixtures/planner-pools.js";
 
 /** A simulated cluster that refuses the first `failures` changes. */
@@ -101,6 +102,33 @@ describe("applying decisions", () => {
     const s = t.state("m");
     expect(s.lastSkip?.cause).toBe("utilization_invalid");
     expect(s.apply).toMatchObject({ status: "applied" });
+    expect(s.applied).toEqual({ prefill: 2, decode: 0, both: 1, gpus: 3 });
+    t.planners.close();
+  });
+
+  it("counts an actuator that throws instead of rejecting as a failed attempt, and retries it", async () => {
+    const received: number[] = [];
+    let refusals = 1;
+    const own: Actuator = {
+      kind: "own",
+      apply(request) {
+        if (refusals-- > 0) throw new Error("refused at once");
+        received.push(request.prefill);
+        return Promise.resolve();
+      },
+    };
+    const t = setup([medium], { actuator: own, apply: { attempts: 4, initialBackoffMs: 1000 } });
+    feed(t, { m: { ratePerS: 30 } }, 10);
+    await flush();
+    let s = t.state("m");
+    expect(s.lastSkip).toBeNull();
+    expect(s.apply).toMatchObject({ status: "applying", attempts: 1, failures: 1, lastError: "refused at once" });
+    // Before, the throw left submit() with the applier marked running, and no attempt ever ran again.
+    t.clock.advance(1000);
+    await flush();
+    s = t.state("m");
+    expect(received).toEqual([2]);
+    expect(s.apply).toMatchObject({ status: "applied", attempts: 2 });
     expect(s.applied).toEqual({ prefill: 2, decode: 0, both: 1, gpus: 3 });
     t.planners.close();
   });

@@ -1,7 +1,7 @@
 // A planner with the kubernetes actuator starts from what the pool runs (each workload's Scale), not
 // from one `both` worker: after a restart its first decision steps up or down from the real replicas,
 // it waits while it cannot read them, and it follows changes made outside it. A loopback server answers
-// the scale API.
+// the scale API. A decision that replaces a failed one still sets what the failed one changed.
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { KubernetesActuator } from "../src/planner/kubernetes-actuator.js";
@@ -129,6 +129,32 @@ describe("a planner that starts on a running pool", () => {
     }
     // One worker a step, and not within the cooldown after the change.
     expect(api.puts().slice(before)).toEqual([`deployments/${NS}/m-decode=4`, `deployments/${NS}/m-decode=3`]);
+    t.planners.close();
+  });
+});
+
+describe("a decision that replaces one that failed", () => {
+  it("sets the failed one's roles too: every role that differs from what runs", async () => {
+    api.set("deployments", NS, "m-prefill", 1);
+    api.set("deployments", NS, "m-decode", 1);
+    // One attempt per decision, and step-ups at every interval.
+    const t = setup([medium], { actuator, apply: { attempts: 1 }, tuning: { startupDelayMs: 0 } });
+    await until(() => t.state("m").running.source === "read", "the first read");
+    // TTFTs missed: prefill 1 -> 2, whose PUT fails.
+    api.failures.push({ method: "PUT", status: 500 });
+    feed(t, { m: { ratePerS: 10, missShare: 0.3, miss: { ttftMs: 900 } } }, 10);
+    await until(() => t.state("m").apply.status === "failed", "the first decision failed");
+    expect(replicas()).toEqual([1, 1, 1]);
+    // TPOTs missed: decode 1 -> 2, from the planner's 2P/1D/1B.
+    feed(t, { m: { ratePerS: 10, missShare: 0.3, miss: { tpotMs: 90 } } }, 10);
+    await until(() => t.state("m").apply.status === "applied", "the second decision applied");
+    const s = t.state("m");
+    expect(s.decisions.map((d) => d.to)).toEqual([layout(2, 2, 1), layout(2, 1, 1)]);
+    // Before, the second decision started from the failed one's layout and set decode only, and the
+    // planner recorded 2P/2D/1B as running over 1P/2D/1B.
+    expect(replicas()).toEqual([2, 2, 1]);
+    expect(s.applied).toEqual({ prefill: 2, decode: 2, both: 1, gpus: 5 });
+    expect(await t.registry.getSingleMetricAsString("headroom_planner_current_workers")).toContain('headroom_planner_current_workers{pool="m",role="prefill"} 2');
     t.planners.close();
   });
 });

@@ -10,6 +10,7 @@ import { MemoryLogger } from "../src/log.js";
 import { DecisionApplier } from "../src/planner/actuators.js";
 import type { ScaleRequest } from "../src/planner/types.js";
 import { WebhookActuator } from "../src/planner/webhook-actuator.js";
+import { until } from "./fixtures/wait.js";
 
 interface Hook {
   url: string;
@@ -156,6 +157,7 @@ describe("webhook actuator", () => {
   it("reads no more than the start of a failure's body", async () => {
     let written = 0;
     let finished = false;
+    let cutOff = false;
     const chunk = "x".repeat(1 << 16);
     const server = createServer((req, res) => {
       req.resume();
@@ -169,18 +171,23 @@ describe("webhook actuator", () => {
         finished = true;
         res.end();
       };
-      res.on("close", () => res.removeAllListeners("drain"));
+      res.on("close", () => {
+        cutOff = !res.writableFinished;
+        res.removeAllListeners("drain");
+      });
       more();
     });
     open = await serve(server);
     const { a } = applier(`${open.url}/scale`, 1, 10_000);
-    const started = performance.now();
     a.submit(REQUEST);
     await a.settled();
+    // The attempt failed on the answer's quoted start, not on the timeout while the body came in.
     expect(a.state().lastError).toBe(`webhook ${open.url}/scale: HTTP 503 ${"x".repeat(200)}`);
-    // Before: the whole body was downloaded (and held) before the 200 characters were quoted.
-    expect(performance.now() - started).toBeLessThan(5000);
+    // Before, the whole body was downloaded (and held) before the 200 characters were quoted.
     expect(finished).toBe(false);
+    // The client cancelled the rest: the server saw the connection close mid-answer, having written
+    // little more than what socket buffers hold.
+    await until(() => cutOff, "the answer cut off by the client");
     expect(written).toBeLessThan(256);
   });
 

@@ -161,7 +161,15 @@ export class DecisionApplier {
     this.cancelRetry = null;
     this.running = true;
     this.s.attempts++;
-    this.o.actuator.apply(request).then(
+    // An actuator of a caller's own may throw instead of rejecting: that is a failed attempt too, not
+    // an error out of submit() that would leave this applier running forever.
+    let applying: Promise<void>;
+    try {
+      applying = this.o.actuator.apply(request);
+    } catch (err) {
+      applying = Promise.reject(err);
+    }
+    applying.then(
       () => this.finished(request, null),
       (err: unknown) => this.finished(request, err instanceof Error ? err.message : String(err)),
     );

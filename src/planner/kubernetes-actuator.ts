@@ -2,7 +2,8 @@
 // (Deployments or StatefulSets) through their scale subresource with the official client: read the
 // Scale, and replace it when the replicas differ (a 409 conflict re-reads and tries again). Replicas
 // that go down are set before those that go up, so freed GPUs are there for the new workers. A
-// decision sets only the roles it changes; read() tells a planner what the pool runs.
+// decision sets only the roles it changes from what the planner knows runs; read() tells a planner
+// what the pool runs.
 
 import { AppsV1Api, Observable, type KubeConfig, type ObservableMiddleware, type V1Scale } from "@kubernetes/client-node";
 import type { Actuator } from "./actuators.js";
@@ -88,8 +89,9 @@ export class KubernetesActuator implements Actuator {
     const workloads = this.options.workloads[request.pool] ?? {};
     const missing = WORKER_ROLES.filter((role) => request[role] > 0 && workloads[role] === undefined);
     if (missing.length > 0) throw new Error(`pool ${request.pool} has no kubernetes workload for role ${missing.join(", ")}`);
-    // Only the roles the decision changes: a role someone else scaled since the planner last read it
-    // keeps what they set (the planner reads it at its next interval).
+    // Only the roles the decision changes from what the planner knows runs (`from`): a role someone
+    // else scaled since the planner last read it keeps what they set (the planner reads it at its next
+    // interval). Without `from`, every role whose replicas differ.
     const from = request.from;
     const targets = WORKER_ROLES.flatMap((role) => {
       const ref = workloads[role];

@@ -415,7 +415,7 @@ export class PoolPlanner {
       this.once.clear(`planner-burst:${this.pool.name}`, "planner burst check works again", { pool: this.pool.name });
     } catch (err) {
       // On a timer like tick(); logged once per cause, and the next check runs as usual.
-      this.once.fail(`planner-burst:${this.pool.name}`, "error", "planner burst check failed", { pool: this.pool.name, error: errorText(err) });
+      this.failQuietly(`planner-burst:${this.pool.name}`, "error", "planner burst check failed", { pool: this.pool.name, error: errorText(err) });
     }
   }
 
@@ -665,13 +665,13 @@ export class PoolPlanner {
     if (!sameLayout(granted, this.desired)) this.decide(granted, reason, details);
   }
 
+  /**
+   * Hands a decision to the applier, then records it: a throw before the hand-over leaves the planner
+   * as it was (the next interval decides again), and one after it finds the decision delivered.
+   */
   private decide(to: Layout, reason: DecisionReason, details: string[]): void {
-    this.changes++;
     const now = this.o.clock.nowMs();
     const from = this.desired;
-    if (WORKER_ROLES.some((r) => to[r] > from[r])) this.lastScaleUpMs = now;
-    this.lastChangeMs = now;
-    this.desired = { ...to };
     const decision: Decision = {
       pool: this.pool.name,
       atMs: now,
@@ -682,6 +682,11 @@ export class PoolPlanner {
       reason,
       details,
     };
+    this.o.applier.submit(scaleRequestOf(decision, this.knownRunning()));
+    this.changes++;
+    if (WORKER_ROLES.some((r) => to[r] > from[r])) this.lastScaleUpMs = now;
+    this.lastChangeMs = now;
+    this.desired = { ...to };
     this.decisions.push(decision);
     if (this.decisions.length > this.o.tuning.decisionsKept) this.decisions.shift();
     this.o.metrics.decisions.inc({ pool: this.pool.name, reason });
@@ -694,7 +699,18 @@ export class PoolPlanner {
       reason,
       details,
     });
-    this.o.applier.submit(scaleRequestOf(decision));
+  }
+
+  /**
+   * What the pool runs, when the planner knows it: the applied layout once every decision is
+   * confirmed. A decision being applied or failed may have set some roles and not others, and the
+   * next one replaces it in the applier: until then nothing is known, and the actuator sets every
+   * role that differs from what it reads.
+   */
+  private knownRunning(): Layout | undefined {
+    const status = this.o.applier.state().status;
+    const settled = (status === "none" || status === "applied") && sameLayout(this.applied, this.desired);
+    return settled ? { ...this.applied } : undefined;
   }
 
   /** A read's answer arrives in a promise callback, where an error would be an unhandled rejection. */
@@ -703,7 +719,7 @@ export class PoolPlanner {
     try {
       handle();
     } catch (err) {
-      this.once.fail(`planner-read:${this.pool.name}`, "error", "planner could not take in what the pool runs", { pool: this.pool.name, error: errorText(err) });
+      this.failQuietly(`planner-read:${this.pool.name}`, "error", "planner could not take in what the pool runs", { pool: this.pool.name, error: errorText(err) });
     }
   }
 
@@ -748,7 +764,20 @@ export class PoolPlanner {
   private skip(cause: string, message: string): void {
     this.lastSkip = { atMs: this.o.clock.nowMs(), cause, message };
     this.o.metrics.skipped.inc({ pool: this.pool.name, cause });
-    this.once.fail(this.subject, cause, "planner skipped sizing for this interval; the pool keeps its workers", { pool: this.pool.name, message });
+    this.failQuietly(this.subject, cause, "planner skipped sizing for this interval; the pool keeps its workers", { pool: this.pool.name, message });
+  }
+
+  /**
+   * Logs a failure once per cause where an error is being handled, which must not throw in turn (out
+   * of a timer, or out of a promise callback as an unhandled rejection): when the logger is what
+   * fails (a closed stderr), the line is lost and planning goes on.
+   */
+  private failQuietly(subject: string, cause: string, message: string, fields: Record<string, unknown>): void {
+    try {
+      this.once.fail(subject, cause, message, fields);
+    } catch {
+      // Nowhere left to report it.
+    }
   }
 
   private describeNeed(n: Need): string {

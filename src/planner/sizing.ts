@@ -163,7 +163,8 @@ export function layoutFor(need: Need, maxWorkers: number, costOptimization: bool
  * Prefill workers and decode-capable workers (decode ones first) are first cut to cap + 1 each at
  * once, which ends where one at a time would (checked against the one-at-a-time loop in
  * test/planner-sizing.test.ts): the loop then runs at most cap + 2 times, however many workers the
- * layout asks for (a need of billions of workers took billions of turns, and past 2^53 never ended).
+ * layout asks for (one at a time, a need of billions would take billions of turns, and past 2^53 a
+ * decrement changes nothing).
  */
 export function fitToCap(layout: Layout, cap: number, need?: Pick<Need, "prefillShare" | "decodeShare">): Layout {
   const limit = Math.max(1, cap);

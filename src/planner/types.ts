@@ -96,7 +96,10 @@ export interface ScaleRequest {
   prefill: number;
   decode: number;
   both: number;
-  /** The layout the decision started from; an actuator may leave the roles it does not change alone. */
+  /**
+   * What the planner knows the pool runs, if it does; an actuator may leave alone the roles where it
+   * equals the request (someone else may have scaled them since). Absent: every role is set.
+   */
   from?: Layout;
   tp: number;
   gpus: number;
@@ -105,6 +108,12 @@ export interface ScaleRequest {
   atMs: number;
 }
 
-export function scaleRequestOf(d: Decision): ScaleRequest {
-  return { pool: d.pool, ...d.to, from: { ...d.from }, tp: d.tp, gpus: d.gpus, reason: d.reason, details: d.details, atMs: d.atMs };
+/**
+ * The request for decision `d`. `running` is what the planner knows the pool runs, if it does: not
+ * `d.from`, what it wanted before, which a decision that failed never made true.
+ */
+export function scaleRequestOf(d: Decision, running: Layout | undefined): ScaleRequest {
+  const request: ScaleRequest = { pool: d.pool, ...d.to, tp: d.tp, gpus: d.gpus, reason: d.reason, details: d.details, atMs: d.atMs };
+  if (running !== undefined) request.from = { ...running };
+  return request;
 }
