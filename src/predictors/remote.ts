@@ -26,7 +26,7 @@ import { ConfigError } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
-import type { ProfilePredictor } from "./profile.js";
+import { MAX_PREDICTION_MS, type ProfilePredictor } from "./profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 import { QUANTITIES } from "./types.js";
 
@@ -371,6 +371,11 @@ export function overlayRemote(
         const lo = v[s];
         curve[g * n + i] = Math.max(lo + at.frac[g] * (v[s < last ? s + 1 : s] - lo), 0);
       }
+    }
+    // A prompt larger than the pod's KV cache never fits there, whatever the service answers (it knows
+    // no capacity): the profile's saturated wait, from the knot the pool's grid has just above it.
+    if (quantity === "decode-ttft" && pods[i].kvCapacityTokens > 0) {
+      for (let g = 0; g < grid.length; g++) if (grid[g] > pods[i].kvCapacityTokens) curve[g * n + i] = MAX_PREDICTION_MS;
     }
     // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue as
     // its features told it (our picks then included); picks since add what has grown on the pod since.
