@@ -7,8 +7,8 @@
 // Every refresh asks each pod for its load and every pick adds an entry, so the costs follow what
 // changes, not what is held: load is kept as running sums, a prefill moves between them as its
 // predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
-// releases (kept in dispatch order, or in a heap by predicted arrival for remote decodes), and expiry
-// visits only the time slots that have passed.
+// releases (kept in dispatch order; the decode sides of remote prefills, which arrive in no set order,
+// are all looked at), and expiry visits only the time slots that have passed.
 //
 // A gateway that never reports leaves every pick here until it expires: a few hundred thousand
 // entries at tens of thousands of picks per second. So entries are rows of typed-array columns, not
@@ -211,106 +211,40 @@ class RowList {
 }
 
 /**
- * A binary min-heap of rows by a time. Rows know their place in it (a column of the table, one per kind
- * of heap), so a row released early leaves at once.
+ * The prefills of one phase on one pod: their sums, and a binary min-heap of their rows by the time
+ * each leaves the phase. Rows know their place in it (Columns.heapAt), so a prefill released early
+ * leaves at once.
  */
-abstract class RowHeap {
-  size = 0;
-  private rows = new Int32Array(8);
-  private keysMs = new Float64Array(8);
-
-  /** The column that holds each row's place in heaps of this kind. */
-  protected abstract places<F>(c: Columns<F>): Int32Array;
-
-  /** The first row's time (Infinity when the heap is empty). */
-  get nextMs(): number {
-    return this.size === 0 ? Infinity : this.keysMs[0]!;
-  }
-
-  get first(): number {
-    return this.rows[0]!;
-  }
-
-  protected push<F>(row: number, keyMs: number, c: Columns<F>): void {
-    if (this.size === this.rows.length) {
-      const capacity = this.rows.length * 2;
-      this.rows = grown(this.rows, capacity);
-      this.keysMs = grown(this.keysMs, capacity);
-    }
-    this.size++;
-    this.place(this.size - 1, row, keyMs, c);
-    this.up(this.size - 1, c);
-  }
-
-  protected pull<F>(row: number, c: Columns<F>): void {
-    const at = this.places(c)[row]!;
-    this.size--;
-    // The last row takes the removed one's place and moves up or down from there.
-    const last = this.size;
-    if (at === last) return;
-    const keyMs = this.keysMs[last]!;
-    this.place(at, this.rows[last]!, keyMs, c);
-    if (at > 0 && this.keysMs[(at - 1) >> 1]! > keyMs) this.up(at, c);
-    else this.down(at, c);
-  }
-
-  private place<F>(i: number, row: number, keyMs: number, c: Columns<F>): void {
-    this.rows[i] = row;
-    this.keysMs[i] = keyMs;
-    this.places(c)[row] = i;
-  }
-
-  private up<F>(i: number, c: Columns<F>): void {
-    const row = this.rows[i]!;
-    const key = this.keysMs[i]!;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (this.keysMs[parent]! <= key) break;
-      this.place(i, this.rows[parent]!, this.keysMs[parent]!, c);
-      i = parent;
-    }
-    this.place(i, row, key, c);
-  }
-
-  private down<F>(i: number, c: Columns<F>): void {
-    const row = this.rows[i]!;
-    const key = this.keysMs[i]!;
-    const n = this.size;
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && this.keysMs[child + 1]! < this.keysMs[child]!) child++;
-      if (this.keysMs[child]! >= key) break;
-      this.place(i, this.rows[child]!, this.keysMs[child]!, c);
-      i = child;
-    }
-    this.place(i, row, key, c);
-  }
-}
-
-/** The prefills of one phase on one pod: their sums, and their rows by the time each leaves the phase. */
-class PhaseHeap extends RowHeap {
+class PhaseHeap {
+  requests = 0;
   tokens = 0;
   /** Queued: the sum of compute ms; running: the sum of prefillDoneMs. */
   ms = 0;
   /** The same for local prefills alone (prefilled on their decode pod), and their count. */
   localMs = 0;
   localRequests = 0;
+  private rows = new Int32Array(8);
+  private leavesAtMs = new Float64Array(8);
 
-  constructor(private readonly phase: Phase.Queued | Phase.Running) {
-    super();
+  constructor(private readonly phase: Phase.Queued | Phase.Running) {}
+
+  /** When the first row leaves the phase (Infinity when none is in it). */
+  get nextMs(): number {
+    return this.requests === 0 ? Infinity : this.leavesAtMs[0]!;
   }
 
-  get requests(): number {
-    return this.size;
-  }
-
-  protected places<F>(c: Columns<F>): Int32Array {
-    return c.heapAt;
+  get first(): number {
+    return this.rows[0]!;
   }
 
   add<F>(row: number, c: Columns<F>): void {
     const leavesAtMs = this.phase === Phase.Queued ? c.prefillDoneMs[row]! - c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+    if (this.requests === this.rows.length) {
+      const capacity = this.rows.length * 2;
+      this.rows = grown(this.rows, capacity);
+      this.leavesAtMs = grown(this.leavesAtMs, capacity);
+    }
+    this.requests++;
     this.tokens += c.prefillTokens[row]!;
     this.ms += this.msOf(row, c);
     if (isLocal(row, c)) {
@@ -318,24 +252,66 @@ class PhaseHeap extends RowHeap {
       this.localRequests++;
     }
     c.phase[row] = this.phase;
-    this.push(row, leavesAtMs, c);
+    this.place(this.requests - 1, row, leavesAtMs, c);
+    this.up(this.requests - 1, c);
   }
 
   remove<F>(row: number, c: Columns<F>): void {
-    this.pull(row, c);
+    const at = c.heapAt[row]!;
+    this.requests--;
     // Sums of fractions do not return to exactly 0 by subtraction.
-    this.tokens = this.size === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
-    this.ms = this.size === 0 ? 0 : this.ms - this.msOf(row, c);
+    this.tokens = this.requests === 0 ? 0 : this.tokens - c.prefillTokens[row]!;
+    this.ms = this.requests === 0 ? 0 : this.ms - this.msOf(row, c);
     if (isLocal(row, c)) {
       this.localRequests--;
       this.localMs = this.localRequests === 0 ? 0 : this.localMs - this.msOf(row, c);
     }
     c.phase[row] = Phase.None;
+    // The last row takes the removed one's place and moves up or down from there.
+    const last = this.requests;
+    if (at === last) return;
+    const leavesAtMs = this.leavesAtMs[last]!;
+    this.place(at, this.rows[last]!, leavesAtMs, c);
+    if (at > 0 && this.leavesAtMs[(at - 1) >> 1]! > leavesAtMs) this.up(at, c);
+    else this.down(at, c);
   }
 
   /** What the row adds to `ms`. */
   private msOf<F>(row: number, c: Columns<F>): number {
     return this.phase === Phase.Queued ? c.prefillComputeMs[row]! : c.prefillDoneMs[row]!;
+  }
+
+  private place<F>(i: number, row: number, leavesAtMs: number, c: Columns<F>): void {
+    this.rows[i] = row;
+    this.leavesAtMs[i] = leavesAtMs;
+    c.heapAt[row] = i;
+  }
+
+  private up<F>(i: number, c: Columns<F>): void {
+    const row = this.rows[i]!;
+    const key = this.leavesAtMs[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.leavesAtMs[parent]! <= key) break;
+      this.place(i, this.rows[parent]!, this.leavesAtMs[parent]!, c);
+      i = parent;
+    }
+    this.place(i, row, key, c);
+  }
+
+  private down<F>(i: number, c: Columns<F>): void {
+    const row = this.rows[i]!;
+    const key = this.leavesAtMs[i]!;
+    const n = this.requests;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && this.leavesAtMs[child + 1]! < this.leavesAtMs[child]!) child++;
+      if (this.leavesAtMs[child]! >= key) break;
+      this.place(i, this.rows[child]!, this.leavesAtMs[child]!, c);
+      i = child;
+    }
+    this.place(i, row, key, c);
   }
 }
 
@@ -480,7 +456,7 @@ export class InflightLoad<F = unknown> {
     c.predicted[at + 4] = p.tpotMs;
     c.held[row] = prefillPod === undefined ? Held.Decode : Held.Prefill | Held.Decode;
     if (pick.requestId !== undefined) this.rowOf.set(pick.requestId, row);
-    // A prefill picked on its own decode pod is held, and released, with the decode side.
+    // A prefill picked on its own decode pod is held, and released, with the decode side (isLocal).
     const remote = prefillPod !== undefined && prefillPod !== decodePod;
     // The decode pod receives a remote prefill's request when the prefill is done (arrivalMs).
     (remote ? decodePod.arriving : decodePod.decodes).append(row, c.decodeNext, c.decodePrev);
@@ -720,8 +696,7 @@ export class InflightLoad<F = unknown> {
     const c = this.c;
     const held = c.held[row]!;
     if (held & Held.Decode && c.decodePod[row] === pod) {
-      const prefillPod = c.prefillPod[row];
-      const remote = prefillPod !== undefined && prefillPod !== pod;
+      const remote = !isLocal(row, c);
       c.held[row] = held & ~Held.Decode;
       (remote ? pod.arriving : pod.decodes).unlink(row, c.decodeNext, c.decodePrev);
       pod.held--;
