@@ -26,6 +26,7 @@ import { ConfigError } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
+import { gridPosition, interpolate } from "../kernel/twin.js";
 import { MAX_PREDICTION_MS, type ProfilePredictor } from "./profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 import { QUANTITIES } from "./types.js";
@@ -355,23 +356,15 @@ export function overlayRemote(
   const grid = out.gridTokens;
   const curve = quantity === "prefill-ttft" ? out.prefillMs : quantity === "decode-ttft" ? out.decodeWaitMs : out.tpotMs;
   // A refresh's entries share its grid object: one placement per grid seen.
-  const placements = new Map<Float64Array, GridPlacement | null>();
+  const placements = new Map<Float64Array, GridPlacement>();
   for (let i = 0; i < pods.length; i++) {
     const entry = latest.get(pods[i].address);
     if (entry === undefined || nowMs - entry.atMs > maxAgeMs) continue;
     let at = placements.get(entry.grid);
-    if (at === undefined) placements.set(entry.grid, (at = sameGrid(entry.grid, grid) ? EXACT : placeOn(entry.grid, grid)));
+    if (at === undefined) placements.set(entry.grid, (at = sameGrid(entry.grid, grid) ? "exact" : placeOn(entry.grid, grid)));
     if (at === null) continue;
     const v = entry.values;
-    if (at === EXACT) for (let g = 0; g < grid.length; g++) curve[g * n + i] = v[g];
-    else {
-      const last = v.length - 1;
-      for (let g = 0; g < grid.length; g++) {
-        const s = at.seg[g];
-        const lo = v[s];
-        curve[g * n + i] = Math.max(lo + at.frac[g] * (v[s < last ? s + 1 : s] - lo), 0);
-      }
-    }
+    for (let g = 0; g < grid.length; g++) curve[g * n + i] = at === "exact" ? v[g] : interpolate(v, 1, v.length, at[g], 0);
     // A prompt larger than the pod's KV cache never fits there, whatever the service answers (it knows
     // no capacity): the profile's saturated wait, from the knot the pool's grid has just above it.
     if (quantity === "decode-ttft" && pods[i].kvCapacityTokens > 0) {
@@ -383,32 +376,17 @@ export function overlayRemote(
   }
 }
 
-/** Where each point of a fine grid falls on a coarse one: segment and fraction, as the kernel places a request. */
-interface GridPlacement {
-  seg: Int32Array;
-  frac: Float64Array;
-}
+/**
+ * Where each point of a fine grid falls on a coarse one, as the kernel places a request: "exact" on the
+ * same grid, null when `fine` does not hold every point of `coarse`.
+ */
+type GridPlacement = { seg: number; frac: number }[] | "exact" | null;
 
-const EXACT: GridPlacement = { seg: new Int32Array(0), frac: new Float64Array(0) };
-
-/** The placement of `fine`'s points on `coarse`, or null when `fine` does not hold every point of `coarse`. */
-function placeOn(coarse: Float64Array, fine: Float64Array): GridPlacement | null {
-  const c = coarse.length;
+function placeOn(coarse: Float64Array, fine: Float64Array): GridPlacement {
   let matched = 0;
-  for (let g = 0; g < fine.length && matched < c; g++) if (fine[g] === coarse[matched]) matched++;
-  if (c === 0 || matched < c) return null;
-  const seg = new Int32Array(fine.length);
-  const frac = new Float64Array(fine.length);
-  for (let g = 0; g < fine.length; g++) {
-    const x = fine[g];
-    // The kernel's rule (src/kernel/twin.ts gridPosition): hold the first value below the grid.
-    if (c === 1 || x <= coarse[0]) continue;
-    let s = 0;
-    while (s < c - 2 && coarse[s + 1] <= x) s++;
-    seg[g] = s;
-    frac[g] = (x - coarse[s]) / (coarse[s + 1] - coarse[s]);
-  }
-  return { seg, frac };
+  for (let g = 0; g < fine.length && matched < coarse.length; g++) if (fine[g] === coarse[matched]) matched++;
+  if (coarse.length === 0 || matched < coarse.length) return null;
+  return Array.from(fine, (x) => gridPosition(coarse, x));
 }
 
 /**
