@@ -527,7 +527,8 @@ export class Engine implements EngineApi {
    * batch was out (deleted, drained, gone stale) are made again here, from the current snapshot.
    */
   private settleWorker(pool: PoolState, batch: Pending[], results: PickResult[]): void {
-    const gone = results.flatMap((r, k) => (this.podsStillThere(pool, r) ? [] : [k]));
+    const gone: number[] = [];
+    for (let k = 0; k < results.length; k++) if (!pool.stillCandidates(results[k])) gone.push(k);
     if (gone.length > 0) {
       const again = this.pickHere(
         pool,
@@ -536,31 +537,17 @@ export class Engine implements EngineApi {
       );
       if (again === null) {
         // pickHere answered the picks made again; the others keep the worker's results.
-        const kept = batch.flatMap((p, k) => (gone.includes(k) ? [] : [k]));
+        const picked = new Set(gone);
         this.settle(
           pool,
-          kept.map((k) => batch[k]),
-          kept.map((k) => results[k]),
+          batch.filter((_, k) => !picked.has(k)),
+          results.filter((_, k) => !picked.has(k)),
         );
         return;
       }
       gone.forEach((k, j) => (results[k] = again[j]));
     }
     this.settle(pool, batch, results);
-  }
-
-  /** Whether a result's pods are still candidates in the pool's current snapshot (true for results without pods). */
-  private podsStillThere(pool: PoolState, r: PickResult): boolean {
-    const snap = pool.snapshot;
-    const latest = pool.latestPods;
-    if (r.decode < 0 || snap === null || latest === undefined || r.version === snap.version) return true;
-    const pods = pool.podsAt(r.version);
-    if (pods === undefined) return false;
-    const eligible = (i: number) => {
-      const now = latest.addresses.indexOf(pods.addresses[i]);
-      return now >= 0 && (snap.roles[now] & ROLE_ELIGIBLE) !== 0;
-    };
-    return eligible(r.decode) && (r.prefill < 0 || eligible(r.prefill));
   }
 
   /** Counts a batch's results and answers its picks, in order. */

@@ -168,6 +168,28 @@ export class PoolState {
    * when it brought none), or null when the result names no pods or a version that is no longer known.
    * A caller that has looked up the result's version passes its pods.
    */
+  /**
+   * Pod `i` of a result, in the current snapshot's order. A worker's result can come back after a
+   * refresh whose snapshot orders other pods (one added or deleted meanwhile): its indices go there by
+   * address, -1 for a pod that snapshot no longer has (or a version no longer known).
+   */
+  currentIndex(result: PickResult, i: number, pods: PublishedPods | undefined = this.podsAt(result.version)): number {
+    if (this.current !== null && result.version === this.current.version) return i;
+    if (pods === undefined || this.latestPods === undefined) return -1;
+    return this.latestPods.addresses.indexOf(pods.addresses[i]);
+  }
+
+  /** Whether a result's pods are still candidates in the current snapshot (true for a result without pods). */
+  stillCandidates(result: PickResult): boolean {
+    const snap = this.current;
+    if (result.decode < 0 || snap === null || result.version === snap.version) return true;
+    const eligible = (i: number) => {
+      const now = this.currentIndex(result, i);
+      return now >= 0 && (snap.roles[now] & ROLE_ELIGIBLE) !== 0;
+    };
+    return eligible(result.decode) && (result.prefill < 0 || eligible(result.prefill));
+  }
+
   recordPick(
     requestId: string | undefined,
     req: PickRequest,
@@ -176,17 +198,12 @@ export class PoolState {
     pods: PublishedPods | undefined = this.podsAt(result.version),
   ): string | null {
     const snap = this.current;
-    const latest = this.latestPods;
-    if (result.decode < 0 || pods === undefined || snap === null || latest === undefined) return null;
+    if (result.decode < 0 || pods === undefined || snap === null || this.latestPods === undefined) return null;
     const now = this.options.clock.nowMs();
     const uncached = req.inputTokens * (1 - req.prefixHit);
     const local = result.prefill < 0;
-    // The result's pod indices are its version's; a worker's result can come back after a refresh whose
-    // snapshot orders other pods (one added or deleted meanwhile): indices go to it by address, -1 for
-    // a pod it no longer has.
-    const current = (i: number) => (result.version === snap.version ? i : latest.addresses.indexOf(pods.addresses[i]));
-    const decodeNow = current(result.decode);
-    const prefillNow = local ? decodeNow : current(result.prefill);
+    const decodeNow = this.currentIndex(result, result.decode, pods);
+    const prefillNow = local ? decodeNow : this.currentIndex(result, result.prefill, pods);
     const compute =
       prefillNow < 0
         ? local
