@@ -81,3 +81,8 @@ export class BatchTooLargeError extends HeadroomError {
     this.name = "BatchTooLargeError";
   }
 }
+
+/** What a thrown value says: an Error's message, anything else as a string. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -9,7 +9,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { realClock, type Clock } from "../clock.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { PodInputSchema } from "../config/schema.js";
-import { ConfigError, HeadroomError, shortened } from "../errors.js";
+import { ConfigError, HeadroomError, messageOf, shortened } from "../errors.js";
 import { oracle } from "../kernel/oracle.js";
 import { TwinKernel } from "../kernel/twin.js";
 import type { OptimizerParams, PickRequest, PickResult, TopologyParams } from "../kernel/types.js";
@@ -561,7 +561,7 @@ export class Engine implements EngineApi {
       } catch (err) {
         // A bug must not take the process down from a timer or a worker's callback: this pick fails.
         this.options.logger.log("error", "answering a pick failed", { pool: pool.name, error: err instanceof Error ? err.stack : String(err) });
-        answer = new HeadroomError("WORKER_FAILED", `answering the pick failed: ${err instanceof Error ? err.message : String(err)}`);
+        answer = new HeadroomError("WORKER_FAILED", `answering the pick failed: ${messageOf(err)}`);
       }
       p.answers.set(p.index, answer);
     });

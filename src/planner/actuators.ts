@@ -3,6 +3,7 @@
 // and reports what happened. The planner keeps its decision whether or not it could be applied.
 
 import type { Cancel, Clock } from "../clock.js";
+import { messageOf } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import type { Layout, ScaleRequest } from "./types.js";
 
@@ -171,7 +172,7 @@ export class DecisionApplier {
     }
     applying.then(
       () => this.finished(request, null),
-      (err: unknown) => this.finished(request, err instanceof Error ? err.message : String(err)),
+      (err: unknown) => this.finished(request, messageOf(err)),
     );
   }
 

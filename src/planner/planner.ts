@@ -5,7 +5,7 @@
 
 import type { Gauge } from "prom-client";
 import type { Clock } from "../clock.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, messageOf } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import type { LatencyProfile } from "../predictors/latency-profile.js";
 import { tpSpeedup } from "../predictors/profile.js";
@@ -327,7 +327,7 @@ export class PoolPlanner {
     const changes = this.changes;
     this.o.applier.read().then(
       (layout) => this.afterRead(() => this.adopt(layout, changes)),
-      (err: unknown) => this.afterRead(() => this.readFailed(errorText(err))),
+      (err: unknown) => this.afterRead(() => this.readFailed(messageOf(err))),
     );
   }
 
@@ -339,7 +339,7 @@ export class PoolPlanner {
     try {
       this.interval();
     } catch (err) {
-      this.skip("error", `the interval failed: ${errorText(err)}`);
+      this.skip("error", `the interval failed: ${messageOf(err)}`);
     }
   }
 
@@ -352,7 +352,7 @@ export class PoolPlanner {
       try {
         utilization = this.o.utilization(this.pool.name);
       } catch (err) {
-        utilizationError = errorText(err);
+        utilizationError = messageOf(err);
       }
     }
     const obs = this.observer.drain(utilization);
@@ -415,7 +415,7 @@ export class PoolPlanner {
       this.once.clear(`planner-burst:${this.pool.name}`, "planner burst check works again", { pool: this.pool.name });
     } catch (err) {
       // On a timer like tick(); logged once per cause, and the next check runs as usual.
-      this.failQuietly(`planner-burst:${this.pool.name}`, "error", "planner burst check failed", { pool: this.pool.name, error: errorText(err) });
+      this.failQuietly(`planner-burst:${this.pool.name}`, "error", "planner burst check failed", { pool: this.pool.name, error: messageOf(err) });
     }
   }
 
@@ -719,7 +719,7 @@ export class PoolPlanner {
     try {
       handle();
     } catch (err) {
-      this.failQuietly(`planner-read:${this.pool.name}`, "error", "planner could not take in what the pool runs", { pool: this.pool.name, error: errorText(err) });
+      this.failQuietly(`planner-read:${this.pool.name}`, "error", "planner could not take in what the pool runs", { pool: this.pool.name, error: messageOf(err) });
     }
   }
 
@@ -834,10 +834,6 @@ export class PoolPlanner {
   private get subject(): string {
     return `planner:${this.pool.name}`;
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function isUnit(v: number): boolean {

@@ -4,7 +4,7 @@
 
 import { Packr, Unpackr, type Options } from "msgpackr";
 import type { CompletionReport, PickAnswer, PickInput, PodPush } from "../engine/types.js";
-import { HeadroomError, RequestError, shortened } from "../errors.js";
+import { HeadroomError, messageOf, RequestError, shortened } from "../errors.js";
 import { MAX_SLO_MS, MAX_TOKENS } from "../kernel/validate.js";
 
 export type BodyFormat = "json" | "msgpack";
@@ -173,7 +173,7 @@ function decodeMsgpack(bytes: Uint8Array, what: string): unknown {
 
 /** A decoder's complaint, short. A stack overflow on deep nesting lands here too, as a RangeError. */
 function reason(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).slice(0, 120);
+  return messageOf(err).slice(0, 120);
 }
 
 // ---- field checks: own properties only (a decoded `__proto__` must not supply fields); null is absent ----
