@@ -101,7 +101,7 @@ export class ProfilePredictor implements Predictor {
    */
   decodeWaitMs(pod: PodFeatures, isl: number, extraRequests = 0): number {
     const step = this.stepMs(pod, isl);
-    if (isl > pod.kvCapacityTokens) return MAX_PREDICTION_MS;
+    if (beyondKv(pod, isl)) return MAX_PREDICTION_MS;
     const sequences = this.batchAhead(pod) + extraRequests;
     // With no sequence on the pod, KV a scrape still shows in use is about to be freed.
     const claimed = sequences > 0 ? this.kvClaimed(pod) + extraRequests * (pod.meanIsl + pod.meanOsl / 2) : 0;
@@ -132,6 +132,11 @@ export class ProfilePredictor implements Predictor {
     out.tpotPerRequestMs[i] = model.perSequenceMs / speedup;
     out.tpotPerTokenMs[i] = model.perKvTokenMs / speedup;
   }
+}
+
+/** Whether a prompt of `isl` tokens can never fit the pod's KV cache (its decode wait is then saturated). */
+export function beyondKv(pod: Pick<PodFeatures, "kvCapacityTokens">, isl: number): boolean {
+  return isl > pod.kvCapacityTokens;
 }
 
 function bound(ms: number): number {

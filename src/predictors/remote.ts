@@ -27,7 +27,7 @@ import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
 import { gridPosition, interpolate } from "../kernel/twin.js";
-import { MAX_PREDICTION_MS, type ProfilePredictor } from "./profile.js";
+import { beyondKv, MAX_PREDICTION_MS, type ProfilePredictor } from "./profile.js";
 import type { PodFeatures, PoolPredictions, Predictor, Quantity } from "./types.js";
 import { QUANTITIES } from "./types.js";
 
@@ -367,9 +367,7 @@ export function overlayRemote(
     for (let g = 0; g < grid.length; g++) curve[g * n + i] = at === "exact" ? v[g] : interpolate(v, 1, v.length, at[g], 0);
     // A prompt larger than the pod's KV cache never fits there, whatever the service answers (it knows
     // no capacity): the profile's saturated wait, from the knot the pool's grid has just above it.
-    if (quantity === "decode-ttft" && pods[i].kvCapacityTokens > 0) {
-      for (let g = 0; g < grid.length; g++) if (grid[g] > pods[i].kvCapacityTokens) curve[g * n + i] = MAX_PREDICTION_MS;
-    }
+    if (quantity === "decode-ttft") for (let g = 0; g < grid.length; g++) if (beyondKv(pods[i], grid[g])) curve[g * n + i] = MAX_PREDICTION_MS;
     // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue as
     // its features told it (our picks then included); picks since add what has grown on the pod since.
     if (quantity === "prefill-ttft") out.prefillQueueMs[i] = Math.max(0, pods[i].prefillMsInFlight - entry.prefillMsInFlight);
