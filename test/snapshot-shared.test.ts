@@ -66,6 +66,20 @@ describe("publishing and reading", () => {
     expect(() => writer.addLoad(3, 1, 1, 1)).toThrow(RangeError);
   });
 
+  it("versions past 2^31 come out as published, and a new version 0xffffffff is copied whole", () => {
+    const writer = new SharedSnapshotWriter(4, 2);
+    const reader = new SharedSnapshotReader(writer.shared);
+    for (const version of [0xffffffff, 0x80000000, 0x7fffffff]) {
+      const snap = { ...uniform(1, 3, 2), version };
+      writer.publish(snap);
+      expect(writer.version).toBe(version);
+      expect(reader.publishedVersion()).toBe(version);
+      const { snapshot: read, changed } = reader.read();
+      expect(changed).toBe("all");
+      expect(read).toEqual(snap);
+    }
+  });
+
   it("a snapshot that outgrows the buffer moves to a larger one and retires the old one", () => {
     const writer = new SharedSnapshotWriter(2, 2);
     writer.publish(uniform(1, 2, 2));

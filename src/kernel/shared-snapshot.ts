@@ -90,7 +90,7 @@ export class SharedSnapshotWriter {
   }
 
   get version(): number {
-    return Atomics.load(this.v.header, VERSION);
+    return Atomics.load(this.v.header, VERSION) >>> 0;
   }
 
   /** Writes a complete snapshot (already validated by its builder). */
@@ -193,7 +193,7 @@ export class SharedSnapshotReader {
 
   /** Version currently published (without copying). */
   publishedVersion(): number {
-    return Atomics.load(this.v.header, VERSION);
+    return Atomics.load(this.v.header, VERSION) >>> 0;
   }
 
   /**
@@ -207,7 +207,8 @@ export class SharedSnapshotReader {
       if (Atomics.load(h, RETIRED) !== 0) throw new RetiredSnapshotError();
       const seq = Atomics.load(h, SEQ);
       if (seq & 1) continue;
-      const version = Atomics.load(h, VERSION);
+      // The header holds the 32-bit version as an Int32: unsigned again, it never equals the -1 held at first.
+      const version = Atomics.load(h, VERSION) >>> 0;
       const loadSeq = Atomics.load(h, LOAD_SEQ);
       let changed: "none" | "loads" | "all" = "none";
       if (version !== this.heldVersion) {
