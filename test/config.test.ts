@@ -297,6 +297,30 @@ describe("every option is validated", () => {
     expect(parseConfig("optimizer: { ttftWeight: 0, tpotWeight: 1 }").config.optimizer.ttftWeight).toBe(0);
   });
 
+  // Node runs a timer of more than 2^31 - 1 ms after 1 ms: a 35-day scrape interval scraped every pod
+  // every millisecond, a refresh or a planner ran in a loop, and every scrape or call timed out at once.
+  test.each([
+    "predictors.refreshMs",
+    "predictors.remote.timeoutMs",
+    "predictors.remote.trainingFlushMs",
+    "pods.scrapeIntervalMs",
+    "pods.scrapeTimeoutMs",
+    "pods.kubernetes.resyncMs",
+    "pools[0].planner.adjustmentIntervalMs",
+    "planners.apply.initialBackoffMs",
+    "planners.apply.maxBackoffMs",
+    "planners.webhook.timeoutMs",
+    "planners.kubernetes.requestTimeoutMs",
+  ])("%s longer than a timer can wait (2^31 - 1 ms) is rejected", (path) => {
+    const doc = setPath(base(), path, 2 ** 31);
+    if (path.startsWith("planners.webhook")) setPath(doc, "planners.webhook.url", "http://127.0.0.1:9/hook");
+    expect(problemsOf(stringify(doc))).toContainEqual(expect.stringMatching(new RegExp(`^${path.replace(/[.[\]]/g, "\\$&")}: must be an integer >= \\d+ and <= 2147483647, got 2147483648$`)));
+    setPath(doc, path, 2 ** 31 - 1);
+    if (path === "planners.apply.initialBackoffMs") setPath(doc, "planners.apply.maxBackoffMs", 2 ** 31 - 1);
+    if (path === "pods.scrapeIntervalMs") setPath(doc, "pods.staleAfterMs", 2 ** 31);
+    expect(parseConfig(stringify(doc)).config).toBeDefined();
+  });
+
   test("a remote predictor's timeout is below its values' freshness limit (3 refreshes), or no answer could be used", () => {
     expect(problemsOf("predictors: { decodeTpot: remote, refreshMs: 100, remote: { timeoutMs: 300 } }")).toEqual([
       "predictors.remote.timeoutMs: must be below the remote values' freshness limit, 3 x predictors.refreshMs (300): a later answer is never used, got 300",

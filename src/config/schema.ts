@@ -11,6 +11,9 @@ import { normalizeAddress } from "../pods/address.js";
 /** The largest optimizer weight (see OptimizerSchema). */
 const MAX_WEIGHT = 1_000_000;
 
+/** The longest delay a Node timer waits: a longer one fires after 1 ms (a 35-day interval ran every millisecond). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
 export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";
 
@@ -313,15 +316,15 @@ const PredictorsSchema = mapping(
       .prefault({}),
     defaultProfile: name().default(D.predictors.defaultProfile),
     tpEfficiency: num({ gt: 0, le: 1 }).default(D.predictors.tpEfficiency),
-    refreshMs: num({ int: true, ge: 1 }).default(D.predictors.refreshMs),
+    refreshMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.predictors.refreshMs),
     remote: section(
       mapping(
         {
-          timeoutMs: num({ int: true, ge: 1 }).default(D.predictors.remote.timeoutMs),
+          timeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.predictors.remote.timeoutMs),
           gridPoints: num({ int: true, ge: 2, le: 64 }).default(D.predictors.remote.gridPoints),
           /** Training entries kept while the service is down; the oldest are dropped (and counted) beyond it. */
           trainingBufferSize: num({ int: true, ge: 100, le: 1_000_000 }).default(D.predictors.remote.trainingBufferSize),
-          trainingFlushMs: num({ int: true, ge: 10 }).default(D.predictors.remote.trainingFlushMs),
+          trainingFlushMs: num({ int: true, ge: 10, le: MAX_TIMER_MS }).default(D.predictors.remote.trainingFlushMs),
         },
         "timeoutMs, gridPoints, trainingBufferSize, trainingFlushMs",
       ),
@@ -352,7 +355,7 @@ const KubernetesSchema = mapping(
       .refine((s) => s === "" || s.startsWith("/"), { error: "must be \"\" or a path starting with /" })
       .default(D.pods.kubernetes.metricsPath),
     /** Full re-list this often, on top of the watch. */
-    resyncMs: num({ int: true, ge: 1000 }).default(D.pods.kubernetes.resyncMs),
+    resyncMs: num({ int: true, ge: 1000, le: MAX_TIMER_MS }).default(D.pods.kubernetes.resyncMs),
     /** Pool name -> label selector of that pool's inference pods. */
     selectors: z
       .record(z.string(), text(), { error: "must be a mapping of pool name to label selector" })
@@ -363,8 +366,8 @@ const KubernetesSchema = mapping(
 
 const PodsSchema = mapping(
   {
-    scrapeIntervalMs: num({ int: true, ge: 1 }).default(D.pods.scrapeIntervalMs),
-    scrapeTimeoutMs: num({ int: true, ge: 1 }).default(D.pods.scrapeTimeoutMs),
+    scrapeIntervalMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.pods.scrapeIntervalMs),
+    scrapeTimeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.pods.scrapeTimeoutMs),
     staleAfterMs: num({ int: true, ge: 1 }).default(D.pods.staleAfterMs),
     /** Absent: REFLECT_DELAY_SCRAPES x scrapeIntervalMs. */
     reflectDelayMs: num({ int: true, ge: 0 }).optional(),
@@ -378,7 +381,7 @@ const PodsSchema = mapping(
 
 const PlannerSchema = mapping(
   {
-    adjustmentIntervalMs: num({ int: true, ge: 1 }),
+    adjustmentIntervalMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }),
     scaleUpThreshold: num({ gt: 0, le: 1 }),
     bufferRatio: num({ gt: 0, le: 1 }),
     /** The latency percentile the planner watches, e.g. 95 for p95. */
@@ -521,8 +524,8 @@ const PlannersSchema = mapping(
       mapping(
         {
           attempts: num({ int: true, ge: 1, le: 100 }).default(D.planners.apply.attempts),
-          initialBackoffMs: num({ int: true, ge: 1 }).default(D.planners.apply.initialBackoffMs),
-          maxBackoffMs: num({ int: true, ge: 1 }).default(D.planners.apply.maxBackoffMs),
+          initialBackoffMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.apply.initialBackoffMs),
+          maxBackoffMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.apply.maxBackoffMs),
         },
         "attempts, initialBackoffMs, maxBackoffMs",
       ),
@@ -530,7 +533,7 @@ const PlannersSchema = mapping(
     webhook: mapping(
       {
         url: httpUrl(),
-        timeoutMs: num({ int: true, ge: 1 }).default(D.planners.webhook.timeoutMs),
+        timeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.webhook.timeoutMs),
         headers: z.record(z.string(), z.string({ error: "must be a string" }), { error: "must be a mapping of header to value" }).optional(),
       },
       "url, timeoutMs, headers",
@@ -542,7 +545,7 @@ const PlannersSchema = mapping(
          * (the shipped RBAC grants them in llm-d). No default: required unless every workload names its own.
          */
         namespace: text().optional(),
-        requestTimeoutMs: num({ int: true, ge: 1 }).default(D.planners.kubernetes.requestTimeoutMs),
+        requestTimeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.kubernetes.requestTimeoutMs),
         conflictRetries: num({ int: true, ge: 0, le: 100 }).default(D.planners.kubernetes.conflictRetries),
         /** Pool name -> the Deployment or StatefulSet of each role it scales. */
         workloads: z
