@@ -487,15 +487,16 @@ function pickOne(r: i32): void {
   budgetT = hasT ? sloT * bufferFactor : 0;
   budgetP = hasP ? sloP * bufferFactor : 0;
   uncached = isl * (1 - hit);
-  const remotePairs = nPrefill * nDecode - nBoth;
+  // Counts of pairs in f64: a pool at the pod limit has up to 2^32 of them.
+  const remotePairs = <f64>nPrefill * <f64>nDecode - <f64>nBoth;
   const localAllowed =
     nDecode > 0 &&
     (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
   predict(localAllowed);
 
-  const pairs = remotePairs + (localAllowed ? nDecode : 0);
+  const pairs = remotePairs + (localAllowed ? <f64>nDecode : 0);
   pairsTotal = pairs;
-  stf(res, RES_PAIRS, <f64>pairs);
+  stf(res, RES_PAIRS, pairs);
   if (pairs == 0) {
     stf(res, RES_OUTCOME, OUT_NO_CANDIDATES);
     return;
@@ -968,9 +969,9 @@ function buildLists(): void {
 // extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
 // which only a negative draw needs, is gathered on demand by negativeMin(). Minima and maxima do not
 // depend on the order of the pairs, so the results equal the twin's, which gathers all three.
-let pairsTotal: i32 = 0;
-let posPairs: i32 = 0;
-let negPairs: i32 = 0;
+let pairsTotal: f64 = 0;
+let posPairs: f64 = 0;
+let negPairs: f64 = 0;
 let minPos: f64 = 0;
 let maxPos: f64 = 0;
 let minNeg: f64 = 0;
@@ -1169,7 +1170,7 @@ const EXT_MAX: i32 = 2;
   const cR = cRack;
   const cX = cCross;
   const allSum = load<f64>(TSTAT, ST_SUM);
-  let posCount = 0;
+  let posCount: f64 = 0;
   let lo: f64 = Infinity;
   let hi: f64 = -Infinity;
   let p0 = np;
@@ -1224,7 +1225,7 @@ const EXT_MAX: i32 = 2;
         c2r, ldf(prefix, nPre + c2r), nLen, rSum - nSum, ok, ht, ext, wt, budget, tp);
       const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
         c1x, ldf(prefix, rPre + c1x), rLen, allSum - rSum, ok, ht, ext, wt, budget, tp);
-      posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
+      posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
       lo = select<f64>(b0, lo, b0 < lo);
       lo = select<f64>(b1, lo, b1 < lo);
       lo = select<f64>(b2, lo, b2 < lo);
@@ -1243,7 +1244,7 @@ const EXT_MAX: i32 = 2;
       store<i32>(rec + 32, 0, GR_NEG);
       const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, allSum - (selfIn ? ad : 0), ok, ht, ext, wt, budget, tp);
-      posCount += load<i32>(rec + 64, GR_POS);
+      posCount += <f64>load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b2, lo, b2 < lo);
       hi = select<f64>(b2, hi, b2 > hi);
     }
@@ -1318,7 +1319,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
   const wp = wP;
   const top = TSTAT;
   const allSum = load<f64>(top, ST_SUM);
-  let posCount = 0;
+  let posCount: f64 = 0;
   let lo: f64 = Infinity;
   let hi: f64 = -Infinity;
   groupCut = false;
@@ -1347,7 +1348,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const b2 = uncutGroup(rec + 64, np - rLen, allSum - rSum, maxExcept(top, r), minExcept(top, r),
         bd + cCross, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
-      posCount += load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS);
+      posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
       lo = select<f64>(b0, lo, b0 < lo);
       lo = select<f64>(b1, lo, b1 < lo);
       lo = select<f64>(b2, lo, b2 < lo);
@@ -1362,7 +1363,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), maxExcept(top, d), minExcept(top, d),
         bd + cCross, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
-      posCount += load<i32>(rec + 64, GR_POS);
+      posCount += <f64>load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b2, lo, b2 < lo);
       hi = select<f64>(b2, hi, b2 > hi);
     }
@@ -1543,7 +1544,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     argBest(true, 0);
     return true;
   }
-  stf(res, RES_POSITIVE, <f64>posPairs);
+  stf(res, RES_POSITIVE, posPairs);
   if (posPairs == 0 && sheddable && shedSheddable) {
     stf(res, RES_OUTCOME, OUT_SHED);
     return false;
