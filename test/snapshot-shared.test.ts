@@ -66,6 +66,15 @@ describe("publishing and reading", () => {
     expect(() => writer.addLoad(3, 1, 1, 1)).toThrow(RangeError);
   });
 
+  it("a grid that outgrows the buffer grows the grid alone: the pod capacity stays while the pods fit", () => {
+    const writer = new SharedSnapshotWriter(4, 2);
+    for (let grid = 3; grid <= 64; grid++) {
+      writer.publish(uniform(grid, 3, grid));
+      expect(writer.shared.byteLength).toBe(new SharedSnapshotWriter(4, grid).shared.byteLength);
+      expect(new SharedSnapshotReader(writer.shared).read().snapshot).toEqual(uniform(grid, 3, grid));
+    }
+  });
+
   it("versions past 2^31 come out as published, and a new version 0xffffffff is copied whole", () => {
     const writer = new SharedSnapshotWriter(4, 2);
     const reader = new SharedSnapshotReader(writer.shared);

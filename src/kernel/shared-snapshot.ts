@@ -98,7 +98,8 @@ export class SharedSnapshotWriter {
     const n = snap.pods;
     const g = snap.gridTokens.length;
     if (n > MAX_PODS || g > MAX_GRID_POINTS) throw new SnapshotError(`snapshot of ${n} pods and ${g} grid points exceeds the kernel's limits`);
-    if (n > this.capPods || g > this.capGrid) this.grow(Math.max(n, this.capPods * 2), Math.max(g, this.capGrid));
+    // Pods double when they outgrow the buffer; a longer grid alone leaves their capacity as it is.
+    if (n > this.capPods || g > this.capGrid) this.grow(n > this.capPods ? Math.max(n, this.capPods * 2) : this.capPods, Math.max(g, this.capGrid));
     const v = this.v;
     const h = v.header;
     Atomics.add(h, SEQ, 1);
