@@ -229,7 +229,7 @@ describe("every option is validated", () => {
     const problems = problemsOf(stringify(setPath(base(), path, value)));
     const line = problems.find((p) => p.startsWith(`${path}: `));
     expect(line, problems.join("\n")).toBeDefined();
-    if (path === "server.adminToken") {
+    if (path === "server.adminToken" || path === "planners.webhook.headers") {
       expect(line).toContain(typeof value === "string" ? `got a secret of ${value.length} characters` : "got a secret");
       expect(line).not.toContain(String(value));
     } else {
@@ -319,6 +319,20 @@ describe("every option is validated", () => {
     if (path === "planners.apply.initialBackoffMs") setPath(doc, "planners.apply.maxBackoffMs", 2 ** 31 - 1);
     if (path === "pods.scrapeIntervalMs") setPath(doc, "pods.staleAfterMs", 2 ** 31);
     expect(parseConfig(stringify(doc)).config).toBeDefined();
+  });
+
+  test("webhook headers are names and values an HTTP request can carry (fetch refused the others at every decision)", () => {
+    const webhook = (headers: Record<string, string>) =>
+      stringify({ planners: { actuator: "webhook", webhook: { url: "http://127.0.0.1:9/hook", headers } } });
+    const problems = problemsOf(webhook({ "authorization token": "Bearer x", Authorization: "Bearer s3cr3t\r\n", "x-price": "5 €" }));
+    // Values are credentials: never shown.
+    expect(problems.sort()).toEqual([
+      "planners.webhook.headers.Authorization: must be a header value (no line breaks or NUL, Latin-1 characters only), got a secret of 15 characters",
+      "planners.webhook.headers.authorization token: must be a header name (letters, digits and !#$%&'*+-.^_`|~), got \"authorization token\"",
+      "planners.webhook.headers.x-price: must be a header value (no line breaks or NUL, Latin-1 characters only), got a secret of 3 characters",
+    ]);
+    const { config } = parseConfig(webhook({ Authorization: "Bearer s3cr3t\tx", "X-Trace_Id.1": "é" }));
+    expect(new Headers(config.planners.webhook!.headers).get("authorization")).toBe("Bearer s3cr3t\tx");
   });
 
   test("a remote predictor's timeout is below its values' freshness limit (3 refreshes), or no answer could be used", () => {

@@ -113,11 +113,15 @@ function formatPath(path: readonly PropertyKey[]): string {
  * and however deep in a value that is shown.
  */
 const SECRET_KEY = /admin|^token$|secret|password|credential/i;
+/** Webhook headers carry credentials (authorization, API keys) whatever their names. */
+const SECRET_PATH = /^planners\.webhook\.headers(\.|$)/;
 
 /** The value as the user wrote it, short; never a secret. */
 function show(value: unknown, path: string): string {
   if (value === undefined) return "nothing";
-  if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1))) return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
+  if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1)) || SECRET_PATH.test(path)) {
+    return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
+  }
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value !== "object" || value === null) return String(value);
   return shortened(JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v)));
@@ -141,6 +145,8 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown, rename: (path: s
     });
   }
   const path = rename(formatPath(issue.path));
+  // A mapping's key is at fault (a webhook header's name): the key is shown, not its value.
+  if (issue.code === "invalid_key") return [`${path}: ${issue.issues[0]?.message ?? issue.message}, got ${JSON.stringify(String(issue.input))}`];
   const asWritten = issue.code === "custom" && issue.params?.asWritten === true;
   const value = asWritten ? (valueAt(input, issue.path) ?? issue.input) : issue.input;
   return [`${path}: ${issue.message}, got ${show(value, path)}`];

@@ -235,6 +235,9 @@ const address = () =>
       return port >= 1 && port <= 65535;
     }, { error: "must be host:port with a port in 1..65535" });
 
+/** An HTTP header name: an RFC 9110 token. */
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 const httpUrl = () =>
   z.string({ error: "must be an http(s) URL" }).refine((s) => {
     if (!URL.canParse(s)) return false;
@@ -534,7 +537,16 @@ const PlannersSchema = mapping(
       {
         url: httpUrl(),
         timeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.webhook.timeoutMs),
-        headers: z.record(z.string(), z.string({ error: "must be a string" }), { error: "must be a mapping of header to value" }).optional(),
+        // Checked as fetch checks them, which refused a bad one at every decision.
+        headers: z
+          .record(
+            z.string().regex(HEADER_NAME_RE, { error: "must be a header name (letters, digits and !#$%&'*+-.^_`|~)" }),
+            z
+              .string({ error: "must be a string" })
+              .refine((v) => !/[\0\r\n]|[^\0-\xff]/.test(v), { error: "must be a header value (no line breaks or NUL, Latin-1 characters only)" }),
+            { error: "must be a mapping of header to value" },
+          )
+          .optional(),
       },
       "url, timeoutMs, headers",
     ).optional(),
