@@ -199,7 +199,8 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "pools[0].pods[0].rack", values: [3] },
   { path: "pools[0].pods[0].tp", values: [0, 1.5] },
   { path: "pools[0].pods[0].profile", values: ["a100"] },
-  { path: "pools[0].pods[0].metricsUrl", values: ["ftp://a/metrics", "not a url"] },
+  // fetch refuses a URL with credentials: every scrape or decision failed.
+  { path: "pools[0].pods[0].metricsUrl", values: ["ftp://a/metrics", "not a url", "http://user:pass@10.0.0.1:8000/metrics"] },
   { path: "pools[0].pods[0].draining", values: ["no"] },
   { path: "cluster.gpuBudget", values: [0, 1, 2.5] },
   { path: "cluster.gpuHourPrice", values: [-1, "2.5"] },
@@ -213,7 +214,7 @@ const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "planners.apply.attempts", values: [0, 1.5] },
   { path: "planners.apply.initialBackoffMs", values: [0] },
   { path: "planners.apply.maxBackoffMs", values: [0, 500] },
-  { path: "planners.webhook.url", values: ["ftp://x", 3] },
+  { path: "planners.webhook.url", values: ["ftp://x", 3, "https://user:pass@hooks.example/decisions", "http://token@hooks.example/"] },
   { path: "planners.webhook.timeoutMs", values: [0] },
   { path: "planners.webhook.headers", values: ["x"] },
   { path: "planners.kubernetes.namespace", values: [""] },
@@ -333,6 +334,12 @@ describe("every option is validated", () => {
     ]);
     const { config } = parseConfig(webhook({ Authorization: "Bearer s3cr3t\tx", "X-Trace_Id.1": "é" }));
     expect(new Headers(config.planners.webhook!.headers).get("authorization")).toBe("Bearer s3cr3t\tx");
+  });
+
+  test("a URL with credentials is refused for what it is (fetch refuses it: every scrape of the pod failed)", () => {
+    expect(problemsOf("pools: [{ sloLevel: low, pods: [{ address: 'a:1', role: both, metricsUrl: 'http://u:p@a:1/metrics' }] }]")).toEqual([
+      'pools[0].pods[0].metricsUrl: must be an http(s) URL without a user or password (fetch refuses credentials in a URL), got "http://u:p@a:1/metrics"',
+    ]);
   });
 
   test("a remote predictor's timeout is below its values' freshness limit (3 refreshes), or no answer could be used", () => {

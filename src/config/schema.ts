@@ -239,11 +239,18 @@ const address = () =>
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 const httpUrl = () =>
-  z.string({ error: "must be an http(s) URL" }).refine((s) => {
-    if (!URL.canParse(s)) return false;
-    const protocol = new URL(s).protocol;
-    return protocol === "http:" || protocol === "https:";
-  }, { error: "must be an http(s) URL" });
+  z
+    .string({ error: "must be an http(s) URL" })
+    .refine((s) => {
+      if (!URL.canParse(s)) return false;
+      const protocol = new URL(s).protocol;
+      return protocol === "http:" || protocol === "https:";
+    }, { error: "must be an http(s) URL", abort: true })
+    // fetch refuses such a URL, so every scrape or call to it would fail.
+    .refine((s) => {
+      const url = new URL(s);
+      return url.username === "" && url.password === "";
+    }, { error: "must be an http(s) URL without a user or password (fetch refuses credentials in a URL)" });
 
 function mapping<S extends z.core.$ZodLooseShape>(shape: S, what: string) {
   return z.strictObject(shape, { error: `must be a mapping of ${what}` });
