@@ -154,6 +154,25 @@ describe("hostile bodies", () => {
     expect(rejected).toBeGreaterThan(0);
   });
 
+  it("a msgpack bigint of any length is named by its size, never written out (a 900 KB one took a second and a 2 MB answer)", async () => {
+    /** msgpackr's bigint extension (0x42): `bytes` of big-endian two's complement. */
+    const bigint = (bytes: number) => Buffer.concat([Buffer.from([0xc8, bytes >> 8, bytes & 0xff, 0x42]), Buffer.alloc(bytes, 0x7f)]);
+    const inputTokens = (value: Buffer) => Buffer.concat([pack({ inputTokens: 0 }).subarray(0, -1), value]);
+    const before = h.engine.cluster.inflight.size;
+    const alone = await post("/v1/pick", inputTokens(bigint(4000)), "msgpack");
+    expect(alone).toEqual({ status: 400, body: { error: { code: "REQUEST_INVALID", message: "inputTokens: must be an integer in [0, 10000000], got a bigint beyond 64 bits" } } });
+    const inList = await post("/v1/pick", inputTokens(Buffer.concat([Buffer.from([0x91]), bigint(4000)])), "msgpack");
+    expect(inList.body.error.message).toBe('inputTokens: must be an integer in [0, 10000000], got ["a bigint beyond 64 bits"]');
+    // An array that holds itself and a bigint (msgpackr's structured-clone id and pointer extensions).
+    const cyclic = Buffer.concat([Buffer.from([0xd6, 0x69, 0, 0, 0, 1, 0x92, 0xd6, 0x70, 0, 0, 0, 1]), bigint(4000)]);
+    const inCycle = await post("/v1/pick", inputTokens(cyclic), "msgpack");
+    expect(inCycle.body.error.message).toBe("inputTokens: must be an integer in [0, 10000000], got a value that contains itself");
+    // One that fits 64 bits is still shown as it is.
+    const small = await post("/v1/pick", inputTokens(bigint(8)), "msgpack");
+    expect(small.body.error.message).toBe(`inputTokens: must be an integer in [0, 10000000], got ${0x7f7f7f7f7f7f7f7fn}n`);
+    expect(h.engine.cluster.inflight.size).toBe(before);
+  });
+
   it("after all of it the server still serves and logged no internal error", async () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
     expect(h.logger.lines.filter((l) => l.level === "error")).toEqual([]);

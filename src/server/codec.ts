@@ -194,15 +194,25 @@ function field(obj: Obj, key: string): unknown {
 
 /** A value for a message: short, and safe for any decoded type. */
 function shown(v: unknown): string {
-  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "bigint") return bigintShown(v);
   if (ArrayBuffer.isView(v)) return `<${v.byteLength} bytes>`;
   let text: string | undefined;
   try {
-    text = JSON.stringify(v);
+    text = JSON.stringify(v, (_key, x: unknown) => (typeof x === "bigint" ? bigintShown(x) : x));
   } catch {
-    text = undefined;
+    // A cycle (msgpackr's structured-clone extensions decode one): String() would join an array's
+    // items, bigints among them, in full.
+    text = typeof v === "object" && v !== null ? "a value that contains itself" : undefined;
   }
   return shortened(text ?? String(v));
+}
+
+/**
+ * msgpackr decodes a bigint of any length (extension 0x42). Writing one in decimal takes time that grows
+ * with the square of its length: a 900 KB one held the main thread for a second, for a 2 MB message.
+ */
+function bigintShown(v: bigint): string {
+  return BigInt.asIntN(64, v) === v ? `${v}n` : "a bigint beyond 64 bits";
 }
 
 function invalid(name: string, rule: string, v: unknown): RequestError {
