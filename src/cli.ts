@@ -191,9 +191,15 @@ async function serve(args: string[], io: CliIo): Promise<number> {
     io.stderr.write(`headroom serve: ${(err as Error).message}\n\n${COMMANDS.serve!.help}`);
     return EXIT_USAGE;
   }
-  const port = values.port === undefined ? undefined : Number(values.port);
-  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
-    io.stderr.write(`headroom serve: --port must be an integer in 0..65535, got ${values.port}\n`);
+  // Digits only: Number() reads "" and " " as 0 (any free port), "0x1f90" and "8e3" as ports too.
+  const port = values.port === undefined ? undefined : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
+  if (port !== undefined && !(port >= 0 && port <= 65535)) {
+    io.stderr.write(`headroom serve: --port must be an integer in 0..65535, got ${JSON.stringify(values.port)}\n`);
+    return EXIT_USAGE;
+  }
+  // An empty host listens on every interface, whatever server.host says.
+  if (values.host !== undefined && values.host.trim() === "") {
+    io.stderr.write(`headroom serve: --host must be a host name or address, got ${JSON.stringify(values.host)}\n`);
     return EXIT_USAGE;
   }
   try {

@@ -90,6 +90,17 @@ describe("serve", () => {
     expect(stderr).toContain("optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5");
   });
 
+  // `--host="$HOST"` with HOST unset listened on every interface (the file said 127.0.0.1), and
+  // `--port="$PORT"` on a random port; Number() also read " ", "0x1f90" and "8e3" as ports.
+  test.each([[["--host="]], [["--host", " "]], [["--port="]], [["--port", " "]], [["--port", "0x1f90"]], [["--port", "8e3"]], [["--port=-0"]]])(
+    "serve %j is a usage error, not a server listening elsewhere",
+    async (args) => {
+      const { code, stderr } = await run("serve", "--config", invalid, ...args);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/^headroom serve: --(host|port) must be /);
+    },
+  );
+
   test("a port in use is one line and exit 1, not a stack trace", async () => {
     const taken = createServer().listen(0, "127.0.0.1");
     await once(taken, "listening");
