@@ -216,6 +216,26 @@ describe("WS /v1/stream", () => {
     expect(text).toMatch(/^headroom_pick_duration_seconds_count\{via="stream"\} 1$/m);
   });
 
+  it("while closing, a frame of picks is answered NOT_READY item by item and picks nothing, so close() waits only for what it owes", async () => {
+    const h = await startServer("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
+    const c = await connect(h);
+    const closed = new Promise<number>((resolve) => c.ws.once("close", (code: number) => resolve(code)));
+    c.send({ t: "pick", items: [{ requestId: "before", sloLevel: "high" }] });
+    // The first frame's batch is waiting when close() begins (uWS answers a ping once it has read what came before it); the second frame arrives after.
+    const pong = new Promise((resolve) => c.ws.once("pong", resolve));
+    c.ws.ping();
+    await pong;
+    const closing = h.server.close();
+    c.send({ t: "pick", items: [{ requestId: "after", sloLevel: "high" }, { sloLevel: "medium" }] });
+    expect((await c.next()).items[0]).toMatchObject({ requestId: "before", pool: "high" });
+    const refused = { error: { code: "NOT_READY", message: "the server is shutting down" } };
+    expect(await c.next()).toEqual({ t: "picked", items: [refused, refused] });
+    expect(await closed).toBe(1001);
+    await closing;
+    expect(h.engine.cluster.inflight.size).toBe(1);
+    await h.engine.close();
+  });
+
   it("close() lets unanswered picks be answered, then closes the connection with 1001", async () => {
     const h = await startServer("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
     const c = await connect(h);

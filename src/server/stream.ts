@@ -21,6 +21,9 @@ const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
 /** Answers ready but unsent beyond this mean the client writes without reading: it is disconnected. */
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
+/** A pick's answer while the server is closing. */
+const SHUTTING_DOWN: CompactItem = Object.freeze({ error: Object.freeze({ code: "NOT_READY", message: "the server is shutting down" }) });
+
 /** One frame's answer, in the connection's order. */
 interface Slot {
   /** null until the frame's picks are back. */
@@ -95,13 +98,15 @@ export function createStream(options: StreamOptions): Stream {
       return;
     }
     const startedMs = performance.now();
-    const admitted = Math.min(items.length, Math.max(0, maxInflightPerConnection - conn.unansweredPicks));
+    // While closing, picks are refused as HTTP ones are: a busy stream would otherwise keep owing answers
+    // through close()'s grace, and the ones still owed at its end are lost with the connection.
+    const admitted = ctx.closing ? 0 : Math.min(items.length, Math.max(0, maxInflightPerConnection - conn.unansweredPicks));
     const answers: CompactItem[] = new Array(items.length);
     const inputs: PickInput[] = [];
     const positions: number[] = [];
     for (let i = 0; i < items.length; i++) {
       if (i >= admitted) {
-        answers[i] = { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
+        answers[i] = ctx.closing ? SHUTTING_DOWN : { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
         continue;
       }
       try {
