@@ -103,6 +103,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     try {
       const next = load();
       engine.reload(next.config);
+      for (const warning of next.warnings) logger.log("warn", warning, { config: file });
       logger.log("info", "configuration reloaded", { config: file });
       return [];
     } catch (err) {

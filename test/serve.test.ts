@@ -27,7 +27,7 @@ async function serve(text: string, watchMs: number) {
   const file = join(dir, "headroom.yaml");
   writeFileSync(file, text);
   const logger = new MemoryLogger();
-  serving = await startServing({ configFile: file, out: { write: () => true }, logger, watchMs });
+  serving = await startServing({ configFile: file, port: 0, out: { write: () => true }, logger, watchMs });
   return { file, logger, serving };
 }
 
@@ -46,6 +46,19 @@ describe("serve: configuration reload", () => {
     // A refused file is not retried until it changes again.
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(logger.lines.filter((l) => l.message === "configuration reload refused; the running configuration is kept")).toHaveLength(1);
+  });
+
+  it("a reload logs the new file's warnings, as a start does (an ignored, misspelled parameter was silent)", async () => {
+    const epp = (parameters: string) =>
+      `kind: EndpointPickerConfig\nplugins:\n  - type: pd-slo-pair-optimizer\n    parameters: { ${parameters} }\n`;
+    const { file, logger, serving: s } = await serve(epp("ttftWeight: 0.7"), 0);
+    expect(s.engine.route("high").pool).toBe("high");
+    writeFileSync(file, epp("ttftWeight: 0.7, tpotWieght: 0.5"));
+    const before = logger.lines.length;
+    expect(s.reload()).toEqual([]);
+    expect(logger.lines.slice(before).filter((l) => l.level === "warn").map((l) => l.message)).toContain(
+      "plugins[0].parameters.tpotWieght: ignored, not a pd-slo-pair-optimizer parameter",
+    );
   });
 
   it("with watching off, only reload() (SIGHUP) reads the file", async () => {
