@@ -216,6 +216,28 @@ describe("WS /v1/stream", () => {
     expect(text).toMatch(/^headroom_pick_duration_seconds_count\{via="stream"\} 1$/m);
   });
 
+  it("close() sends a slow reader every answer, those still in uWebSockets.js's buffer included, then closes with 1001", async () => {
+    const h = await startServer("{ maxInflightPerConnection: 1000 }");
+    const c = await connect(h);
+    let answered = 0;
+    c.ws.on("message", () => answered++);
+    const closed = new Promise<number>((resolve) => c.ws.once("close", (code: number) => resolve(code)));
+    c.ws.pause();
+    // Some 8 MB of answers (1,000 unknown levels a frame): more than the socket buffers hold, so the
+    // last are still in the server's buffers when close() finds every frame answered.
+    const FRAMES = 100;
+    const frame = pack({ t: "pick", items: Array.from({ length: 1000 }, () => ({ sloLevel: "gold" })) });
+    for (let f = 0; f < FRAMES; f++) c.ws.send(frame);
+    const framesAnswered = async () => Number(/^headroom_pick_duration_seconds_count\{via="stream"\} (\d+)$/m.exec(await h.registry.metrics())?.[1] ?? 0);
+    await expect.poll(framesAnswered, { timeout: 10_000 }).toBe(FRAMES);
+    const closing = h.server.close();
+    c.ws.resume();
+    expect(await closed).toBe(1001);
+    expect(answered).toBe(FRAMES);
+    await closing;
+    await h.engine.close();
+  });
+
   it("while closing, a frame of picks is answered NOT_READY item by item and picks nothing, so close() waits only for what it owes", async () => {
     const h = await startServer("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
     const c = await connect(h);

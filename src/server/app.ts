@@ -279,7 +279,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
         listenSocket = null;
         let timer: NodeJS.Timeout | undefined;
         const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
-        await Promise.race([ctx.work.idle(), grace]);
+        await Promise.race([ctx.work.idle().then(stream.drained), grace]);
         clearTimeout(timer);
         stream.closeAll();
         // Not in the shipped typings, but in the native module: closes idle keep-alive connections too.

@@ -48,13 +48,30 @@ export interface StreamOptions {
 
 export interface Stream {
   behavior: WebSocketBehavior<Connection>;
-  /** Closes every connection (1001); answers not yet sent are lost, so call it once the work is done. */
+  /**
+   * Resolves once no connection holds an answer unsent, in the server's queue or in uWebSockets.js's
+   * buffer (which closing the app discards): call it once the work is done, before closeAll().
+   */
+  drained(): Promise<void>;
+  /** Closes every connection (1001); answers not yet sent are lost, so call it once drained. */
   closeAll(): void;
 }
 
 export function createStream(options: StreamOptions): Stream {
   const { engine, ctx, maxInflightPerConnection } = options;
   const sockets = new Set<WebSocket<Connection>>();
+
+  /** Set while drained() waits: re-checked after drains and closes. */
+  let onDrained: (() => void) | null = null;
+
+  /** Run from setImmediate: inside a uWS callback, corked bytes are not yet in the buffered amount. */
+  function checkDrained(): void {
+    if (onDrained === null) return;
+    for (const ws of sockets) if (ws.getUserData().queue.length > 0 || ws.getBufferedAmount() > 0) return;
+    const resolve = onDrained;
+    onDrained = null;
+    resolve();
+  }
 
   const errorFrame = (err: unknown) => encodeMsgpack({ t: "error", ...errorBody(toWireError(err)) });
 
@@ -186,6 +203,7 @@ export function createStream(options: StreamOptions): Stream {
     },
     drain(ws) {
       flush(ws);
+      if (onDrained !== null) setImmediate(checkDrained);
     },
     close(ws) {
       const conn = ws.getUserData();
@@ -193,11 +211,18 @@ export function createStream(options: StreamOptions): Stream {
       sockets.delete(ws);
       for (let i = 0; i < conn.queue.length; i++) ctx.work.end();
       conn.queue.length = 0;
+      if (onDrained !== null) setImmediate(checkDrained);
     },
   };
 
   return {
     behavior,
+    drained() {
+      return new Promise((resolve) => {
+        onDrained = resolve;
+        setImmediate(checkDrained);
+      });
+    },
     closeAll() {
       for (const ws of sockets) ws.end(1001, "server shutting down");
     },
