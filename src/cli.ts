@@ -254,6 +254,8 @@ async function podSim(args: string[], io: CliIo): Promise<number> {
       strict: true,
       allowPositionals: false,
     }));
+    // An empty host listens on every interface.
+    if (values.host !== undefined && values.host.trim() === "") throw new Error(`--host must be a host name or address, got ${JSON.stringify(values.host)}`);
     pods = values.pod === undefined ? [...DEMO_FLEET] : values.pod.map(parsePodSpec);
     if (values["report-url"] !== undefined && !/^https?:\/\/[^/]/.test(values["report-url"])) throw new Error(`--report-url must be an http(s) URL, got ${values["report-url"]}`);
   } catch (err) {

@@ -101,6 +101,12 @@ describe("serve", () => {
     },
   );
 
+  test("pod-sim --host= is a usage error, not simulated pods on every interface", async () => {
+    const { code, stderr } = await run("pod-sim", "--host=", "--pod", "p:prefill");
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^headroom pod-sim: --host must be /);
+  });
+
   test("a port in use is one line and exit 1, not a stack trace", async () => {
     const taken = createServer().listen(0, "127.0.0.1");
     await once(taken, "listening");
