@@ -166,11 +166,27 @@ describe("hostile bodies", () => {
     // An array that holds itself and a bigint (msgpackr's structured-clone id and pointer extensions).
     const cyclic = Buffer.concat([Buffer.from([0xd6, 0x69, 0, 0, 0, 1, 0x92, 0xd6, 0x70, 0, 0, 0, 1]), bigint(4000)]);
     const inCycle = await post("/v1/pick", inputTokens(cyclic), "msgpack");
-    expect(inCycle.body.error.message).toBe("inputTokens: must be an integer in [0, 10000000], got a value that contains itself");
+    expect(inCycle.body.error.message).toBe("inputTokens: must be an integer in [0, 10000000], got a value nested too deeply or containing itself");
     // One that fits 64 bits is still shown as it is.
     const small = await post("/v1/pick", inputTokens(bigint(8)), "msgpack");
     expect(small.body.error.message).toBe(`inputTokens: must be an integer in [0, 10000000], got ${0x7f7f7f7f7f7f7f7fn}n`);
     expect(h.engine.cluster.inflight.size).toBe(before);
+  });
+
+  it("a field nested deeper than JSON.stringify can write is a 400 naming the field, not a 500", async () => {
+    // JSON.parse takes any depth; 200,000 arrays are 400 KB, within the default maxBodyBytes.
+    const deep = await startServer("{}", POOLS);
+    try {
+      const depth = 200_000;
+      const res = await fetch(`${deep.url}/v1/pick`, { method: "POST", body: `{"inputTokens":${"[".repeat(depth)}${"]".repeat(depth)}}` });
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 400,
+        body: { error: { code: "REQUEST_INVALID", message: "inputTokens: must be an integer in [0, 10000000], got a value nested too deeply or containing itself" } },
+      });
+      expect(deep.logger.lines.filter((l) => l.level === "error")).toEqual([]);
+    } finally {
+      await deep.close();
+    }
   });
 
   it("after all of it the server still serves and logged no internal error", async () => {

@@ -200,9 +200,9 @@ function shown(v: unknown): string {
   try {
     text = JSON.stringify(v, (_key, x: unknown) => (typeof x === "bigint" ? bigintShown(x) : x));
   } catch {
-    // A cycle (msgpackr's structured-clone extensions decode one): String() would join an array's
-    // items, bigints among them, in full.
-    text = typeof v === "object" && v !== null ? "a value that contains itself" : undefined;
+    // Nesting past the stack (JSON.parse takes any depth) or a cycle (msgpackr's structured-clone
+    // extensions decode one): String() would overflow the stack too, or join bigints in full.
+    text = typeof v === "object" && v !== null ? "a value nested too deeply or containing itself" : undefined;
   }
   return shortened(text ?? String(v));
 }
