@@ -13,6 +13,8 @@ import { procCpuUs, withSteal } from "./measure.js";
 export interface Server {
   child: ChildProcess;
   url: string;
+  /** bench/rpc-server.js only: the trivial WebSocket handler's base URL (WS /v1/stream on it). */
+  trivialWsUrl?: string;
 }
 
 /** Starts bench/rpc-server.js on the cores listed (taskset -c); resolves when it prints its port. */
@@ -21,8 +23,8 @@ export async function startServer(pods: number, cpus: string, ...flags: string[]
   const child = spawn("taskset", ["-c", cpus, process.execPath, script, String(pods), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! });
   const [line] = (await once(lines, "line")) as [string];
-  const { port } = JSON.parse(line) as { port: number };
-  return { child, url: `http://127.0.0.1:${port}` };
+  const { port, trivialWsPort } = JSON.parse(line) as { port: number; trivialWsPort: number };
+  return { child, url: `http://127.0.0.1:${port}`, trivialWsUrl: `http://127.0.0.1:${trivialWsPort}` };
 }
 
 /** True when nginx is on the PATH (Debian's nginx-light; .ci/run installs it for the end-to-end test). */

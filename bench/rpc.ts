@@ -235,8 +235,11 @@ try {
 // the generator on the same two cores, so here nothing is pinned: the server runs as shipped (its
 // default workers settings: one kernel thread beside the main thread on two cores, batches of at least
 // inlineBelowPairs pairs sent to it) and shares both cores with the generator. WS_IN_FLIGHT frames are
-// in flight, as a gateway's stream keeps several; each frame's latency is reported beside the rate. The
-// cases run in turns, a fresh server each, and each line gives the median turn's figures.
+// in flight, as a gateway's stream keeps several; each frame's latency is reported beside the rate.
+// ws-trivial: the same generator and frames against the trivial WebSocket handler of the same server
+// process (bench/rpc-server.ts: a fixed answer frame of a pick answer's size, no decoding), what the
+// generator, uWebSockets.js and the two cores allow without headroom's work. The cases run in turns,
+// a fresh server each, and each line gives the median turn's figures.
 const WS_IN_FLIGHT = 8;
 const ALL_CORES = `0-${cores - 1}`;
 const wsRuns = new Map<string, { ws: WsResult; serverCpuUsPerPick: number }[]>();
@@ -244,10 +247,12 @@ for (let turn = 0; turn < TURNS; turn++) {
   for (const [name, flags] of [
     ["pick-ws", []],
     ["pick-ws-one-pool", ["--one-pool"]],
+    ["ws-trivial", []],
   ] as const) {
     const large = await startServer(64, ALL_CORES, "--product-workers");
+    const url = name === "ws-trivial" ? large.trivialWsUrl! : large.url;
     try {
-      const { value: ws, serverCpuMs } = measured(large, () => wsLoad(large.url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags));
+      const { value: ws, serverCpuMs } = measured(large, () => wsLoad(url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags));
       // The server's CPU per pick answered, over all its threads.
       const serverCpuUsPerPick = (serverCpuMs * 1000) / ws.picks;
       note(`WebSocket ${name}, 64 picks per frame on 64x64: ${ws.picksPerS.toFixed(0)} picks/s, frame p99 ${ws.frameP99Ms.toFixed(1)} ms, server ${serverCpuUsPerPick.toFixed(1)} CPU µs per pick, steal ${ws.stealPct} %`);
@@ -263,7 +268,7 @@ for (const [name, runs] of wsRuns) {
   emit({
     bench: "rpc",
     case: name,
-    pool: "64x64",
+    pool: name === "ws-trivial" ? null : "64x64",
     frame: 64,
     picksPerS: Math.round(ws.picksPerS),
     p50FrameUs: Math.round(ws.frameP50Ms * 1000),
