@@ -124,7 +124,8 @@ describe("defaults", () => {
 const INVALID: { path: string; values: unknown[]; got?: string }[] = [
   { path: "server.host", values: ["", 3] },
   { path: "server.port", values: [-1, 65536, 80.5, "8080"] },
-  { path: "server.adminToken", values: ["short", 12345] },
+  // A bearer token cannot carry a space or a line break: such a token refused every admin call.
+  { path: "server.adminToken", values: ["short", 12345, "a token with spaces in it", "a-sixteen-char-token\n", "a-sixteen\tchar-token"] },
   { path: "server.maxBodyBytes", values: [0, 1.5, 1e9] },
   { path: "server.maxInflightPerConnection", values: [0, 70000] },
   { path: "optimizer.ttftWeight", values: [-0.1, "0.8", null, 1e9] },

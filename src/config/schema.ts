@@ -265,14 +265,23 @@ function section<T extends z.ZodType>(schema: T) {
 
 const D = DEFAULTS;
 
+const ADMIN_TOKEN_RULE = "must be a string of at least 16 characters, without whitespace or control characters";
+
+/**
+ * `server.adminToken`, and the environment's token that replaces it (src/config/load.ts). The server
+ * takes the token as one run of non-space characters after `Bearer`, so a token with a space, a tab or a
+ * line break in it could never be sent: every admin call was refused.
+ */
+export const AdminTokenSchema = z
+  .string({ error: ADMIN_TOKEN_RULE })
+  .min(16, { error: ADMIN_TOKEN_RULE })
+  .regex(/^[^\s\x00-\x1f\x7f]*$/, { error: ADMIN_TOKEN_RULE });
+
 const ServerSchema = mapping(
   {
     host: text().default(D.server.host),
     port: num({ int: true, ge: 0, le: 65535 }).default(D.server.port),
-    adminToken: z
-      .string({ error: "must be a string of at least 16 characters" })
-      .min(16, { error: "must be a string of at least 16 characters" })
-      .optional(),
+    adminToken: AdminTokenSchema.optional(),
     maxBodyBytes: num({ int: true, ge: 1, le: 64 * 1024 * 1024 }).default(D.server.maxBodyBytes),
     maxInflightPerConnection: num({ int: true, ge: 1, le: 65_536 }).default(D.server.maxInflightPerConnection),
   },
