@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { loadConfigFile, parseConfig, type LoadedConfig } from "./config/load.js";
+import { loadConfigFile, parseConfig, type Environment, type LoadedConfig } from "./config/load.js";
 import type { HeadroomConfig } from "./config/schema.js";
 import { usableCpus } from "./cpus.js";
 import { Engine } from "./engine/engine.js";
@@ -37,6 +37,11 @@ export interface ServeOptions {
   logger?: Logger;
   /** How often the configuration file is checked for changes (CONFIG_WATCH_MS); 0: only on SIGHUP. */
   watchMs?: number;
+  /**
+   * Where HEADROOM_ADMIN_TOKEN and the remote predictor's URLs come from (process.env by default). Read
+   * at every load, so a reload keeps the token the start took.
+   */
+  env?: Environment;
 }
 
 export interface Serving {
@@ -60,7 +65,8 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   const file = options.configFile ?? DEMO_CONFIG;
   const logger = options.logger ?? jsonLogger();
   const fleet = options.configFile === undefined ? await startPodFleet({ pods: DEMO_FLEET }) : null;
-  const load = (): LoadedConfig => (fleet === null ? loadConfigFile(file) : parseConfig(demoConfig(fleet), file));
+  const env = options.env ?? process.env;
+  const load = (): LoadedConfig => (fleet === null ? loadConfigFile(file, env) : parseConfig(demoConfig(fleet), file, env));
   /**
    * The file's contents as last seen, so that a check finds a change once; read before each load, so
    * that a change written meanwhile is found (and loaded again) rather than taken as seen.
@@ -79,7 +85,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
   collectDefaultMetrics({ register: registry });
   let engine: Engine;
   try {
-    engine = await Engine.create({ config, logger, registry });
+    engine = await Engine.create({ config, logger, registry, env });
   } catch (err) {
     await fleet?.close();
     throw err;

@@ -7,7 +7,15 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { ConfigError, shortened } from "../errors.js";
 import { fromEndpointPickerConfig } from "./epp.js";
-import { ConfigSchema, deepFreeze, type HeadroomConfig } from "./schema.js";
+import { AdminTokenSchema, ConfigSchema, deepFreeze, type HeadroomConfig } from "./schema.js";
+
+/**
+ * The environment variable whose value, when set, is `server.adminToken`: a Kubernetes Secret reaches
+ * the server this way (deploy/k8s/deployment.yaml), where a ConfigMap is no place for a token.
+ */
+export const ADMIN_TOKEN_ENV = "HEADROOM_ADMIN_TOKEN";
+
+export type Environment = Readonly<Record<string, string | undefined>>;
 
 export interface LoadedConfig {
   config: HeadroomConfig;
@@ -18,14 +26,18 @@ export interface LoadedConfig {
 /**
  * Parses and validates one configuration document: a headroom configuration, or a seed-shaped
  * `EndpointPickerConfig` (recognised by its `kind`). Empty text or a missing section means defaults.
- * With `source`, relative `predictors.profiles` paths resolve against the file's directory.
+ * With `source`, relative `predictors.profiles` paths resolve against the file's directory. With `env`,
+ * HEADROOM_ADMIN_TOKEN, when set, is the admin token (see adminTokenFrom); without it, nothing is read
+ * from the environment.
  */
-export function parseConfig(text: string, source?: string): LoadedConfig {
+export function parseConfig(text: string, source?: string, env?: Environment): LoadedConfig {
   const data = parseYaml(text);
   const warnings = data.warnings;
   let input: unknown = data.value ?? {};
   let rename = (path: string) => path;
   const problems: string[] = [];
+  const envToken = env === undefined ? { problems: [] } : adminTokenFrom(env);
+  problems.push(...envToken.problems);
 
   if (isPlainObject(input) && "kind" in input) {
     const epp = fromEndpointPickerConfig(input);
@@ -40,6 +52,12 @@ export function parseConfig(text: string, source?: string): LoadedConfig {
   if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
 
   const config = result.data;
+  if (envToken.token !== undefined) {
+    if (config.server.adminToken !== undefined) {
+      warnings.push(`server.adminToken: ${ADMIN_TOKEN_ENV} is set and replaces the file's token, which is ignored`);
+    }
+    config.server.adminToken = envToken.token;
+  }
   if (source !== undefined) {
     const base = dirname(source);
     for (const [name, csvPath] of Object.entries(config.predictors.profiles)) {
@@ -50,8 +68,31 @@ export function parseConfig(text: string, source?: string): LoadedConfig {
   return { config, warnings };
 }
 
-/** Reads and validates a configuration file; an unreadable file is a ConfigError with code CONFIG_UNREADABLE. */
-export function loadConfigFile(path: string): LoadedConfig {
+/**
+ * HEADROOM_ADMIN_TOKEN's token, or the problem with it. Unset: no token (the file's stands). Set, it
+ * must be a token by server.adminToken's rule once the whitespace around it is removed (a Secret made
+ * from a file written by `echo` ends in a line break); empty or only whitespace is a problem, not a
+ * server without a token. The value is never shown, only its length.
+ */
+function adminTokenFrom(env: Environment): { token?: string; problems: string[] } {
+  const value = env[ADMIN_TOKEN_ENV];
+  if (value === undefined) return { problems: [] };
+  const token = value.trim();
+  if (token === "") {
+    const got = value === "" ? "an empty value" : `only whitespace (${value.length} characters)`;
+    return { problems: [`${ADMIN_TOKEN_ENV}: must be a token of at least 16 characters when set (unset, server.adminToken applies), got ${got}`] };
+  }
+  const result = AdminTokenSchema.safeParse(token);
+  if (result.success) return { token, problems: [] };
+  const rules = new Set(result.error.issues.map((issue) => issue.message));
+  return { problems: [...rules].map((rule) => `${ADMIN_TOKEN_ENV}: ${rule}, got a secret of ${token.length} characters`) };
+}
+
+/**
+ * Reads and validates a configuration file (with `env`, as parseConfig reads it); an unreadable file is
+ * a ConfigError with code CONFIG_UNREADABLE.
+ */
+export function loadConfigFile(path: string, env?: Environment): LoadedConfig {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -59,7 +100,7 @@ export function loadConfigFile(path: string): LoadedConfig {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new ConfigError([`${path}: cannot read the file (${reason})`], "CONFIG_UNREADABLE");
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, env);
 }
 
 let defaults: HeadroomConfig | undefined;
