@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { loadConfigFile, parseConfig, type Environment, type LoadedConfig } from "./config/load.js";
+import { ADMIN_TOKEN_ENV, loadConfigFile, parseConfig, type Environment, type LoadedConfig } from "./config/load.js";
 import type { HeadroomConfig } from "./config/schema.js";
 import { usableCpus } from "./cpus.js";
 import { Engine } from "./engine/engine.js";
@@ -102,6 +102,9 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     throw err;
   }
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  if (config.server.adminToken === undefined && !isLoopback(host)) {
+    logger.log("warn", `listening on ${host} without an admin token: anyone who reaches port ${port} can PUT /v1/pods and DELETE /v1/pods/{address}, and so choose where picks go; set ${ADMIN_TOKEN_ENV} or server.adminToken`, { config: file });
+  }
   fleet?.reportTo(`${base}/v1/report`);
   options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads));
   const reload = (): string[] => {
@@ -144,6 +147,11 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
       await fleet?.close();
     },
   };
+}
+
+/** A host that only this machine reaches; not a name other than localhost (it may resolve anywhere). */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** A file's text, or "" when it cannot be read (a reload then says why). */

@@ -1,7 +1,8 @@
 // `headroom serve` with HEADROOM_ADMIN_TOKEN: a real server on loopback refuses PUT and DELETE /v1/pods
 // without the variable's bearer token and takes them with it, a reload keeps it, a file's token gives
 // way to it, an empty or invalid one stops the start, and the token never reaches a log line or a
-// problem line. Once in process (startServing with its environment), once as the real command.
+// problem line. Once in process (startServing with its environment), once as the real command. Without
+// any token, a server listening beyond loopback warns that the routes are open.
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -119,6 +120,25 @@ describe("serve with HEADROOM_ADMIN_TOKEN", () => {
     const problems = s.reload();
     expect(problems).toEqual(["these changes need a restart: server"]);
     expect(problems.join("\n")).not.toContain(FILE_TOKEN);
+  });
+});
+
+describe("serve without an admin token", () => {
+  const OPEN = /^listening on (\S+) without an admin token: anyone who reaches port \d+ can PUT \/v1\/pods and DELETE \/v1\/pods\/\{address\}, and so choose where picks go; set HEADROOM_ADMIN_TOKEN or server.adminToken$/;
+  const openWarnings = (logger: MemoryLogger) => logger.lines.filter((l) => l.level === "warn" && OPEN.test(l.message));
+
+  it("warns at start when it listens beyond loopback (the shipped Kubernetes configuration's 0.0.0.0)", async () => {
+    const { logger } = await serve(configText(300, "host: 0.0.0.0, port: 0"), {});
+    expect(openWarnings(logger).map((l) => OPEN.exec(l.message)![1])).toEqual(["0.0.0.0"]);
+  });
+
+  it("says nothing on loopback, or with the variable's token", async () => {
+    const loopback = await serve(configText(300), {});
+    expect(openWarnings(loopback.logger)).toEqual([]);
+    await serving!.close();
+    serving = undefined;
+    const withToken = await serve(configText(300, "host: 0.0.0.0, port: 0"), { HEADROOM_ADMIN_TOKEN: TOKEN });
+    expect(openWarnings(withToken.logger)).toEqual([]);
   });
 });
 
