@@ -8,7 +8,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { parseConfig } from "../src/config/load.js";
+import { ADMIN_TOKEN_ENV, parseConfig } from "../src/config/load.js";
+import { ConfigError } from "../src/errors.js";
 import { checkRemoteConfig, remoteEndpointsFromEnv } from "../src/predictors/remote.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -100,6 +101,46 @@ describe("deploy/k8s", () => {
     expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
     expect(c.args).toEqual(["serve", "--config", "/etc/headroom/headroom.yaml"]);
     expect(pod.serviceAccountName).toBe(find("ServiceAccount").metadata.name);
+  });
+
+  // The server listens on 0.0.0.0: without a token, anything that reaches the Service could push pods
+  // and send the gateway's traffic to them. A ConfigMap is no place for the token, so a Secret gives it.
+  it("the Deployment takes the admin token from a Secret it does not ship, into HEADROOM_ADMIN_TOKEN, and cannot start without it", () => {
+    const c = find("Deployment").spec.template.spec.containers[0];
+    const entries = (c.env as { name: string; value?: string; valueFrom?: Record<string, any> }[]).filter((e) => e.name === ADMIN_TOKEN_ENV);
+    expect(entries).toHaveLength(1);
+    const [entry] = entries;
+    expect(entry!.value).toBeUndefined();
+    expect(entry!.valueFrom).toEqual({ secretKeyRef: { name: "headroom-admin-token", key: "token", optional: false } });
+    expect(c.envFrom).toBeUndefined();
+    // No Secret is shipped, so no token anyone can read in this repository is ever in force.
+    expect(all.filter((m) => m.kind === "Secret")).toEqual([]);
+    expect(manifests(join(k8sDir, "predictors")).filter((m) => m.kind === "Secret")).toEqual([]);
+    const configMap = (find("ConfigMap").data as Record<string, string>)["headroom.yaml"];
+    expect(parseConfig(configMap).config.server.adminToken).toBeUndefined();
+    // The predictor overlay's patch merges its env by name and leaves this entry alone.
+    const patch = manifests(join(k8sDir, "predictors")).find((m) => m.file === "headroom-patch.yaml") as Manifest & Record<string, any>;
+    expect((patch.spec.template.spec.containers[0].env as { name: string }[]).map((e) => e.name)).not.toContain(ADMIN_TOKEN_ENV);
+  });
+
+  it("headroom on the ConfigMap with the Secret's token guards the pods routes with it; a Secret with an empty key stops it at start", () => {
+    const text = (find("ConfigMap").data as Record<string, string>)["headroom.yaml"];
+    const token = "0123456789abcdef0123456789abcdef";
+    expect(parseConfig(text, "configmap.yaml", { [ADMIN_TOKEN_ENV]: token }).config.server.adminToken).toBe(token);
+    // `kubectl create secret --from-file` of a file `echo` wrote: its line break is not part of the token.
+    expect(parseConfig(text, "configmap.yaml", { [ADMIN_TOKEN_ENV]: `${token}\n` }).config.server.adminToken).toBe(token);
+    const refused = (value: string) => {
+      try {
+        parseConfig(text, "configmap.yaml", { [ADMIN_TOKEN_ENV]: value });
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems;
+        throw err;
+      }
+      return [];
+    };
+    for (const empty of ["", "\n"]) {
+      expect(refused(empty)).toEqual([expect.stringMatching(/^HEADROOM_ADMIN_TOKEN: must be a token of at least 16 characters when set/)]);
+    }
   });
 
   it("RBAC allows what discovery and the scale actuator call, in the inference pods' namespace", () => {
