@@ -1,8 +1,9 @@
-// The Kubernetes manifests in deploy/k8s, checked offline: every document against the Kubernetes (and
+// The Kubernetes manifests in deploy/k8s (base/ and the predictors/ overlay), checked offline: every document against the Kubernetes (and
 // Prometheus Operator) JSON schemas bundled in kubernetes-models, the ConfigMap's configuration against
 // headroom's own schema, and the properties the README promises (probes, non-root, read-only root
 // filesystem, RBAC for discovery and scaling). A broken copy must fail, so the check can fail.
 
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +15,7 @@ import { checkRemoteConfig, remoteEndpointsFromEnv } from "../src/predictors/rem
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const k8sDir = join(root, "deploy/k8s");
+const baseDir = join(k8sDir, "base");
 
 interface Manifest {
   file: string;
@@ -23,7 +25,7 @@ interface Manifest {
   [key: string]: unknown;
 }
 
-function manifests(dir = k8sDir): Manifest[] {
+function manifests(dir = baseDir): Manifest[] {
   const out: Manifest[] = [];
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml"))) {
     for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
@@ -180,9 +182,45 @@ describe("deploy/k8s/predictors (the optional latency-predictor services)", () =
     expect(Object.keys(endpoints).sort()).toEqual(["decode-tpot", "decode-ttft", "prefill-ttft"]);
   });
 
-  it("the overlay's kustomization builds on deploy/k8s and applies both patches", () => {
+  it("the overlay's kustomization builds on deploy/k8s/base and applies both patches", () => {
     const k = overlay.find((m) => m.kind === "Kustomization") as unknown as { resources: string[]; patches: { path: string }[] };
-    expect(k.resources).toEqual(["..", "predictors.yaml"]);
+    expect(k.resources).toEqual(["../base", "predictors.yaml"]);
     expect(k.patches.map((p) => p.path).sort()).toEqual(["config-patch.yaml", "headroom-patch.yaml"]);
+  });
+});
+
+// kustomize refuses an overlay inside the directory it builds on ("cycle detected"): the predictors
+// overlay sat in deploy/k8s and built on "..", and `kubectl apply -k deploy/k8s/predictors` failed.
+const hasKubectl = spawnSync("kubectl", ["version", "--client"]).status === 0;
+
+describe.skipIf(!hasKubectl)("kubectl kustomize (kubectl on the PATH)", () => {
+  const build = (dir: string) => {
+    const run = spawnSync("kubectl", ["kustomize", join(root, dir)], { encoding: "utf8" });
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    return parseAllDocuments(run.stdout).map((d) => d.toJS() as Manifest & Record<string, any>);
+  };
+  const headroomEnv = (docs: (Manifest & Record<string, any>)[]) => {
+    const deployment = docs.find((m) => m.kind === "Deployment" && m.metadata.name === "headroom")!;
+    return (deployment.spec.template.spec.containers[0].env as { name: string }[]).map((e) => e.name).sort();
+  };
+
+  it("deploy/k8s builds headroom alone, with the admin token from its Secret", () => {
+    const docs = build("deploy/k8s");
+    expect(docs.map((m) => `${m.kind} ${m.metadata.name}`).sort()).toEqual(
+      objects.map((m) => `${m.kind} ${m.metadata.name}`).sort(),
+    );
+    expect(headroomEnv(docs)).toContain(ADMIN_TOKEN_ENV);
+  });
+
+  it("deploy/k8s/predictors builds headroom, the three predictor services and headroom's six URLs beside its admin token", () => {
+    const docs = build("deploy/k8s/predictors");
+    const env = headroomEnv(docs);
+    expect(env).toContain(ADMIN_TOKEN_ENV);
+    for (const url of ["PREFILL_TTFT", "DECODE_TTFT", "DECODE_TPOT"].flatMap((q) => [`${q}_TRAINING_URL`, `${q}_PREDICTION_URL`])) expect(env).toContain(url);
+    const services = docs.filter((m) => m.kind === "Service").map((m) => m.metadata.name);
+    expect(services).toEqual(expect.arrayContaining(["headroom", "prefill-ttft-predictor-svc", "decode-ttft-predictor-svc", "decode-tpot-predictor-svc"]));
+    const config = docs.find((m) => m.kind === "ConfigMap" && m.metadata.name === "headroom-config")!;
+    expect(parseConfig((config.data as Record<string, string>)["headroom.yaml"]).config.predictors.prefillTtft).toBe("remote");
   });
 });

@@ -11,7 +11,7 @@ import { AdminTokenSchema, ConfigSchema, deepFreeze, type HeadroomConfig } from 
 
 /**
  * The environment variable whose value, when set, is `server.adminToken`: a Kubernetes Secret reaches
- * the server this way (deploy/k8s/deployment.yaml), where a ConfigMap is no place for a token.
+ * the server this way (deploy/k8s/base/deployment.yaml), where a ConfigMap is no place for a token.
  */
 export const ADMIN_TOKEN_ENV = "HEADROOM_ADMIN_TOKEN";
 
