@@ -82,7 +82,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
     // Digests have one length, so the comparison takes the same time whatever was sent.
     if (m !== null && timingSafeEqual(sha256(m[1]), adminDigest)) return true;
     const format = bodyFormat(req.getHeader("content-type"));
-    ex.sendError({ code: "UNAUTHORIZED", message: "authorization: this endpoint needs 'Bearer <server.adminToken>'" }, format, {
+    ex.sendError({ code: "UNAUTHORIZED", message: "authorization: this endpoint needs 'Bearer <token>', the admin token (server.adminToken or HEADROOM_ADMIN_TOKEN)" }, format, {
       "www-authenticate": 'Bearer realm="headroom"',
     });
     return false;
