@@ -71,8 +71,9 @@ export class WasmKernel {
   private version = -1;
   private loadedPods = 0;
 
-  constructor(params: OptimizerParams, topology: TopologyParams, capacity: Partial<KernelCapacity> = {}) {
-    const instance = new WebAssembly.Instance(kernelModule(), {});
+  /** `module`: another build of the kernel, for benchmarks that compare two builds in one process. */
+  constructor(params: OptimizerParams, topology: TopologyParams, capacity: Partial<KernelCapacity> = {}, module: WebAssembly.Module = kernelModule()) {
+    const instance = new WebAssembly.Instance(module, {});
     this.exports = instance.exports as unknown as Exports;
     this.capacity = { maxPods: 1024, maxGrid: 16, batchCapacity: 256, ...capacity };
     this.configure();
