@@ -142,6 +142,11 @@ let version: u32 = 0;
 let nPrefill: i32 = 0;
 let nDecode: i32 = 0;
 let nBoth: i32 = 0;
+/** The pod index ranges that hold every candidate prefill pod, and every candidate decode pod. */
+let pFrom: i32 = 0;
+let pTo: i32 = 0;
+let dFrom: i32 = 0;
+let dTo: i32 = 0;
 let nRacks: i32 = 0;
 let nNodes: i32 = 0;
 let hasLinks: bool = false;
@@ -393,6 +398,10 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
     }
     if ((role & ROLE_PREFILL) != 0 && (role & ROLE_DECODE) != 0) nBoth++;
   }
+  pFrom = nPrefill > 0 ? ldi(PLIST, 0) : 0;
+  pTo = nPrefill > 0 ? ldi(PLIST, nPrefill - 1) + 1 : 0;
+  dFrom = nDecode > 0 ? ldi(DLIST, 0) : 0;
+  dTo = nDecode > 0 ? ldi(DLIST, nDecode - 1) + 1 : 0;
   let acc = 0;
   for (let r = 0; r < nr; r++) {
     sti(ROFF, r, acc);
@@ -533,7 +542,9 @@ function gridPosition(x: f64): void {
 /**
  * The predictor stage: per pod, the curves interpolated at the request's uncached prompt (prefill,
  * local prefill) or ISL (decode wait, TPOT), max(lo + frac * (hi - lo), 0), plus the batch's load.
- * Two pods per SIMD lane pair, a scalar tail. The local values only when local pairs are candidates.
+ * Two pods per SIMD lane pair, a scalar tail. The prefill values only over the range of pods that
+ * holds the prefill candidates, the decode values over the decode candidates' (nothing reads the
+ * others); the local values only when local pairs are candidates.
  */
 function predict(withLocal: bool): void {
   gridPosition(uncached);
@@ -545,13 +556,13 @@ function predict(withLocal: bool): void {
   const ds = posSeg;
   const df = posFrac;
   const up = nGrid > 1 ? 1 : 0;
-  const n = nPods;
   const zero = f64x2.splat(0);
   {
     const lo = rowAt(PF, ps);
     const hi = rowAt(PF, ps + up);
     const vf = f64x2.splat(pf);
-    let i = 0;
+    const n = pTo;
+    let i = pFrom;
     for (; i + 2 <= n; i += 2) {
       const off = <usize>i << 3;
       const l = v128.load(lo + off);
@@ -564,13 +575,14 @@ function predict(withLocal: bool): void {
       stf(VA, i, ldf(WPQ, i) + pc);
     }
   }
+  const n = dTo;
   {
     const wLo = rowAt(DW, ds);
     const wHi = rowAt(DW, ds + up);
     const tLo = rowAt(TP, ds);
     const tHi = rowAt(TP, ds + up);
     const vf = f64x2.splat(df);
-    let i = 0;
+    let i = dFrom;
     for (; i + 2 <= n; i += 2) {
       const off = <usize>i << 3;
       const wl = v128.load(wLo + off);
@@ -591,7 +603,7 @@ function predict(withLocal: bool): void {
     const lo = rowAt(LPF, ps);
     const hi = rowAt(LPF, ps + up);
     const vf = f64x2.splat(pf);
-    let i = 0;
+    let i = dFrom;
     for (; i + 2 <= n; i += 2) {
       const off = <usize>i << 3;
       const l = v128.load(lo + off);
