@@ -129,6 +129,7 @@ let MW: usize = 0;
 let GROUPS: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
+let FB_PAIR: usize = 0;
 
 let capPods: i32 = 0;
 let capGrid: i32 = 0;
@@ -273,6 +274,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   GROUPS = take(3 * 32 * n);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
+  FB_PAIR = take(f8);
   const end = bump;
   const have = <usize>memory.size() << 16;
   if (end > have) {
@@ -1955,7 +1957,63 @@ function fallbacks(res: usize): void {
   const ids = FB_IDS;
   const keys = FB_KEYS;
   let have = 0;
-  for (let di = 0; di < nDecode; di++) {
+  if (slo && !local) {
+    // After a remote pick with an SLO (the common case), every decode pod's key in one SIMD pass over
+    // the decode pods' index range (FB_PAIR, by pod), the same expression as below lane by lane; then
+    // the ranking in DLIST order, which most keys leave at one comparison with the last one kept.
+    const pair = FB_PAIR;
+    const vap = f64x2.splat(ap);
+    const vbudget = f64x2.splat(budget);
+    const vbP = f64x2.splat(bP);
+    const vwt = f64x2.splat(wt);
+    const vwp = f64x2.splat(wp);
+    const vN = f64x2.splat(cN);
+    const vR = f64x2.splat(cR);
+    const vX = f64x2.splat(cX);
+    const vNode = i64x2.splat(<i64>pNode);
+    const vRack = i64x2.splat(<i64>pRack);
+    const zero = f64x2.splat(0);
+    const n = dTo;
+    let i = dFrom;
+    for (; i + 2 <= n; i += 2) {
+      const off = <usize>i << 3;
+      let c = vX;
+      if (isTopo) {
+        const at = <usize>i << 2;
+        const sameNode = i64x2.eq(v128.load32x2_s(NODE + at), vNode);
+        const sameRack = i64x2.eq(v128.load32x2_s(RACK + at), vRack);
+        c = v128.bitselect(vN, v128.bitselect(vR, vX, sameRack), sameNode);
+      }
+      const ttft = f64x2.add(vap, f64x2.add(v128.load(VB + off), c));
+      const th = ht ? f64x2.mul(vwt, f64x2.sub(vbudget, ttft)) : zero;
+      const tp = hp ? f64x2.mul(vwp, f64x2.sub(vbP, v128.load(VT + off))) : zero;
+      v128.store(pair + off, f64x2.add(th, tp));
+    }
+    for (; i < n; i++) {
+      const c = !isTopo ? cX : ldi(NODE, i) == pNode ? cN : ldi(RACK, i) == pRack ? cR : cX;
+      const ttft = ap + (ldf(VB, i) + c);
+      const th = ht ? wt * (budget - ttft) : 0;
+      const tp = hp ? wp * (bP - ldf(VT, i)) : 0;
+      stf(pair, i, th + tp);
+    }
+    let floor: f64 = -Infinity;
+    for (let di = 0; di < nDecode; di++) {
+      const d = ldi(DLIST, di);
+      const key = ldf(pair, d);
+      if (d == cd || d == cp || (have == want && !(key > floor))) continue;
+      let at = have;
+      while (at > 0 && key > ldf(keys, at - 1)) at--;
+      const last = have < want ? have : want - 1;
+      for (let s = last; s > at; s--) {
+        sti(ids, s, ldi(ids, s - 1));
+        stf(keys, s, ldf(keys, s - 1));
+      }
+      sti(ids, at, d);
+      stf(keys, at, key);
+      if (have < want) have++;
+      floor = ldf(keys, want - 1);
+    }
+  } else for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     if (d == cd || (!local && d == cp)) continue;
     let ttft: f64;
