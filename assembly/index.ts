@@ -981,14 +981,17 @@ function buildLists(): void {
 
 // Totals over every candidate pair of the request, gathered while the groups are built. Only the
 // extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
-// which only a negative draw needs, is gathered on demand by negativeMin(). Minima and maxima do not
-// depend on the order of the pairs, so the results equal the twin's, which gathers all three.
+// which only a negative draw needs, is gathered on demand by negativeMin(), except by uncutGroups,
+// which has each negative group's extreme at hand. Minima and maxima do not depend on the order of the
+// pairs, so the results equal the twin's, which gathers all three.
 let pairsTotal: f64 = 0;
 let posPairs: f64 = 0;
 let negPairs: f64 = 0;
 let minPos: f64 = 0;
 let maxPos: f64 = 0;
 let minNeg: f64 = 0;
+/** Whether minNeg is gathered already (uncutGroups). */
+let minNegReady: bool = false;
 /** The decode pod's TPOT term of blended, for blendWith. */
 let tpTerm: f64 = 0;
 
@@ -1283,6 +1286,7 @@ const EXT_MAX: i32 = 2;
   minPos = lo;
   maxPos = hi;
   minNeg = Infinity;
+  minNegReady = false;
 }
 
 /** Set by uncutGroup when the SLO line cuts its group. */
@@ -1336,6 +1340,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
   let posCount: f64 = 0;
   let lo: f64 = Infinity;
   let hi: f64 = -Infinity;
+  let mn: f64 = Infinity;
   groupCut = false;
   for (let i = 0; i < nDecode; i++) {
     const d = ldi(DLIST, i);
@@ -1355,13 +1360,32 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const rLen = load<i32>(rackInfo(r), INFO_LEN);
       const nSum = load<f64>(ns, ST_SUM);
       const rSum = load<f64>(rs, ST_SUM);
-      const b0 = uncutGroup(rec, nLen - (selfIn ? 1 : 0), nSum - (selfIn ? ad : 0), maxExcept(ns, d), minExcept(ns, d),
-        bd + cNode, ok, ht, ext, wt, budget, tp);
-      const b1 = uncutGroup(rec + 32, rLen - nLen, rSum - nSum, maxExcept(rs, nd), minExcept(rs, nd),
-        bd + cRack, ok, ht, ext, wt, budget, tp);
-      const b2 = uncutGroup(rec + 64, np - rLen, allSum - rSum, maxExcept(top, r), minExcept(top, r),
-        bd + cCross, ok, ht, ext, wt, budget, tp);
+      const x0 = maxExcept(ns, d);
+      const x1 = maxExcept(rs, nd);
+      const x2 = maxExcept(top, r);
+      const q0 = bd + cNode;
+      const q1 = bd + cRack;
+      const q2 = bd + cCross;
+      const b0 = uncutGroup(rec, nLen - (selfIn ? 1 : 0), nSum - (selfIn ? ad : 0), x0, minExcept(ns, d),
+        q0, ok, ht, ext, wt, budget, tp);
+      const b1 = uncutGroup(rec + 32, rLen - nLen, rSum - nSum, x1, minExcept(rs, nd),
+        q1, ok, ht, ext, wt, budget, tp);
+      const b2 = uncutGroup(rec + 64, np - rLen, allSum - rSum, x2, minExcept(top, r),
+        q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
+      // minNeg as negativeMin gathers it: a negative group's largest member.
+      if (load<i32>(rec, GR_NEG) > 0) {
+        const b = (ht ? wt * (budget - (x0 + q0)) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 32, GR_NEG) > 0) {
+        const b = (ht ? wt * (budget - (x1 + q1)) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
+      if (load<i32>(rec + 64, GR_NEG) > 0) {
+        const b = (ht ? wt * (budget - (x2 + q2)) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
       lo = select<f64>(b0, lo, b0 < lo);
       lo = select<f64>(b1, lo, b1 < lo);
@@ -1374,9 +1398,15 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       store<i32>(rec, 0, GR_NEG);
       store<i32>(rec + 32, 0, GR_POS);
       store<i32>(rec + 32, 0, GR_NEG);
-      const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), maxExcept(top, d), minExcept(top, d),
-        bd + cCross, ok, ht, ext, wt, budget, tp);
+      const x2 = maxExcept(top, d);
+      const q2 = bd + cCross;
+      const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), x2, minExcept(top, d),
+        q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
+      if (load<i32>(rec + 64, GR_NEG) > 0) {
+        const b = (ht ? wt * (budget - (x2 + q2)) : 0) + tp;
+        mn = select<f64>(b, mn, b < mn);
+      }
       posCount += <f64>load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b2, lo, b2 < lo);
       hi = select<f64>(b2, hi, b2 > hi);
@@ -1388,18 +1418,19 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
     const lv = ldf(VL, d);
     const positive = ok && (!ht || lv <= budget);
     store<i32>(rec, positive ? 1 : 0, GR_LOCAL);
+    const b = (ht ? wt * (budget - lv) : 0) + tp;
     if (positive) {
       posCount++;
-      const b = (ht ? wt * (budget - lv) : 0) + tp;
       lo = select<f64>(b, lo, b < lo);
       hi = select<f64>(b, hi, b > hi);
-    }
+    } else mn = select<f64>(b, mn, b < mn);
   }
   posPairs = posCount;
   negPairs = pairsTotal - posCount;
   minPos = lo;
   maxPos = hi;
-  minNeg = Infinity;
+  minNeg = mn;
+  minNegReady = true;
   return true;
 }
 
@@ -1578,7 +1609,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     return true;
   }
   stf(res, RES_OUTCOME, OUT_NEGATIVE);
-  negativeMin();
+  if (!minNegReady) negativeMin();
   draw(DRAW_NEGATIVE, minNeg);
   return true;
 }
