@@ -1327,9 +1327,13 @@ let groupCut: bool = false;
  * (GR_CPOS), which only argBest reads; false as soon as a group is cut (the general pass redoes it).
  */
 function uncutGroups(ext: i32, localAllowed: bool): bool {
-  const isTopo = topo;
-  const ht = hasT;
-  const hp = hasP;
+  // The common case (topology, TTFT and TPOT SLOs, most, no local pairs) in its own copy, with those
+  // branches folded away.
+  if (topo && hasT && hasP && ext == EXT_MIN && !localAllowed) return uncutPass(true, true, true, EXT_MIN, false);
+  return uncutPass(topo, hasT, hasP, ext, localAllowed);
+}
+
+@inline function uncutPass(isTopo: bool, ht: bool, hp: bool, ext: i32, localAllowed: bool): bool {
   const np = nPrefill;
   const budget = budgetT;
   const bP = budgetP;
