@@ -184,6 +184,8 @@ let rng: u32 = 0;
 let chosenP: i32 = -1;
 let chosenD: i32 = -1;
 let chosenK: i32 = 0;
+/** Whether local pairs are candidates for the request. */
+let localNow: bool = false;
 /** Picks whose groups came from uncutGroups, since configure(). */
 let uncutPicks: u32 = 0;
 
@@ -503,6 +505,7 @@ function pickOne(r: i32): void {
   const localAllowed =
     nDecode > 0 &&
     (remotePairs == 0 || localMode == LOCAL_COMPETE || (localMode == LOCAL_THRESHOLD && uncached < pdThreshold));
+  localNow = localAllowed;
   predict(localAllowed);
 
   const pairs = remotePairs + (localAllowed ? <f64>nDecode : 0);
@@ -1627,6 +1630,107 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
 }
 
 /**
+ * The weights pass of draw for most and negative draws (the same formula over the positives or the
+ * negatives), on locals and unrolled by class: writes ACC and drawAcc, drawFirst, drawLast; returns
+ * the total. Inlined with its flags as constants where they are; without local pairs (withLocal
+ * false) each local slot weighs 0, which adds nothing to the sums.
+ */
+@inline function weighGroups(cntAt: usize, sumAt: usize, localWanted: i32, ht: bool, hp: bool, withLocal: bool, slope: f64, ref: f64): f64 {
+  let total: f64 = 0;
+  let acc: f64 = 0;
+  let firstSlot = -1;
+  let lastSlot = -1;
+  const accs = ACC;
+  const wt = wT;
+  const wp = wP;
+  const budget = budgetT;
+  const bP = budgetP;
+  const cN = cNode;
+  const cR = cRack;
+  const cX = cCross;
+  const vb = VB;
+  const vt = VT;
+  const vl = VL;
+  const dlist = DLIST;
+  const groups = GROUPS;
+  for (let di = 0; di < nDecode; di++) {
+    const d = ldi(dlist, di);
+    const rec0 = groups + (<usize>(d * 3) << 5);
+    const bd = ldf(vb, d);
+    const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
+    const base = di << 2;
+    {
+      const pos = load<i32>(rec0 + 0 + cntAt);
+      let w: f64 = 0;
+      if (pos > 0) {
+        const th = ht ? wt * (budget - (bd + cN)) : 0;
+        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
+      }
+      total += w;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = base + 0;
+        lastSlot = base + 0;
+      }
+      stf(accs, base + 0, acc);
+    }
+    {
+      const pos = load<i32>(rec0 + 32 + cntAt);
+      let w: f64 = 0;
+      if (pos > 0) {
+        const th = ht ? wt * (budget - (bd + cR)) : 0;
+        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
+      }
+      total += w;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = base + 1;
+        lastSlot = base + 1;
+      }
+      stf(accs, base + 1, acc);
+    }
+    {
+      const pos = load<i32>(rec0 + 64 + cntAt);
+      let w: f64 = 0;
+      if (pos > 0) {
+        const th = ht ? wt * (budget - (bd + cX)) : 0;
+        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
+      }
+      total += w;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = base + 2;
+        lastSlot = base + 2;
+      }
+      stf(accs, base + 2, acc);
+    }
+    if (!withLocal) stf(accs, base + 3, acc);
+    else {
+      let w: f64 = 0;
+      if (load<i32>(rec0, GR_LOCAL) == localWanted) {
+        const th = ht ? wt * (budget - ldf(vl, d)) : 0;
+        w = th + tp - ref + 1;
+      }
+      total += w;
+      if (w > 0) {
+        acc += w;
+        if (firstSlot < 0) firstSlot = base + 3;
+        lastSlot = base + 3;
+      }
+      stf(accs, base + 3, acc);
+    }
+  }
+  drawAcc = acc;
+  drawFirst = firstSlot;
+  drawLast = lastSlot;
+  return total;
+}
+
+let drawAcc: f64 = 0;
+let drawFirst: i32 = -1;
+let drawLast: i32 = -1;
+
+/**
  * A weighted draw: a group by its total weight, then a member by a scan in pod order.
  * most: blended - min + 1 over positives; least: max - blended + 1 over positives;
  * negative: blended - min + 1 over negatives; explore: 1 per negative pair.
@@ -1641,91 +1745,16 @@ function draw(kind: i32, ref: f64): void {
   let lastSlot = -1;
   const accs = ACC;
   if (kind == DRAW_MOST || kind == DRAW_NEGATIVE) {
-    // The default strategy's pass (and the negative draw's, the same formula over the negatives), on
-    // locals and unrolled by class.
-    const cntAt: usize = kind == DRAW_MOST ? GR_POS : GR_NEG;
-    const sumAt: usize = kind == DRAW_MOST ? GR_SPOS : GR_SNEG;
-    const localWanted = kind == DRAW_MOST ? 1 : 0;
-    const ht = hasT;
-    const hp = hasP;
-    const wt = wT;
-    const wp = wP;
-    const budget = budgetT;
-    const bP = budgetP;
-    const cN = cNode;
-    const cR = cRack;
-    const cX = cCross;
-    const vb = VB;
-    const vt = VT;
-    const vl = VL;
-    const dlist = DLIST;
-    const groups = GROUPS;
-    for (let di = 0; di < nDecode; di++) {
-      const d = ldi(dlist, di);
-      const rec0 = groups + (<usize>(d * 3) << 5);
-      const bd = ldf(vb, d);
-      const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
-      const base = di << 2;
-      {
-        const pos = load<i32>(rec0 + 0 + cntAt);
-        let w: f64 = 0;
-        if (pos > 0) {
-          const th = ht ? wt * (budget - (bd + cN)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
-        }
-        total += w;
-        if (w > 0) {
-          acc += w;
-          if (firstSlot < 0) firstSlot = base + 0;
-          lastSlot = base + 0;
-        }
-        stf(accs, base + 0, acc);
-      }
-      {
-        const pos = load<i32>(rec0 + 32 + cntAt);
-        let w: f64 = 0;
-        if (pos > 0) {
-          const th = ht ? wt * (budget - (bd + cR)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
-        }
-        total += w;
-        if (w > 0) {
-          acc += w;
-          if (firstSlot < 0) firstSlot = base + 1;
-          lastSlot = base + 1;
-        }
-        stf(accs, base + 1, acc);
-      }
-      {
-        const pos = load<i32>(rec0 + 64 + cntAt);
-        let w: f64 = 0;
-        if (pos > 0) {
-          const th = ht ? wt * (budget - (bd + cX)) : 0;
-          w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
-        }
-        total += w;
-        if (w > 0) {
-          acc += w;
-          if (firstSlot < 0) firstSlot = base + 2;
-          lastSlot = base + 2;
-        }
-        stf(accs, base + 2, acc);
-      }
-      {
-        let w: f64 = 0;
-        if (load<i32>(rec0, GR_LOCAL) == localWanted) {
-          const th = ht ? wt * (budget - ldf(vl, d)) : 0;
-          w = th + tp - ref + 1;
-        }
-        total += w;
-        if (w > 0) {
-          acc += w;
-          if (firstSlot < 0) firstSlot = base + 3;
-          lastSlot = base + 3;
-        }
-        stf(accs, base + 3, acc);
-      }
-    }
+    const most = kind == DRAW_MOST;
+    // The common case (TTFT and TPOT SLOs, no local pairs) in its own copies, with those branches
+    // folded away.
+    if (hasT && hasP && !localNow) {
+      if (most) total = weighGroups(GR_POS, GR_SPOS, 1, true, true, false, slope, ref);
+      else total = weighGroups(GR_NEG, GR_SNEG, 0, true, true, false, slope, ref);
+    } else total = weighGroups(most ? GR_POS : GR_NEG, most ? GR_SPOS : GR_SNEG, most ? 1 : 0, hasT, hasP, true, slope, ref);
+    acc = drawAcc;
+    firstSlot = drawFirst;
+    lastSlot = drawLast;
   } else for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
     const rec0 = grec(d, 0);
