@@ -4,8 +4,8 @@
 // WebSocket handler (a second uWebSockets.js app in the same process): WS /v1/stream answering each pick
 // frame with a fixed answer frame of a real one's size, and each report frame with a fixed "reported"
 // frame, telling them apart by their first bytes only. Prints {"port":…,"trivialWsPort":…} on stdout
-// once listening; exits on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking each second with ARIMA)
-// [--workers T] (T kernel worker threads taking every batch instead of the main thread)
+// once listening; exits on SIGTERM. Args: N [--planners-every-second] (every pool's planner ticking
+// each second with ARIMA) [--workers T] (T kernel worker threads taking every batch instead of the main thread)
 // [--product-workers] (the product's default workers settings: src/config/schema.ts) [--worker-nice N]
 // (workers.nice).
 
