@@ -6,7 +6,7 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify as stringifyYaml } from "yaml";
-import { loadConfigFile } from "./config/load.js";
+import { ADMIN_TOKEN_ENV, loadConfigFile } from "./config/load.js";
 import { runClient, type ClientOptions } from "./client/client.js";
 import { checkBeyondSchema } from "./engine/cluster.js";
 import { ConfigError } from "./errors.js";
@@ -370,7 +370,7 @@ async function validate(args: string[], io: CliIo): Promise<number> {
       const { config, warnings } = loadConfigFile(file);
       const beyond = checkBeyondSchema(config, process.env);
       if (beyond.profiles.length > 0) throw new ConfigError(beyond.profiles);
-      const environment = beyond.environment.map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
+      const environment = [...beyond.environment, ...adminTokenProblems(file)].map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
       io.stdout.write(`ok: ${file}\n${[...warnings, ...environment, ...beyond.warnings].map((w) => `  warning: ${w}\n`).join("")}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -379,6 +379,21 @@ async function validate(args: string[], io: CliIo): Promise<number> {
     }
   }
   return code;
+}
+
+/**
+ * What serve would say of HEADROOM_ADMIN_TOKEN in this environment (it reads the token from there; the
+ * file alone is valid): validate may run where the server's environment is not, so these are warnings.
+ */
+function adminTokenProblems(file: string): string[] {
+  if (process.env[ADMIN_TOKEN_ENV] === undefined) return [];
+  try {
+    loadConfigFile(file, process.env);
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems.filter((p) => p.startsWith(`${ADMIN_TOKEN_ENV}:`));
+  }
 }
 
 function isMain(): boolean {

@@ -177,6 +177,22 @@ describe("validate", () => {
     }
   });
 
+  test("an admin token in this environment that serve would refuse is a warning naming the variable, never its value", async () => {
+    const before = process.env.HEADROOM_ADMIN_TOKEN;
+    try {
+      process.env.HEADROOM_ADMIN_TOKEN = "short token";
+      const bad = await run("validate", "--config", example);
+      expect(bad.code).toBe(0);
+      expect(bad.stdout).toMatch(/^ok: .*\n  warning: serve refuses this configuration in an environment like this one: HEADROOM_ADMIN_TOKEN: /);
+      expect(bad.stdout).not.toContain("short token");
+      process.env.HEADROOM_ADMIN_TOKEN = "a-token-of-enough-characters";
+      expect(await run("validate", "--config", example)).toMatchObject({ code: 0, stdout: `ok: ${example}\n` });
+    } finally {
+      if (before === undefined) delete process.env.HEADROOM_ADMIN_TOKEN;
+      else process.env.HEADROOM_ADMIN_TOKEN = before;
+    }
+  });
+
   test("a missing file is reported, exit 1", async () => {
     const { code, stderr } = await run("validate", "--config", "/nonexistent/headroom.yaml");
     expect(code).toBe(1);
