@@ -181,12 +181,18 @@ export async function runCli(argv: string[], io: CliIo = process): Promise<numbe
 async function serve(args: string[], io: CliIo): Promise<number> {
   let values: { config?: string; host?: string; port?: string };
   try {
-    ({ values } = parseArgs({
+    let tokens;
+    ({ values, tokens } = parseArgs({
       args,
       options: { config: { type: "string", short: "c" }, host: { type: "string" }, port: { type: "string", short: "p" } },
       strict: true,
       allowPositionals: false,
+      tokens: true,
     }));
+    // parseArgs keeps the last of a repeated option: `-c a.yaml -c b.yaml` served b.yaml without a word.
+    const names = tokens.flatMap((t) => (t.kind === "option" ? [t.name] : []));
+    const repeated = names.find((name, i) => names.indexOf(name) !== i);
+    if (repeated !== undefined) throw new Error(`--${repeated} given more than once`);
   } catch (err) {
     io.stderr.write(`headroom serve: ${(err as Error).message}\n\n${COMMANDS.serve!.help}`);
     return EXIT_USAGE;

@@ -101,6 +101,15 @@ describe("serve", () => {
     },
   );
 
+  test.each([[["--config", "b.yaml"]], [["-c", "b.yaml"]], [["--port", "1", "-p", "2"]], [["--host", "a", "--host=b"]]])(
+    "serve with %j again is a usage error, not the last one served",
+    async (args) => {
+      const { code, stderr } = await run("serve", "--config", invalid, ...args);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/^headroom serve: --(config|port|host) given more than once/);
+    },
+  );
+
   test("pod-sim --host= is a usage error, not simulated pods on every interface", async () => {
     const { code, stderr } = await run("pod-sim", "--host=", "--pod", "p:prefill");
     expect(code).toBe(2);
