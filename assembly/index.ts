@@ -127,6 +127,7 @@ let TSTAT: usize = 0;
 let ACC: usize = 0;
 let MW: usize = 0;
 let GROUPS: usize = 0;
+let NUNC: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
 let FB_PAIR: usize = 0;
@@ -274,6 +275,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   ACC = take(4 * f8);
   MW = take(f8);
   GROUPS = take(3 * 32 * n);
+  NUNC = take(n << 7);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
   FB_PAIR = take(f8);
@@ -1323,6 +1325,52 @@ let groupCut: bool = false;
   return th + tp;
 }
 
+// A row of 128 bytes per node at NUNC + 128 nd for uncutPass: each class's member count, sum of A,
+// largest and smallest A for a decode pod on the node that is not itself a prefill pod. Classes 1
+// and 2 depend on the node only, and so does class 0 but for the pod itself.
+const UN_X0: usize = 0;
+const UN_M0: usize = 8;
+const UN_S0: usize = 16;
+const UN_X1: usize = 24;
+const UN_M1: usize = 32;
+const UN_S1: usize = 40;
+const UN_X2: usize = 48;
+const UN_M2: usize = 56;
+const UN_S2: usize = 64;
+const UN_T0: usize = 72;
+const UN_T1: usize = 76;
+const UN_T2: usize = 80;
+
+/** The rows of uncutPass, from podStats's records: once a pick instead of once a decode pod. */
+function uncutNodes(): void {
+  const np = nPrefill;
+  const top = TSTAT;
+  const allSum = load<f64>(top, ST_SUM);
+  for (let nd = 0; nd < nNodes; nd++) {
+    const ni = nodeInfo(nd);
+    const r = load<i32>(ni, INFO_RACK);
+    const ns = statOf(NSTAT, nd);
+    const rs = statOf(RSTAT, r);
+    const nLen = load<i32>(ni, INFO_LEN);
+    const rLen = load<i32>(rackInfo(r), INFO_LEN);
+    const nSum = load<f64>(ns, ST_SUM);
+    const rSum = load<f64>(rs, ST_SUM);
+    const row = NUNC + (<usize>nd << 7);
+    store<f64>(row, load<f64>(ns, ST_MAX1), UN_X0);
+    store<f64>(row, load<f64>(ns, ST_MIN1), UN_M0);
+    store<f64>(row, nSum, UN_S0);
+    store<f64>(row, maxExcept(rs, nd), UN_X1);
+    store<f64>(row, minExcept(rs, nd), UN_M1);
+    store<f64>(row, rSum - nSum, UN_S1);
+    store<f64>(row, maxExcept(top, r), UN_X2);
+    store<f64>(row, minExcept(top, r), UN_M2);
+    store<f64>(row, allSum - rSum, UN_S2);
+    store<i32>(row, nLen, UN_T0);
+    store<i32>(row, rLen - nLen, UN_T1);
+    store<i32>(row, np - rLen, UN_T2);
+  }
+}
+
 /**
  * buildGroups without sorting when no group is cut, as when a pool is overloaded (every pair negative)
  * or idle (every pair positive): each group is all positive or all negative, and its sums and extreme
@@ -1349,6 +1397,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
   let hi: f64 = -Infinity;
   let mn: f64 = Infinity;
   groupCut = false;
+  if (isTopo) uncutNodes();
   for (let i = 0; i < nDecode; i++) {
     const d = ldi(DLIST, i);
     const selfIn = (ldi(ROLES, d) & ROLE_PREFILL) != 0;
@@ -1359,25 +1408,27 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
     const tp = hp ? wp * (bP - td) : 0;
     const rec = GROUPS + (<usize>(d * 3) << 5);
     if (isTopo) {
-      const r = ldi(RACK, d);
-      const nd = ldi(NODE, d);
-      const ns = statOf(NSTAT, nd);
-      const rs = statOf(RSTAT, r);
-      const nLen = load<i32>(nodeInfo(nd), INFO_LEN);
-      const rLen = load<i32>(rackInfo(r), INFO_LEN);
-      const nSum = load<f64>(ns, ST_SUM);
-      const rSum = load<f64>(rs, ST_SUM);
-      const x0 = maxExcept(ns, d);
-      const x1 = maxExcept(rs, nd);
-      const x2 = maxExcept(top, r);
+      const row = NUNC + (<usize>ldi(NODE, d) << 7);
+      let t0 = load<i32>(row, UN_T0);
+      let s0 = load<f64>(row, UN_S0);
+      let x0 = load<f64>(row, UN_X0);
+      let m0 = load<f64>(row, UN_M0);
+      if (selfIn) {
+        const ns = statOf(NSTAT, ldi(NODE, d));
+        t0--;
+        s0 = load<f64>(ns, ST_SUM) - ad;
+        x0 = maxExcept(ns, d);
+        m0 = minExcept(ns, d);
+      }
+      const x1 = load<f64>(row, UN_X1);
+      const x2 = load<f64>(row, UN_X2);
       const q0 = bd + cNode;
       const q1 = bd + cRack;
       const q2 = bd + cCross;
-      const b0 = uncutGroup(rec, nLen - (selfIn ? 1 : 0), nSum - (selfIn ? ad : 0), x0, minExcept(ns, d),
-        q0, ok, ht, ext, wt, budget, tp);
-      const b1 = uncutGroup(rec + 32, rLen - nLen, rSum - nSum, x1, minExcept(rs, nd),
+      const b0 = uncutGroup(rec, t0, s0, x0, m0, q0, ok, ht, ext, wt, budget, tp);
+      const b1 = uncutGroup(rec + 32, load<i32>(row, UN_T1), load<f64>(row, UN_S1), x1, load<f64>(row, UN_M1),
         q1, ok, ht, ext, wt, budget, tp);
-      const b2 = uncutGroup(rec + 64, np - rLen, allSum - rSum, x2, minExcept(top, r),
+      const b2 = uncutGroup(rec + 64, load<i32>(row, UN_T2), load<f64>(row, UN_S2), x2, load<f64>(row, UN_M2),
         q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
       // minNeg as negativeMin gathers it: a negative group's largest member.
