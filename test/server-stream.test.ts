@@ -45,6 +45,24 @@ async function start(server = "{}", pools = POOLS) {
 }
 
 describe("WS /v1/stream", () => {
+  // uWebSockets.js answers the first of the offered subprotocols (RFC 6455 §4.2.2: one, from the list);
+  // the whole list back would fail the handshake of a client that offered two.
+  it("gives a client that offers subprotocols one of them back, the first, and serves it", async () => {
+    const h = await start();
+    for (const offered of [["msgpack"], ["msgpack", "headroom.v1"]]) {
+      const ws = new WebSocket(h.wsUrl, offered);
+      sockets.push(ws);
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
+      expect(ws.protocol).toBe("msgpack");
+      const answer = new Promise<any>((resolve) => ws.once("message", (data: Buffer) => resolve(unpack(data))));
+      ws.send(pack({ t: "pick", items: [{ sloLevel: "high", inputTokens: 100, seed: 1 }] }));
+      expect((await answer).t).toBe("picked");
+    }
+  });
+
   it("answers a frame of picks item by item, in order, errors in their places", async () => {
     const h = await start();
     const c = await connect(h);
