@@ -128,6 +128,9 @@ let ACC: usize = 0;
 let MW: usize = 0;
 let GROUPS: usize = 0;
 let NUNC: usize = 0;
+let NPL: usize = 0;
+let RPL: usize = 0;
+let MIDS: usize = 0;
 let FB_IDS: usize = 0;
 let FB_KEYS: usize = 0;
 let FB_PAIR: usize = 0;
@@ -276,6 +279,9 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   MW = take(f8);
   GROUPS = take(3 * 32 * n);
   NUNC = take(n << 7);
+  NPL = take(i4);
+  RPL = take(i4);
+  MIDS = take(i4);
   FB_IDS = take(MAX_FALLBACKS << 2);
   FB_KEYS = take(MAX_FALLBACKS << 3);
   FB_PAIR = take(f8);
@@ -434,6 +440,21 @@ export function loadSnapshot(n: i32, g: i32, ver: u32, nr: i32, nn: i32, links: 
     store<i32>(ni, 3 * capPods + 1 + ldi(NOFF, nd) + nd, INFO_PRE);
   }
   for (let i = 0; i < n; i++) store<i32>(nodeInfo(ldi(NODE, i)), ldi(RACK, i), INFO_RACK);
+  // The prefill pods of each node and of each rack in snapshot order, for the draw's member scan; the
+  // fill counts, kept in ROFF and NOFF meanwhile, end at the next list's start and are put back.
+  for (let j = 0; j < nPrefill; j++) {
+    const p = ldi(PLIST, j);
+    const r = ldi(RACK, p);
+    const nd = ldi(NODE, p);
+    const rAt = ldi(ROFF, r);
+    sti(RPL, rAt, p);
+    sti(ROFF, r, rAt + 1);
+    const nAt = ldi(NOFF, nd);
+    sti(NPL, nAt, p);
+    sti(NOFF, nd, nAt + 1);
+  }
+  for (let r = 0; r < nr; r++) sti(ROFF, r, ldi(ROFF, r) - ldi(RLEN, r));
+  for (let nd = 0; nd < nn; nd++) sti(NOFF, nd, ldi(NOFF, nd) - ldi(NLEN, nd));
   loaded = true;
   return ERR_NONE;
 }
@@ -1891,50 +1912,61 @@ function draw(kind: i32, ref: f64): void {
   const tp = hasP ? wP * (budgetP - ldf(VT, d)) : 0;
   const explore = kind == DRAW_EXPLORE;
   const least = kind == DRAW_LEAST;
-  // Membership by link class: same node; same rack, other node; other rack (any pod but d without topology).
-  const byNode = topo && k == CLASS_NODE;
+  // Membership by link class: same node; same rack, other node; other rack (any pod but d without
+  // topology). The scan visits the node's or the rack's prefill pods only, in snapshot order, and
+  // weighs the members alone: the pods it passes over weigh 0, which adds nothing to the sums.
   const byRack = topo && k == CLASS_RACK;
   const byCross = topo && k == CLASS_CROSS;
   const rd = ldi(RACK, d);
   const nd = ldi(NODE, d);
-  const np = nPrefill;
-  const plist = PLIST;
+  let from = PLIST;
+  let count = nPrefill;
+  if (topo && k == CLASS_NODE) {
+    from = NPL + (<usize>ldi(NOFF, nd) << 2);
+    count = ldi(NLEN, nd);
+  } else if (byRack) {
+    from = RPL + (<usize>ldi(ROFF, rd) << 2);
+    count = ldi(RLEN, rd);
+  } else if (byCross && nRacks == 2) {
+    // Two racks: the other rack's pods are the members.
+    from = RPL + (<usize>ldi(ROFF, 1 - rd) << 2);
+    count = ldi(RLEN, 1 - rd);
+  }
   const va = VA;
   const rack = RACK;
   const node = NODE;
   const mw = MW;
+  const ids = MIDS;
+  let members = 0;
   let sum: f64 = 0;
-  for (let j = 0; j < np; j++) {
-    const p = ldi(plist, j);
-    let member = p != d;
-    if (byNode) member = member && ldi(node, p) == nd;
-    else if (byRack) member = ldi(rack, p) == rd && ldi(node, p) != nd;
-    else if (byCross) member = ldi(rack, p) != rd;
+  for (let j = 0; j < count; j++) {
+    const p = ldi(from, j);
+    if (byRack ? ldi(node, p) == nd : byCross ? ldi(rack, p) == rd : p == d) continue;
     let w: f64 = 0;
-    if (member) {
-      const t = ldf(va, p) + q;
-      if ((ok && (!ht || t <= budget)) == positive) {
-        if (explore) w = 1;
-        else {
-          const b = (ht ? wt * (budget - t) : 0) + tp;
-          w = least ? ref - b + 1 : b - ref + 1;
-        }
+    const t = ldf(va, p) + q;
+    if ((ok && (!ht || t <= budget)) == positive) {
+      if (explore) w = 1;
+      else {
+        const b = (ht ? wt * (budget - t) : 0) + tp;
+        w = least ? ref - b + 1 : b - ref + 1;
       }
     }
-    stf(mw, j, w);
+    stf(mw, members, w);
+    sti(ids, members, p);
+    members++;
     sum += w;
   }
   const inner = nextUniform() * sum;
   let acc2: f64 = 0;
   let pick = -1;
-  for (let j = 0; j < np; j++) {
+  for (let j = 0; j < members; j++) {
     const w = ldf(mw, j);
     if (w <= 0) continue;
     acc2 += w;
     pick = j;
     if (inner < acc2) break;
   }
-  chosenP = pick < 0 ? -1 : ldi(plist, pick);
+  chosenP = pick < 0 ? -1 : ldi(ids, pick);
 }
 
 /** First index after i (relative) in the list whose value is larger than at i. */
