@@ -4,9 +4,9 @@
 import { spawn } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { stringify as stringifyYaml } from "yaml";
-import { ADMIN_TOKEN_ENV, loadConfigFile } from "./config/load.js";
+import { adminTokenFrom, loadConfigFile } from "./config/load.js";
 import { runClient, type ClientOptions } from "./client/client.js";
 import { checkBeyondSchema } from "./engine/cluster.js";
 import { ConfigError } from "./errors.js";
@@ -178,21 +178,33 @@ export async function runCli(argv: string[], io: CliIo = process): Promise<numbe
   return command.run(args, io);
 }
 
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/**
+ * parseArgs as every command calls it (strict, no positionals), refusing an option given twice unless
+ * it takes several: parseArgs keeps the last, so `serve -c a.yaml -c b.yaml` served b.yaml without a word.
+ */
+function parseOptions<O extends Options>(args: string[], options: O) {
+  const { values, tokens } = parseArgs({ args, options, strict: true, allowPositionals: false, tokens: true });
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== "option" || options[token.name]?.multiple === true) continue;
+    if (seen.has(token.name)) throw new Error(`--${token.name} given more than once`);
+    seen.add(token.name);
+  }
+  return values;
+}
+
+/** An empty --host listens on every interface, whatever the configuration says. */
+function checkHost(host: string | undefined): void {
+  if (host !== undefined && host.trim() === "") throw new Error(`--host must be a host name or address, got ${JSON.stringify(host)}`);
+}
+
 async function serve(args: string[], io: CliIo): Promise<number> {
   let values: { config?: string; host?: string; port?: string };
   try {
-    let tokens;
-    ({ values, tokens } = parseArgs({
-      args,
-      options: { config: { type: "string", short: "c" }, host: { type: "string" }, port: { type: "string", short: "p" } },
-      strict: true,
-      allowPositionals: false,
-      tokens: true,
-    }));
-    // parseArgs keeps the last of a repeated option: `-c a.yaml -c b.yaml` served b.yaml without a word.
-    const names = tokens.flatMap((t) => (t.kind === "option" ? [t.name] : []));
-    const repeated = names.find((name, i) => names.indexOf(name) !== i);
-    if (repeated !== undefined) throw new Error(`--${repeated} given more than once`);
+    values = parseOptions(args, { config: { type: "string", short: "c" }, host: { type: "string" }, port: { type: "string", short: "p" } });
+    checkHost(values.host);
   } catch (err) {
     io.stderr.write(`headroom serve: ${(err as Error).message}\n\n${COMMANDS.serve!.help}`);
     return EXIT_USAGE;
@@ -201,11 +213,6 @@ async function serve(args: string[], io: CliIo): Promise<number> {
   const port = values.port === undefined ? undefined : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
   if (port !== undefined && !(port >= 0 && port <= 65535)) {
     io.stderr.write(`headroom serve: --port must be an integer in 0..65535, got ${JSON.stringify(values.port)}\n`);
-    return EXIT_USAGE;
-  }
-  // An empty host listens on every interface, whatever server.host says.
-  if (values.host !== undefined && values.host.trim() === "") {
-    io.stderr.write(`headroom serve: --host must be a host name or address, got ${JSON.stringify(values.host)}\n`);
     return EXIT_USAGE;
   }
   try {
@@ -249,19 +256,13 @@ async function podSim(args: string[], io: CliIo): Promise<number> {
   let values: { pod?: string[]; host?: string; "report-url"?: string; "print-config"?: boolean };
   let pods: FleetPodSpec[];
   try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        pod: { type: "string", multiple: true },
-        host: { type: "string" },
-        "report-url": { type: "string" },
-        "print-config": { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-    // An empty host listens on every interface.
-    if (values.host !== undefined && values.host.trim() === "") throw new Error(`--host must be a host name or address, got ${JSON.stringify(values.host)}`);
+    values = parseOptions(args, {
+      pod: { type: "string", multiple: true },
+      host: { type: "string" },
+      "report-url": { type: "string" },
+      "print-config": { type: "boolean" },
+    });
+    checkHost(values.host);
     pods = values.pod === undefined ? [...DEMO_FLEET] : values.pod.map(parsePodSpec);
     if (values["report-url"] !== undefined && !/^https?:\/\/[^/]/.test(values["report-url"])) throw new Error(`--report-url must be an http(s) URL, got ${values["report-url"]}`);
   } catch (err) {
@@ -288,22 +289,17 @@ async function podSim(args: string[], io: CliIo): Promise<number> {
 async function client(args: string[], io: CliIo): Promise<number> {
   let options: ClientOptions;
   try {
-    const { values } = parseArgs({
-      args,
-      options: {
-        gateway: { type: "string" },
-        headroom: { type: "string" },
-        level: { type: "string" },
-        "ttft-ms": { type: "string" },
-        "tpot-ms": { type: "string" },
-        "prompt-tokens": { type: "string" },
-        "max-tokens": { type: "string" },
-        count: { type: "string" },
-        concurrency: { type: "string" },
-        chat: { type: "boolean" },
-      },
-      strict: true,
-      allowPositionals: false,
+    const values = parseOptions(args, {
+      gateway: { type: "string" },
+      headroom: { type: "string" },
+      level: { type: "string" },
+      "ttft-ms": { type: "string" },
+      "tpot-ms": { type: "string" },
+      "prompt-tokens": { type: "string" },
+      "max-tokens": { type: "string" },
+      count: { type: "string" },
+      concurrency: { type: "string" },
+      chat: { type: "boolean" },
     });
     const number = (name: string, raw: string | undefined, fallback: number | undefined, integer: boolean, max: number): number | undefined => {
       if (raw === undefined) return fallback;
@@ -354,12 +350,7 @@ export function parsePodSpec(text: string): FleetPodSpec {
 async function validate(args: string[], io: CliIo): Promise<number> {
   let files: string[];
   try {
-    const { values } = parseArgs({
-      args,
-      options: { config: { type: "string", short: "c", multiple: true } },
-      strict: true,
-      allowPositionals: false,
-    });
+    const values = parseOptions(args, { config: { type: "string", short: "c", multiple: true } });
     files = values.config ?? [];
   } catch (err) {
     io.stderr.write(`headroom validate: ${(err as Error).message}\n\n${COMMANDS.validate!.help}`);
@@ -376,7 +367,8 @@ async function validate(args: string[], io: CliIo): Promise<number> {
       const { config, warnings } = loadConfigFile(file);
       const beyond = checkBeyondSchema(config, process.env);
       if (beyond.profiles.length > 0) throw new ConfigError(beyond.profiles);
-      const environment = [...beyond.environment, ...adminTokenProblems(file)].map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
+      // HEADROOM_ADMIN_TOKEN as serve reads it: validate may run where the server's environment is not.
+      const environment = [...beyond.environment, ...adminTokenFrom(process.env).problems].map((p) => `serve refuses this configuration in an environment like this one: ${p}`);
       io.stdout.write(`ok: ${file}\n${[...warnings, ...environment, ...beyond.warnings].map((w) => `  warning: ${w}\n`).join("")}`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -385,21 +377,6 @@ async function validate(args: string[], io: CliIo): Promise<number> {
     }
   }
   return code;
-}
-
-/**
- * What serve would say of HEADROOM_ADMIN_TOKEN in this environment (it reads the token from there; the
- * file alone is valid): validate may run where the server's environment is not, so these are warnings.
- */
-function adminTokenProblems(file: string): string[] {
-  if (process.env[ADMIN_TOKEN_ENV] === undefined) return [];
-  try {
-    loadConfigFile(file, process.env);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.problems.filter((p) => p.startsWith(`${ADMIN_TOKEN_ENV}:`));
-  }
 }
 
 function isMain(): boolean {

@@ -74,7 +74,7 @@ export function parseConfig(text: string, source?: string, env?: Environment): L
  * from a file written by `echo` ends in a line break); empty or only whitespace is a problem, not a
  * server without a token. The value is never shown, only its length.
  */
-function adminTokenFrom(env: Environment): { token?: string; problems: string[] } {
+export function adminTokenFrom(env: Environment): { token?: string; problems: string[] } {
   const value = env[ADMIN_TOKEN_ENV];
   if (value === undefined) return { problems: [] };
   const token = value.trim();
