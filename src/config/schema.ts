@@ -198,6 +198,11 @@ function describeBounds(b: Bounds): string {
   return parts.length === 0 ? `must be ${kind}` : `must be ${kind} ${parts.join(" and ")}`;
 }
 
+/** Whole milliseconds that become a timer's delay: at most MAX_TIMER_MS, which Node would run after 1 ms. */
+function timerMs(min = 1) {
+  return num({ int: true, ge: min, le: MAX_TIMER_MS });
+}
+
 function num(b: Bounds) {
   const error = describeBounds(b);
   return z.number({ error }).refine(
@@ -335,15 +340,15 @@ const PredictorsSchema = mapping(
       .prefault({}),
     defaultProfile: name().default(D.predictors.defaultProfile),
     tpEfficiency: num({ gt: 0, le: 1 }).default(D.predictors.tpEfficiency),
-    refreshMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.predictors.refreshMs),
+    refreshMs: timerMs().default(D.predictors.refreshMs),
     remote: section(
       mapping(
         {
-          timeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.predictors.remote.timeoutMs),
+          timeoutMs: timerMs().default(D.predictors.remote.timeoutMs),
           gridPoints: num({ int: true, ge: 2, le: 64 }).default(D.predictors.remote.gridPoints),
           /** Training entries kept while the service is down; the oldest are dropped (and counted) beyond it. */
           trainingBufferSize: num({ int: true, ge: 100, le: 1_000_000 }).default(D.predictors.remote.trainingBufferSize),
-          trainingFlushMs: num({ int: true, ge: 10, le: MAX_TIMER_MS }).default(D.predictors.remote.trainingFlushMs),
+          trainingFlushMs: timerMs(10).default(D.predictors.remote.trainingFlushMs),
         },
         "timeoutMs, gridPoints, trainingBufferSize, trainingFlushMs",
       ),
@@ -374,7 +379,7 @@ const KubernetesSchema = mapping(
       .refine((s) => s === "" || s.startsWith("/"), { error: "must be \"\" or a path starting with /" })
       .default(D.pods.kubernetes.metricsPath),
     /** Full re-list this often, on top of the watch. */
-    resyncMs: num({ int: true, ge: 1000, le: MAX_TIMER_MS }).default(D.pods.kubernetes.resyncMs),
+    resyncMs: timerMs(1000).default(D.pods.kubernetes.resyncMs),
     /** Pool name -> label selector of that pool's inference pods. */
     selectors: z
       .record(z.string(), text(), { error: "must be a mapping of pool name to label selector" })
@@ -385,8 +390,8 @@ const KubernetesSchema = mapping(
 
 const PodsSchema = mapping(
   {
-    scrapeIntervalMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.pods.scrapeIntervalMs),
-    scrapeTimeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.pods.scrapeTimeoutMs),
+    scrapeIntervalMs: timerMs().default(D.pods.scrapeIntervalMs),
+    scrapeTimeoutMs: timerMs().default(D.pods.scrapeTimeoutMs),
     staleAfterMs: num({ int: true, ge: 1 }).default(D.pods.staleAfterMs),
     /** Absent: REFLECT_DELAY_SCRAPES x scrapeIntervalMs. */
     reflectDelayMs: num({ int: true, ge: 0 }).optional(),
@@ -400,7 +405,7 @@ const PodsSchema = mapping(
 
 const PlannerSchema = mapping(
   {
-    adjustmentIntervalMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }),
+    adjustmentIntervalMs: timerMs(),
     scaleUpThreshold: num({ gt: 0, le: 1 }),
     bufferRatio: num({ gt: 0, le: 1 }),
     /** The latency percentile the planner watches, e.g. 95 for p95. */
@@ -543,8 +548,8 @@ const PlannersSchema = mapping(
       mapping(
         {
           attempts: num({ int: true, ge: 1, le: 100 }).default(D.planners.apply.attempts),
-          initialBackoffMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.apply.initialBackoffMs),
-          maxBackoffMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.apply.maxBackoffMs),
+          initialBackoffMs: timerMs().default(D.planners.apply.initialBackoffMs),
+          maxBackoffMs: timerMs().default(D.planners.apply.maxBackoffMs),
         },
         "attempts, initialBackoffMs, maxBackoffMs",
       ),
@@ -552,7 +557,7 @@ const PlannersSchema = mapping(
     webhook: mapping(
       {
         url: httpUrl(),
-        timeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.webhook.timeoutMs),
+        timeoutMs: timerMs().default(D.planners.webhook.timeoutMs),
         // Checked as fetch checks them, which refused a bad one at every decision.
         headers: z
           .record(
@@ -573,7 +578,7 @@ const PlannersSchema = mapping(
          * (the shipped RBAC grants them in llm-d). No default: required unless every workload names its own.
          */
         namespace: text().optional(),
-        requestTimeoutMs: num({ int: true, ge: 1, le: MAX_TIMER_MS }).default(D.planners.kubernetes.requestTimeoutMs),
+        requestTimeoutMs: timerMs().default(D.planners.kubernetes.requestTimeoutMs),
         conflictRetries: num({ int: true, ge: 0, le: 100 }).default(D.planners.kubernetes.conflictRetries),
         /** Pool name -> the Deployment or StatefulSet of each role it scales. */
         workloads: z
