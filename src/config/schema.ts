@@ -12,7 +12,7 @@ import { normalizeAddress } from "../pods/address.js";
 const MAX_WEIGHT = 1_000_000;
 
 /** The longest delay a Node timer waits: a longer one fires after 1 ms (a 35-day interval ran every millisecond). */
-export const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** The latency profile shipped with headroom; always known, even when `predictors.profiles` is empty. */
 export const BUILTIN_PROFILE = "h100_llama3_8b_bf16";

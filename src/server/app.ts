@@ -22,7 +22,7 @@ import {
   encodePickAnswer,
   type SloHeaders,
 } from "./codec.js";
-import { errorBody, STATUS_OF_CODE, toWireError, type WireError } from "./errors.js";
+import { errorBody, SHUTTING_DOWN, STATUS_OF_CODE, toWireError, type WireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
 import { elapsedSeconds, serverMetrics, type RouteLabel } from "./metrics.js";
 import { createStream } from "./stream.js";
@@ -219,8 +219,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
     (res: HttpResponse, req: HttpRequest): void => {
       const ex = new Exchange(res, label, ctx, req.getMethod() === "head");
       if (ctx.closing) {
-        const wire: WireError = { code: "NOT_READY", message: "the server is shutting down" };
-        ex.sendError(wire, "json", label === "/v1/gateway/pick" ? gatewayErrorHeaders(wire) : undefined, true);
+        ex.sendError(SHUTTING_DOWN, "json", label === "/v1/gateway/pick" ? gatewayErrorHeaders(SHUTTING_DOWN) : undefined, true);
         return;
       }
       try {

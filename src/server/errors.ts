@@ -56,6 +56,9 @@ export interface WireError {
   message: string;
 }
 
+/** What a request or a stream pick that arrives after close() began is answered. */
+export const SHUTTING_DOWN: Readonly<WireError> = Object.freeze({ code: "NOT_READY", message: "the server is shutting down" });
+
 /** The `{"error":{…}}` body for a code and message. */
 export function errorBody(error: WireError): { error: WireError } {
   return { error: { code: error.code, message: error.message } };

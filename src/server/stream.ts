@@ -6,7 +6,7 @@ import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket, WebSock
 import type { EngineApi, PickAnswers, PickInput } from "../engine/types.js";
 import { HeadroomError } from "../errors.js";
 import { compactPick, decodeFrame, decodePick, decodeReportItems, encodeMsgpack, NO_SLO_HEADERS, type CompactItem } from "./codec.js";
-import { errorBody, toWireError } from "./errors.js";
+import { errorBody, SHUTTING_DOWN, toWireError } from "./errors.js";
 import { Exchange, type ServerContext } from "./exchange.js";
 import { elapsedSeconds } from "./metrics.js";
 
@@ -22,7 +22,7 @@ const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
 /** A pick's answer while the server is closing. */
-const SHUTTING_DOWN: CompactItem = Object.freeze({ error: Object.freeze({ code: "NOT_READY", message: "the server is shutting down" }) });
+const SHUTTING_DOWN_ITEM: CompactItem = Object.freeze({ error: SHUTTING_DOWN });
 
 /** One frame's answer, in the connection's order. */
 interface Slot {
@@ -123,7 +123,7 @@ export function createStream(options: StreamOptions): Stream {
     const positions: number[] = [];
     for (let i = 0; i < items.length; i++) {
       if (i >= admitted) {
-        answers[i] = ctx.closing ? SHUTTING_DOWN : { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
+        answers[i] = ctx.closing ? SHUTTING_DOWN_ITEM : { error: { code: "OVERLOADED", message: `more than ${maxInflightPerConnection} unanswered picks on this connection` } };
         continue;
       }
       try {
@@ -176,7 +176,7 @@ export function createStream(options: StreamOptions): Stream {
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
       const ex = new Exchange(res, "/v1/stream", ctx);
       if (ctx.closing) {
-        ex.sendError({ code: "NOT_READY", message: "the server is shutting down" });
+        ex.sendError(SHUTTING_DOWN);
         return;
       }
       ex.upgrade<Connection>({ queue: [], unansweredPicks: 0, queuedBytes: 0, closed: false }, req, context);
