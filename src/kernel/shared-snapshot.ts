@@ -44,6 +44,11 @@ interface Views {
   rackIds: Int32Array;
 }
 
+/** The published version: a 32-bit unsigned number the Int32 header holds (read signed, 2^31 and above came out negative). */
+function versionIn(header: Int32Array): number {
+  return Atomics.load(header, VERSION) >>> 0;
+}
+
 function byteLength(capPods: number, capGrid: number): number {
   const f64 = capGrid + CURVES.length * capPods * capGrid + (LOADS.length + MARGINALS.length) * capPods;
   return HEADER_INTS * 4 + f64 * 8 + 2 * capPods * 4 + capPods;
@@ -90,7 +95,7 @@ export class SharedSnapshotWriter {
   }
 
   get version(): number {
-    return Atomics.load(this.v.header, VERSION) >>> 0;
+    return versionIn(this.v.header);
   }
 
   /** Writes a complete snapshot (already validated by its builder). */
@@ -194,7 +199,7 @@ export class SharedSnapshotReader {
 
   /** Version currently published (without copying). */
   publishedVersion(): number {
-    return Atomics.load(this.v.header, VERSION) >>> 0;
+    return versionIn(this.v.header);
   }
 
   /**
@@ -208,8 +213,8 @@ export class SharedSnapshotReader {
       if (Atomics.load(h, RETIRED) !== 0) throw new RetiredSnapshotError();
       const seq = Atomics.load(h, SEQ);
       if (seq & 1) continue;
-      // The header holds the 32-bit version as an Int32: unsigned again, it never equals the -1 held at first.
-      const version = Atomics.load(h, VERSION) >>> 0;
+      // Unsigned, it never equals the -1 a new reader holds.
+      const version = versionIn(h);
       const loadSeq = Atomics.load(h, LOAD_SEQ);
       let changed: "none" | "loads" | "all" = "none";
       if (version !== this.heldVersion) {
