@@ -13,12 +13,15 @@ import { procCpuUs, withSteal } from "./measure.js";
 export interface Server {
   child: ChildProcess;
   url: string;
-  /** bench/rpc-server.js only: the trivial WebSocket handler's base URL (WS /v1/stream on it). */
-  trivialWsUrl?: string;
+}
+
+/** bench/rpc-server.js, with its trivial WebSocket handler's base URL (WS /v1/stream on it). */
+export interface RpcServer extends Server {
+  trivialWsUrl: string;
 }
 
 /** Starts bench/rpc-server.js on the cores listed (taskset -c); resolves when it prints its port. */
-export async function startServer(pods: number, cpus: string, ...flags: string[]): Promise<Server> {
+export async function startServer(pods: number, cpus: string, ...flags: string[]): Promise<RpcServer> {
   const script = new URL("./rpc-server.js", import.meta.url).pathname;
   const child = spawn("taskset", ["-c", cpus, process.execPath, script, String(pods), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! });

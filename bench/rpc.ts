@@ -250,7 +250,7 @@ for (let turn = 0; turn < TURNS; turn++) {
     ["ws-trivial", []],
   ] as const) {
     const large = await startServer(64, ALL_CORES, "--product-workers");
-    const url = name === "ws-trivial" ? large.trivialWsUrl! : large.url;
+    const url = name === "ws-trivial" ? large.trivialWsUrl : large.url;
     try {
       const { value: ws, serverCpuMs } = measured(large, () => wsLoad(url, ALL_CORES, DURATION_S, "--in-flight", String(WS_IN_FLIGHT), ...flags));
       // The server's CPU per pick answered, over all its threads.
