@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
 import { startServing, type Serving } from "../src/serve.js";
-import { POOLS, postJson } from "./fixtures/server-harness.js";
+import { postJson, servedConfig } from "./fixtures/server-harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TOKEN = "env-admin-token-0123456789";
@@ -29,10 +29,6 @@ afterEach(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   dir = undefined;
 });
-
-function configText(ttftMs: number, server = "host: 127.0.0.1, port: 0"): string {
-  return `${POOLS.replace("sloLevel: high", `sloLevel: high\n    targets: { ttftMs: ${ttftMs}, tpotMs: 30 }`)}\nserver: { ${server} }\n`;
-}
 
 function writeConfig(text: string): string {
   dir ??= mkdtempSync(join(tmpdir(), "headroom-admin-token-"));
@@ -60,7 +56,7 @@ async function adminStatuses(url: string, authorization?: string): Promise<{ put
 
 describe("serve with HEADROOM_ADMIN_TOKEN", () => {
   it("refuses PUT and DELETE /v1/pods without the variable's bearer token (401) and takes them with it", async () => {
-    const { url } = await serve(configText(300), { HEADROOM_ADMIN_TOKEN: TOKEN });
+    const { url } = await serve(servedConfig(300), { HEADROOM_ADMIN_TOKEN: TOKEN });
     expect(serving!.config.server.adminToken).toBe(TOKEN);
     expect(await adminStatuses(url)).toEqual({ put: 401, del: 401 });
     expect(await adminStatuses(url, "Bearer wrong-token-0123456789")).toEqual({ put: 401, del: 401 });
@@ -68,8 +64,8 @@ describe("serve with HEADROOM_ADMIN_TOKEN", () => {
   });
 
   it("a reload (SIGHUP's) keeps the token: the file's change applies, the routes stay closed", async () => {
-    const { file, url, serving: s } = await serve(configText(300), { HEADROOM_ADMIN_TOKEN: TOKEN });
-    writeFileSync(file, configText(123));
+    const { file, url, serving: s } = await serve(servedConfig(300), { HEADROOM_ADMIN_TOKEN: TOKEN });
+    writeFileSync(file, servedConfig(123));
     // Had the reload not read the variable, the server section would differ and need a restart.
     expect(s.reload()).toEqual([]);
     expect(s.engine.route("high").targets.ttftMs).toBe(123);
@@ -78,10 +74,10 @@ describe("serve with HEADROOM_ADMIN_TOKEN", () => {
   });
 
   it("wins over the file's token, with a warning; neither token is in a log line or the banner", async () => {
-    const { file, url, logger, output, serving: s } = await serve(configText(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`), { HEADROOM_ADMIN_TOKEN: TOKEN });
+    const { file, url, logger, output, serving: s } = await serve(servedConfig(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`), { HEADROOM_ADMIN_TOKEN: TOKEN });
     expect(await adminStatuses(url, `Bearer ${FILE_TOKEN}`)).toEqual({ put: 401, del: 401 });
     expect(await adminStatuses(url, `Bearer ${TOKEN}`)).toEqual({ put: 200, del: 200 });
-    writeFileSync(file, configText(123, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`));
+    writeFileSync(file, servedConfig(123, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`));
     expect(s.reload()).toEqual([]);
     const warnings = logger.lines.filter((l) => l.level === "warn").map((l) => l.message);
     // At the start and at the reload.
@@ -97,7 +93,7 @@ describe("serve with HEADROOM_ADMIN_TOKEN", () => {
     ["too short", "short-secret"],
     ["with a space inside", "an admin token with spaces"],
   ])("%s, it stops the start with a problem naming it, not serving the routes open; the value is not shown", async (_name, value) => {
-    const file = writeConfig(configText(300));
+    const file = writeConfig(servedConfig(300));
     const logger = new MemoryLogger();
     const started = startServing({ configFile: file, port: 0, out: { write: () => true }, logger, watchMs: 0, env: { HEADROOM_ADMIN_TOKEN: value } });
     const err = await started.then(
@@ -115,8 +111,8 @@ describe("serve with HEADROOM_ADMIN_TOKEN", () => {
   });
 
   it("without the variable, a change to the file's token still needs a restart, and the refusal does not show it", async () => {
-    const { file, serving: s } = await serve(configText(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`), {});
-    writeFileSync(file, configText(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}-rotated"`));
+    const { file, serving: s } = await serve(servedConfig(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}"`), {});
+    writeFileSync(file, servedConfig(300, `host: 127.0.0.1, port: 0, adminToken: "${FILE_TOKEN}-rotated"`));
     const problems = s.reload();
     expect(problems).toEqual(["these changes need a restart: server"]);
     expect(problems.join("\n")).not.toContain(FILE_TOKEN);
@@ -128,16 +124,16 @@ describe("serve without an admin token", () => {
   const openWarnings = (logger: MemoryLogger) => logger.lines.filter((l) => l.level === "warn" && OPEN.test(l.message));
 
   it("warns at start when it listens beyond loopback (the shipped Kubernetes configuration's 0.0.0.0)", async () => {
-    const { logger } = await serve(configText(300, "host: 0.0.0.0, port: 0"), {});
+    const { logger } = await serve(servedConfig(300, "host: 0.0.0.0, port: 0"), {});
     expect(openWarnings(logger).map((l) => OPEN.exec(l.message)![1])).toEqual(["0.0.0.0"]);
   });
 
   it("says nothing on loopback, or with the variable's token", async () => {
-    const loopback = await serve(configText(300), {});
+    const loopback = await serve(servedConfig(300), {});
     expect(openWarnings(loopback.logger)).toEqual([]);
     await serving!.close();
     serving = undefined;
-    const withToken = await serve(configText(300, "host: 0.0.0.0, port: 0"), { HEADROOM_ADMIN_TOKEN: TOKEN });
+    const withToken = await serve(servedConfig(300, "host: 0.0.0.0, port: 0"), { HEADROOM_ADMIN_TOKEN: TOKEN });
     expect(openWarnings(withToken.logger)).toEqual([]);
   });
 });
@@ -156,14 +152,14 @@ function startCommand(file: string, env: Record<string, string>) {
 
 describe("headroom serve, the command, with HEADROOM_ADMIN_TOKEN in its environment", () => {
   it("closes the pods routes to all but the token's bearer, across SIGHUP, and never writes the token", async () => {
-    const file = writeConfig(configText(300));
+    const file = writeConfig(servedConfig(300));
     const run = startCommand(file, { HEADROOM_ADMIN_TOKEN: TOKEN });
     try {
       await expect.poll(run.stderr, { timeout: 15_000 }).toMatch(/headroom serving .* on http:\/\/127\.0\.0\.1:\d+/);
       const url = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr())![1]!;
       expect(await adminStatuses(url)).toEqual({ put: 401, del: 401 });
       expect(await adminStatuses(url, `Bearer ${TOKEN}`)).toEqual({ put: 200, del: 200 });
-      writeFileSync(file, configText(123));
+      writeFileSync(file, servedConfig(123));
       run.child.kill("SIGHUP");
       await expect.poll(run.stderr, { timeout: 10_000 }).toContain("configuration reloaded");
       expect(await adminStatuses(url)).toEqual({ put: 401, del: 401 });
@@ -177,7 +173,7 @@ describe("headroom serve, the command, with HEADROOM_ADMIN_TOKEN in its environm
   }, 30_000);
 
   it("an empty HEADROOM_ADMIN_TOKEN (a Secret with an empty key) exits 1 naming it, without listening", async () => {
-    const file = writeConfig(configText(300));
+    const file = writeConfig(servedConfig(300));
     const run = startCommand(file, { HEADROOM_ADMIN_TOKEN: "" });
     try {
       expect(await run.exited).toBe(1);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryLogger } from "../src/log.js";
 import { startServing, type Serving } from "../src/serve.js";
-import { POOLS } from "./fixtures/server-harness.js";
+import { servedConfig } from "./fixtures/server-harness.js";
 
 let serving: Serving | undefined;
 let dir: string | undefined;
@@ -17,10 +17,6 @@ afterEach(async () => {
   serving = undefined;
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
-
-function withTargets(ttftMs: number): string {
-  return `${POOLS.replace("sloLevel: high", `sloLevel: high\n    targets: { ttftMs: ${ttftMs}, tpotMs: 30 }`)}\nserver: { host: 127.0.0.1, port: 0 }\n`;
-}
 
 async function serve(text: string, watchMs: number) {
   dir = mkdtempSync(join(tmpdir(), "headroom-serve-"));
@@ -33,11 +29,11 @@ async function serve(text: string, watchMs: number) {
 
 describe("serve: configuration reload", () => {
   it("reloads a file whose contents change, and keeps the running configuration when the new one is invalid", async () => {
-    const { file, logger, serving: s } = await serve(withTargets(300), 20);
+    const { file, logger, serving: s } = await serve(servedConfig(300), 20);
     expect(s.engine.route("high").targets.ttftMs).toBe(300);
-    writeFileSync(file, withTargets(123));
+    writeFileSync(file, servedConfig(123));
     await expect.poll(() => s.engine.route("high").targets.ttftMs, { timeout: 5000 }).toBe(123);
-    writeFileSync(file, `${withTargets(77)}optimizer: { sloBufferFactor: 1.5 }\n`);
+    writeFileSync(file, `${servedConfig(77)}optimizer: { sloBufferFactor: 1.5 }\n`);
     await expect.poll(() => logger.lines.filter((l) => l.level === "error").length, { timeout: 5000 }).toBe(1);
     const refused = logger.lines.find((l) => l.level === "error")!;
     expect(refused.message).toBe("configuration reload refused; the running configuration is kept");
@@ -62,8 +58,8 @@ describe("serve: configuration reload", () => {
   });
 
   it("with watching off, only reload() (SIGHUP) reads the file", async () => {
-    const { file, serving: s } = await serve(withTargets(300), 0);
-    writeFileSync(file, withTargets(456));
+    const { file, serving: s } = await serve(servedConfig(300), 0);
+    writeFileSync(file, servedConfig(456));
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(s.engine.route("high").targets.ttftMs).toBe(300);
     expect(s.reload()).toEqual([]);
