@@ -1362,6 +1362,16 @@ const UN_T0: usize = 72;
 const UN_T1: usize = 76;
 const UN_T2: usize = 80;
 
+/**
+ * minNeg as negativeMin gathers it, over one more group: the blended of a negative group's largest
+ * member (its A plus the decode pod's B and the transfer, `aq`), when the group has negative pairs.
+ */
+@inline function negativeGroupMin(mn: f64, rec: usize, aq: f64, ht: bool, wt: f64, budget: f64, tp: f64): f64 {
+  if (load<i32>(rec, GR_NEG) <= 0) return mn;
+  const b = (ht ? wt * (budget - aq) : 0) + tp;
+  return select<f64>(b, mn, b < mn);
+}
+
 /** The rows of uncutPass, from podStats's records: once a pick instead of once a decode pod. */
 function uncutNodes(): void {
   const np = nPrefill;
@@ -1452,19 +1462,9 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const b2 = uncutGroup(rec + 64, load<i32>(row, UN_T2), load<f64>(row, UN_S2), x2, load<f64>(row, UN_M2),
         q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
-      // minNeg as negativeMin gathers it: a negative group's largest member.
-      if (load<i32>(rec, GR_NEG) > 0) {
-        const b = (ht ? wt * (budget - (x0 + q0)) : 0) + tp;
-        mn = select<f64>(b, mn, b < mn);
-      }
-      if (load<i32>(rec + 32, GR_NEG) > 0) {
-        const b = (ht ? wt * (budget - (x1 + q1)) : 0) + tp;
-        mn = select<f64>(b, mn, b < mn);
-      }
-      if (load<i32>(rec + 64, GR_NEG) > 0) {
-        const b = (ht ? wt * (budget - (x2 + q2)) : 0) + tp;
-        mn = select<f64>(b, mn, b < mn);
-      }
+      mn = negativeGroupMin(mn, rec, x0 + q0, ht, wt, budget, tp);
+      mn = negativeGroupMin(mn, rec + 32, x1 + q1, ht, wt, budget, tp);
+      mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
       lo = select<f64>(b0, lo, b0 < lo);
       lo = select<f64>(b1, lo, b1 < lo);
@@ -1482,10 +1482,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), x2, minExcept(top, d),
         q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
-      if (load<i32>(rec + 64, GR_NEG) > 0) {
-        const b = (ht ? wt * (budget - (x2 + q2)) : 0) + tp;
-        mn = select<f64>(b, mn, b < mn);
-      }
+      mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>load<i32>(rec + 64, GR_POS);
       lo = select<f64>(b2, lo, b2 < lo);
       hi = select<f64>(b2, hi, b2 > hi);
@@ -2148,16 +2145,7 @@ function fallbacks(res: usize): void {
       const d = ldi(DLIST, di);
       const key = ldf(pair, d);
       if (d == cd || d == cp || (have == want && !(key > floor))) continue;
-      let at = have;
-      while (at > 0 && key > ldf(keys, at - 1)) at--;
-      const last = have < want ? have : want - 1;
-      for (let s = last; s > at; s--) {
-        sti(ids, s, ldi(ids, s - 1));
-        stf(keys, s, ldf(keys, s - 1));
-      }
-      sti(ids, at, d);
-      stf(keys, at, key);
-      if (have < want) have++;
+      have = ranked(ids, keys, have, want, d, key);
       floor = ldf(keys, want - 1);
     }
   } else for (let di = 0; di < nDecode; di++) {
@@ -2176,20 +2164,28 @@ function fallbacks(res: usize): void {
       const tp = hp ? wp * (bP - t) : 0;
       key = th + tp;
     } else key = -(ttft + t * osl);
-    let at = have;
-    while (at > 0 && key > ldf(keys, at - 1)) at--;
-    if (at >= want) continue;
-    const last = have < want ? have : want - 1;
-    for (let s = last; s > at; s--) {
-      sti(ids, s, ldi(ids, s - 1));
-      stf(keys, s, ldf(keys, s - 1));
-    }
-    sti(ids, at, d);
-    stf(keys, at, key);
-    if (have < want) have++;
+    have = ranked(ids, keys, have, want, d, key);
   }
   stf(res, RES_FALLBACK_COUNT, <f64>have);
   for (let s = 0; s < have; s++) stf(res, RES_FALLBACKS + s, <f64>ldi(ids, s));
+}
+
+/**
+ * Pod d with its key into the fallbacks' ranking (keys descending, at most `want`, ties keeping the
+ * earlier pod): the number ranked after it. A key below all of a full ranking changes nothing.
+ */
+@inline function ranked(ids: usize, keys: usize, have: i32, want: i32, d: i32, key: f64): i32 {
+  let at = have;
+  while (at > 0 && key > ldf(keys, at - 1)) at--;
+  if (at >= want) return have;
+  const last = have < want ? have : want - 1;
+  for (let s = last; s > at; s--) {
+    sti(ids, s, ldi(ids, s - 1));
+    stf(keys, s, ldf(keys, s - 1));
+  }
+  sti(ids, at, d);
+  stf(keys, at, key);
+  return have < want ? have + 1 : have;
 }
 
 function account(): void {
