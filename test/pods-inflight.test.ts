@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { BUILTIN_PROFILE } from "../src/config/schema.js";
 import { silentLogger } from "../src/log.js";
-import { IDLE_POD_FORGET_MS, InflightLoad, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
+import { IDLE_POD_FORGET_MS, InflightLoad, SLOTS_KEPT, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
 import { Scraper } from "../src/pods/scraper.js";
 import { SimulatedPod, type PodSimEnvironment } from "../src/podsim/pod.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
@@ -124,6 +124,22 @@ describe("loading and releasing", () => {
     expect(inflight.expire()).toBe(1);
     expect(inflight.size).toBe(0);
     expect(inflight.counters.released.expired).toBe(1);
+  });
+
+  it("keeps a slot emptied by reports until its time passes, and no more than SLOTS_KEPT of them", () => {
+    const { clock, inflight } = setup();
+    // Each pick expires in a slot of its own (64 ms apart) and is reported at once.
+    const picks = SLOTS_KEPT + 100;
+    for (let i = 0; i < picks; i++) {
+      const requestId = inflight.add(pick(`r${i}`, { decodeDoneMs: 1000 + 32 * i }));
+      expect(inflight.report(requestId)?.requestId).toBe(`r${i}`);
+      expect(inflight.slotCount).toBe(Math.min(i + 1, SLOTS_KEPT));
+    }
+    expect(inflight.size).toBe(0);
+    // Once their time has passed, expiry forgets them.
+    clock.advance(2 * (1000 + 32 * picks) + 64);
+    expect(inflight.expire()).toBe(0);
+    expect(inflight.slotCount).toBe(0);
   });
 
   it("a repeated request id replaces the earlier pick (a gateway retry) and is counted", () => {
