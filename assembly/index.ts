@@ -1006,7 +1006,8 @@ function buildLists(): void {
 }
 
 // Totals over every candidate pair of the request, gathered while the groups are built. Only the
-// extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos); minNeg,
+// extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos; the other
+// stays infinite); minNeg,
 // which only a negative draw needs, is gathered on demand by negativeMin(), except by uncutGroups,
 // which has each negative group's extreme at hand. Minima and maxima do not depend on the order of the
 // pairs, so the results equal the twin's, which gathers all three.
@@ -1269,12 +1270,12 @@ const EXT_MAX: i32 = 2;
       const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
         c1x, ldf(prefix, rPre + c1x), rLen, allSum - rSum, ok, ht, ext, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      lo = select<f64>(b0, lo, b0 < lo);
-      lo = select<f64>(b1, lo, b1 < lo);
-      lo = select<f64>(b2, lo, b2 < lo);
-      hi = select<f64>(b0, hi, b0 > hi);
-      hi = select<f64>(b1, hi, b1 > hi);
-      hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = select<f64>(b0, lo, b0 < lo);
+      if (ext == EXT_MIN) lo = select<f64>(b1, lo, b1 < lo);
+      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
+      if (ext == EXT_MAX) hi = select<f64>(b0, hi, b0 > hi);
+      if (ext == EXT_MAX) hi = select<f64>(b1, hi, b1 > hi);
+      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
     } else {
       const q = bd + cX;
       if (ht) {
@@ -1288,8 +1289,8 @@ const EXT_MAX: i32 = 2;
       const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, allSum - (selfIn ? ad : 0), ok, ht, ext, wt, budget, tp);
       posCount += <f64>load<i32>(rec + 64, GR_POS);
-      lo = select<f64>(b2, lo, b2 < lo);
-      hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
+      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
     }
     if (!localAllowed) {
       store<i32>(rec, -1, GR_LOCAL);
@@ -1302,8 +1303,8 @@ const EXT_MAX: i32 = 2;
       posCount++;
       if (ext != EXT_NONE) {
         const b = (ht ? wt * (budget - lv) : 0) + tp;
-        lo = select<f64>(b, lo, b < lo);
-        hi = select<f64>(b, hi, b > hi);
+        if (ext == EXT_MIN) lo = select<f64>(b, lo, b < lo);
+        if (ext == EXT_MAX) hi = select<f64>(b, hi, b > hi);
       }
     }
   }
@@ -1466,12 +1467,12 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       mn = negativeGroupMin(mn, rec + 32, x1 + q1, ht, wt, budget, tp);
       mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      lo = select<f64>(b0, lo, b0 < lo);
-      lo = select<f64>(b1, lo, b1 < lo);
-      lo = select<f64>(b2, lo, b2 < lo);
-      hi = select<f64>(b0, hi, b0 > hi);
-      hi = select<f64>(b1, hi, b1 > hi);
-      hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = select<f64>(b0, lo, b0 < lo);
+      if (ext == EXT_MIN) lo = select<f64>(b1, lo, b1 < lo);
+      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
+      if (ext == EXT_MAX) hi = select<f64>(b0, hi, b0 > hi);
+      if (ext == EXT_MAX) hi = select<f64>(b1, hi, b1 > hi);
+      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
     } else {
       store<i32>(rec, 0, GR_POS);
       store<i32>(rec, 0, GR_NEG);
@@ -1484,8 +1485,8 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       if (groupCut) return false;
       mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>load<i32>(rec + 64, GR_POS);
-      lo = select<f64>(b2, lo, b2 < lo);
-      hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
+      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
     }
     if (!localAllowed) {
       store<i32>(rec, -1, GR_LOCAL);
@@ -1497,8 +1498,8 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
     const b = (ht ? wt * (budget - lv) : 0) + tp;
     if (positive) {
       posCount++;
-      lo = select<f64>(b, lo, b < lo);
-      hi = select<f64>(b, hi, b > hi);
+      if (ext == EXT_MIN) lo = select<f64>(b, lo, b < lo);
+      if (ext == EXT_MAX) hi = select<f64>(b, hi, b > hi);
     } else mn = select<f64>(b, mn, b < mn);
   }
   posPairs = posCount;
