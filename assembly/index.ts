@@ -1007,9 +1007,8 @@ function buildLists(): void {
 
 // Totals over every candidate pair of the request, gathered while the groups are built. Only the
 // extreme of blended the strategy uses is gathered then (most: minPos; least, best: maxPos; the other
-// stays infinite); minNeg,
-// which only a negative draw needs, is gathered on demand by negativeMin(), except by uncutGroups,
-// which has each negative group's extreme at hand. Minima and maxima do not depend on the order of the
+// stays infinite); minNeg, which only a negative draw needs, is gathered on demand by negativeMin(),
+// except by uncutGroups, which has each negative group's extreme at hand. Minima and maxima do not depend on the order of the
 // pairs, so the results equal the twin's, which gathers all three.
 let pairsTotal: f64 = 0;
 let posPairs: f64 = 0;
@@ -1092,32 +1091,95 @@ function podStats(extremes: bool): void {
   const top = TSTAT;
   const va = VA;
   const plist = PLIST;
+  const np = nPrefill;
   resetStat(top);
-  if (isTopo) {
-    for (let r = 0; r < nRacks; r++) resetStat(statOf(RSTAT, r));
-    for (let nd = 0; nd < nNodes; nd++) resetStat(statOf(NSTAT, nd));
-  }
+  // One pass per list, each sum and extreme in locals: the same additions in the same order as one
+  // pass over PLIST feeding every record (RPL and NPL hold each rack's and node's prefill pods in
+  // PLIST's order), without the records' stores and loads between the pods.
   let all: f64 = 0;
-  for (let j = 0; j < nPrefill; j++) {
-    const p = ldi(plist, j);
-    const v = ldf(va, p);
-    all += v;
-    if (isTopo) {
-      const rs = statOf(RSTAT, ldi(RACK, p));
-      store<f64>(rs, load<f64>(rs, ST_SUM) + v, ST_SUM);
-      const ns = statOf(NSTAT, ldi(NODE, p));
-      store<f64>(ns, load<f64>(ns, ST_SUM) + v, ST_SUM);
-      if (extremes) {
-        feedMax(ns, v, p);
-        feedMin(ns, v, p);
-      }
-    } else if (extremes) {
-      feedMax(top, v, p);
-      feedMin(top, v, p);
+  if (isTopo || !extremes) {
+    for (let j = 0; j < np; j++) all += ldf(va, ldi(plist, j));
+  } else {
+    let max1: f64 = -Infinity;
+    let maxL = -1;
+    let max2: f64 = -Infinity;
+    let min1: f64 = Infinity;
+    let minL = -1;
+    let min2: f64 = Infinity;
+    for (let j = 0; j < np; j++) {
+      const p = ldi(plist, j);
+      const v = ldf(va, p);
+      all += v;
+      if (v > max1) {
+        max2 = max1;
+        max1 = v;
+        maxL = p;
+      } else if (v > max2) max2 = v;
+      if (v < min1) {
+        min2 = min1;
+        min1 = v;
+        minL = p;
+      } else if (v < min2) min2 = v;
     }
+    store<f64>(top, max1, ST_MAX1);
+    store<i32>(top, maxL, ST_MAXL);
+    store<f64>(top, max2, ST_MAX2);
+    store<f64>(top, min1, ST_MIN1);
+    store<i32>(top, minL, ST_MINL);
+    store<f64>(top, min2, ST_MIN2);
   }
   store<f64>(top, all, ST_SUM);
-  if (!isTopo || !extremes) return;
+  if (!isTopo) return;
+  const rpl = RPL;
+  const npl = NPL;
+  for (let r = 0; r < nRacks; r++) {
+    const rs = statOf(RSTAT, r);
+    resetStat(rs);
+    const from = rpl + (<usize>ldi(ROFF, r) << 2);
+    const len = ldi(RLEN, r);
+    let sum: f64 = 0;
+    for (let j = 0; j < len; j++) sum += ldf(va, ldi(from, j));
+    store<f64>(rs, sum, ST_SUM);
+  }
+  for (let nd = 0; nd < nNodes; nd++) {
+    const ns = statOf(NSTAT, nd);
+    const from = npl + (<usize>ldi(NOFF, nd) << 2);
+    const len = ldi(NLEN, nd);
+    let sum: f64 = 0;
+    let max1: f64 = -Infinity;
+    let maxL = -1;
+    let max2: f64 = -Infinity;
+    let min1: f64 = Infinity;
+    let minL = -1;
+    let min2: f64 = Infinity;
+    if (extremes) {
+      for (let j = 0; j < len; j++) {
+        const p = ldi(from, j);
+        const v = ldf(va, p);
+        sum += v;
+        if (v > max1) {
+          max2 = max1;
+          max1 = v;
+          maxL = p;
+        } else if (v > max2) max2 = v;
+        if (v < min1) {
+          min2 = min1;
+          min1 = v;
+          minL = p;
+        } else if (v < min2) min2 = v;
+      }
+    } else {
+      for (let j = 0; j < len; j++) sum += ldf(va, ldi(from, j));
+    }
+    store<f64>(ns, sum, ST_SUM);
+    store<f64>(ns, max1, ST_MAX1);
+    store<i32>(ns, maxL, ST_MAXL);
+    store<f64>(ns, max2, ST_MAX2);
+    store<f64>(ns, min1, ST_MIN1);
+    store<i32>(ns, minL, ST_MINL);
+    store<f64>(ns, min2, ST_MIN2);
+  }
+  if (!extremes) return;
   for (let nd = 0; nd < nNodes; nd++) {
     const ns = statOf(NSTAT, nd);
     const rs = statOf(RSTAT, load<i32>(nodeInfo(nd), INFO_RACK));
@@ -2104,8 +2166,9 @@ function fallbacks(res: usize): void {
   let have = 0;
   if (slo && !local) {
     // After a remote pick with an SLO (the common case), every decode pod's key in one SIMD pass over
-    // the decode pods' index range (FB_PAIR, by pod), the same expression as below lane by lane; then
-    // the ranking in DLIST order, which most keys leave at one comparison with the last one kept.
+    // the decode pods' index range, the same expression as below lane by lane; and the ranking in DLIST
+    // order, which most keys leave at one comparison with the last one kept (FB_PAIR holds the keys by
+    // pod when DLIST is not the range in order).
     const pair = FB_PAIR;
     const vap = f64x2.splat(ap);
     const vbudget = f64x2.splat(budget);
@@ -2119,35 +2182,72 @@ function fallbacks(res: usize): void {
     const vRack = i64x2.splat(<i64>pRack);
     const zero = f64x2.splat(0);
     const n = dTo;
+    const vb = VB;
+    const vt = VT;
+    const node = NODE;
+    const rack = RACK;
+    // When the decode pods fill their index range, DLIST is that range in order: each pair of keys is
+    // ranked as it is made, both passed over at once while the ranking is full and neither beats the
+    // last one kept (the same tests as the ranking loop below, in the same order).
+    const inOrder = nDecode == n - dFrom;
+    let floor: f64 = -Infinity;
+    let vfloor = f64x2.splat(floor);
     let i = dFrom;
     for (; i + 2 <= n; i += 2) {
       const off = <usize>i << 3;
       let c = vX;
       if (isTopo) {
         const at = <usize>i << 2;
-        const sameNode = i64x2.eq(v128.load32x2_s(NODE + at), vNode);
-        const sameRack = i64x2.eq(v128.load32x2_s(RACK + at), vRack);
+        const sameNode = i64x2.eq(v128.load32x2_s(node + at), vNode);
+        const sameRack = i64x2.eq(v128.load32x2_s(rack + at), vRack);
         c = v128.bitselect(vN, v128.bitselect(vR, vX, sameRack), sameNode);
       }
-      const ttft = f64x2.add(vap, f64x2.add(v128.load(VB + off), c));
+      const ttft = f64x2.add(vap, f64x2.add(v128.load(vb + off), c));
       const th = ht ? f64x2.mul(vwt, f64x2.sub(vbudget, ttft)) : zero;
-      const tp = hp ? f64x2.mul(vwp, f64x2.sub(vbP, v128.load(VT + off))) : zero;
-      v128.store(pair + off, f64x2.add(th, tp));
+      const tp = hp ? f64x2.mul(vwp, f64x2.sub(vbP, v128.load(vt + off))) : zero;
+      const key = f64x2.add(th, tp);
+      if (!inOrder) {
+        v128.store(pair + off, key);
+        continue;
+      }
+      if (have == want && !v128.any_true(f64x2.gt(key, vfloor))) continue;
+      const k0 = f64x2.extract_lane(key, 0);
+      const k1 = f64x2.extract_lane(key, 1);
+      if (!((i) == cd || (i) == cp || (have == want && !(k0 > floor)))) {
+        have = ranked(ids, keys, have, want, i, k0);
+        floor = ldf(keys, want - 1);
+        vfloor = f64x2.splat(floor);
+      }
+      if (!((i + 1) == cd || (i + 1) == cp || (have == want && !(k1 > floor)))) {
+        have = ranked(ids, keys, have, want, i + 1, k1);
+        floor = ldf(keys, want - 1);
+        vfloor = f64x2.splat(floor);
+      }
     }
     for (; i < n; i++) {
-      const c = !isTopo ? cX : ldi(NODE, i) == pNode ? cN : ldi(RACK, i) == pRack ? cR : cX;
-      const ttft = ap + (ldf(VB, i) + c);
+      const c = !isTopo ? cX : ldi(node, i) == pNode ? cN : ldi(rack, i) == pRack ? cR : cX;
+      const ttft = ap + (ldf(vb, i) + c);
       const th = ht ? wt * (budget - ttft) : 0;
-      const tp = hp ? wp * (bP - ldf(VT, i)) : 0;
-      stf(pair, i, th + tp);
+      const tp = hp ? wp * (bP - ldf(vt, i)) : 0;
+      const key = th + tp;
+      if (!inOrder) {
+        stf(pair, i, key);
+        continue;
+      }
+      if (!((i) == cd || (i) == cp || (have == want && !(key > floor)))) {
+        have = ranked(ids, keys, have, want, i, key);
+        floor = ldf(keys, want - 1);
+        vfloor = f64x2.splat(floor);
+      }
     }
-    let floor: f64 = -Infinity;
-    for (let di = 0; di < nDecode; di++) {
-      const d = ldi(DLIST, di);
-      const key = ldf(pair, d);
-      if (d == cd || d == cp || (have == want && !(key > floor))) continue;
-      have = ranked(ids, keys, have, want, d, key);
-      floor = ldf(keys, want - 1);
+    if (!inOrder) {
+      for (let di = 0; di < nDecode; di++) {
+        const d = ldi(DLIST, di);
+        const key = ldf(pair, d);
+        if (d == cd || d == cp || (have == want && !(key > floor))) continue;
+        have = ranked(ids, keys, have, want, d, key);
+        floor = ldf(keys, want - 1);
+      }
     }
   } else for (let di = 0; di < nDecode; di++) {
     const d = ldi(DLIST, di);
