@@ -1086,6 +1086,16 @@ const ST_MIN2: usize = 48;
   return load<i32>(s, ST_MINL) == label ? load<f64>(s, ST_MIN2) : load<f64>(s, ST_MIN1);
 }
 
+/** a < b ? b : a, without a branch (SIMD pseudo-maximum; scalar f64 selects and max branch). */
+@inline function pmax(a: f64, b: f64): f64 {
+  return f64x2.extract_lane(f64x2.pmax(f64x2.splat(a), f64x2.splat(b)), 0);
+}
+
+/** b < a ? b : a, without a branch. */
+@inline function pmin(a: f64, b: f64): f64 {
+  return f64x2.extract_lane(f64x2.pmin(f64x2.splat(a), f64x2.splat(b)), 0);
+}
+
 function podStats(extremes: bool): void {
   const isTopo = topo;
   const top = TSTAT;
@@ -1095,7 +1105,11 @@ function podStats(extremes: bool): void {
   resetStat(top);
   // One pass per list, each sum and extreme in locals: the same additions in the same order as one
   // pass over PLIST feeding every record (RPL and NPL hold each rack's and node's prefill pods in
-  // PLIST's order), without the records' stores and loads between the pods.
+  // PLIST's order), without the records' stores and loads between the pods. The extremes as feedMax
+  // and feedMin keep them, without branches (the comparisons are unpredictable): a new largest A
+  // makes the old one the second (pmin(v, max1) is max1 then, and max2 <= max1), otherwise v competes
+  // for second. Equal values have equal bits, A being neither NaN nor -0 (predict's max(.., 0) gives
+  // +0 for -0), so which of two equal values a pseudo-extreme returns makes no difference.
   let all: f64 = 0;
   if (isTopo || !extremes) {
     for (let j = 0; j < np; j++) all += ldf(va, ldi(plist, j));
@@ -1110,16 +1124,12 @@ function podStats(extremes: bool): void {
       const p = ldi(plist, j);
       const v = ldf(va, p);
       all += v;
-      if (v > max1) {
-        max2 = max1;
-        max1 = v;
-        maxL = p;
-      } else if (v > max2) max2 = v;
-      if (v < min1) {
-        min2 = min1;
-        min1 = v;
-        minL = p;
-      } else if (v < min2) min2 = v;
+      maxL = select<i32>(p, maxL, v > max1);
+      max2 = pmax(max2, pmin(v, max1));
+      max1 = pmax(max1, v);
+      minL = select<i32>(p, minL, v < min1);
+      min2 = pmin(min2, pmax(v, min1));
+      min1 = pmin(min1, v);
     }
     store<f64>(top, max1, ST_MAX1);
     store<i32>(top, maxL, ST_MAXL);
@@ -1157,16 +1167,12 @@ function podStats(extremes: bool): void {
         const p = ldi(from, j);
         const v = ldf(va, p);
         sum += v;
-        if (v > max1) {
-          max2 = max1;
-          max1 = v;
-          maxL = p;
-        } else if (v > max2) max2 = v;
-        if (v < min1) {
-          min2 = min1;
-          min1 = v;
-          minL = p;
-        } else if (v < min2) min2 = v;
+        maxL = select<i32>(p, maxL, v > max1);
+        max2 = pmax(max2, pmin(v, max1));
+        max1 = pmax(max1, v);
+        minL = select<i32>(p, minL, v < min1);
+        min2 = pmin(min2, pmax(v, min1));
+        min1 = pmin(min1, v);
       }
     } else {
       for (let j = 0; j < len; j++) sum += ldf(va, ldi(from, j));
@@ -1332,12 +1338,12 @@ const EXT_MAX: i32 = 2;
       const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
         c1x, ldf(prefix, rPre + c1x), rLen, allSum - rSum, ok, ht, ext, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      if (ext == EXT_MIN) lo = select<f64>(b0, lo, b0 < lo);
-      if (ext == EXT_MIN) lo = select<f64>(b1, lo, b1 < lo);
-      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
-      if (ext == EXT_MAX) hi = select<f64>(b0, hi, b0 > hi);
-      if (ext == EXT_MAX) hi = select<f64>(b1, hi, b1 > hi);
-      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = pmin(lo, b0);
+      if (ext == EXT_MIN) lo = pmin(lo, b1);
+      if (ext == EXT_MIN) lo = pmin(lo, b2);
+      if (ext == EXT_MAX) hi = pmax(hi, b0);
+      if (ext == EXT_MAX) hi = pmax(hi, b1);
+      if (ext == EXT_MAX) hi = pmax(hi, b2);
     } else {
       const q = bd + cX;
       if (ht) {
@@ -1351,8 +1357,8 @@ const EXT_MAX: i32 = 2;
       const b2 = group(rec + 64, true, 0, np, 0, d, p0, q,
         selfPos ? 1 : 0, selfPos ? ad : 0, selfIn ? 1 : 0, allSum - (selfIn ? ad : 0), ok, ht, ext, wt, budget, tp);
       posCount += <f64>load<i32>(rec + 64, GR_POS);
-      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
-      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = pmin(lo, b2);
+      if (ext == EXT_MAX) hi = pmax(hi, b2);
     }
     if (!localAllowed) {
       store<i32>(rec, -1, GR_LOCAL);
@@ -1365,8 +1371,8 @@ const EXT_MAX: i32 = 2;
       posCount++;
       if (ext != EXT_NONE) {
         const b = (ht ? wt * (budget - lv) : 0) + tp;
-        if (ext == EXT_MIN) lo = select<f64>(b, lo, b < lo);
-        if (ext == EXT_MAX) hi = select<f64>(b, hi, b > hi);
+        if (ext == EXT_MIN) lo = pmin(lo, b);
+        if (ext == EXT_MAX) hi = pmax(hi, b);
       }
     }
   }
@@ -1432,7 +1438,7 @@ const UN_T2: usize = 80;
 @inline function negativeGroupMin(mn: f64, rec: usize, aq: f64, ht: bool, wt: f64, budget: f64, tp: f64): f64 {
   if (load<i32>(rec, GR_NEG) <= 0) return mn;
   const b = (ht ? wt * (budget - aq) : 0) + tp;
-  return select<f64>(b, mn, b < mn);
+  return pmin(mn, b);
 }
 
 /** The rows of uncutPass, from podStats's records: once a pick instead of once a decode pod. */
@@ -1529,12 +1535,12 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       mn = negativeGroupMin(mn, rec + 32, x1 + q1, ht, wt, budget, tp);
       mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      if (ext == EXT_MIN) lo = select<f64>(b0, lo, b0 < lo);
-      if (ext == EXT_MIN) lo = select<f64>(b1, lo, b1 < lo);
-      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
-      if (ext == EXT_MAX) hi = select<f64>(b0, hi, b0 > hi);
-      if (ext == EXT_MAX) hi = select<f64>(b1, hi, b1 > hi);
-      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = pmin(lo, b0);
+      if (ext == EXT_MIN) lo = pmin(lo, b1);
+      if (ext == EXT_MIN) lo = pmin(lo, b2);
+      if (ext == EXT_MAX) hi = pmax(hi, b0);
+      if (ext == EXT_MAX) hi = pmax(hi, b1);
+      if (ext == EXT_MAX) hi = pmax(hi, b2);
     } else {
       store<i32>(rec, 0, GR_POS);
       store<i32>(rec, 0, GR_NEG);
@@ -1547,8 +1553,8 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       if (groupCut) return false;
       mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>load<i32>(rec + 64, GR_POS);
-      if (ext == EXT_MIN) lo = select<f64>(b2, lo, b2 < lo);
-      if (ext == EXT_MAX) hi = select<f64>(b2, hi, b2 > hi);
+      if (ext == EXT_MIN) lo = pmin(lo, b2);
+      if (ext == EXT_MAX) hi = pmax(hi, b2);
     }
     if (!localAllowed) {
       store<i32>(rec, -1, GR_LOCAL);
@@ -1560,9 +1566,9 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
     const b = (ht ? wt * (budget - lv) : 0) + tp;
     if (positive) {
       posCount++;
-      if (ext == EXT_MIN) lo = select<f64>(b, lo, b < lo);
-      if (ext == EXT_MAX) hi = select<f64>(b, hi, b > hi);
-    } else mn = select<f64>(b, mn, b < mn);
+      if (ext == EXT_MIN) lo = pmin(lo, b);
+      if (ext == EXT_MAX) hi = pmax(hi, b);
+    } else mn = pmin(mn, b);
   }
   posPairs = posCount;
   negPairs = pairsTotal - posCount;
