@@ -13,6 +13,8 @@ const PARAM_COUNT: i32 = 16;
 
 const REQ_HAS_TTFT: i32 = 1;
 const REQ_HAS_TPOT: i32 = 2;
+/** The request wants no fallbacks (a stream pick: its compact answer names none). */
+const REQ_NO_FALLBACKS: i32 = 4;
 
 const RES_OUTCOME: i32 = 0;
 const RES_PREFILL: i32 = 1;
@@ -541,7 +543,7 @@ function pickOne(r: i32): void {
   buildGroups(localAllowed);
   if (!choose(res, priority < 0, <u32>seed)) return;
   describe(res);
-  fallbacks(res);
+  if ((flags & REQ_NO_FALLBACKS) == 0) fallbacks(res);
   account();
 }
 

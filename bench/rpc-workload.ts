@@ -112,12 +112,17 @@ let nextFrame = 0;
 export async function streamRound(engine: EngineApi, codec: StreamCodec): Promise<number> {
   const frame = codec.decodeFrame(frames[nextFrame++ % frames.length]);
   const inputs = frame.items.map((item, i) => codec.decodePick(item, NO_SLO_HEADERS, `items[${i}].`));
-  engine.pickBatch(inputs, (answers) => {
-    codec.encodeMsgpack({ t: "picked", items: answers.map(codec.compactPick) });
-    const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
-    const reports = codec.decodeFrame(pack({ t: "report", items: done }));
-    engine.report(codec.decodeReportItems(reports.items));
-  });
+  // As WS /v1/stream asks: no fallbacks (a compact item names none). An older build ignores the option.
+  engine.pickBatch(
+    inputs,
+    (answers) => {
+      codec.encodeMsgpack({ t: "picked", items: answers.map(codec.compactPick) });
+      const done = answers.map((a) => ({ requestId: (a as PickAnswer).requestId, ok: true }));
+      const reports = codec.decodeFrame(pack({ t: "report", items: done }));
+      engine.report(codec.decodeReportItems(reports.items));
+    },
+    { fallbacks: false },
+  );
   await new Promise(setImmediate);
   return inputs.length;
 }

@@ -168,13 +168,17 @@ describe("picks that are a batch already", () => {
   const strip = (x: PickAnswer | HeadroomError) => (x instanceof HeadroomError ? x.code : { ...x, requestId: "" });
 
   /** pickBatch's answers, and whether they came before it returned. */
-  function pickBatch(e: Engine, batch: PickInput[]): { atOnce: boolean; answers: Promise<PickAnswers> } {
+  function pickBatch(e: Engine, batch: PickInput[], options?: { fallbacks?: boolean }): { atOnce: boolean; answers: Promise<PickAnswers> } {
     let answered = false;
     const answers = new Promise<PickAnswers>((resolve) =>
-      e.pickBatch(batch, (values) => {
-        answered = true;
-        resolve(values);
-      }),
+      e.pickBatch(
+        batch,
+        (values) => {
+          answered = true;
+          resolve(values);
+        },
+        options,
+      ),
     );
     return { atOnce: answered, answers };
   }
@@ -203,6 +207,18 @@ describe("picks that are a batch already", () => {
     expect(now.cluster.inflight.size).toBe(8);
     const loads = (e: Engine) => e.cluster.pods.all().map((pod) => [pod.spec.address, e.cluster.inflight.podLoad(pod.spec.address)]);
     expect(loads(now)).toEqual(loads(later));
+  });
+
+  it("fallbacks: false ranks none and changes nothing else, inline and on a worker", async () => {
+    for (const workers of ["workers: { threads: 0 }", "workers: { threads: 1, inlineBelowPairs: 0 }"]) {
+      const { engine: ranked } = await engine(workers, new ManualClock(1000));
+      const { engine: unranked } = await engine(workers, new ManualClock(1000));
+      const a = await pickBatch(ranked, inputs).answers;
+      const b = await pickBatch(unranked, inputs, { fallbacks: false }).answers;
+      const picked = a.filter((x): x is PickAnswer => !(x instanceof HeadroomError));
+      expect(picked.some((x) => x.fallbacks.length > 0)).toBe(true);
+      expect(b.map(strip)).toEqual(a.map((x) => (x instanceof HeadroomError ? strip(x) : { ...strip(x), fallbacks: [] })));
+    }
   });
 
   /** Holds the main thread while a worker answers what was handed to it. */

@@ -235,8 +235,8 @@ export class Engine implements EngineApi {
     this.submit(inputs, done, false);
   }
 
-  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void {
-    this.submit(inputs, done, true);
+  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, options: { fallbacks?: boolean } = {}): void {
+    this.submit(inputs, done, true, options.fallbacks ?? true);
   }
 
   report(reports: readonly CompletionReport[]): { known: number; unknown: number } {
@@ -390,12 +390,12 @@ export class Engine implements EngineApi {
    * Routes each pick and runs them: as their own batch at once (`now`), unless a batch window asks to
    * wait or picks queued ahead must keep their place; otherwise with what else arrives this loop turn.
    */
-  private submit(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, now: boolean): void {
+  private submit(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, now: boolean, fallbacks = true): void {
     const answers = new Answers(inputs.length, done);
     const runNow = now && this.queue.length === 0 && this.config.workers.batchWindowUs === 0;
     const byPool = runNow ? new Map<PoolState, Pending[]>() : undefined;
     for (let index = 0; index < inputs.length; index++) {
-      const pending = this.prepare(inputs[index], answers, index);
+      const pending = this.prepare(inputs[index], answers, index, fallbacks);
       if (pending === undefined) continue;
       if (byPool !== undefined) appendTo(byPool, pending.pool, pending);
       else {
@@ -407,7 +407,7 @@ export class Engine implements EngineApi {
   }
 
   /** A pick ready for its pool's next batch, or undefined when it is already answered (it cannot be made). */
-  private prepare(input: PickInput, answers: Answers, index: number): Pending | undefined {
+  private prepare(input: PickInput, answers: Answers, index: number, fallbacks: boolean): Pending | undefined {
     if (this.closed) {
       answers.set(index, new HeadroomError("NOT_READY", "the engine is shutting down"));
       return undefined;
@@ -430,6 +430,7 @@ export class Engine implements EngineApi {
       sloTpotMs: input.sloTpotMs ?? poolConfig.targets.tpotMs,
       priority: input.priority ?? 0,
       seed: input.seed ?? (Math.random() * 4294967296) >>> 0,
+      fallbacks,
     };
     const problem = requestProblem(request);
     if (problem) {

@@ -104,8 +104,9 @@ export interface EngineApi {
    * Picks that are a batch already (a stream frame), run at once rather than with what else arrives
    * this loop turn: `done` is called before this returns when they run on the main thread, no batch
    * window is configured and no pick is queued ahead of them; otherwise when their batch is done.
+   * `fallbacks: false` ranks none (the answers' lists are empty): a stream answer carries none.
    */
-  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void): void;
+  pickBatch(inputs: readonly PickInput[], done: (answers: PickAnswers) => void, options?: { fallbacks?: boolean }): void;
   /** Releases in-flight load and learns; returns how many request ids were known. Throws REQUEST_INVALID for a bad item (none applied). */
   report(reports: readonly CompletionReport[]): { known: number; unknown: number };
   /** Upserts pushed pods (all or none: UNKNOWN_POOL / REQUEST_INVALID). */

@@ -20,9 +20,9 @@ export interface WorkerTask {
   requests: Float64Array;
 }
 
-const STRIDE = 7;
+const STRIDE = 8;
 
-/** NaN stands for an absent SLO. */
+/** NaN stands for an absent SLO; the last number is 0 for a request that wants no fallbacks. */
 export function encodeRequests(requests: readonly PickRequest[]): Float64Array {
   const out = new Float64Array(requests.length * STRIDE);
   requests.forEach((r, k) => {
@@ -34,6 +34,7 @@ export function encodeRequests(requests: readonly PickRequest[]): Float64Array {
     out[o + 4] = r.sloTpotMs ?? NaN;
     out[o + 5] = r.priority;
     out[o + 6] = r.seed;
+    out[o + 7] = r.fallbacks === false ? 0 : 1;
   });
   return out;
 }
@@ -49,6 +50,7 @@ export function decodeRequests(encoded: Float64Array): PickRequest[] {
       sloTpotMs: Number.isNaN(encoded[o + 4]) ? undefined : encoded[o + 4],
       priority: encoded[o + 5],
       seed: encoded[o + 6],
+      fallbacks: encoded[o + 7] !== 0,
     });
   }
   return out;

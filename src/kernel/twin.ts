@@ -327,7 +327,7 @@ export class TwinKernel {
     const chosen = this.select(f, result);
     if (chosen === null) return result;
     this.describe(f, chosen, result);
-    this.fallbacks(f, chosen, result);
+    if (req.fallbacks !== false) this.fallbacks(f, chosen, result);
     this.account(snap, loads, f, chosen);
     return result;
   }

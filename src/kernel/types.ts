@@ -90,6 +90,11 @@ export interface PickRequest {
   priority: number;
   /** 32-bit seed of the request's uniforms. */
   seed: number;
+  /**
+   * false: ranks no fallbacks, whatever the parameters' `fallbacks` says (a stream answer carries none,
+   * SPEC.md §7); absent or true: ranks them.
+   */
+  fallbacks?: boolean;
 }
 
 export type Outcome =

@@ -14,6 +14,7 @@ const REQ_STRIDE = 8;
 const RES_STRIDE = 24;
 const REQ_HAS_TTFT = 1;
 const REQ_HAS_TPOT = 2;
+const REQ_NO_FALLBACKS = 4;
 
 const ERRORS: Record<number, string> = {
   1: "kernel not configured",
@@ -239,7 +240,8 @@ export class WasmKernel {
       req[at + 4] = r.sloTpotMs === undefined ? 0 : num(r.sloTpotMs);
       req[at + 5] = num(r.priority);
       req[at + 6] = num(r.seed);
-      req[at + 7] = (r.sloTtftMs !== undefined ? REQ_HAS_TTFT : 0) | (r.sloTpotMs !== undefined ? REQ_HAS_TPOT : 0);
+      req[at + 7] =
+        (r.sloTtftMs !== undefined ? REQ_HAS_TTFT : 0) | (r.sloTpotMs !== undefined ? REQ_HAS_TPOT : 0) | (r.fallbacks === false ? REQ_NO_FALLBACKS : 0);
     }
     this.check(this.exports.pickBatch(count, expectedVersion ?? -1));
   }

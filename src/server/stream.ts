@@ -21,6 +21,9 @@ const MAX_BACKPRESSURE_BYTES = 64 * 1024 * 1024;
 /** Answers ready but unsent beyond this mean the client writes without reading: it is disconnected. */
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
+/** pickBatch's options for stream picks. */
+const NO_FALLBACKS = Object.freeze({ fallbacks: false });
+
 /** A pick's answer while the server is closing. */
 const SHUTTING_DOWN_ITEM: CompactItem = Object.freeze({ error: SHUTTING_DOWN });
 
@@ -149,9 +152,10 @@ export function createStream(options: StreamOptions): Stream {
       }
     };
     // A frame is a batch already. Answered before pickBatch returns when it runs inline, its answer
-    // goes out with the loop turn's other writes (uWS corks the socket around this callback).
+    // goes out with the loop turn's other writes (uWS corks the socket around this callback). A
+    // compact item names no fallbacks, so none are ranked.
     try {
-      engine.pickBatch(inputs, answered);
+      engine.pickBatch(inputs, answered, NO_FALLBACKS);
     } catch (err) {
       failed(err);
     }
