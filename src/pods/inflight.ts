@@ -398,9 +398,6 @@ export class InflightLoad<F = unknown> {
   private readonly expirySlots = new Map<number, RowList>();
   /** The earliest slot expire() has not emptied yet. */
   private nextSlot: number;
-  /** The slot the last pick joined, and its list (picks close in time mostly share one). */
-  private lastSlot = NaN;
-  private lastList = new RowList();
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {
@@ -535,7 +532,7 @@ export class InflightLoad<F = unknown> {
         row = after;
       }
       // A slot stays while it may still receive rows: emptied by reports, it waits for its time.
-      if (expiring.head === NIL && slot < nowSlot) this.forgetSlot(slot);
+      if (expiring.head === NIL && slot < nowSlot) this.expirySlots.delete(slot);
     }
     this.nextSlot = nowSlot;
     for (const [key, pod] of this.pods) {
@@ -618,17 +615,9 @@ export class InflightLoad<F = unknown> {
 
   /** The list of an expiry slot, made when it has none. */
   private expiringAt(slot: number): RowList {
-    if (slot === this.lastSlot) return this.lastList;
     let list = this.expirySlots.get(slot);
     if (list === undefined) this.expirySlots.set(slot, (list = new RowList()));
-    this.lastSlot = slot;
-    this.lastList = list;
     return list;
-  }
-
-  private forgetSlot(slot: number): void {
-    this.expirySlots.delete(slot);
-    if (slot === this.lastSlot) this.lastSlot = NaN;
   }
 
   /** The row a report names, counted as reported (or the id as unknown). */
@@ -764,7 +753,7 @@ export class InflightLoad<F = unknown> {
     const slot = slotOf(c.expiresMs[row]!);
     const expiring = this.expirySlots.get(slot)!;
     expiring.unlink(row, c.expiryNext, c.expiryPrev);
-    if (expiring.head === NIL && this.expirySlots.size > SLOTS_KEPT) this.forgetSlot(slot);
+    if (expiring.head === NIL && this.expirySlots.size > SLOTS_KEPT) this.expirySlots.delete(slot);
     const prefillPod = c.prefillPod[row];
     if (prefillPod !== undefined && c.held[row]! & Held.Prefill) this.releaseOn(prefillPod, row);
     const decodePod = c.decodePod[row]!;
