@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { BUILTIN_PROFILE } from "../src/config/schema.js";
 import { silentLogger } from "../src/log.js";
-import { IDLE_POD_FORGET_MS, InflightLoad, SLOTS_KEPT, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
+import { COARSE_SLOT_MS, EXPIRY_HORIZON_MS, EXPIRY_SLOT_MS, IDLE_POD_FORGET_MS, InflightLoad, SLOTS_KEPT, type InflightPick, type PodInflight } from "../src/pods/inflight.js";
 import { Scraper } from "../src/pods/scraper.js";
 import { SimulatedPod, type PodSimEnvironment } from "../src/podsim/pod.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
@@ -126,20 +126,58 @@ describe("loading and releasing", () => {
     expect(inflight.counters.released.expired).toBe(1);
   });
 
-  it("keeps a slot emptied by reports until its time passes, and no more than SLOTS_KEPT of them", () => {
+  it("keeps a slot emptied by reports until its time passes, fine or coarse, and no more than SLOTS_KEPT of them in all", () => {
     const { clock, inflight } = setup();
-    // Each pick expires in a slot of its own (64 ms apart) and is reported at once.
+    // Each pick expires in a slot of its own and is reported at once: fine slots 64 ms apart within
+    // the horizon, then coarse spans (ttlFactor is 2).
+    const fine = 900;
     const picks = SLOTS_KEPT + 100;
+    const expiresMs = (i: number) => (i < fine ? 2000 + EXPIRY_SLOT_MS * i : EXPIRY_HORIZON_MS + COARSE_SLOT_MS * (i - fine));
+    expect(expiresMs(fine - 1)).toBeLessThan(EXPIRY_HORIZON_MS);
     for (let i = 0; i < picks; i++) {
-      const requestId = inflight.add(pick(`r${i}`, { decodeDoneMs: 1000 + 32 * i }));
+      const requestId = inflight.add(pick(`r${i}`, { decodeDoneMs: expiresMs(i) / 2 }));
       expect(inflight.report(requestId)?.requestId).toBe(`r${i}`);
       expect(inflight.slotCount).toBe(Math.min(i + 1, SLOTS_KEPT));
     }
     expect(inflight.size).toBe(0);
     // Once their time has passed, expiry forgets them.
-    clock.advance(2 * (1000 + 32 * picks) + 64);
+    clock.advance(expiresMs(picks) + COARSE_SLOT_MS);
     expect(inflight.expire()).toBe(0);
     expect(inflight.slotCount).toBe(0);
+  });
+
+  it("picks predicted to run for hours keep a fine slot per 64 ms of the horizon and a coarse one per span beyond", () => {
+    const { inflight } = setup();
+    // 20,000 picks at once, expiring 2 x (up to 10 hours) ahead: a slot per 64 ms would be one each.
+    const hours = 10 * 3_600_000;
+    for (let i = 0; i < 20_000; i++) inflight.add(pick(`r${i}`, { decodeDoneMs: ((i * 7919) % 20_000) * (hours / 20_000) }));
+    expect(inflight.slotCount).toBeLessThanOrEqual((EXPIRY_HORIZON_MS + COARSE_SLOT_MS) / EXPIRY_SLOT_MS + 2 + (2 * hours) / COARSE_SLOT_MS + 1);
+  });
+
+  it("picks predicted to run for hours expire on time, none early, as passes 10 s apart walk the slots", () => {
+    const { clock, inflight } = setup();
+    // 10 s is 157 fine slots, fewer than the table soon holds (past that, a pass takes the long-gap
+    // path, which would find a span left uncascaded), and less than a span: each pass walks the fine
+    // slots passed and cascades the spans come within the horizon, one by one.
+    const stepMs = 10_000;
+    const hours = 3 * 3_600_000;
+    let live: number[] = [];
+    let lastExpiresMs = 0;
+    for (let step = 0; step < 12 * 360; step++) {
+      const now = clock.nowMs();
+      for (let i = 0; i < 10; i++) {
+        const durationMs = (((step * 10 + i) * 7919) % 1000) * (hours / 1000) + i;
+        inflight.add(pick(`r${step}.${i}`, { decodeDoneMs: now + durationMs }));
+        live.push(now + 2 * Math.max(durationMs, 1));
+        lastExpiresMs = Math.max(lastExpiresMs, live.at(-1)!);
+      }
+      clock.advance(stepMs);
+      const passed = live.filter((expiresMs) => expiresMs < now + stepMs).length;
+      expect(inflight.expire(), `at ${now + stepMs} ms`).toBe(passed);
+      live = live.filter((expiresMs) => expiresMs >= now + stepMs);
+      expect(inflight.size).toBe(live.length);
+      expect(inflight.slotCount).toBeLessThanOrEqual((EXPIRY_HORIZON_MS + COARSE_SLOT_MS) / EXPIRY_SLOT_MS + 2 + Math.ceil((lastExpiresMs - clock.nowMs()) / COARSE_SLOT_MS) + 1);
+    }
   });
 
   it("a repeated request id replaces the earlier pick (a gateway retry) and is counted", () => {
@@ -269,11 +307,17 @@ class Reference {
     }
   }
 
-  expire(): void {
+  /** Drops the entries past their time; returns how many of them still held load. */
+  expire(): number {
     const now = this.clock.nowMs();
+    let held = 0;
     for (const [id, e] of this.entries) {
-      if (now > e.dispatchMs + this.ttlFactor * Math.max(e.pick.decodeDoneMs - e.dispatchMs, 1)) this.entries.delete(id);
+      if (now > e.dispatchMs + this.ttlFactor * Math.max(e.pick.decodeDoneMs - e.dispatchMs, 1)) {
+        if (e.prefillHeld || e.decodeHeld) held++;
+        this.entries.delete(id);
+      }
     }
+    return held;
   }
 
   entriesOn(address: string): number {
@@ -305,6 +349,7 @@ class Reference {
 
 describe("the running sums against the rules recomputed from every entry", () => {
   const PODS = ["P:1", "P:2", "D:1", "D:2"];
+  const HOUR_MS = 3_600_000;
   // Picks weigh more than the rest, so that dozens of entries are often in flight at once (the table
   // and its heaps grow past their first sizes).
   const op = fc.oneof(
@@ -319,12 +364,22 @@ describe("the running sums against the rules recomputed from every entry", () =>
         decode: fc.constantFrom("D:1", "D:2"),
         tokens: fc.integer({ min: 1, max: 4000 }),
         prefillMs: fc.integer({ min: 0, max: 400 }),
-        durationMs: fc.integer({ min: 0, max: 3000 }),
+        // Seconds, or hours: far past the fine slots' horizon.
+        durationMs: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 3000 }) }, fc.integer({ min: 0, max: 4 * HOUR_MS })),
       }),
     },
     fc.record({ t: fc.constant("report" as const), id: fc.integer({ min: 0, max: 39 }), minted: fc.boolean(), poolOnly: fc.boolean() }),
     fc.record({ t: fc.constant("scrape" as const), pod: fc.constantFrom(...PODS), lagMs: fc.integer({ min: 0, max: 300 }) }),
-    fc.record({ t: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 500 }) }),
+    // Steps within a fine slot, across the horizon, hours, and a jump of days (expire()'s long-gap path).
+    fc.record({
+      t: fc.constant("advance" as const),
+      ms: fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min: 0, max: 500 }) },
+        fc.integer({ min: 0, max: 3 * COARSE_SLOT_MS }),
+        fc.integer({ min: 0, max: 4 * HOUR_MS }),
+        fc.integer({ min: 0, max: 1000 * HOUR_MS }),
+      ),
+    }),
     fc.record({ t: fc.constant("expire" as const) }),
     fc.record({ t: fc.constant("forget" as const), pod: fc.constantFrom(...PODS) }),
   );
@@ -372,8 +427,9 @@ describe("the running sums against the rules recomputed from every entry", () =>
             reference.release(o.pod, now - o.lagMs);
           } else if (o.t === "advance") clock.advance(o.ms);
           else if (o.t === "expire") {
-            inflight.expire();
-            reference.expire();
+            // Exactly the entries past their time go, those still holding load counted.
+            expect(inflight.expire()).toBe(reference.expire());
+            for (const id of reference.entries.keys()) expect(inflight.has(id), id).toBe(true);
           } else {
             inflight.forgetPod(o.pod);
             reference.release(o.pod, Infinity);
@@ -387,6 +443,68 @@ describe("the running sums against the rules recomputed from every entry", () =>
             expect(inflight.entriesOn(pod), pod).toBe(reference.entriesOn(pod));
           }
           expect(inflight.size).toBe(reference.entries.size);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("expiry on the timing wheel's two levels", () => {
+  const HOUR_MS = 3_600_000;
+  const op = fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        t: fc.constant("add" as const),
+        // Within a fine slot, around the horizon, and hours past it.
+        durationMs: fc.oneof(fc.double({ min: 0, max: 100, noNaN: true }), fc.double({ min: 0, max: 2 * EXPIRY_HORIZON_MS, noNaN: true }), fc.double({ min: 0, max: 6 * HOUR_MS, noNaN: true })),
+      }),
+    },
+    fc.record({ t: fc.constant("report" as const), nth: fc.nat() }),
+    // To just before, at and just after an entry's expiry, where a slot boundary may fall.
+    fc.record({ t: fc.constant("toExpiry" as const), nth: fc.nat(), deltaMs: fc.constantFrom(-1, -0.25, 0, 0.25, 1, EXPIRY_SLOT_MS) }),
+    fc.record({ t: fc.constant("advance" as const), ms: fc.oneof(fc.double({ min: 0, max: 2 * COARSE_SLOT_MS, noNaN: true }), fc.double({ min: 0, max: 1000 * HOUR_MS, noNaN: true })) }),
+    fc.record({ t: fc.constant("expire" as const) }),
+  );
+
+  it("expire() drops exactly the entries whose expiresMs < now, on a fine slot or a coarse one, and keeps slots bounded", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1e12, noNaN: true })), fc.array(op, { maxLength: 150, size: "max" }), (startMs, ops) => {
+        const clock = new ManualClock(startMs);
+        const inflight = new InflightLoad({ clock, reflectDelayMs: 200, ttlFactor: 2, reserveRows: 4 });
+        /** Live entries, in the order of their picks. */
+        let live: { id: string; expiresMs: number }[] = [];
+        let lastExpiresMs = -Infinity;
+        let n = 0;
+        for (const o of ops) {
+          const now = clock.nowMs();
+          if (o.t === "add") {
+            const id = `r${n++}`;
+            const decodeDoneMs = now + o.durationMs;
+            inflight.add(pick(id, { prefill: undefined, prefillDoneMs: now, decodeDoneMs }));
+            // As the table reckons it: (now + d) - now need not be d in doubles.
+            const expiresMs = now + 2 * Math.max(decodeDoneMs - now, 1);
+            live.push({ id, expiresMs });
+            lastExpiresMs = Math.max(lastExpiresMs, expiresMs);
+          } else if (o.t === "report") {
+            if (live.length === 0) continue;
+            const [gone] = live.splice(o.nth % live.length, 1);
+            expect(inflight.report(gone!.id)).toBeDefined();
+          } else if (o.t === "toExpiry") {
+            if (live.length === 0) continue;
+            clock.advanceTo(Math.max(now, live[o.nth % live.length]!.expiresMs + o.deltaMs));
+          } else if (o.t === "advance") clock.advance(o.ms);
+          else {
+            const passed = live.filter((e) => e.expiresMs < now).length;
+            expect(inflight.expire()).toBe(passed);
+            live = live.filter((e) => e.expiresMs >= now);
+            // Fine slots from now to the horizon and the span past it, coarse ones to the last expiry.
+            const bound = (EXPIRY_HORIZON_MS + COARSE_SLOT_MS) / EXPIRY_SLOT_MS + 2 + Math.max(0, Math.ceil((lastExpiresMs - now) / COARSE_SLOT_MS)) + 1;
+            expect(inflight.slotCount).toBeLessThanOrEqual(bound);
+          }
+          expect(inflight.size).toBe(live.length);
+          for (const e of live) expect(inflight.has(e.id), e.id).toBe(true);
         }
       }),
       { numRuns: 300 },

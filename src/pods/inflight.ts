@@ -8,7 +8,10 @@
 // changes, not what is held: load is kept as running sums, a prefill moves between them as its
 // predicted start and completion pass (popped from per-pod heaps), a scrape walks only the entries it
 // releases (kept in dispatch order; the decode sides of remote prefills, which arrive in no set order,
-// are all looked at), and expiry visits only the time slots that have passed.
+// are all looked at), and expiry visits only the time slots that have passed. Slots are fine only near
+// now: an overloaded pool predicts durations of hours, and a fine slot for every 64 ms of them was
+// 134,402 slots for 348,627 entries after 4 s of never-reported picks; further out, one coarse slot
+// holds a whole span until its time nears.
 //
 // A gateway that never reports leaves every pick here until it expires: a few hundred thousand
 // entries at tens of thousands of picks per second. So entries are rows of typed-array columns, not
@@ -147,6 +150,11 @@ class Columns<F> {
   decodePrev = new Int32Array(0);
   expiryNext = new Int32Array(0);
   expiryPrev = new Int32Array(0);
+  /**
+   * The key of the expiry slot the row is on: fine or coarse depended on the time of its pick, and a
+   * cascade moves it, so its expiresMs alone does not tell.
+   */
+  expirySlot = new Float64Array(0);
   /** Times the row was released: a minted id names the generation it was given in. */
   generation = new Uint32Array(0);
   capacity = 0;
@@ -176,6 +184,7 @@ class Columns<F> {
     this.decodePrev = grown(this.decodePrev, capacity);
     this.expiryNext = grown(this.expiryNext, capacity);
     this.expiryPrev = grown(this.expiryPrev, capacity);
+    this.expirySlot = grown(this.expirySlot, capacity);
     this.generation = grown(this.generation, capacity);
     this.capacity = capacity;
   }
@@ -391,25 +400,31 @@ export class InflightLoad<F = unknown> {
   private readonly pods = new Map<string, Pod>();
   private readonly podsByAddress = new Map<string, Pod>();
   /**
-   * Live rows by slot of EXPIRY_SLOT_MS their expiresMs falls in (a timing wheel). A row leaves its
-   * slot when dropped, so a reported entry is not kept until its expiry; the slot's list may stay
+   * Live rows by expiry slot (a timing wheel of two levels): a row expiring within EXPIRY_HORIZON_MS
+   * of its pick, or in a coarse span already cascaded, is on the fine slot of EXPIRY_SLOT_MS its
+   * expiresMs falls in; a later one on its span's coarse slot of COARSE_SLOT_MS (coarseSlotOf), which
+   * expire() spreads over fine slots once the span starts within the horizon. A row leaves its slot
+   * when dropped, so a reported entry is not kept until its expiry; the slot's list may stay
    * (SLOTS_KEPT).
    */
   private readonly expirySlots = new Map<number, RowList>();
-  /** The earliest slot expire() has not emptied yet. */
+  /** The earliest fine slot expire() has not emptied yet. */
   private nextSlot: number;
+  /** The start of the earliest coarse span not yet cascaded: every earlier one started within the horizon of a pass. */
+  private nextSpanMs: number;
   readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {
     this.c = new Columns<F>(options.reserveRows ?? RESERVED_ROWS);
     this.nextSlot = slotOf(options.clock.nowMs());
+    this.nextSpanMs = firstSpanAfter(options.clock.nowMs() + EXPIRY_HORIZON_MS);
   }
 
   get size(): number {
     return this.fresh - this.freeCount;
   }
 
-  /** Expiry slots the table keeps: those holding entries, and emptied ones up to SLOTS_KEPT until their time. */
+  /** Expiry slots the table keeps, fine and coarse: those holding entries, and emptied ones up to SLOTS_KEPT until their time. */
   get slotCount(): number {
     return this.expirySlots.size;
   }
@@ -475,7 +490,13 @@ export class InflightLoad<F = unknown> {
     }
     // A local prefill runs on the decode pod.
     (prefillPod ?? decodePod).queued.add(row, c);
-    this.expiringAt(slotOf(c.expiresMs[row]!)).append(row, c.expiryNext, c.expiryPrev);
+    // A span that starts within the horizon may have been cascaded already (nextSpanMs): its rows go
+    // straight to their fine slots.
+    const expiresMs = c.expiresMs[row]!;
+    const spanMs = spanOf(expiresMs);
+    const slot = spanMs >= now + EXPIRY_HORIZON_MS ? coarseSlotOf(spanMs) : slotOf(expiresMs);
+    c.expirySlot[row] = slot;
+    this.expiringAt(slot).append(row, c.expiryNext, c.expiryPrev);
     return pick.requestId ?? this.minted(row);
   }
 
@@ -513,9 +534,11 @@ export class InflightLoad<F = unknown> {
     const now = this.options.clock.nowMs();
     const c = this.c;
     let expired = 0;
+    this.cascade(now);
     const nowSlot = slotOf(now);
-    // Every slot before now's has passed entirely; in now's, only some entries have. After a long gap
-    // (a clock that jumps), the occupied slots are fewer than the passed ones.
+    // Every fine slot before now's has passed entirely; in now's, only some entries have. After a long
+    // gap (a clock that jumps), the occupied slots are fewer than the passed ones. The coarse slots
+    // left start past the horizon: their keys are past nowSlot.
     const slots = nowSlot - this.nextSlot >= this.expirySlots.size ? [...this.expirySlots.keys()] : range(this.nextSlot, nowSlot);
     for (const slot of slots) {
       const expiring = this.expirySlots.get(slot);
@@ -611,6 +634,34 @@ export class InflightLoad<F = unknown> {
       row = after;
     }
     return released;
+  }
+
+  /**
+   * Moves the rows of every coarse span that starts within the horizon of `now` to their fine slots,
+   * where they expire as any other: the rows of a span not yet cascaded expire no earlier than its
+   * start, which the horizon keeps ahead of every pass until its own.
+   */
+  private cascade(now: number): void {
+    const untilMs = now + EXPIRY_HORIZON_MS;
+    if (this.nextSpanMs >= untilMs) return;
+    const c = this.c;
+    // After a long gap, the occupied slots are fewer than the spans passed.
+    const spans = (untilMs - this.nextSpanMs) / COARSE_SLOT_MS >= this.expirySlots.size ? [...this.expirySlots.keys()].filter(isCoarse) : spanSlots(this.nextSpanMs, untilMs);
+    for (const slot of spans) {
+      const spanning = this.expirySlots.get(slot);
+      // Negated for the fine slot of a NaN expiry, which isCoarse takes for coarse: it would cascade onto itself.
+      if (spanning === undefined || !(spanStartOf(slot) < untilMs)) continue;
+      for (let row = spanning.head; row !== NIL; ) {
+        const after = c.expiryNext[row]!;
+        const fine = slotOf(c.expiresMs[row]!);
+        c.expirySlot[row] = fine;
+        this.expiringAt(fine).append(row, c.expiryNext, c.expiryPrev);
+        row = after;
+      }
+      // No pick joins a span once it starts within the horizon.
+      this.expirySlots.delete(slot);
+    }
+    this.nextSpanMs = firstSpanAfter(untilMs);
   }
 
   /** The list of an expiry slot, made when it has none. */
@@ -750,7 +801,7 @@ export class InflightLoad<F = unknown> {
     const requestId = c.requestId[row];
     if (requestId !== undefined) this.rowOf.delete(requestId);
     c.generation[row]++;
-    const slot = slotOf(c.expiresMs[row]!);
+    const slot = c.expirySlot[row]!;
     const expiring = this.expirySlots.get(slot)!;
     expiring.unlink(row, c.expiryNext, c.expiryPrev);
     if (expiring.head === NIL && this.expirySlots.size > SLOTS_KEPT) this.expirySlots.delete(slot);
@@ -786,17 +837,60 @@ function base36(s: string, from: number, to: number): number {
 }
 
 /** Width of one expiry slot: about the expiry check's period, so a check visits one or two slots. */
-const EXPIRY_SLOT_MS = 64;
+export const EXPIRY_SLOT_MS = 64;
 /**
- * Slots emptied by reports stay until their time passes, up to this many slots in all: picks reported
- * soon after they were made emptied and remade the same few slots all the time (`path-stream` in
- * bench:pick-path-ab took 0.94-0.98 of the CPU per pick of the code that deleted them at once). Past
- * it an emptied slot goes at once, so that picks expiring far apart cannot keep a slot each.
+ * Expiries this near a pick's time, or a pass's, get fine slots: about (EXPIRY_HORIZON_MS +
+ * COARSE_SLOT_MS) / EXPIRY_SLOT_MS of them hold rows after a pass. An entry predicted to run for
+ * seconds (ttlFactor x its duration) never waits in a coarse slot, so a reported one costs no cascade.
+ */
+export const EXPIRY_HORIZON_MS = 65_536;
+/** Width of a coarse slot: picks predicted to run for hours make one slot per span of this, cascaded once. */
+export const COARSE_SLOT_MS = 65_536;
+/**
+ * Slots emptied by reports stay until their time passes, up to this many slots in all, fine and
+ * coarse: picks reported soon after they were made emptied and remade the same few slots all the time
+ * (`path-stream` in bench:pick-path-ab took 0.94-0.98 of the CPU per pick of the code that deleted
+ * them at once). Past it an emptied slot goes at once, so that picks expiring far apart cannot keep a
+ * slot each.
  */
 export const SLOTS_KEPT = 4096;
 
 function slotOf(ms: number): number {
   return Math.floor(ms / EXPIRY_SLOT_MS);
+}
+
+/** The start of the coarse span `ms` falls in (a multiple of COARSE_SLOT_MS, itself one of EXPIRY_SLOT_MS). */
+function spanOf(ms: number): number {
+  return Math.floor(ms / COARSE_SLOT_MS) * COARSE_SLOT_MS;
+}
+
+/** The start of the first coarse span at or after `ms`. */
+function firstSpanAfter(ms: number): number {
+  return Math.ceil(ms / COARSE_SLOT_MS) * COARSE_SLOT_MS;
+}
+
+/**
+ * A coarse span's slot key: half a fine slot past the fine key of its start, so that it is never a
+ * fine key, whatever the clock's origin (negative times too; exact below 2^58 ms), and it sorts among
+ * fine keys by time.
+ */
+function coarseSlotOf(spanMs: number): number {
+  return spanMs / EXPIRY_SLOT_MS + 0.5;
+}
+
+function spanStartOf(coarseSlot: number): number {
+  return (coarseSlot - 0.5) * EXPIRY_SLOT_MS;
+}
+
+function isCoarse(slot: number): boolean {
+  return slot % 1 !== 0;
+}
+
+/** The keys of the coarse spans that start in [fromMs, untilMs). */
+function spanSlots(fromMs: number, untilMs: number): number[] {
+  const out: number[] = [];
+  for (let ms = fromMs; ms < untilMs; ms += COARSE_SLOT_MS) out.push(coarseSlotOf(ms));
+  return out;
 }
 
 function range(from: number, to: number): number[] {
