@@ -128,6 +128,8 @@ let RSTAT: usize = 0;
 let TSTAT: usize = 0;
 let ACC: usize = 0;
 let MW: usize = 0;
+/** Per decode pod d at BQ + 32 d, per class k < 3: blended without the prefill term (th + tp), for draw. */
+let BQ: usize = 0;
 let GROUPS: usize = 0;
 let NUNC: usize = 0;
 let NPL: usize = 0;
@@ -279,6 +281,7 @@ export function configure(maxPods: i32, maxGrid: i32, batchCap: i32): usize {
   TSTAT = take(64);
   ACC = take(4 * f8);
   MW = take(f8);
+  BQ = take(n << 5);
   GROUPS = take(3 * 32 * n);
   NUNC = take(n << 7);
   NPL = take(i4);
@@ -1276,6 +1279,7 @@ const EXT_MAX: i32 = 2;
   const rack = RACK;
   const node = NODE;
   const groups = GROUPS;
+  const bq = BQ;
   const budget = budgetT;
   const bP = budgetP;
   const wt = wT;
@@ -1311,6 +1315,10 @@ const EXT_MAX: i32 = 2;
       const qNode = bd + cN;
       const qRack = bd + cR;
       const qCross = bd + cX;
+      const bqs = bq + (<usize>d << 5);
+      store<f64>(bqs, (ht ? wt * (budget - qNode) : 0) + tp, 0);
+      store<f64>(bqs, (ht ? wt * (budget - qRack) : 0) + tp, 8);
+      store<f64>(bqs, (ht ? wt * (budget - qCross) : 0) + tp, 16);
       let c1x = 0;
       let c1r = 0;
       let c2r = 0;
@@ -1348,6 +1356,7 @@ const EXT_MAX: i32 = 2;
       if (ext == EXT_MAX) hi = pmax(hi, b2);
     } else {
       const q = bd + cX;
+      store<f64>(bq + (<usize>d << 5), (ht ? wt * (budget - q) : 0) + tp, 16);
       if (ht) {
         while (p0 > 0 && !(ldf(vals, p0 - 1) + q <= budget)) p0--;
       }
@@ -1527,6 +1536,10 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       const q0 = bd + cNode;
       const q1 = bd + cRack;
       const q2 = bd + cCross;
+      const bqs = BQ + (<usize>d << 5);
+      store<f64>(bqs, (ht ? wt * (budget - q0) : 0) + tp, 0);
+      store<f64>(bqs, (ht ? wt * (budget - q1) : 0) + tp, 8);
+      store<f64>(bqs, (ht ? wt * (budget - q2) : 0) + tp, 16);
       const b0 = uncutGroup(rec, t0, s0, x0, m0, q0, ok, ht, ext, wt, budget, tp);
       const b1 = uncutGroup(rec + 32, load<i32>(row, UN_T1), load<f64>(row, UN_S1), x1, load<f64>(row, UN_M1),
         q1, ok, ht, ext, wt, budget, tp);
@@ -1550,6 +1563,7 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       store<i32>(rec + 32, 0, GR_NEG);
       const x2 = maxExcept(top, d);
       const q2 = bd + cCross;
+      store<f64>(BQ + (<usize>d << 5), (ht ? wt * (budget - q2) : 0) + tp, 16);
       const b2 = uncutGroup(rec + 64, np - (selfIn ? 1 : 0), allSum - (selfIn ? ad : 0), x2, minExcept(top, d),
         q2, ok, ht, ext, wt, budget, tp);
       if (groupCut) return false;
@@ -1772,7 +1786,8 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
 /**
  * The weights pass of draw for most and negative draws (the same formula over the positives or the
  * negatives), on locals and unrolled by class: writes ACC and drawAcc, drawFirst, drawLast; returns
- * the total. Inlined with its flags as constants where they are; without local pairs (withLocal
+ * the total; each group's th + tp from BQ (the pass that built the groups wrote it, the same
+ * expression). Inlined with its flags as constants where they are; without local pairs (withLocal
  * false) each local slot weighs 0, which adds nothing to the sums.
  */
 @inline function weighGroups(cntAt: usize, sumAt: usize, localWanted: i32, ht: bool, hp: bool, withLocal: bool, slope: f64, ref: f64): f64 {
@@ -1785,10 +1800,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
   const wp = wP;
   const budget = budgetT;
   const bP = budgetP;
-  const cN = cNode;
-  const cR = cRack;
-  const cX = cCross;
-  const vb = VB;
+  const bq = BQ;
   const vt = VT;
   const vl = VL;
   const dlist = DLIST;
@@ -1796,16 +1808,12 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
   for (let di = 0; di < nDecode; di++) {
     const d = ldi(dlist, di);
     const rec0 = groups + (<usize>(d * 3) << 5);
-    const bd = ldf(vb, d);
-    const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
+    const bqs = bq + (<usize>d << 5);
     const base = di << 2;
     {
       const pos = load<i32>(rec0 + 0 + cntAt);
       let w: f64 = 0;
-      if (pos > 0) {
-        const th = ht ? wt * (budget - (bd + cN)) : 0;
-        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
-      }
+      if (pos > 0) w = <f64>pos * (load<f64>(bqs, 0) - ref + 1) - slope * load<f64>(rec0 + 0 + sumAt);
       total += w;
       if (w > 0) {
         acc += w;
@@ -1817,10 +1825,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     {
       const pos = load<i32>(rec0 + 32 + cntAt);
       let w: f64 = 0;
-      if (pos > 0) {
-        const th = ht ? wt * (budget - (bd + cR)) : 0;
-        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
-      }
+      if (pos > 0) w = <f64>pos * (load<f64>(bqs, 8) - ref + 1) - slope * load<f64>(rec0 + 32 + sumAt);
       total += w;
       if (w > 0) {
         acc += w;
@@ -1832,10 +1837,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     {
       const pos = load<i32>(rec0 + 64 + cntAt);
       let w: f64 = 0;
-      if (pos > 0) {
-        const th = ht ? wt * (budget - (bd + cX)) : 0;
-        w = <f64>pos * (th + tp - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
-      }
+      if (pos > 0) w = <f64>pos * (load<f64>(bqs, 16) - ref + 1) - slope * load<f64>(rec0 + 64 + sumAt);
       total += w;
       if (w > 0) {
         acc += w;
@@ -1848,6 +1850,7 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
     else {
       let w: f64 = 0;
       if (load<i32>(rec0, GR_LOCAL) == localWanted) {
+        const tp = hp ? wp * (bP - ldf(vt, d)) : 0;
         const th = ht ? wt * (budget - ldf(vl, d)) : 0;
         w = th + tp - ref + 1;
       }
