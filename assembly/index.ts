@@ -1101,34 +1101,29 @@ const ST_MIN2: usize = 48;
   return f64x2.extract_lane(f64x2.pmin(f64x2.splat(a), f64x2.splat(b)), 0);
 }
 
-function podStats(extremes: bool): void {
-  const isTopo = topo;
-  const top = TSTAT;
+/**
+ * The record `s` of the prefill pods listed at `from` (len of them): their sum of A and, with
+ * `extremes`, its two largest and two smallest values and who holds the first of each (resetStat's
+ * values without). In locals, without the record's stores and loads between the pods; the extremes
+ * as feedMax and feedMin keep them, without branches (the comparisons are unpredictable): a new
+ * largest A makes the old one the second (pmin(v, max1) is max1 then, and max2 <= max1), otherwise v
+ * competes for second. Equal values have equal bits, A being neither NaN nor -0 (predict's max(.., 0)
+ * gives +0 for -0), so which of two equal values a pseudo-extreme returns makes no difference.
+ */
+@inline function listStats(from: usize, len: i32, s: usize, extremes: bool): void {
   const va = VA;
-  const plist = PLIST;
-  const np = nPrefill;
-  resetStat(top);
-  // One pass per list, each sum and extreme in locals: the same additions in the same order as one
-  // pass over PLIST feeding every record (RPL and NPL hold each rack's and node's prefill pods in
-  // PLIST's order), without the records' stores and loads between the pods. The extremes as feedMax
-  // and feedMin keep them, without branches (the comparisons are unpredictable): a new largest A
-  // makes the old one the second (pmin(v, max1) is max1 then, and max2 <= max1), otherwise v competes
-  // for second. Equal values have equal bits, A being neither NaN nor -0 (predict's max(.., 0) gives
-  // +0 for -0), so which of two equal values a pseudo-extreme returns makes no difference.
-  let all: f64 = 0;
-  if (isTopo || !extremes) {
-    for (let j = 0; j < np; j++) all += ldf(va, ldi(plist, j));
-  } else {
-    let max1: f64 = -Infinity;
-    let maxL = -1;
-    let max2: f64 = -Infinity;
-    let min1: f64 = Infinity;
-    let minL = -1;
-    let min2: f64 = Infinity;
-    for (let j = 0; j < np; j++) {
-      const p = ldi(plist, j);
+  let sum: f64 = 0;
+  let max1: f64 = -Infinity;
+  let maxL = -1;
+  let max2: f64 = -Infinity;
+  let min1: f64 = Infinity;
+  let minL = -1;
+  let min2: f64 = Infinity;
+  if (extremes) {
+    for (let j = 0; j < len; j++) {
+      const p = ldi(from, j);
       const v = ldf(va, p);
-      all += v;
+      sum += v;
       maxL = select<i32>(p, maxL, v > max1);
       max2 = pmax(max2, pmin(v, max1));
       max1 = pmax(max1, v);
@@ -1136,60 +1131,28 @@ function podStats(extremes: bool): void {
       min2 = pmin(min2, pmax(v, min1));
       min1 = pmin(min1, v);
     }
-    store<f64>(top, max1, ST_MAX1);
-    store<i32>(top, maxL, ST_MAXL);
-    store<f64>(top, max2, ST_MAX2);
-    store<f64>(top, min1, ST_MIN1);
-    store<i32>(top, minL, ST_MINL);
-    store<f64>(top, min2, ST_MIN2);
-  }
-  store<f64>(top, all, ST_SUM);
-  if (!isTopo) return;
-  const rpl = RPL;
-  const npl = NPL;
-  for (let r = 0; r < nRacks; r++) {
-    const rs = statOf(RSTAT, r);
-    resetStat(rs);
-    const from = rpl + (<usize>ldi(ROFF, r) << 2);
-    const len = ldi(RLEN, r);
-    let sum: f64 = 0;
+  } else {
     for (let j = 0; j < len; j++) sum += ldf(va, ldi(from, j));
-    store<f64>(rs, sum, ST_SUM);
   }
-  for (let nd = 0; nd < nNodes; nd++) {
-    const ns = statOf(NSTAT, nd);
-    const from = npl + (<usize>ldi(NOFF, nd) << 2);
-    const len = ldi(NLEN, nd);
-    let sum: f64 = 0;
-    let max1: f64 = -Infinity;
-    let maxL = -1;
-    let max2: f64 = -Infinity;
-    let min1: f64 = Infinity;
-    let minL = -1;
-    let min2: f64 = Infinity;
-    if (extremes) {
-      for (let j = 0; j < len; j++) {
-        const p = ldi(from, j);
-        const v = ldf(va, p);
-        sum += v;
-        maxL = select<i32>(p, maxL, v > max1);
-        max2 = pmax(max2, pmin(v, max1));
-        max1 = pmax(max1, v);
-        minL = select<i32>(p, minL, v < min1);
-        min2 = pmin(min2, pmax(v, min1));
-        min1 = pmin(min1, v);
-      }
-    } else {
-      for (let j = 0; j < len; j++) sum += ldf(va, ldi(from, j));
-    }
-    store<f64>(ns, sum, ST_SUM);
-    store<f64>(ns, max1, ST_MAX1);
-    store<i32>(ns, maxL, ST_MAXL);
-    store<f64>(ns, max2, ST_MAX2);
-    store<f64>(ns, min1, ST_MIN1);
-    store<i32>(ns, minL, ST_MINL);
-    store<f64>(ns, min2, ST_MIN2);
-  }
+  store<f64>(s, sum, ST_SUM);
+  store<f64>(s, max1, ST_MAX1);
+  store<i32>(s, maxL, ST_MAXL);
+  store<f64>(s, max2, ST_MAX2);
+  store<f64>(s, min1, ST_MIN1);
+  store<i32>(s, minL, ST_MINL);
+  store<f64>(s, min2, ST_MIN2);
+}
+
+function podStats(extremes: bool): void {
+  // One pass per list: the same additions in the same order as one pass over PLIST feeding every
+  // record (RPL and NPL hold each rack's and node's prefill pods in PLIST's order). With topology the
+  // top record's extremes come from the racks' below.
+  const isTopo = topo;
+  const top = TSTAT;
+  listStats(PLIST, nPrefill, top, extremes && !isTopo);
+  if (!isTopo) return;
+  for (let r = 0; r < nRacks; r++) listStats(RPL + (<usize>ldi(ROFF, r) << 2), ldi(RLEN, r), statOf(RSTAT, r), false);
+  for (let nd = 0; nd < nNodes; nd++) listStats(NPL + (<usize>ldi(NOFF, nd) << 2), ldi(NLEN, nd), statOf(NSTAT, nd), extremes);
   if (!extremes) return;
   for (let nd = 0; nd < nNodes; nd++) {
     const ns = statOf(NSTAT, nd);
