@@ -1311,12 +1311,8 @@ const EXT_MAX: i32 = 2;
       const b2 = group(rec + 64, false, 0, np, 0, r, p0, qCross,
         c1x, ldf(prefix, rPre + c1x), rLen, allSum - rSum, ok, ht, ext, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      if (ext == EXT_MIN) lo = pmin(lo, b0);
-      if (ext == EXT_MIN) lo = pmin(lo, b1);
-      if (ext == EXT_MIN) lo = pmin(lo, b2);
-      if (ext == EXT_MAX) hi = pmax(hi, b0);
-      if (ext == EXT_MAX) hi = pmax(hi, b1);
-      if (ext == EXT_MAX) hi = pmax(hi, b2);
+      if (ext == EXT_MIN) lo = pmin(pmin(pmin(lo, b0), b1), b2);
+      if (ext == EXT_MAX) hi = pmax(pmax(pmax(hi, b0), b1), b2);
     } else {
       const q = bd + cX;
       store<f64>(bq + (<usize>d << 5), (ht ? wt * (budget - q) : 0) + tp, 16);
@@ -1513,12 +1509,8 @@ function uncutGroups(ext: i32, localAllowed: bool): bool {
       mn = negativeGroupMin(mn, rec + 32, x1 + q1, ht, wt, budget, tp);
       mn = negativeGroupMin(mn, rec + 64, x2 + q2, ht, wt, budget, tp);
       posCount += <f64>(load<i32>(rec, GR_POS) + load<i32>(rec + 32, GR_POS) + load<i32>(rec + 64, GR_POS));
-      if (ext == EXT_MIN) lo = pmin(lo, b0);
-      if (ext == EXT_MIN) lo = pmin(lo, b1);
-      if (ext == EXT_MIN) lo = pmin(lo, b2);
-      if (ext == EXT_MAX) hi = pmax(hi, b0);
-      if (ext == EXT_MAX) hi = pmax(hi, b1);
-      if (ext == EXT_MAX) hi = pmax(hi, b2);
+      if (ext == EXT_MIN) lo = pmin(pmin(pmin(lo, b0), b1), b2);
+      if (ext == EXT_MAX) hi = pmax(pmax(pmax(hi, b0), b1), b2);
     } else {
       store<i32>(rec, 0, GR_POS);
       store<i32>(rec, 0, GR_NEG);
