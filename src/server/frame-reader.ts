@@ -1,9 +1,9 @@
 // The stream's common frames read straight from their bytes: `{"t":"pick"|"report","items":[…]}` whose
 // items are maps of the known pick and report fields with scalar values, as a gateway's client sends
 // them. msgpackr reads any msgpack, so for these frames it spends most of its time on what they never
-// hold; this reader takes only that common shape and gives up on anything else (another key, a nested
-// or binary value, a 64-bit or 32-bit float number, a string that is not ASCII, bytes that do not
-// parse), and msgpackr then reads the frame as before. So it decides no error and no edge case itself:
+// hold; this reader takes only that common shape and gives up on anything else (another key, a nested,
+// binary or extension value, a string that is not ASCII, bytes that do not parse), and msgpackr then
+// reads the frame as before. So it decides no error and no edge case itself:
 // a frame it reads yields the objects msgpackr would make (test/server-frame-reader.test.ts checks it
 // on any frame), for the codec's field checks to judge as they judge msgpackr's.
 
@@ -177,7 +177,11 @@ class Reader {
     throw GIVE_UP;
   }
 
-  /** A scalar as msgpackr reads it: nil, a boolean, a number (no 64-bit integer, no float32) or an ASCII string. */
+  /**
+   * A scalar as msgpackr reads it: nil, a boolean, a number or an ASCII string. 64-bit integers, which
+   * Go's common encoder writes for every int, as codec.ts's Unpackr reads them (int64AsType "number":
+   * the high word times 2^32 plus the low one, the same double), and float32 as it is.
+   */
   scalar(): unknown {
     const b = this.byte();
     if (b < 0x80) return b;
@@ -201,6 +205,16 @@ class Reader {
         return this.view.getInt16(this.skip(2));
       case 0xd2:
         return this.view.getInt32(this.skip(4));
+      case 0xcf: {
+        const at = this.skip(8);
+        return this.view.getUint32(at) * 0x100000000 + this.view.getUint32(at + 4);
+      }
+      case 0xd3: {
+        const at = this.skip(8);
+        return this.view.getInt32(at) * 0x100000000 + this.view.getUint32(at + 4);
+      }
+      case 0xca:
+        return this.view.getFloat32(this.skip(4));
       case 0xcb:
         return this.view.getFloat64(this.skip(8));
     }
