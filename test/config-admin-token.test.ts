@@ -8,20 +8,11 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { ADMIN_TOKEN_ENV, loadConfigFile, parseConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/errors.js";
+import { problemsOf } from "./fixtures/config.js";
 
 const ENV_TOKEN = "env-token-0123456789abcdef";
 const FILE_TOKEN = "file-token-0123456789abcdef";
 const withFileToken = `server: { adminToken: "${FILE_TOKEN}" }\n`;
-
-function problemsWith(text: string, env: Record<string, string | undefined>): string[] {
-  try {
-    parseConfig(text, undefined, env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("HEADROOM_ADMIN_TOKEN", () => {
   test("is the variable's name", () => {
@@ -61,7 +52,7 @@ describe("HEADROOM_ADMIN_TOKEN", () => {
     ["spaces and tabs", " \t  ", "only whitespace (4 characters)"],
   ])("%s is a problem naming the variable, not a server without a token", (_name, value, got) => {
     for (const text of ["", withFileToken]) {
-      expect(problemsWith(text, { [ADMIN_TOKEN_ENV]: value })).toEqual([
+      expect(problemsOf(text, { [ADMIN_TOKEN_ENV]: value })).toEqual([
         `HEADROOM_ADMIN_TOKEN: must be a token of at least 16 characters when set (unset, server.adminToken applies), got ${got}`,
       ]);
     }
@@ -73,7 +64,7 @@ describe("HEADROOM_ADMIN_TOKEN", () => {
     ["a line break inside", "two-lines-of\ntoken-text"],
     ["a control character", "a-sixteen-char\u0007token"],
   ])("%s is a problem naming the variable and the rule, never the value", (_name, value) => {
-    const problems = problemsWith(withFileToken, { [ADMIN_TOKEN_ENV]: value });
+    const problems = problemsOf(withFileToken, { [ADMIN_TOKEN_ENV]: value });
     expect(problems).toEqual([
       `HEADROOM_ADMIN_TOKEN: must be a string of at least 16 characters, without whitespace or control characters, got a secret of ${value.length} characters`,
     ]);
@@ -82,14 +73,14 @@ describe("HEADROOM_ADMIN_TOKEN", () => {
   });
 
   test("its problem is listed with the file's, in one error", () => {
-    const problems = problemsWith("optimizer: { sloBufferFactor: 1.5 }\n", { [ADMIN_TOKEN_ENV]: "" });
+    const problems = problemsOf("optimizer: { sloBufferFactor: 1.5 }\n", { [ADMIN_TOKEN_ENV]: "" });
     expect(problems).toHaveLength(2);
     expect(problems[0]).toMatch(/^HEADROOM_ADMIN_TOKEN: /);
     expect(problems[1]).toBe("optimizer.sloBufferFactor: must be a number > 0 and <= 1, got 1.5");
   });
 
   test("a valid variable does not excuse an invalid token in the file", () => {
-    const problems = problemsWith(`server: { adminToken: "short" }\n`, { [ADMIN_TOKEN_ENV]: ENV_TOKEN });
+    const problems = problemsOf(`server: { adminToken: "short" }\n`, { [ADMIN_TOKEN_ENV]: ENV_TOKEN });
     expect(problems).toEqual(["server.adminToken: must be a string of at least 16 characters, without whitespace or control characters, got a secret of 5 characters"]);
     expect(problems.join("\n")).not.toContain(ENV_TOKEN);
   });
