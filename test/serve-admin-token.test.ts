@@ -6,15 +6,14 @@
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/errors.js";
 import { MemoryLogger } from "../src/log.js";
 import { startServing, type Serving } from "../src/serve.js";
-import { postJson, servedConfig } from "./fixtures/server-harness.js";
+import { ConfigFile, postJson, servedConfig } from "./fixtures/server-harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TOKEN = "env-admin-token-0123456789";
@@ -22,20 +21,14 @@ const FILE_TOKEN = "file-admin-token-0123456789";
 const POD = { address: "10.0.2.1:8000", pool: "low", role: "both" };
 
 let serving: Serving | undefined;
-let dir: string | undefined;
+const configFile = new ConfigFile("headroom-admin-token-");
 afterEach(async () => {
   await serving?.close();
   serving = undefined;
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  dir = undefined;
+  configFile.remove();
 });
 
-function writeConfig(text: string): string {
-  dir ??= mkdtempSync(join(tmpdir(), "headroom-admin-token-"));
-  const file = join(dir, "headroom.yaml");
-  writeFileSync(file, text);
-  return file;
-}
+const writeConfig = (text: string) => configFile.write(text);
 
 async function serve(text: string, env: Record<string, string>) {
   const file = writeConfig(text);

@@ -2,26 +2,22 @@
 // signal (a Kubernetes ConfigMap edit sends none), an invalid one is refused and the running
 // configuration kept, and SIGHUP's reload reads the file the same way.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryLogger } from "../src/log.js";
 import { startServing, type Serving } from "../src/serve.js";
-import { servedConfig } from "./fixtures/server-harness.js";
+import { ConfigFile, servedConfig } from "./fixtures/server-harness.js";
 
 let serving: Serving | undefined;
-let dir: string | undefined;
+const configFile = new ConfigFile("headroom-serve-");
 afterEach(async () => {
   await serving?.close();
   serving = undefined;
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  configFile.remove();
 });
 
 async function serve(text: string, watchMs: number) {
-  dir = mkdtempSync(join(tmpdir(), "headroom-serve-"));
-  const file = join(dir, "headroom.yaml");
-  writeFileSync(file, text);
+  const file = configFile.write(text);
   const logger = new MemoryLogger();
   serving = await startServing({ configFile: file, port: 0, out: { write: () => true }, logger, watchMs });
   return { file, logger, serving };
