@@ -110,19 +110,20 @@ class Reader {
 
   /** A map header's entry count. */
   mapLength(): number {
-    const b = this.byte();
-    if ((b & 0xf0) === 0x80) return b & 0x0f;
-    if (b === 0xde) return this.u16();
-    if (b === 0xdf) return this.u32();
-    throw GIVE_UP;
+    return this.count(0x80, 0xde);
   }
 
   /** An array header's element count. */
   arrayLength(): number {
+    return this.count(0x90, 0xdc);
+  }
+
+  /** A count in its fixed form (the tag's high nibble, then 4 bits), 16-bit (`tag16`) or 32-bit (`tag16 + 1`). */
+  private count(fixTag: number, tag16: number): number {
     const b = this.byte();
-    if ((b & 0xf0) === 0x90) return b & 0x0f;
-    if (b === 0xdc) return this.u16();
-    if (b === 0xdd) return this.u32();
+    if ((b & 0xf0) === fixTag) return b & 0x0f;
+    if (b === tag16) return this.u16();
+    if (b === tag16 + 1) return this.u32();
     throw GIVE_UP;
   }
 
