@@ -1023,14 +1023,6 @@ let maxPos: f64 = 0;
 let minNeg: f64 = 0;
 /** Whether minNeg is gathered already (uncutGroups). */
 let minNegReady: bool = false;
-/** The decode pod's TPOT term of blended, for blendWith. */
-let tpTerm: f64 = 0;
-
-@inline function blendWith(ttft: f64): f64 {
-  const th = hasT ? wT * (budgetT - ttft) : 0;
-  return th + tpTerm;
-}
-
 @inline function tpotOk(d: i32): bool {
   return !hasP || ldf(VT, d) <= budgetP;
 }
@@ -1051,16 +1043,6 @@ const ST_MIN2: usize = 48;
 
 @inline function statOf(base: usize, i: i32): usize {
   return base + (<usize>i << 6);
-}
-
-@inline function resetStat(s: usize): void {
-  store<f64>(s, 0, ST_SUM);
-  store<f64>(s, -Infinity, ST_MAX1);
-  store<i32>(s, -1, ST_MAXL);
-  store<f64>(s, -Infinity, ST_MAX2);
-  store<f64>(s, Infinity, ST_MIN1);
-  store<i32>(s, -1, ST_MINL);
-  store<f64>(s, Infinity, ST_MIN2);
 }
 
 @inline function feedMax(s: usize, v: f64, label: i32): void {
@@ -1103,8 +1085,8 @@ const ST_MIN2: usize = 48;
 
 /**
  * The record `s` of the prefill pods listed at `from` (len of them): their sum of A and, with
- * `extremes`, its two largest and two smallest values and who holds the first of each (resetStat's
- * values without). In locals, without the record's stores and loads between the pods; the extremes
+ * `extremes`, its two largest and two smallest values and who holds the first of each (without,
+ * -Infinity, Infinity and -1, which feedMax and feedMin then start from). In locals, without the record's stores and loads between the pods; the extremes
  * as feedMax and feedMin keep them, without branches (the comparisons are unpredictable): a new
  * largest A makes the old one the second (pmin(v, max1) is max1 then, and max2 <= max1), otherwise v
  * competes for second. Equal values have equal bits, A being neither NaN nor -0 (predict's max(.., 0)
@@ -2098,12 +2080,6 @@ function describe(res: usize): void {
   stf(res, RES_H_TTFT, hasT ? budgetT - ttft : NaN);
   stf(res, RES_H_TPOT, hasP ? budgetP - ldf(VT, d) : NaN);
   stf(res, RES_BLENDED, hasT || hasP ? blend(ttft, d) : NaN);
-}
-
-function linkClass(p: i32, d: i32): i32 {
-  if (!topo) return CLASS_CROSS;
-  if (ldi(NODE, p) == ldi(NODE, d)) return CLASS_NODE;
-  return ldi(RACK, p) == ldi(RACK, d) ? CLASS_RACK : CLASS_CROSS;
 }
 
 function fallbacks(res: usize): void {
