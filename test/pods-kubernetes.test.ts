@@ -9,7 +9,7 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, test } from "vitest";
 import { realClock } from "../src/clock.js";
 import { MemoryLogger } from "../src/log.js";
-import { KubernetesDiscovery, ROLE_LABEL, ZONE_LABEL, type KubernetesDiscoveryOptions } from "../src/pods/kubernetes.js";
+import { KubernetesDiscovery, ROLE_LABEL, type KubernetesDiscoveryOptions } from "../src/pods/kubernetes.js";
 import type { PodSpec } from "../src/pods/types.js";
 import { FakeKubeApi, NAMESPACE, pod, type PodJson } from "./fixtures/kube-api.js";
 import { sleep, until } from "./fixtures/wait.js";
