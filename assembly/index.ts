@@ -1725,7 +1725,8 @@ function choose(res: usize, sheddable: bool, seed: u32): bool {
  * negatives), on locals and unrolled by class: writes ACC and drawAcc, drawFirst, drawLast; returns
  * the total; each group's th + tp from BQ (the pass that built the groups wrote it, the same
  * expression). Inlined with its flags as constants where they are; without local pairs (withLocal
- * false) each local slot weighs 0, which adds nothing to the sums.
+ * false) each local slot weighs 0, which adds nothing to the sums. The three classes' blocks are
+ * written out: the same block in a loop over them cost 1.05-1.07 of this (bench:kernel-ab, stop 24).
  */
 @inline function weighGroups(cntAt: usize, sumAt: usize, localWanted: i32, ht: bool, hp: bool, withLocal: bool, slope: f64, ref: f64): f64 {
   let total: f64 = 0;
