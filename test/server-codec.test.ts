@@ -193,6 +193,9 @@ describe("gateway headers", () => {
       priority: -2,
     });
     expect(decodeGatewayPick(headers({ promptTokens: "300", originalContentLength: "4001" })).inputTokens).toBe(300);
+    // nginx (deploy/) lets bodies of up to 64 MB through: past 10^7 tokens' worth the estimate stops.
+    expect(decodeGatewayPick(headers({ originalContentLength: "40000004" })).inputTokens).toBe(10_000_000);
+    expect(decodeGatewayPick(headers({ originalContentLength: String(64 * 2 ** 20) })).inputTokens).toBe(10_000_000);
     expect(decodeGatewayPick(headers({}))).toEqual({});
   });
 
@@ -201,6 +204,7 @@ describe("gateway headers", () => {
     [{ promptTokens: "1.5" }, /^header x-prompt-tokens: must be an integer/],
     [{ promptTokens: "-3" }, /^header x-prompt-tokens: must be a decimal number/],
     [{ originalContentLength: "lots" }, /^header x-original-content-length: /],
+    [{ originalContentLength: "1e400" }, /^header x-original-content-length: /],
     [{ priority: "high" }, /^header x-headroom-priority: must be an integer/],
     [{ requestId: "x".repeat(257) }, /^header x-request-id: /],
   ])("refuses %j naming the header", (h, message) => {

@@ -359,19 +359,21 @@ export interface GatewayHeaders extends SloHeaders {
 
 /**
  * `/v1/gateway/pick[/*]`: headers only. ISL from x-prompt-tokens, else estimated from the
- * original body's length (x-original-content-length, bytes / 4) as a prompt's is.
+ * original body's length (x-original-content-length, bytes / 4) as a prompt's is. The length is only
+ * an estimate, and the gateway has its own body limit (64 MB in deploy/), so a body longer than
+ * MAX_TOKENS prompt tokens would take counts as MAX_TOKENS rather than being refused.
  */
 export function decodeGatewayPick(h: GatewayHeaders): PickInput {
   const slo = sloFromHeaders(h);
   const tokens = int(headerNumber(h.promptTokens, "x-prompt-tokens"), "header ", "x-prompt-tokens", 0, MAX_TOKENS);
-  const bytes = int(headerNumber(h.originalContentLength, "x-original-content-length"), "header ", "x-original-content-length", 0, MAX_TOKENS * CHARS_PER_TOKEN);
+  const bytes = int(headerNumber(h.originalContentLength, "x-original-content-length"), "header ", "x-original-content-length", 0, Number.MAX_SAFE_INTEGER);
   const requestId = h.requestId.trim();
   return {
     requestId: str(requestId === "" ? undefined : requestId, "header ", "x-request-id", MAX_REQUEST_ID_CHARS),
     sloLevel: slo.sloLevel,
     sloTtftMs: slo.sloTtftMs,
     sloTpotMs: slo.sloTpotMs,
-    inputTokens: tokens ?? (bytes === undefined ? undefined : Math.ceil(bytes / CHARS_PER_TOKEN)),
+    inputTokens: tokens ?? (bytes === undefined ? undefined : Math.min(MAX_TOKENS, Math.ceil(bytes / CHARS_PER_TOKEN))),
     priority: headerPriority(h.priority),
   };
 }
