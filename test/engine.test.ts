@@ -2,6 +2,7 @@
 // real Piscina workers (same answers for the same seeds), errors per item, in-flight load and reports.
 
 import { existsSync } from "node:fs";
+import type { Piscina } from "piscina";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, type Clock } from "../src/clock.js";
@@ -269,6 +270,23 @@ describe("picks that are a batch already", () => {
     // One batch in the thread's queue, MAX_WAITING_WORKER_BATCHES waiting for room, the rest inline.
     expect(await inlineBatches()).toBe(19);
     expect((await Promise.all(pending)).flat().every((a) => !(a instanceof HeadroomError))).toBe(true);
+  });
+
+  it("a worker thread that dies answers the batches sent to it WORKER_FAILED, and its replacement picks the next", async () => {
+    const { engine: e, registry } = await engine("workers: { threads: 1, inlineBelowPairs: 0, queuePerThread: 4 }");
+    const failures = async () => Number(/^headroom_worker_failures_total (\d+)$/m.exec(await registry.metrics())?.[1]);
+    const thread = (e as unknown as { workers: Piscina }).workers.threads[0]!;
+    // Terminated before the batches reach it: Piscina still counts it ready and sends them there.
+    const exited = thread.terminate();
+    const batches = [0, 1, 2].map((k) => pickBatch(e, inputs.filter((i) => i.sloLevel === "high").map((i) => ({ ...i, seed: i.seed + k }))).answers);
+    await exited;
+    const answers = (await Promise.all(batches)).flat();
+    expect(answers.map((a) => (a instanceof HeadroomError ? a.code : "picked"))).toEqual(answers.map(() => "WORKER_FAILED"));
+    expect((answers[0] as HeadroomError).message).toMatch(/^the kernel worker failed: /);
+    expect(await failures()).toBe(3);
+    const [next] = await pickBatch(e, inputs.slice(0, 1)).answers;
+    expect(answer(next).decode).toMatch(/^10\.0\.0\.[34]:8000$/);
+    expect(await failures()).toBe(3);
   });
 
   it("is answered later when a pool's batch belongs on a worker, a batch window is set, or picks are queued ahead", async () => {

@@ -144,7 +144,7 @@ export class Engine implements EngineApi {
     });
     for (const pool of config.pools) this.byLevel.set(pool.sloLevel, pool);
     this.defaultPool = this.byLevel.get(DEFAULT_LEVEL) ?? config.pools[0];
-    for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config), held: { version: -1, loadSeq: -1 } });
+    for (const pool of config.pools) this.inline.set(pool.name, { kernel: makeKernel(config, options.logger), held: { version: -1, loadSeq: -1 } });
     this.workers =
       config.workers.threads > 0
         ? new Piscina<WorkerTask, Float64Array | null>({
@@ -502,7 +502,7 @@ export class Engine implements EngineApi {
           },
           (err: unknown) => {
             this.workerBatchesInFlight--;
-            this.fail(pool, batch, err);
+            this.fail(pool, batch, err, "worker");
           },
         );
       return;
@@ -518,7 +518,7 @@ export class Engine implements EngineApi {
       pool.syncKernel(inline.kernel, inline.held);
       return inline.kernel.pick(requests);
     } catch (err) {
-      this.fail(pool, batch, err);
+      this.fail(pool, batch, err, "inline");
       return null;
     }
   }
@@ -568,10 +568,19 @@ export class Engine implements EngineApi {
     });
   }
 
-  private fail(pool: PoolState, batch: Pending[], err: unknown): void {
-    this.workerFailures.inc();
-    this.options.logger.log("error", "a kernel batch failed; its picks are answered WORKER_FAILED", { pool: pool.name, error: String(err) });
-    for (const p of batch) p.answers.set(p.index, new HeadroomError("WORKER_FAILED", `the kernel worker failed: ${(err as Error).message}`));
+  /**
+   * Answers every pick of a batch whose kernel call failed: WORKER_FAILED for a worker thread that
+   * failed (Piscina replaces it); on the main thread the kernel's own error (KERNEL_UNAVAILABLE, a
+   * snapshot or size check), or WORKER_FAILED for anything else, which is a bug.
+   */
+  private fail(pool: PoolState, batch: Pending[], err: unknown, where: "inline" | "worker"): void {
+    const error =
+      where === "inline" && err instanceof HeadroomError
+        ? err
+        : new HeadroomError("WORKER_FAILED", `${where === "worker" ? "the kernel worker failed" : "the kernel failed on the main thread"}: ${messageOf(err)}`);
+    if (where === "worker") this.workerFailures.inc();
+    this.options.logger.log("error", `a kernel batch failed; its picks are answered ${error.code}`, { pool: pool.name, where, error: err instanceof Error ? err.stack : String(err) });
+    for (const p of batch) p.answers.set(p.index, error);
   }
 
   private count(pool: PoolState, results: readonly PickResult[]): void {
@@ -662,13 +671,14 @@ function makeActuator(config: HeadroomConfig, kubeConfig: KubeConfig | undefined
   return undefined;
 }
 
-function makeKernel(config: HeadroomConfig): WasmKernel | TwinKernel {
+function makeKernel(config: HeadroomConfig, logger: Logger): WasmKernel | TwinKernel {
   const params: OptimizerParams = config.optimizer;
   const topology: TopologyParams = config.topology;
   try {
     return new WasmKernel(params, topology, { batchCapacity: config.workers.batchCapacity });
-  } catch {
-    // The twin is the documented fallback when WebAssembly is unavailable.
+  } catch (err) {
+    // The twin is the documented fallback when WebAssembly is unavailable: it picks the same pairs, slower.
+    logger.log("warn", "the WebAssembly kernel is unavailable; the main thread picks with the TypeScript twin", { error: messageOf(err) });
     return new TwinKernel(params, topology);
   }
 }
