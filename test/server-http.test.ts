@@ -2,6 +2,7 @@
 // answers and their shapes, the error statuses with their JSON bodies, the admin token, and close().
 
 import { pack, unpack } from "msgpackr";
+import { once } from "node:events";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -331,6 +332,16 @@ describe("introspection", () => {
     expectError(await postJson(`${h.url}/v1/pods/x:1`, {}, {}, "PUT"), 405, "METHOD_NOT_ALLOWED");
     expectError(await postJson(`${h.url}/v1/stream`, {}), 405, "METHOD_NOT_ALLOWED");
     expectError({ status: (await fetch(`${h.url}/v1/stream`)).status, body: { error: { code: "REQUEST_INVALID", message: "" } } }, 400, "REQUEST_INVALID");
+    // A msgpack client gets them in msgpack, as every other error.
+    for (const [path, method, status, code] of [
+      ["/v2/pick", "POST", 404, "NOT_FOUND"],
+      ["/v1/pick", "PUT", 405, "METHOD_NOT_ALLOWED"],
+    ] as const) {
+      const packed = await fetch(`${h.url}${path}`, { method, headers: { "content-type": "application/msgpack" }, body: new Uint8Array(pack({})) });
+      expect(packed.status).toBe(status);
+      expect(packed.headers.get("content-type")).toBe("application/msgpack");
+      expect((unpack(new Uint8Array(await packed.arrayBuffer())) as { error: { code: string } }).error.code).toBe(code);
+    }
   });
 });
 
@@ -375,6 +386,14 @@ describe("aborts and close", () => {
     slow.on("error", () => undefined);
     slow.write('POST /v1/pick HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{"prompt":"');
     await sleep(30);
+    // A kubelet's probes, on connections open before the close.
+    const probes = ["/readyz", "/healthz"].map((path) => {
+      const socket = connect(Number(port), "127.0.0.1");
+      const probe = { path, socket, text: "" };
+      socket.setEncoding("latin1").on("data", (chunk: string) => (probe.text += chunk));
+      return probe;
+    });
+    await Promise.all(probes.map((p) => once(p.socket, "connect")));
     const closing = h.server.close();
     text = "";
     kept.write("GET /v1/gateway/pick HTTP/1.1\r\nhost: x\r\nx-slo-level: high\r\n\r\n");
@@ -382,6 +401,15 @@ describe("aborts and close", () => {
     expect(text).toMatch(/^HTTP\/1\.1 503 /);
     expect(text.toLowerCase()).toContain("x-headroom-error-code: not_ready\r\n");
     expect(text.toLowerCase()).toContain("x-headroom-error-message: the server is shutting down\r\n");
+    // Still alive while it finishes what it owes; not ready, saying why.
+    for (const p of probes) p.socket.write(`GET ${p.path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+    await Promise.all(probes.map((p) => once(p.socket, "end")));
+    const [ready, healthy] = probes.map((p) => p.text);
+    expect(ready).toMatch(/^HTTP\/1\.1 503 /);
+    const readiness = JSON.parse(ready.slice(ready.indexOf("\r\n\r\n") + 4)) as { ready: boolean; reasons: string[]; error: { code: string } };
+    expect([readiness.ready, readiness.reasons[0], readiness.error.code]).toEqual([false, "server shutting down", "NOT_READY"]);
+    expect(healthy).toMatch(/^HTTP\/1\.1 200 /);
+    expect(healthy.endsWith('{"status":"ok"}')).toBe(true);
     kept.destroy();
     slow.destroy();
     await closing;

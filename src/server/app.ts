@@ -22,7 +22,7 @@ import {
   encodePickAnswer,
   type SloHeaders,
 } from "./codec.js";
-import { errorBody, SHUTTING_DOWN, STATUS_OF_CODE, toWireError, type WireError } from "./errors.js";
+import { errorBody, SHUTTING_DOWN, STATUS_OF_CODE, type WireError } from "./errors.js";
 import { Exchange, WorkTracker, type ServerContext } from "./exchange.js";
 import { elapsedSeconds, serverMetrics, type RouteLabel } from "./metrics.js";
 import { createStream } from "./stream.js";
@@ -62,6 +62,11 @@ interface Route {
 }
 
 const ALLOW_NAME: Record<Method, string> = { get: "GET", post: "POST", put: "PUT", del: "DELETE" };
+/**
+ * Routes still answered after close() begins: liveness stays true while in-flight work finishes,
+ * readiness says why it is false, and a last scrape sees the final counts.
+ */
+const SERVED_WHILE_CLOSING: ReadonlySet<RouteLabel> = new Set(["/healthz", "/readyz", "/metrics"]);
 const TEXT = "text/plain; charset=utf-8";
 
 export function createServer(options: ServerOptions): HeadroomServer {
@@ -107,10 +112,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
 
   function gatewayPick(ex: Exchange, req: HttpRequest): void {
     const startedMs = performance.now();
-    const refuse = (err: unknown) => {
-      const wire = toWireError(err);
-      ex.sendError(wire, "json", gatewayErrorHeaders(wire));
-    };
+    const refuse = (err: unknown) => ex.fail(err, "json", gatewayErrorHeaders);
     let input: PickInput;
     try {
       input = decodeGatewayPick({
@@ -213,19 +215,23 @@ export function createServer(options: ServerOptions): HeadroomServer {
     });
   }
 
-  /** Every handler runs behind this: an Exchange before anything else, refusals while closing, throws answered. */
+  /**
+   * Every handler runs behind this: an Exchange before anything else, refusals while closing (but for
+   * the probes and /metrics, which say so themselves), throws answered in the request's format.
+   */
   const wrap =
     (label: RouteLabel, handler: Handler) =>
     (res: HttpResponse, req: HttpRequest): void => {
       const ex = new Exchange(res, label, ctx, req.getMethod() === "head");
-      if (ctx.closing) {
-        ex.sendError(SHUTTING_DOWN, "json", label === "/v1/gateway/pick" ? gatewayErrorHeaders(SHUTTING_DOWN) : undefined, true);
+      if (ctx.closing && !SERVED_WHILE_CLOSING.has(label)) {
+        if (label === "/v1/gateway/pick") ex.sendError(SHUTTING_DOWN, "json", gatewayErrorHeaders(SHUTTING_DOWN), true);
+        else ex.sendError(SHUTTING_DOWN, bodyFormat(req.getHeader("content-type")), undefined, true);
         return;
       }
       try {
         handler(ex, req);
       } catch (err) {
-        ex.fail(err);
+        ex.fail(err, bodyFormat(req.getHeader("content-type")));
       }
     };
 
@@ -244,13 +250,14 @@ export function createServer(options: ServerOptions): HeadroomServer {
     app.any(
       r.pattern,
       wrap(r.label, (ex, req) => {
-        ex.sendError({ code: "METHOD_NOT_ALLOWED", message: `${req.getMethod().toUpperCase()} ${r.label}: allowed ${allow}` }, "json", { allow });
+        const message = `${req.getMethod().toUpperCase()} ${r.label}: allowed ${allow}`;
+        ex.sendError({ code: "METHOD_NOT_ALLOWED", message }, bodyFormat(req.getHeader("content-type")), { allow });
       }),
     );
   }
   app.any(
     "/*",
-    wrap("unmatched", (ex, req) => ex.sendError({ code: "NOT_FOUND", message: `no endpoint ${req.getUrl()}` })),
+    wrap("unmatched", (ex, req) => ex.sendError({ code: "NOT_FOUND", message: `no endpoint ${req.getUrl()}` }, bodyFormat(req.getHeader("content-type")))),
   );
 
   let listenSocket: us_listen_socket | null = null;

@@ -107,11 +107,14 @@ export class Exchange {
     this.finish();
   }
 
-  /** Answers a thrown value: its code's status, or 500 (logged) for anything that is not a HeadroomError. */
-  fail(err: unknown, format: BodyFormat = "json"): void {
+  /**
+   * Answers a thrown value: its code's status, or 500 (logged) for anything that is not a HeadroomError;
+   * `headersFor` adds headers that carry the error too.
+   */
+  fail(err: unknown, format: BodyFormat = "json", headersFor?: (wire: WireError) => Headers): void {
     const wire = toWireError(err);
     if (wire.code === "INTERNAL") this.ctx.logger.log("error", "request failed", { route: this.route, error: err instanceof Error ? err.stack : String(err) });
-    this.sendError(wire, format);
+    this.sendError(wire, format, headersFor?.(wire));
   }
 
   /**
