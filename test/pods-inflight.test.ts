@@ -69,6 +69,18 @@ describe("loading and releasing", () => {
     expect(inflight.counters).toMatchObject({ released: { report: 1, scrape: 0, expired: 0 }, unknownReports: 2 });
   });
 
+  it("a pick withdrawn (its answer undelivered) is released everywhere and counted apart from reports", () => {
+    const { inflight } = setup();
+    inflight.add(pick("r1"));
+    inflight.add(pick("r2"));
+    expect(inflight.withdraw("r1")).toBe(true);
+    expect(inflight.withdraw("r1")).toBe(false);
+    expect(inflight.podLoad("P:1").prefillRequests).toBe(1);
+    expect(inflight.podLoad("D:1").decodeRequests).toBe(1);
+    expect(inflight.report("r1")).toBeUndefined();
+    expect(inflight.counters).toMatchObject({ released: { report: 0, undelivered: 1 }, unknownReports: 1 });
+  });
+
   it("a scrape releases only picks dispatched reflectDelayMs before it, pod by pod, and the report still finds them", () => {
     const { clock, inflight } = setup();
     inflight.add(pick("early", { prefill: undefined, prefillDoneMs: 10_000 }));

@@ -366,6 +366,9 @@ describe("aborts and close", () => {
     ac.abort();
     expect(await pending).toBe("aborted");
     expect((await postJson(`${h.url}/v1/pick`, { sloLevel: "high" })).status).toBe(200);
+    // The aborted pick was made with the next one's batch, and released: no request follows it.
+    expect(h.engine.cluster.inflight.size).toBe(1);
+    expect(/^headroom_inflight_released_total\{reason="undelivered"\} (\d+)$/m.exec(await h.registry.metrics())?.[1]).toBe("1");
     // Nothing left counted as in flight: close() does not wait for its grace period.
     const startedMs = performance.now();
     await h.close();

@@ -276,6 +276,21 @@ describe("WS /v1/stream", () => {
     await h.engine.close();
   });
 
+  it("picks whose connection closed before their answer release their load: no request follows them", async () => {
+    const h = await start("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
+    const c = await connect(h);
+    c.send({ t: "pick", items: [{ sloLevel: "high" }, { sloLevel: "high" }, { sloLevel: "medium" }, { sloLevel: "gold" }] });
+    const pong = new Promise((resolve) => c.ws.once("pong", resolve));
+    c.ws.ping();
+    await pong;
+    c.ws.terminate();
+    // The batch window ends, the picks are made, and their answer finds the connection gone.
+    await expect.poll(async () => /^headroom_inflight_released_total\{reason="undelivered"\} (\d+)$/m.exec(await h.registry.metrics())?.[1], { timeout: 2000 }).toBe("3");
+    expect(h.engine.cluster.inflight.size).toBe(0);
+    const state = h.engine.state() as { pools: { pods: { inflight: { decodeRequests: number } }[] }[] };
+    expect(state.pools.flatMap((p) => p.pods.map((pod) => pod.inflight.decodeRequests))).toEqual([0, 0, 0, 0, 0]);
+  });
+
   it("close() lets unanswered picks be answered, then closes the connection with 1001", async () => {
     const h = await startServer("{}", POOLS.replace("workers: { threads: 0 }", "workers: { threads: 0, batchWindowUs: 100000 }"));
     const c = await connect(h);

@@ -328,7 +328,7 @@ export class Cluster {
     registered(registry, "headroom_inflight_released_total", Counter, () =>
       new Counter({
         name: "headroom_inflight_released_total",
-        help: "In-flight load released, by reason: report, scrape (the pod's own counts include it) or expired",
+        help: "In-flight load released, by reason: report, scrape (the pod's own counts include it), expired, or undelivered (the client went away before its answer)",
         labelNames: ["reason"],
         registers: [registry],
         collect() {

@@ -254,6 +254,12 @@ export class Engine implements EngineApi {
     return { known, unknown: reports.length - known };
   }
 
+  withdraw(requestIds: readonly string[]): number {
+    let withdrawn = 0;
+    for (const id of requestIds) if (this.cluster.inflight.withdraw(id)) withdrawn++;
+    return withdrawn;
+  }
+
   upsertPods(pods: readonly PodPush[]): void {
     const specs = pods.map((pod, i) => {
       if (pod === null || typeof pod !== "object") throw new HeadroomError("REQUEST_INVALID", `pods[${i}]: must be an object`);

@@ -74,7 +74,7 @@ export interface PodInflight {
   decodeTokens: number;
 }
 
-export type ReleaseReason = "report" | "scrape" | "expired";
+export type ReleaseReason = "report" | "scrape" | "expired" | "undelivered";
 
 export interface InflightOptions {
   clock: Clock;
@@ -412,7 +412,7 @@ export class InflightLoad<F = unknown> {
   private nextSlot: number;
   /** The start of the earliest coarse span not yet cascaded: every earlier one started within the horizon of a pass. */
   private nextSpanMs: number;
-  readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0 }, unknownReports: 0, duplicatePicks: 0 };
+  readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0, undelivered: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {
     this.c = new Columns<F>(options.reserveRows ?? RESERVED_ROWS);
@@ -516,6 +516,18 @@ export class InflightLoad<F = unknown> {
     const pool = this.c.pool[row]!;
     this.drop(row);
     return pool;
+  }
+
+  /**
+   * A pick whose answer never reached its client (it went away first), so no request will follow it:
+   * released as a report would, counted apart. False for an id not in flight (not counted as a report).
+   */
+  withdraw(requestId: string): boolean {
+    const row = this.rowFor(requestId);
+    if (row === undefined) return false;
+    if (this.c.held[row] !== 0) this.counters.released.undelivered++;
+    this.drop(row);
+    return true;
   }
 
   /**

@@ -100,6 +100,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
       // A callback, not a promise: the answer is written as the batch ends, without a microtask per pick.
       engine.pickQueued([decodePick(decodeBody(body, format), slo)], ([result]) => {
         try {
+          if (undeliverable(ex, result)) return;
           if (result instanceof HeadroomError) ex.sendError(result, format);
           else ex.send(200, encodePickAnswer(result, format), CONTENT_TYPE[format]);
         } catch (err) {
@@ -129,6 +130,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
     // A body (ext_authz with_request_body) is not read: the pick is made from headers alone.
     engine.pickQueued([input], ([result]) => {
       try {
+        if (undeliverable(ex, result)) return;
         if (result instanceof HeadroomError) refuse(result);
         else ex.send(200, "", TEXT, gatewayHeaders(result));
       } catch (err) {
@@ -136,6 +138,13 @@ export function createServer(options: ServerOptions): HeadroomServer {
       }
       ctx.metrics.pickSeconds.gateway.observe(elapsedSeconds(startedMs));
     });
+  }
+
+  /** True when the client went away before its pick was made: the pick's load is released, as no request will follow it. */
+  function undeliverable(ex: Exchange, result: PickAnswer | HeadroomError): boolean {
+    if (ex.open) return false;
+    if (!(result instanceof HeadroomError)) engine.withdraw([result.requestId]);
+    return true;
   }
 
   function route(ex: Exchange, req: HttpRequest): void {

@@ -33,6 +33,8 @@ interface Slot {
   bytes: Uint8Array | null;
   /** Picks this frame holds against the in-flight bound until its answer is sent. */
   picks: number;
+  /** The picks the answer carries: withdrawn if the connection closes before it is sent. */
+  results: PickAnswers | null;
 }
 
 interface Connection {
@@ -62,6 +64,13 @@ export interface Stream {
 
 export function createStream(options: StreamOptions): Stream {
   const { engine, ctx, maxInflightPerConnection } = options;
+
+  /** Releases the picks of an answer that will never be sent: no request follows them. */
+  function withdraw(results: PickAnswers): void {
+    const ids: string[] = [];
+    for (const r of results) if (!(r instanceof HeadroomError)) ids.push(r.requestId);
+    engine.withdraw(ids);
+  }
   const sockets = new Set<WebSocket<Connection>>();
 
   /** Set while drained() waits: re-checked after drains and closes. */
@@ -79,7 +88,7 @@ export function createStream(options: StreamOptions): Stream {
   const errorFrame = (err: unknown) => encodeMsgpack({ t: "error", ...errorBody(toWireError(err)) });
 
   function enqueue(conn: Connection, picks: number): Slot {
-    const slot: Slot = { bytes: null, picks };
+    const slot: Slot = { bytes: null, picks, results: null };
     conn.queue.push(slot);
     conn.unansweredPicks += picks;
     ctx.work.begin();
@@ -144,6 +153,11 @@ export function createStream(options: StreamOptions): Stream {
     // Called from a worker's batch too, where a throw would be nobody's to catch.
     const answered = (results: PickAnswers) => {
       try {
+        if (conn.closed) {
+          withdraw(results);
+          return;
+        }
+        slot.results = results;
         for (let k = 0; k < results.length; k++) answers[positions[k]] = compactPick(results[k]);
         fill(ws, slot, encodeMsgpack({ t: "picked", items: answers }));
         ctx.metrics.pickSeconds.stream.observe(elapsedSeconds(startedMs));
@@ -213,6 +227,8 @@ export function createStream(options: StreamOptions): Stream {
       const conn = ws.getUserData();
       conn.closed = true;
       sockets.delete(ws);
+      // Answers never sent: no request follows their picks.
+      for (const slot of conn.queue) if (slot.results !== null) withdraw(slot.results);
       for (let i = 0; i < conn.queue.length; i++) ctx.work.end();
       conn.queue.length = 0;
       if (onDrained !== null) setImmediate(checkDrained);
