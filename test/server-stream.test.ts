@@ -75,17 +75,19 @@ describe("WS /v1/stream", () => {
         { sloLevel: "low" },
         { sloLevel: "high", prefixHit: 3 },
         { sloLevel: "high", sloTtftMs: 0.001, priority: -1 },
+        { sloLevel: "high", explain: true },
       ],
     });
     const frame = await c.next();
     expect(frame.t).toBe("picked");
-    const [high, medium, gold, low, bad, shed] = frame.items;
+    const [high, medium, gold, low, bad, shed, explained] = frame.items;
     expect(high).toEqual({ requestId: "s1", pool: "high", prefill: expect.stringMatching(/^10\.0\.0\.[12]:8000$/), decode: expect.stringMatching(/^10\.0\.0\.[34]:8000$/), outcome: "positive_headroom", ttftMs: expect.any(Number), tpotMs: expect.any(Number) });
     expect(medium).toEqual({ requestId: "s2", pool: "medium", decode: "10.0.1.1:8000", outcome: "positive_headroom", ttftMs: expect.any(Number), tpotMs: expect.any(Number) });
     expect(gold.error).toEqual({ code: "UNKNOWN_LEVEL", message: expect.stringContaining("known: high, medium, low") });
     expect(low.error.code).toBe("NO_CANDIDATES");
     expect(bad.error).toEqual({ code: "REQUEST_INVALID", message: expect.stringMatching(/^items\[4\]\.prefixHit: /) });
     expect(shed.error.code).toBe("SHED");
+    expect(explained.error).toEqual({ code: "REQUEST_INVALID", message: expect.stringMatching(/^items\[6\]\.explain: /) });
     expect(h.engine.cluster.inflight.size).toBe(2);
   });
 

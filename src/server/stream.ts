@@ -139,7 +139,10 @@ export function createStream(options: StreamOptions): Stream {
         continue;
       }
       try {
-        inputs.push(decodePick(items[i], NO_SLO_HEADERS, `items[${i}].`));
+        const input = decodePick(items[i], NO_SLO_HEADERS, `items[${i}].`);
+        // The oracle's pairs would cost the main thread up to 10^6 pairs an item for an answer that cannot hold them.
+        if (input.explain) throw new HeadroomError("REQUEST_INVALID", `items[${i}].explain: a compact stream answer carries no explanation (POST /v1/pick does)`);
+        inputs.push(input);
         positions.push(i);
       } catch (err) {
         answers[i] = { error: toWireError(err) };
