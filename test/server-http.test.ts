@@ -222,7 +222,13 @@ describe("route, report, pods", () => {
     expect(picked.body.decode).toBe("10.0.2.1:8000");
 
     expectError(await postJson(`${h.url}/v1/pods`, { ...pod, pool: "nowhere" }, auth, "PUT"), 400, "UNKNOWN_POOL", /unknown pool "nowhere"/);
-    expectError(await postJson(`${h.url}/v1/pods`, { ...pod, role: "chef" }, auth, "PUT"), 400, "REQUEST_INVALID", /role/);
+    expectError(await postJson(`${h.url}/v1/pods`, { ...pod, role: "chef" }, auth, "PUT"), 400, "REQUEST_INVALID", /^pods\[0\]\.role: .*, got "chef"$/);
+    // Each refusal names the field at fault, and shows no more than a shortened value.
+    expectError(await postJson(`${h.url}/v1/pods`, { pods: [pod, { ...pod, extra: 1 }] }, auth, "PUT"), 400, "REQUEST_INVALID", /^pods\[1\]\.extra: unknown key, got 1$/);
+    expectError(await postJson(`${h.url}/v1/pods`, { ...pod, address: `${"a".repeat(300)}:1` }, auth, "PUT"), 400, "REQUEST_INVALID", /^pods\[0\]\.address: .*at most 260 characters/);
+    const longPool = await postJson(`${h.url}/v1/pods`, { ...pod, pool: "p".repeat(50_000) }, auth, "PUT");
+    expectError(longPool, 400, "UNKNOWN_POOL", /^pods\[0\]\.pool: unknown pool "p+\.\.\. \(known: high, medium, low\)$/);
+    expect(JSON.stringify(longPool.body).length).toBeLessThan(300);
     const del = await fetch(`${h.url}/v1/pods/10.0.2.1%3A8000`, { method: "DELETE", headers: auth });
     expect(await del.json()).toEqual({ deleted: "10.0.2.1:8000" });
     expectError(await postJson(`${h.url}/v1/pods/10.9.9.9:1`, "", auth, "DELETE"), 404, "NOT_FOUND", /10\.9\.9\.9:1/);

@@ -140,13 +140,15 @@ function parseYaml(text: string): { value: unknown; warnings: string[] } {
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
+const TOP_LEVEL = "(top level)";
+
 function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const key of path) {
     if (typeof key === "number") out += `[${key}]`;
     else out += out === "" ? String(key) : `.${String(key)}`;
   }
-  return out === "" ? "(top level)" : out;
+  return out === "" ? TOP_LEVEL : out;
 }
 
 /**
@@ -175,6 +177,15 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     node = (node as Record<PropertyKey, unknown>)[key];
   }
   return node;
+}
+
+/**
+ * What a schema refused in `input` (a value given at `at`, such as "pods[2]"), each problem as the
+ * configuration's are written: the path, what is wrong, the value as given (never a secret).
+ */
+export function schemaProblems(error: z.ZodError, input: unknown, at: string): string[] {
+  const under = (path: string) => (path === TOP_LEVEL ? at : path.startsWith("[") ? `${at}${path}` : `${at}.${path}`);
+  return error.issues.flatMap((issue) => describeIssue(issue, input, under));
 }
 
 function describeIssue(issue: z.core.$ZodIssue, input: unknown, rename: (path: string) => string): string[] {

@@ -231,14 +231,16 @@ const name = () =>
   });
 
 const ADDRESS_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$/;
+/** host:port, a DNS name being at most 253 characters: an address is in answers, headers and labels. */
+export const MAX_ADDRESS_CHARS = 260;
 const address = () =>
   z
     .string({ error: "must be host:port with a port in 1..65535" })
     .refine((s) => {
-      const m = ADDRESS_RE.exec(s);
+      const m = s.length <= MAX_ADDRESS_CHARS ? ADDRESS_RE.exec(s) : null;
       const port = m ? Number(m[1]) : 0;
       return port >= 1 && port <= 65535;
-    }, { error: "must be host:port with a port in 1..65535" });
+    }, { error: `must be host:port with a port in 1..65535, at most ${MAX_ADDRESS_CHARS} characters` });
 
 /** An HTTP header name: an RFC 9110 token. */
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -7,6 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { Piscina } from "piscina";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { realClock, type Clock } from "../clock.js";
+import { schemaProblems } from "../config/load.js";
 import type { HeadroomConfig, PoolConfig } from "../config/schema.js";
 import { PodInputSchema } from "../config/schema.js";
 import { ConfigError, HeadroomError, messageOf, shortened } from "../errors.js";
@@ -264,14 +265,11 @@ export class Engine implements EngineApi {
     const specs = pods.map((pod, i) => {
       if (pod === null || typeof pod !== "object") throw new HeadroomError("REQUEST_INVALID", `pods[${i}]: must be an object`);
       if (!this.cluster.pools.has(pod.pool)) {
-        throw new HeadroomError("UNKNOWN_POOL", `pods[${i}].pool: unknown pool ${JSON.stringify(pod.pool)} (known: ${[...this.cluster.pools.keys()].join(", ")})`);
+        throw new HeadroomError("UNKNOWN_POOL", `pods[${i}].pool: unknown pool ${shortened(JSON.stringify(pod.pool) ?? String(pod.pool))} (known: ${[...this.cluster.pools.keys()].join(", ")})`);
       }
       const { pool, ...rest } = pod;
-      const parsed = PodInputSchema.safeParse(rest);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new HeadroomError("REQUEST_INVALID", `pods[${i}].${issue.path.join(".")}: ${issue.message}`);
-      }
+      const parsed = PodInputSchema.safeParse(rest, { reportInput: true });
+      if (!parsed.success) throw new HeadroomError("REQUEST_INVALID", schemaProblems(parsed.error, rest, `pods[${i}]`)[0]);
       if (parsed.data.profile !== undefined && !this.cluster.profiles.has(parsed.data.profile)) {
         throw new HeadroomError("REQUEST_INVALID", `pods[${i}].profile: unknown profile ${parsed.data.profile} (known: ${[...this.cluster.profiles.keys()].join(", ")})`);
       }

@@ -3,6 +3,7 @@
 // message starts with the field or header at fault; nothing here touches engine state.
 
 import { Packr, Unpackr, type Options } from "msgpackr";
+import { MAX_ADDRESS_CHARS } from "../config/schema.js";
 import type { CompletionReport, PickAnswer, PickInput, PodPush } from "../engine/types.js";
 import { HeadroomError, messageOf, RequestError, shortened } from "../errors.js";
 import { MAX_SLO_MS, MAX_TOKENS } from "../kernel/validate.js";
@@ -12,8 +13,6 @@ export type BodyFormat = "json" | "msgpack";
 
 /** Request ids are keys of the in-flight table; a bound keeps one request from holding a large key. */
 export const MAX_REQUEST_ID_CHARS = 256;
-/** host:port, a DNS name being at most 253 characters. */
-const MAX_ADDRESS_CHARS = 260;
 /** SPEC.md §7: a prompt's ISL is estimated as one token per four characters. */
 export const CHARS_PER_TOKEN = 4;
 const MAX_SEED = 0xffffffff;
