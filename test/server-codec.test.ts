@@ -172,6 +172,12 @@ describe("pick bodies", () => {
     expect(rejection(() => decodePick({ sloTtftMs: -1 }, { ...NO_SLO_HEADERS, ttftMs: "100" }))).toMatch(/^sloTtftMs: /);
   });
 
+  it("shows a value that is not finite as itself, not as JSON's null (which would mean absent)", () => {
+    expect(rejection(() => decodePick(decodeBody(Buffer.from('{"sloTtftMs":1e400}'), "json")))).toMatch(/^sloTtftMs: .*, got Infinity$/);
+    expect(rejection(() => decodePick(unpack(pack({ inputTokens: NaN }))))).toMatch(/^inputTokens: .*, got NaN$/);
+    expect(rejection(() => decodePick({ priority: -Infinity }))).toMatch(/^priority: .*, got -Infinity$/);
+  });
+
   it("reads only the body's own fields: a decoded __proto__ supplies nothing", () => {
     expect(decodePick(JSON.parse('{"__proto__":{"sloLevel":"gold","seed":-1}}'))).toEqual(decodePick({}));
   });

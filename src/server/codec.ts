@@ -195,6 +195,8 @@ function field(obj: Obj, key: string): unknown {
 /** A value for a message: short, and safe for any decoded type. */
 function shown(v: unknown): string {
   if (typeof v === "bigint") return bigintShown(v);
+  // JSON writes these as null, which reads as "absent" (and null is accepted): 1e400 in JSON, NaN in msgpack.
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
   if (ArrayBuffer.isView(v)) return `<${v.byteLength} bytes>`;
   let text: string | undefined;
   try {
