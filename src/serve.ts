@@ -195,7 +195,18 @@ function banner(base: string, file: string | null, fleet: PodFleet | null, worke
 
 /** Serves until SIGTERM or SIGINT; SIGHUP reloads. Resolves with the exit code. */
 export async function serveUntilSignalled(options: ServeOptions): Promise<number> {
-  const serving = await startServing(options);
+  // SIGHUP's default action ends the process: one that comes while starting (a deploy tool, an edited
+  // ConfigMap's sidecar) is held, and reloads once serving.
+  let hupWhileStarting = false;
+  const onEarlyHup = () => (hupWhileStarting = true);
+  process.on("SIGHUP", onEarlyHup);
+  let serving: Serving;
+  try {
+    serving = await startServing(options);
+  } catch (err) {
+    process.off("SIGHUP", onEarlyHup);
+    throw err;
+  }
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -224,5 +235,7 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<number
     process.on("SIGTERM", onTerm);
     process.on("SIGINT", onInt);
     process.on("SIGHUP", onHup);
+    process.off("SIGHUP", onEarlyHup);
+    if (hupWhileStarting) void serving.reload();
   });
 }

@@ -5,7 +5,7 @@
 import { writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryLogger } from "../src/log.js";
-import { startServing, type Serving } from "../src/serve.js";
+import { serveUntilSignalled, startServing, type Serving } from "../src/serve.js";
 import { ConfigFile, servedConfig } from "./fixtures/server-harness.js";
 
 let serving: Serving | undefined;
@@ -51,6 +51,25 @@ describe("serve: configuration reload", () => {
     expect(logger.lines.slice(before).filter((l) => l.level === "warn").map((l) => l.message)).toContain(
       "plugins[0].parameters.tpotWieght: ignored, not a pd-slo-pair-optimizer parameter",
     );
+  });
+
+  it("a SIGHUP while starting is held and reloads once serving, instead of ending the process", async () => {
+    const file = configFile.write(servedConfig(300));
+    const logger = new MemoryLogger();
+    const hupBefore = process.listeners("SIGHUP");
+    const termBefore = process.listeners("SIGTERM");
+    const done = serveUntilSignalled({ configFile: file, port: 0, out: { write: () => true }, logger, watchMs: 0 });
+    // Still starting: a listener holds the signal (none would let its default action end the process).
+    const early = process.listeners("SIGHUP").filter((l) => !hupBefore.includes(l));
+    expect(early).toHaveLength(1);
+    writeFileSync(file, servedConfig(456));
+    (early[0] as () => void)();
+    await expect.poll(() => logger.lines.some((l) => l.message === "configuration reloaded"), { timeout: 10_000 }).toBe(true);
+    // Stopped as SIGTERM would stop it (the listener itself: a real signal would reach the test runner too).
+    const [onTerm] = process.listeners("SIGTERM").filter((l) => !termBefore.includes(l));
+    (onTerm as () => void)();
+    expect(await done).toBe(0);
+    expect(process.listeners("SIGHUP")).toEqual(hupBefore);
   });
 
   it("with watching off, only reload() (SIGHUP) reads the file", async () => {
