@@ -1,6 +1,7 @@
 // The Grafana dashboard (deploy/grafana/headroom.json) against a real running headroom: every metric
 // its queries read is one headroom registers and serves on /metrics, and every label a query groups by
-// or a legend names is one of that metric's labels.
+// or a legend names is one of that metric's labels, or `pod`, which the ServiceMonitor's scrape adds
+// to every series (each replica's planner and main thread are shown apart by it).
 
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -15,6 +16,8 @@ const dashboard = JSON.parse(readFileSync(join(root, "deploy/grafana/headroom.js
 const targets = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.title, ...t })));
 
 const METRIC = /\b((?:headroom|llm_d)_[a-z_]+)\b/g;
+/** A target label the Prometheus Operator puts on every series it scrapes through a ServiceMonitor. */
+const SCRAPE_LABELS = ["pod"];
 const HISTOGRAM_SUFFIX = /_(bucket|sum|count)$/;
 
 let h: Harness;
@@ -66,7 +69,7 @@ describe("deploy/grafana/headroom.json", () => {
     const legend = [...t.legendFormat.matchAll(/\{\{(\w+)\}\}/g)].map((m) => m[1]);
     for (const label of new Set([...grouped, ...legend])) {
       for (const m of metrics) {
-        const known = m.histogram ? [...m.labels, "le"] : m.labels;
+        const known = [...m.labels, ...SCRAPE_LABELS, ...(m.histogram ? ["le"] : [])];
         expect(known, `${m.name} has no label ${label}`).toContain(label);
       }
     }

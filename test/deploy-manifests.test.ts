@@ -105,6 +105,18 @@ describe("deploy/k8s", () => {
     expect(pod.serviceAccountName).toBe(find("ServiceAccount").metadata.name);
   });
 
+  it("replicas share nothing: a client stays on one replica, each replica has an address, a drain takes one at a time", () => {
+    const services = objects.filter((m) => m.kind === "Service") as (Manifest & Record<string, any>)[];
+    const byName = Object.fromEntries(services.map((s) => [s.metadata.name, s.spec]));
+    // A report finds its pick only on the replica that made it.
+    expect(byName.headroom.sessionAffinity).toBe("ClientIP");
+    // Pushed pods go to every replica, by the headless Service's addresses.
+    expect(byName["headroom-replicas"]).toMatchObject({ clusterIP: "None", selector: find("Deployment").spec.selector.matchLabels });
+    // minAvailable: 2 blocked every drain of a single replica (an actuating planner's).
+    expect(find("PodDisruptionBudget").spec).toMatchObject({ maxUnavailable: 1 });
+    expect(find("PodDisruptionBudget").spec.minAvailable).toBeUndefined();
+  });
+
   // The server listens on 0.0.0.0: without a token, anything that reaches the Service could push pods
   // and send the gateway's traffic to them. A ConfigMap is no place for the token, so a Secret gives it.
   it("the Deployment takes the admin token from a Secret it does not ship, into HEADROOM_ADMIN_TOKEN, and cannot start without it", () => {
