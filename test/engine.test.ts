@@ -375,6 +375,21 @@ describe("reload", () => {
 });
 
 describe("planners", () => {
+  it("a report that outlived its pick's in-flight entry still reaches its pool's planner, found by the pod that served it", async () => {
+    const clock = new ManualClock(1000);
+    const { engine: e } = await engine("workers: { threads: 0 }", clock);
+    const [slow] = (await e.pick([{ sloLevel: "high", requestId: "slow", seed: 1 }])).map(answer);
+    // Far past inflightTtlFactor times its predicted time: the entry has expired.
+    clock.advance(20_000);
+    expect(e.cluster.inflight.size).toBe(0);
+    const late = { requestId: "slow", ok: true, ttftMs: 9000, tpotMs: 400 };
+    expect(e.report([{ ...late, decode: slow.decode }, { ...late, requestId: "elsewhere" }])).toEqual({ known: 0, unknown: 2 });
+    clock.advance(30_000);
+    const high = (e.planner() as { pools: { pool: string; observation: { completions: number; violationRate?: number } | null }[] }).pools.find((p) => p.pool === "high")!;
+    // The one naming its pod counted (and violated both targets); the other names none, so no pool.
+    expect(high.observation).toMatchObject({ completions: 1, violationRate: 1 });
+  });
+
   it("one advisory planner per pool reports through /v1/planner, starting at one both worker each", async () => {
     const { engine: e } = await engine("workers: { threads: 0 }");
     const state = e.planner() as { budgetGpus: number; pools: { pool: string; actuator: string; desired: { both: number; prefill: number; decode: number } }[] };

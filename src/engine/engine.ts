@@ -247,10 +247,13 @@ export class Engine implements EngineApi {
     });
     let known = 0;
     for (const r of reports) {
-      const pool = this.cluster.report(r);
-      if (pool === undefined) continue;
-      known++;
-      this.planners.observeCompletion(pool, r);
+      let pool = this.cluster.report(r);
+      if (pool !== undefined) known++;
+      // A request slower than inflightTtlFactor times its prediction outlives its in-flight entry; its
+      // report still counts for its pool's planner, found by the pod that served it: the slowest
+      // requests are the ones the planner must not miss.
+      else if (r.decode !== undefined) pool = this.cluster.pods.get(r.decode)?.spec.pool;
+      if (pool !== undefined) this.planners.observeCompletion(pool, r);
     }
     return { known, unknown: reports.length - known };
   }
