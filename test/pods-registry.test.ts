@@ -86,6 +86,26 @@ describe("sources", () => {
     expect(registry.podsOf("p").map((p) => p.spec.address)).toEqual(["k2:1", "s:1"]);
   });
 
+  it("an address reused by another pool's pod stays with it while the old pool's set still names it, and after it drops it", () => {
+    const { registry } = setup();
+    const removed: string[] = [];
+    registry.onRemove((address) => removed.push(address));
+    const a1 = { address: "10.1.0.7:8000", pool: "a", role: "decode" as const };
+    const a2 = { address: "10.1.0.8:8000", pool: "a", role: "prefill" as const };
+    registry.replacePool("kubernetes", "a", [a1, a2]);
+    // The IP is freed in pool a and given to a pod of pool b, whose watch tells first.
+    registry.replacePool("kubernetes", "b", [{ address: "10.1.0.7:8000", pool: "b", role: "both" }]);
+    expect(registry.get("10.1.0.7:8000")!.spec.pool).toBe("b");
+    // Another pod of a changes: a's watch sends its whole set, the old pod still in it.
+    registry.replacePool("kubernetes", "a", [a1, { ...a2, draining: true }]);
+    expect(registry.get("10.1.0.7:8000")!.spec).toMatchObject({ pool: "b", role: "both" });
+    // a's watch learns of the deletion.
+    registry.replacePool("kubernetes", "a", [{ ...a2, draining: true }]);
+    expect(registry.get("10.1.0.7:8000")!.spec).toMatchObject({ pool: "b", role: "both" });
+    expect(registry.podsOf("b").map((p) => p.spec.address)).toEqual(["10.1.0.7:8000"]);
+    expect(removed).toEqual([]);
+  });
+
   it("tells removal listeners which pods left, once each", () => {
     const { registry } = setup();
     const removed: string[] = [];

@@ -66,9 +66,23 @@ export interface PodRegistryOptions {
 /** Called with the pools whose membership, specs or drain state changed. Not called for scrapes. */
 export type PodChangeListener = (pools: ReadonlySet<string>) => void;
 
+/** What a source that gives whole pools says of an address in one pool, and when that last changed. */
+interface Claim {
+  spec: PodSpec;
+  seq: number;
+}
+
 export class PodRegistry {
   /** Per source: address -> what it says, or null for a push-API deletion that hides other sources. */
   private readonly layers = new Map<PodSource, Map<string, PodSpec | null>>(POD_SOURCES.map((s) => [s, new Map()]));
+  /**
+   * Per source that gives whole pools (config, Kubernetes): pool -> address -> claim. Pools' sets come
+   * apart (one watch per pool): an address freed in one pool and reused by a pod of another can be in
+   * both sets for a while. The layer says what the most recently changed claim says, so the stale
+   * pool repeating its set neither takes the address back nor, when it drops it, removes the live pod.
+   */
+  private readonly claims = new Map<PodSource, Map<string, Map<string, Claim>>>();
+  private claimSeq = 0;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners: PodChangeListener[] = [];
   private readonly removalListeners: ((address: string) => void)[] = [];
@@ -95,19 +109,34 @@ export class PodRegistry {
    * comes first.
    */
   replacePools(source: PodSource, pools: readonly string[], specs: readonly PodSpec[]): void {
-    const layer = this.layers.get(source)!;
+    let byPool = this.claims.get(source);
+    if (byPool === undefined) this.claims.set(source, (byPool = new Map()));
     const touched = new Set<string>();
-    const replaced = new Set(pools);
-    for (const [address, spec] of layer) {
-      if (spec !== null && replaced.has(spec.pool)) {
-        layer.delete(address);
-        touched.add(address);
-      }
+    const before = new Map<string, Map<string, Claim>>();
+    for (const pool of pools) {
+      const old = byPool.get(pool) ?? new Map<string, Claim>();
+      for (const address of old.keys()) touched.add(address);
+      before.set(pool, old);
+      byPool.set(pool, new Map());
     }
     for (const spec of specs) {
       const address = normalizeAddress(spec.address);
-      layer.set(address, { ...spec, address: spec.address });
+      const previous = before.get(spec.pool)?.get(address);
+      const seq = previous !== undefined && sameSpec(previous.spec, spec) ? previous.seq : ++this.claimSeq;
+      let claims = byPool.get(spec.pool);
+      if (claims === undefined) byPool.set(spec.pool, (claims = new Map()));
+      claims.set(address, { spec: { ...spec, address: spec.address }, seq });
       touched.add(address);
+    }
+    const layer = this.layers.get(source)!;
+    for (const address of touched) {
+      let latest: Claim | undefined;
+      for (const claims of byPool.values()) {
+        const claim = claims.get(address);
+        if (claim !== undefined && (latest === undefined || claim.seq > latest.seq)) latest = claim;
+      }
+      if (latest === undefined) layer.delete(address);
+      else layer.set(address, latest.spec);
     }
     this.remerge(touched);
   }
