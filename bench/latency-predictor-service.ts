@@ -30,6 +30,11 @@ export interface StandInBehaviour {
   /** Status of training uploads: 202 accepts and records them; anything else fails them. */
   trainingStatus: number;
   trainingDelayMs: number;
+  /**
+   * Answers a valid training upload in place of `trainingStatus` when it returns an answer (a server
+   * refusing some batches, e.g. 422 for one entry it will not take); a 2xx records the entries.
+   */
+  trainingRespond?: (entries: readonly unknown[]) => { status: number; body: string } | undefined;
 }
 
 export const DEFAULT_BEHAVIOUR: Readonly<StandInBehaviour> = Object.freeze({
@@ -308,13 +313,18 @@ export class LatencyPredictorStandIn {
     const b = this.behaviour;
     this.later(b.trainingDelayMs, () => {
       if (problems.length > 0) return this.reply(res, "/add_training_data_bulk", n, entries, 422, JSON.stringify({ detail: problems }));
-      if (b.trainingStatus !== 202) {
+      const custom = b.trainingRespond?.(entries as unknown[]);
+      if (custom !== undefined && (custom.status < 200 || custom.status > 299)) {
+        return this.reply(res, "/add_training_data_bulk", n, entries, custom.status, custom.body);
+      }
+      if (custom === undefined && b.trainingStatus !== 202) {
         return this.reply(res, "/add_training_data_bulk", n, entries, b.trainingStatus, JSON.stringify({ detail: "Failed to add training data in bulk" }));
       }
       this.trainingEntriesAccepted += n;
       for (const entry of entries as unknown[]) this.trainingEntries.push(entry);
       const excess = this.trainingEntries.length - this.maxRecordedEntries;
       if (excess > 0) this.trainingEntries.splice(0, excess);
+      if (custom !== undefined) return this.reply(res, "/add_training_data_bulk", n, entries, custom.status, custom.body);
       this.reply(res, "/add_training_data_bulk", n, entries, 202, JSON.stringify({ message: `Accepted ${n} training samples.` }));
     });
   }

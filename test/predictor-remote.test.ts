@@ -507,7 +507,7 @@ describe("training", () => {
     const { predictor, registry } = remote({ "decode-ttft": on(service.url) }, { trainingBufferSize: 150 });
     for (let i = 0; i < 250; i++) predictor.addTrainingSample("decode-ttft", sample(i), 100 + i, { ttftMs: 5 }, 0);
     expect(predictor.trainingBacklog("decode-ttft")).toBe(150);
-    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-ttft" })).toBe(100);
+    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-ttft", reason: "buffer_full" })).toBe(100);
     service.behaviour.trainingStatus = 202;
     await predictor.flushTraining();
     expect(service.trainingEntries.map((e) => (e as { input_token_length: number }).input_token_length)).toEqual(
@@ -540,6 +540,46 @@ describe("training", () => {
     expect((service.trainingEntries[0] as { input_token_length: number }).input_token_length).toBe(200);
     expect(predictor.trainingBacklog("decode-ttft")).toBe(0);
     expect(logger.lines.filter((l) => l.level === "info")).toHaveLength(1);
+  });
+
+  test("a batch the server refuses with a 4xx is dropped and counted, not resent; the entries behind it still go (found by review)", async () => {
+    const service = await standIn();
+    // One entry the server will not take: its batch is answered 422, as the real service's validation does.
+    const isl = (e: unknown) => (e as { input_token_length: number }).input_token_length;
+    service.behaviour.trainingRespond = (entries) =>
+      entries.some((e) => isl(e) === 1042 || isl(e) === 2042)
+        ? { status: 422, body: JSON.stringify({ detail: [{ type: "value_error", loc: ["body", "entries", 42], msg: "refused" }] }) }
+        : undefined;
+    const { predictor, registry, logger } = remote({ "decode-tpot": on(service.url) });
+    for (let i = 0; i < 250; i++) predictor.addTrainingSample("decode-tpot", sample(i), 1000 + i, { tpotMs: 20 }, 0);
+    await predictor.flushTraining();
+    await predictor.flushTraining();
+    expect(service.calls.map((c) => c.status)).toEqual([422, 202, 202]);
+    expect(service.trainingEntries.map(isl)).toEqual(Array.from({ length: 150 }, (_, i) => 1100 + i));
+    expect(predictor.trainingBacklog("decode-tpot")).toBe(0);
+    const dropped = (reason: string) => counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot", reason });
+    expect(await dropped("refused")).toBe(100);
+    expect(await counterValue(registry, "headroom_predictor_training_sent_total", { predictor: "decode-tpot" })).toBe(150);
+    const warnings = () => logger.lines.filter((l) => l.level === "warn");
+    expect(warnings()).toHaveLength(1);
+    expect(warnings()[0].message).toMatch(/refused an upload \(http_422\); its entries were dropped/);
+
+    // The same cause again is counted, not logged again; 429 and 408 say "later": kept for the next flush.
+    for (let i = 0; i < 100; i++) predictor.addTrainingSample("decode-tpot", sample(i), 2000 + i, { tpotMs: 20 }, 0);
+    await predictor.flushTraining();
+    expect(await dropped("refused")).toBe(200);
+    expect(warnings()).toHaveLength(1);
+    for (const status of [429, 408, 500]) {
+      service.behaviour.trainingRespond = () => ({ status, body: "{}" });
+      predictor.addTrainingSample("decode-tpot", sample(0), 3000, { tpotMs: 20 }, 0);
+      await predictor.flushTraining();
+      expect(predictor.trainingBacklog("decode-tpot"), `HTTP ${status}`).toBe(1);
+      service.behaviour.trainingRespond = undefined;
+      await predictor.flushTraining();
+      expect(predictor.trainingBacklog("decode-tpot"), `HTTP ${status}`).toBe(0);
+    }
+    expect(await dropped("refused")).toBe(200);
+    expect(service.trainingEntriesAccepted).toBe(153);
   });
 
   test("invalid samples and samples for quantities not served are refused", async () => {
@@ -801,7 +841,7 @@ describe("in its own thread: late answers, a dying thread, pods that leave", () 
     expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "success" })).toBe(1);
     expect(await counterValue(registry, CALLS_METRIC, { predictor: "decode-tpot", status: "error" })).toBe(1);
     predictor.addTrainingSample("decode-tpot", pods[0], 1000, { tpotMs: 12 }, Date.now());
-    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot" })).toBe(1);
+    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot", reason: "thread_down" })).toBe(1);
 
     clock.advance(THREAD_RESTART_DELAYS_MS[0]);
     expect(predictor.threadUp).toBe(true);

@@ -20,6 +20,7 @@ import {
   type FallbackReason,
   type RemotePredictorInit,
   type RemoteValues,
+  type TrainingDropReason,
 } from "./remote.js";
 import type { FromRemoteThread, ToRemoteThread } from "./remote-thread.js";
 import { QUANTITIES, type PodFeatures, type PoolPredictions, type Predictor, type Quantity } from "./types.js";
@@ -114,7 +115,7 @@ export class ThreadedRemotePredictor implements Predictor {
   addTrainingSample(quantity: Quantity, features: PodFeatures, inputTokens: number, actual: { ttftMs?: number; tpotMs?: number }, timestampMs: number): void {
     if (this.closed) return;
     if (this.worker === null) {
-      if (this.served.includes(quantity)) this.count(REMOTE_COUNTERS.trainingDropped.name, { predictor: quantity }, 1);
+      if (this.served.includes(quantity)) this.count(REMOTE_COUNTERS.trainingDropped.name, { predictor: quantity, reason: "thread_down" satisfies TrainingDropReason }, 1);
       return;
     }
     this.worker.postMessage({ t: "train", quantity, features, inputTokens, actual, timestampMs } satisfies ToRemoteThread);

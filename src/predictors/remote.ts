@@ -57,6 +57,12 @@ export const CALLS_METRIC = "llm_d_inference_scheduler_pd_slo_predictor_calls_to
  */
 export type FallbackReason = "timeout" | "http_error" | "not_ready" | "bad_response" | "connection" | "stale" | "thread_down";
 
+/**
+ * Why training entries were dropped (the `reason` label): the buffer was full (the oldest give way), the
+ * training server refused their upload with a 4xx a retry cannot change, or the predictor's thread was down.
+ */
+export type TrainingDropReason = "buffer_full" | "refused" | "thread_down";
+
 const ENV_PREFIX: Record<Quantity, string> = {
   "prefill-ttft": "PREFILL_TTFT",
   "decode-ttft": "DECODE_TTFT",
@@ -261,7 +267,7 @@ export function counterOn<L extends string>(registry: Registry, name: string, he
 interface RemoteMetrics {
   calls: Counter<"predictor" | "status">;
   fallbacks: Counter<"predictor" | "reason">;
-  trainingDropped: Counter<"predictor">;
+  trainingDropped: Counter<"predictor" | "reason">;
   trainingSent: Counter<"predictor">;
   invalidRows: Counter<"predictor">;
 }
@@ -270,7 +276,11 @@ interface RemoteMetrics {
 export const REMOTE_COUNTERS = Object.freeze({
   calls: { name: CALLS_METRIC, help: "Latency predictor calls by predictor and status", labels: ["predictor", "status"] },
   fallbacks: { name: "headroom_predictor_fallbacks_total", help: "Remote prediction calls whose pods fell back to the profile, by reason", labels: ["predictor", "reason"] },
-  trainingDropped: { name: "headroom_predictor_training_dropped_total", help: "Training entries dropped (oldest first) because the buffer was full", labels: ["predictor"] },
+  trainingDropped: {
+    name: "headroom_predictor_training_dropped_total",
+    help: "Training entries dropped, by reason: buffer_full (oldest first), refused (a 4xx a retry cannot change), timeout (maybe delivered, not resent), thread_down",
+    labels: ["predictor", "reason"],
+  },
   trainingSent: { name: "headroom_predictor_training_sent_total", help: "Training entries the training server accepted", labels: ["predictor"] },
   invalidRows: { name: "headroom_predictor_invalid_rows_total", help: "Prediction rows and training entries not sent because a feature was invalid", labels: ["predictor"] },
 } as const);
@@ -757,7 +767,7 @@ export class RemotePredictor implements Predictor {
       actual_tpot_ms: tpotMs,
       timestamp: new Date(timestampMs).toISOString(),
     });
-    if (dropped > 0) this.metrics.trainingDropped.inc({ predictor: quantity }, dropped);
+    if (dropped > 0) this.metrics.trainingDropped.inc({ predictor: quantity, reason: "buffer_full" }, dropped);
     return true;
   }
 
@@ -791,15 +801,28 @@ export class RemotePredictor implements Predictor {
       const entries = state.training.take(MAX_ENTRIES_PER_UPLOAD);
       if (entries.length === 0) return;
       // An upload may take up to a flush period; training is off the pick path.
-      const outcome = await this.post<null>(url, { entries }, this.trainingFlushMs, 65_536, (status, text) =>
-        status >= 200 && status <= 299
-          ? { ok: true, value: null }
-          : { ok: false, reason: "http_error", cause: `http_${status}`, detail: `HTTP ${status}: ${detailOf(text)}` },
-      );
+      const answered = { refused: false };
+      const outcome = await this.post<null>(url, { entries }, this.trainingFlushMs, 65_536, (status, text) => {
+        if (status >= 200 && status <= 299) return { ok: true, value: null };
+        answered.refused = cannotSucceedOnRetry(status);
+        return { ok: false, reason: "http_error", cause: `http_${status}`, detail: `HTTP ${status}: ${detailOf(text)}` };
+      });
       if (outcome === null) return;
+      if (!outcome.ok && answered.refused) {
+        // Sent again it would be refused again, and every flush would resend it while nothing behind it
+        // went out: the batch goes, and the rest of the buffer carries on.
+        this.metrics.trainingDropped.inc({ predictor: q, reason: "refused" }, entries.length);
+        this.once.fail(`${subject} ${outcome.cause}`, outcome.cause, `remote ${q} training server refused an upload (${outcome.cause}); its entries were dropped`, {
+          predictor: q,
+          url: state.trainingUrl,
+          detail: outcome.detail,
+          dropped: entries.length,
+        });
+        continue;
+      }
       if (!outcome.ok) {
         const dropped = state.training.putBack(entries);
-        if (dropped > 0) this.metrics.trainingDropped.inc({ predictor: q }, dropped);
+        if (dropped > 0) this.metrics.trainingDropped.inc({ predictor: q, reason: "buffer_full" }, dropped);
         this.once.fail(subject, outcome.cause, `remote ${q} training upload failed (${outcome.reason}); entries kept for the next flush`, {
           predictor: q,
           url: state.trainingUrl,
@@ -821,6 +844,15 @@ export class RemotePredictor implements Predictor {
     for (const controller of this.inflight) controller.abort();
     this.inflight.clear();
   }
+}
+
+/**
+ * Whether an upload's HTTP status says the same body would be refused again: a 4xx (422 for an entry
+ * the server will not take, 413 for a body too large, …) other than 408 (timeout) and 429 (too many
+ * requests), which say "later".
+ */
+function cannotSucceedOnRetry(status: number): boolean {
+  return status >= 400 && status <= 499 && status !== 408 && status !== 429;
 }
 
 function sameGrid(a: Float64Array, b: Float64Array): boolean {
