@@ -287,7 +287,12 @@ describe("loading and releasing", () => {
     inflight.forgetPod("D:1");
     expect(inflight.podLoad("D:1").decodeRequests).toBe(0);
     expect(inflight.podLoad("P:1").prefillRequests).toBe(1);
+    // Released by the pods leaving once neither holds it any more.
+    expect(inflight.counters.released.pod_left).toBe(0);
+    inflight.forgetPod("P:1");
+    expect(inflight.counters.released.pod_left).toBe(1);
     expect(inflight.report("r1")).toBeDefined();
+    expect(inflight.counters.released.report).toBe(0);
   });
 });
 

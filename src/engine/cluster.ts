@@ -328,7 +328,7 @@ export class Cluster {
     registered(registry, "headroom_inflight_released_total", Counter, () =>
       new Counter({
         name: "headroom_inflight_released_total",
-        help: "In-flight load released, by reason: report, scrape (the pod's own counts include it), expired, or undelivered (the client went away before its answer)",
+        help: "In-flight load released, by reason: report, scrape (the pod's own counts include it), expired, undelivered (the client went away before its answer) or pod_left (its pod left the registry)",
         labelNames: ["reason"],
         registers: [registry],
         collect() {

@@ -74,7 +74,7 @@ export interface PodInflight {
   decodeTokens: number;
 }
 
-export type ReleaseReason = "report" | "scrape" | "expired" | "undelivered";
+export type ReleaseReason = "report" | "scrape" | "expired" | "undelivered" | "pod_left";
 
 export interface InflightOptions {
   clock: Clock;
@@ -412,7 +412,7 @@ export class InflightLoad<F = unknown> {
   private nextSlot: number;
   /** The start of the earliest coarse span not yet cascaded: every earlier one started within the horizon of a pass. */
   private nextSpanMs: number;
-  readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0, undelivered: 0 }, unknownReports: 0, duplicatePicks: 0 };
+  readonly counters: InflightCounters = { released: { report: 0, scrape: 0, expired: 0, undelivered: 0, pod_left: 0 }, unknownReports: 0, duplicatePicks: 0 };
 
   constructor(private readonly options: InflightOptions) {
     this.c = new Columns<F>(options.reserveRows ?? RESERVED_ROWS);
@@ -610,7 +610,7 @@ export class InflightLoad<F = unknown> {
     const key = normalizeAddress(address);
     const pod = this.pods.get(key);
     if (pod === undefined) return;
-    this.releaseReachedBy(pod, Infinity);
+    this.counters.released.pod_left += this.releaseReachedBy(pod, Infinity);
     this.removePod(key, pod);
   }
 
