@@ -15,10 +15,16 @@ const desiredOf = (s: { desired: { prefill: number; decode: number; both: number
 const medium = (name: string, planner: PoolOverrides["planner"] = {}, over: PoolOverrides = {}) =>
   pool("medium", { name, maxGpus: 8, ...over, planner: { loadPredictor: "constant", burstProtection: false, ...planner } });
 
+// TPOTs near what the profile predicts at these loads (a step of 8-13 ms at the batches they make), so
+// the decode correction stays near 1 and decode fits the both worker. The feed's default 20 ms is about
+// twice the profile's step at low load: pods that slow run each step twice as long and need more decode
+// workers.
+const AS_PROFILED_TPOT_MS = 10;
+
 describe("proactive and reactive", () => {
   it("a proactive pool sizes for the predicted load, a reactive one for the observed", () => {
     const t = setup([medium("pro", { loadPredictor: "kalman", proactive: true }), medium("re", { loadPredictor: "kalman", proactive: false })]);
-    for (const ratePerS of [10, 20, 30]) feed(t, { pro: { ratePerS }, re: { ratePerS } }, 10);
+    for (const ratePerS of [10, 20, 30]) feed(t, { pro: { ratePerS, tpotMs: AS_PROFILED_TPOT_MS }, re: { ratePerS, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
     const pro = t.state("pro");
     const re = t.state("re");
     // The Kalman filter continues 10, 20, 30 to 40 req/s.
@@ -36,10 +42,11 @@ describe("burst protection", () => {
   it("scales up at once when the short-window rate jumps past the prediction", () => {
     const every30s = { adjustmentIntervalMs: 30_000 };
     const t = setup([medium("guarded", { ...every30s, burstProtection: true }), medium("plain", every30s)]);
-    feed(t, { guarded: { ratePerS: 2 }, plain: { ratePerS: 2 } }, 30);
+    // At 2 req/s the profile's step is 7 ms (batch 3): the burst is sized with the correction seen here.
+    feed(t, { guarded: { ratePerS: 2, tpotMs: 7 }, plain: { ratePerS: 2, tpotMs: 7 } }, 30);
     expect(t.state("guarded").load!.predicted.ratePerS).toBe(2);
     // 40 req/s from t = 30 s; the next adjustment is at t = 60 s.
-    feed(t, { guarded: { ratePerS: 40 }, plain: { ratePerS: 40 } }, 15);
+    feed(t, { guarded: { ratePerS: 40, tpotMs: AS_PROFILED_TPOT_MS }, plain: { ratePerS: 40, tpotMs: AS_PROFILED_TPOT_MS } }, 15);
     const guarded = t.state("guarded");
     expect(guarded.decisions.length).toBeGreaterThan(0);
     expect(guarded.decisions.every((d) => d.reason === "burst" && d.atMs > 30_000 && d.atMs < 60_000)).toBe(true);
@@ -175,14 +182,14 @@ describe("scale-down stabilisation", () => {
 
   it("scales down once the target has stayed lower for the whole window", () => {
     const t = setup([medium("m")], { tuning: { cooldownMs: 10_000, scaleDownWindowMs: 30_000 } });
-    feed(t, { m: { ratePerS: 30 } }, 10);
+    feed(t, { m: { ratePerS: 30, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
     expect(desiredOf(t.state("m"))).toEqual(layout(2, 0, 1));
     const prefill: number[] = [];
     for (let i = 0; i < 5; i++) {
-      feed(t, { m: { ratePerS: 10 } }, 10);
+      feed(t, { m: { ratePerS: 10, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
       prefill.push(t.state("m").desired.prefill);
     }
-    // 10 req/s fits the both worker (0.61 + 0.22): lower from t = 20 s, but the 2-prefill target of
+    // 10 req/s fits the both worker (0.61 + 0.27): lower from t = 20 s, but the 2-prefill target of
     // t = 10 s stays in the window until t = 40 s; then one step per 10 s cooldown.
     expect(prefill).toEqual([2, 2, 1, 0, 0]);
     t.planners.close();

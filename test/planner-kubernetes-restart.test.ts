@@ -40,6 +40,10 @@ afterEach(async () => {
 });
 
 const medium = pool("medium", { name: "m", maxGpus: 8, planner: { loadPredictor: "constant", burstProtection: false } });
+// TPOTs near the profile's step at these loads, so the decode correction stays near 1 (the feed's
+// default 20 ms is about twice the profile's step with several decode-capable workers, and pods that
+// slow need more decode workers).
+const AS_PROFILED_TPOT_MS = 10;
 const replicas = () => [api.replicas("deployments", NS, "m-prefill"), api.replicas("deployments", NS, "m-decode"), api.replicas("deployments", NS, "m-both")];
 
 describe("a planner that starts on a running pool", () => {
@@ -109,21 +113,21 @@ describe("a planner that starts on a running pool", () => {
     const t = setup([medium], { actuator });
     await until(() => t.state("m").running.source === "read", "the first read");
     // 30 req/s holds 2 prefill workers; the decode workers beyond need go one at a time.
-    feed(t, { m: { ratePerS: 30 } }, 30);
+    feed(t, { m: { ratePerS: 30, tpotMs: AS_PROFILED_TPOT_MS } }, 30);
     await until(() => t.state("m").apply.status !== "applying", "the decisions applied");
     expect(replicas()).toEqual([3, 1, 1]);
     // An operator adds four decode workers. The next decision (prefill 3 -> 2) leaves them alone.
     api.set("deployments", NS, "m-decode", 5);
-    feed(t, { m: { ratePerS: 30 } }, 10);
+    feed(t, { m: { ratePerS: 30, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
     await until(() => t.state("m").apply.status === "applied", "the decision applied");
     expect(replicas()).toEqual([2, 5, 1]);
     // The next interval reads what runs and takes it in.
-    feed(t, { m: { ratePerS: 30 } }, 10);
+    feed(t, { m: { ratePerS: 30, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
     await until(() => desiredOf(t.state("m")).decode === 5, "the change taken in");
     expect(t.logger.lines.some((l) => l.message === "planner found the pool's workers changed outside it" && l.fields?.runs === "2P/5D/1B")).toBe(true);
     const before = api.puts().length;
     for (let i = 0; i < 4; i++) {
-      feed(t, { m: { ratePerS: 30 } }, 10);
+      feed(t, { m: { ratePerS: 30, tpotMs: AS_PROFILED_TPOT_MS } }, 10);
       await until(() => t.state("m").apply.status !== "applying", "the decision applied");
       await flush();
     }

@@ -80,7 +80,7 @@ describe("workers for a load", () => {
     expect(need.decodeWorkers).toBe(1);
   });
 
-  it("applies the corrections: prefill scales the demand, decode divides the ITL", () => {
+  it("applies the corrections: prefill scales the demand, decode divides the ITL and the tokens/s", () => {
     const halfPrefill = sizeNeed(profile, HIGH, { ratePerS: 50, isl: 2000, osl: 150 }, { prefill: 0.5, decode: 1 });
     expect(halfPrefill.prefillTokensPerS).toBe(50_000);
     expect(halfPrefill.prefillWorkers).toBe(1);
@@ -88,6 +88,18 @@ describe("workers for a load", () => {
     const slowDecode = sizeNeed(profile, HIGH, { ratePerS: 50, isl: 2000, osl: 150 }, { prefill: 1, decode: 2 });
     expect(slowDecode.capacity.itlMs).toBe(15);
     expect(slowDecode.capacity.decodeBatch).toBe(192);
+    // Each step of that batch takes 2x the profile's (14.98 ms -> 29.96 ms): 192 / 29.96 ms = 6,409 tok/s,
+    // not the profile's 12,819.
+    const profileStepMs = (c0 + 192 * (c1 + 2075 * c2)) / 1.7;
+    expect(slowDecode.capacity.decodeStepMs).toBeCloseTo(profileStepMs, 9);
+    expect(slowDecode.capacity.decodeTokensPerS).toBeCloseTo((192 * 1000) / (2 * profileStepMs), 6);
+    expect(Math.round(slowDecode.capacity.decodeTokensPerS)).toBe(6_409);
+    expect(slowDecode.decodeShare).toBeCloseTo(7_500 / (((192 * 1000) / (2 * profileStepMs)) * 0.8), 9);
+    // The review's case: 100 req/s, 15,000 output tok/s over 6,409 x 0.8 = 2.93 -> 3 decode-capable
+    // workers (2 when the step was taken at the profile's speed: 15,000 / (12,819 x 0.8) = 1.46).
+    const review = sizeNeed(profile, HIGH, { ratePerS: 100, isl: 2000, osl: 150 }, { prefill: 1, decode: 2 });
+    expect(review.decodeShare).toBeCloseTo(2.925, 3);
+    expect(review.decodeWorkers).toBe(3);
   });
 });
 

@@ -28,9 +28,13 @@ export interface WorkerCapacity {
   prefillTokensPerS: number;
   /** The ITL the decode batch was sized for (the target, divided by the decode correction). */
   itlMs: number;
+  /** Observed over profile-predicted decode latency: a worker's steps take this many times the profile's. */
+  decodeCorrection: number;
   /** The largest batch whose step meets itlMs and whose KV fits. */
   decodeBatch: number;
+  /** The profile's step at decodeBatch (meets itlMs); the worker really takes decodeCorrection times this. */
   decodeStepMs: number;
+  /** Output tokens/s of the worker as it really runs: decodeBatch per (decodeCorrection x decodeStepMs). */
   decodeTokensPerS: number;
   kvCapacityTokens: number;
   /** False when even one sequence misses itlMs: the worker is then sized at batch 1. */
@@ -39,7 +43,13 @@ export interface WorkerCapacity {
   kvLimited: boolean;
 }
 
-export function workerCapacity(profile: LatencyProfile, params: SizingParams, isl: number, osl: number, itlMs = params.itlMs): WorkerCapacity {
+/**
+ * `decodeCorrection` (c_d): a worker c_d times slower than the profile meets the ITL target only at the
+ * batch whose profile step meets target / c_d, and runs each of those steps c_d times longer, so its
+ * tokens/s are the profile's at that batch divided by c_d.
+ */
+export function workerCapacity(profile: LatencyProfile, params: SizingParams, isl: number, osl: number, decodeCorrection = 1): WorkerCapacity {
+  const itlMs = params.itlMs / decodeCorrection;
   const speedup = tpSpeedup(params.tp, params.tpEfficiency);
   const prefillMs = profile.prefillMs(isl) / speedup;
   const contextTokens = isl + osl / 2;
@@ -58,9 +68,10 @@ export function workerCapacity(profile: LatencyProfile, params: SizingParams, is
     prefillMs,
     prefillTokensPerS: (isl * 1000) / prefillMs,
     itlMs,
+    decodeCorrection,
     decodeBatch,
     decodeStepMs,
-    decodeTokensPerS: (decodeBatch * 1000) / decodeStepMs,
+    decodeTokensPerS: (decodeBatch * 1000) / (decodeCorrection * decodeStepMs),
     kvCapacityTokens,
     itlReachable: byItl >= 1,
     kvLimited: byKv < byItl,
@@ -96,11 +107,12 @@ export interface Need {
 
 /**
  * prefill workers = ceil(rate x ISL x prefill correction / (prefill tokens/s of one worker x buffer));
- * decode workers = ceil(rate x OSL / (tokens/s of one worker at the largest batch meeting ITL / decode
- * correction, at context ISL + OSL/2, x buffer)).
+ * decode workers = ceil(rate x OSL / (tokens/s of one worker at the largest batch whose profile step
+ * meets ITL / decode correction, divided by the decode correction (each step really takes that many
+ * times the profile's), at context ISL + OSL/2, x buffer)).
  */
 export function sizeNeed(profile: LatencyProfile, params: SizingParams, load: Load, corrections: Corrections = NO_CORRECTION): Need {
-  const capacity = workerCapacity(profile, params, load.isl, load.osl, params.itlMs / corrections.decode);
+  const capacity = workerCapacity(profile, params, load.isl, load.osl, corrections.decode);
   const prefillTokensPerS = load.ratePerS * load.isl * corrections.prefill;
   const outputTokensPerS = load.ratePerS * load.osl;
   const prefillShare = prefillTokensPerS / (capacity.prefillTokensPerS * params.bufferRatio);
