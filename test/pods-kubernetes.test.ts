@@ -203,6 +203,18 @@ describe("failures and recovery", () => {
     expect(d.logger.lines.filter((l) => l.message === "kubernetes pod discovery recovered")).toHaveLength(1);
   });
 
+  test("a watch the server takes and never answers fails after requestTimeoutMs and is relisted, not left blind until the resync", async () => {
+    const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
+    api.hangWatches = 1;
+    const d = discover(api, { requestTimeoutMs: 200 });
+    await until(() => d.calls.length === 1);
+    await expect.poll(async () => (await d.errors())["high/timeout"], { timeout: 3000 }).toBe(1);
+    api.add(pod("b", { ip: "10.0.0.2" }));
+    await until(() => d.addresses()?.length === 2);
+    expect(api.count("list")).toBe(2);
+    expect(d.warnings()).toEqual(["kubernetes pod discovery failed [timeout]"]);
+  });
+
   test("410 Gone, as an answer or as an event in the stream, leads to a fresh list", async () => {
     const api = await fakeApi(pod("a", { ip: "10.0.0.1" }));
     api.failures.push({ kind: "watch", status: 410 });

@@ -132,6 +132,8 @@ class PoolWatch {
   private cancelResync: Cancel | undefined;
   /** A pending relist after a failure, or rewatch after a watch the server ended. */
   private cancelRetry: Cancel | undefined;
+  /** Fails a watch whose response has not started within requestTimeoutMs. */
+  private cancelWatchStart: Cancel | undefined;
   private closed = false;
 
   constructor(
@@ -181,6 +183,14 @@ class PoolWatch {
   private watch(attempt: number): void {
     const path = `/api/v1/namespaces/${encodeURIComponent(this.shared.options.namespace)}/pods`;
     const query = { labelSelector: this.selector, resourceVersion: this.resourceVersion, allowWatchBookmarks: true };
+    // The client's watch has no timeout of its own (client-node 1.4 replaces its timeout signal with
+    // the one it hands back once the response starts): a server that takes the request and never
+    // answers would leave the pool blind until the resync. Such a request cannot be aborted; the
+    // relist goes on without it.
+    const { requestTimeoutMs } = this.shared;
+    this.cancelWatchStart = this.shared.options.clock.schedule(requestTimeoutMs, () => {
+      if (attempt === this.attempt) this.fail("timeout", `watch: no response within ${requestTimeoutMs} ms`);
+    });
     this.shared.watch
       .watch(
         path,
@@ -195,7 +205,11 @@ class PoolWatch {
       .then(
         (controller) => {
           // The controller arrives once the response has started; by then the attempt may be over.
-          if (attempt === this.attempt) this.abortRequest = controller;
+          if (attempt === this.attempt) {
+            this.cancelWatchStart?.();
+            this.cancelWatchStart = undefined;
+            this.abortRequest = controller;
+          }
           else controller.abort();
         },
         (error: unknown) => {
@@ -259,6 +273,8 @@ class PoolWatch {
     this.cancelResync = undefined;
     this.cancelRetry?.();
     this.cancelRetry = undefined;
+    this.cancelWatchStart?.();
+    this.cancelWatchStart = undefined;
     return attempt;
   }
 
