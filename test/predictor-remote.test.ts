@@ -582,6 +582,48 @@ describe("training", () => {
     expect(service.trainingEntriesAccepted).toBe(153);
   });
 
+  test("a server that takes an upload and answers after a flush period gets it once; one with no answer in time has it dropped, not resent (found by review)", async () => {
+    const service = await standIn();
+    service.behaviour.trainingDelayMs = 1300;
+    const { predictor, registry, logger } = remote({ "decode-tpot": on(service.url) }, { trainingFlushMs: 1000 });
+    for (let i = 0; i < 100; i++) predictor.addTrainingSample("decode-tpot", sample(i), 1000 + i, { tpotMs: 20 }, 0);
+    for (let k = 0; k < 3; k++) await predictor.flushTraining();
+    service.reset();
+    await predictor.flushTraining();
+    expect(service.trainingEntriesAccepted).toBe(100);
+    expect(await counterValue(registry, "headroom_predictor_training_sent_total", { predictor: "decode-tpot" })).toBe(100);
+
+    // Past the upload's own timeout the entries may have arrived: dropped and counted, never sent twice.
+    const slow = remote({ "decode-tpot": on(service.url) }, { trainingUploadTimeoutMs: 200 }, registry);
+    service.clearRecords();
+    service.behaviour.trainingDelayMs = 400;
+    for (let i = 0; i < 150; i++) slow.predictor.addTrainingSample("decode-tpot", sample(i), 1000 + i, { tpotMs: 20 }, 0);
+    await slow.predictor.flushTraining();
+    expect(slow.predictor.trainingBacklog("decode-tpot")).toBe(50);
+    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot", reason: "timeout" })).toBe(100);
+    expect(slow.logger.lines.filter((l) => l.level === "warn").map((l) => l.message)).toEqual([
+      "remote decode-tpot training upload got no answer in time; its entries were dropped (the server may have them)",
+    ]);
+    await new Promise((r) => setTimeout(r, 300));
+    service.reset();
+    await slow.predictor.flushTraining();
+    expect(service.trainingEntries.map((e) => (e as { input_token_length: number }).input_token_length)).toEqual(
+      Array.from({ length: 150 }, (_, i) => 1000 + i),
+    );
+    expect(logger.lines.filter((l) => l.level === "warn")).toHaveLength(0);
+
+    // No connection at all: nothing was delivered, so the entries wait for the next flush.
+    const port = Number(new URL(service.url).port);
+    await service.close();
+    slow.predictor.addTrainingSample("decode-tpot", sample(0), 5000, { tpotMs: 20 }, 0);
+    await slow.predictor.flushTraining();
+    expect(slow.predictor.trainingBacklog("decode-tpot")).toBe(1);
+    const back = await standIn(port);
+    await slow.predictor.flushTraining();
+    expect(back.trainingEntriesAccepted).toBe(1);
+    expect(await counterValue(registry, "headroom_predictor_training_dropped_total", { predictor: "decode-tpot" })).toBe(100);
+  });
+
   test("invalid samples and samples for quantities not served are refused", async () => {
     const service = await standIn();
     const { predictor, registry } = remote({ "decode-ttft": on(service.url) });

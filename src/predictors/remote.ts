@@ -36,6 +36,13 @@ export const MAX_ROWS_PER_CALL = 10_000;
 /** Training entries per upload, as SPEC.md §4 asks. */
 export const MAX_ENTRIES_PER_UPLOAD = 100;
 /**
+ * A training upload is abandoned after this long. It is not the flush period: a server may take the body
+ * and answer late, and an upload given up on is not resent (the server may have it: resending would train
+ * it on duplicates), so the wait is long. It delays no flush tick: uploads are serialised per quantity, a
+ * tick finding one running starts nothing, and training is off the pick path.
+ */
+export const TRAINING_UPLOAD_TIMEOUT_MS = 10_000;
+/**
  * Largest prediction accepted, per field. A feature outside the service's training range can make its
  * model extrapolate; a TTFT beyond ten minutes or a TPOT beyond ten seconds is no SLO's business and
  * says the model is broken, so the call's answer is discarded.
@@ -59,9 +66,10 @@ export type FallbackReason = "timeout" | "http_error" | "not_ready" | "bad_respo
 
 /**
  * Why training entries were dropped (the `reason` label): the buffer was full (the oldest give way), the
- * training server refused their upload with a 4xx a retry cannot change, or the predictor's thread was down.
+ * training server refused their upload with a 4xx a retry cannot change, their upload got no answer in
+ * time (the server may have them, so they are not resent), or the predictor's thread was down.
  */
-export type TrainingDropReason = "buffer_full" | "refused" | "thread_down";
+export type TrainingDropReason = "buffer_full" | "refused" | "timeout" | "thread_down";
 
 const ENV_PREFIX: Record<Quantity, string> = {
   "prefill-ttft": "PREFILL_TTFT",
@@ -423,6 +431,8 @@ export interface RemotePredictorOptions {
   /** Training entries kept per quantity while the training server is slow or down. */
   trainingBufferSize: number;
   trainingFlushMs: number;
+  /** Each training upload is abandoned, its entries dropped, after this long. Default TRAINING_UPLOAD_TIMEOUT_MS. */
+  trainingUploadTimeoutMs?: number;
   /** The engine's refresh period; remote values stay fresh for FRESH_REFRESHES of them. Default: the config's. */
   refreshMs?: number;
   /** Overrides the freshness limit directly. */
@@ -488,6 +498,7 @@ export class RemotePredictor implements Predictor {
   private readonly once: OncePerCause;
   private readonly timeoutMs: number;
   private readonly trainingFlushMs: number;
+  private readonly trainingUploadTimeoutMs: number;
   readonly maxAgeMs: number;
   private readonly inflight = new Set<AbortController>();
   private readonly stopFlush: Cancel;
@@ -506,6 +517,7 @@ export class RemotePredictor implements Predictor {
     this.once = new OncePerCause(init.logger);
     this.timeoutMs = options.timeoutMs;
     this.trainingFlushMs = options.trainingFlushMs;
+    this.trainingUploadTimeoutMs = options.trainingUploadTimeoutMs ?? TRAINING_UPLOAD_TIMEOUT_MS;
     this.maxAgeMs = maxAgeOf(options);
     this.judgeHere = (init.judge ?? "here") === "here";
     for (const q of QUANTITIES) {
@@ -800,9 +812,8 @@ export class RemotePredictor implements Predictor {
     while (calls-- > 0 && !this.closed) {
       const entries = state.training.take(MAX_ENTRIES_PER_UPLOAD);
       if (entries.length === 0) return;
-      // An upload may take up to a flush period; training is off the pick path.
       const answered = { refused: false };
-      const outcome = await this.post<null>(url, { entries }, this.trainingFlushMs, 65_536, (status, text) => {
+      const outcome = await this.post<null>(url, { entries }, this.trainingUploadTimeoutMs, 65_536, (status, text) => {
         if (status >= 200 && status <= 299) return { ok: true, value: null };
         answered.refused = cannotSucceedOnRetry(status);
         return { ok: false, reason: "http_error", cause: `http_${status}`, detail: `HTTP ${status}: ${detailOf(text)}` };
@@ -819,6 +830,18 @@ export class RemotePredictor implements Predictor {
           dropped: entries.length,
         });
         continue;
+      }
+      if (!outcome.ok && outcome.reason === "timeout") {
+        // The body went out and may have been taken: sent again, the server could train on it twice.
+        this.metrics.trainingDropped.inc({ predictor: q, reason: "timeout" }, entries.length);
+        this.once.fail(subject, outcome.cause, `remote ${q} training upload got no answer in time; its entries were dropped (the server may have them)`, {
+          predictor: q,
+          url: state.trainingUrl,
+          detail: outcome.detail,
+          dropped: entries.length,
+          backlog: state.training.size,
+        });
+        return;
       }
       if (!outcome.ok) {
         const dropped = state.training.putBack(entries);
