@@ -159,6 +159,38 @@ describe("arima (order search in a thread)", () => {
 });
 
 describe("the ARIMA search thread", () => {
+  // Searches of 20 points run in about 50 ms, of 200 points on a cycle about 400 ms, of 1,000 about 1.2 s
+  // (the first on a new thread about 100 ms more).
+  const series = (n: number, k = 0) => Array.from({ length: n }, (_, t) => 10 + k + 5 * Math.sin(t / 3) + ((t * 7) % 5));
+
+  it("times a search from when the thread runs it, not from when it was asked", async () => {
+    // Pools' predictors ask at once; the thread runs them one after another, ~1.6 s in all.
+    const searcher = new ArimaSearchThread({ timeoutMs: 1000, lowPriority: false });
+    try {
+      const answers = await Promise.all([0, 1, 2, 3].map((k) => searcher.search(series(200, k), 10)));
+      // Before: the timer started when a search was asked, so the third timed out while queued and
+      // the restart failed the fourth with it.
+      expect(answers.map((a) => a === null)).toEqual([false, false, false, false]);
+      expect(searcher.answered).toBe(4);
+    } finally {
+      searcher.close();
+    }
+  });
+
+  it("fails only the search that overran its timeout; those queued behind it run on a new thread", async () => {
+    const searcher = new ArimaSearchThread({ timeoutMs: 500, lowPriority: false });
+    try {
+      const slow = searcher.search(series(1000), 10);
+      const after = [0, 1, 2].map((k) => searcher.search(series(20, k), 10));
+      expect(await slow).toBeNull();
+      const answers = await Promise.all(after);
+      expect(answers.map((a) => a?.id)).toEqual([2, 3, 4]);
+      expect(searcher.inFlight).toBe(0);
+    } finally {
+      searcher.close();
+    }
+  });
+
   /** Ids of this process's threads at the lowest priority (nice 19). */
   const lowestPriorityThreads = () => new Set([...threadNices()].filter(([, nice]) => nice === 19).map(([tid]) => tid));
   const added = (before: Set<string>) => [...lowestPriorityThreads()].filter((tid) => !before.has(tid));
