@@ -268,6 +268,42 @@ describe("calls", () => {
   });
 });
 
+describe("the prefill queue since the refresh", () => {
+  test("a both pod's local prefills picked since the refresh are its decode queue, not its prefill queue, in and out of the thread (found by review)", async () => {
+    const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");
+    const service = await standIn();
+    const endpoints = { "prefill-ttft": on(service.url), "decode-ttft": on(service.url) };
+    const options = { timeoutMs: 2000, trainingBufferSize: 10, trainingFlushMs: 1000, refreshMs: 1000 };
+    // At the refresh: 60 ms of prefill work ahead on the pod, 20 of it local prefills.
+    const pods = [pod(0, "both", { prefillMsInFlight: 60, localPrefillMsInFlight: 20 })];
+    const direct = remote(endpoints, options);
+    await direct.predictor.refresh(pods, GRID);
+    const threaded = new ThreadedRemotePredictor({ endpoints, fallback: profile, options, clock: direct.clock, registry: new Registry(), logger: new MemoryLogger() });
+    try {
+      await threaded.refresh(pods, GRID);
+      // Since: a pick prefilled here for another pod (25 ms) and one prefilled here locally (30 ms).
+      const later = [{ ...pods[0], prefillMsInFlight: 60 + 25 + 30, localPrefillMsInFlight: 20 + 30 }];
+      for (const p of [direct.predictor, threaded]) {
+        const out = allocatePredictions(1, GRID);
+        p.fill("prefill-ttft", later, out);
+        p.fill("decode-ttft", later, out);
+        expect(out.prefillMs[0]).toBeCloseTo(standInTtftMs(expectedRow(pods[0], GRID[0], "prefill")), 9);
+        expect(out.prefillQueueMs[0]).toBe(25);
+        // The local prefills, all of them, as the profile counts them: once, in the decode queue.
+        expect(out.decodeQueueMs[0]).toBe(filled(profile, "decode-ttft", later).decodeQueueMs[0]);
+        expect(out.decodeQueueMs[0]).toBe(50);
+      }
+      // Local work finishing while remote work grows does not hide the growth; work done is no queue.
+      const drained = [{ ...pods[0], prefillMsInFlight: 40 + 10, localPrefillMsInFlight: 0 }];
+      expect(filled(direct.predictor, "prefill-ttft", drained).prefillQueueMs[0]).toBe(10);
+      const done = [{ ...pods[0], prefillMsInFlight: 0, localPrefillMsInFlight: 0 }];
+      expect(filled(threaded, "prefill-ttft", done).prefillQueueMs[0]).toBe(0);
+    } finally {
+      threaded.close();
+    }
+  });
+});
+
 describe("answers too late to be fresh", () => {
   test("a timeout that lets calls outlive the values' freshness is refused at construction, naming the field and the limit", async () => {
     const { ThreadedRemotePredictor } = await import("../src/predictors/remote-threaded.js");

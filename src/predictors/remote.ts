@@ -388,7 +388,12 @@ export function overlayRemote(
     if (quantity === "decode-ttft") for (let g = 0; g < grid.length; g++) if (beyondKv(pods[i], grid[g])) curve[g * n + i] = MAX_PREDICTION_MS;
     // The service's TTFT is measured from arrival, so it already holds the wait behind the pod's queue as
     // its features told it (our picks then included); picks since add what has grown on the pod since.
-    if (quantity === "prefill-ttft") out.prefillQueueMs[i] = Math.max(0, pods[i].prefillMsInFlight - entry.prefillMsInFlight);
+    // Local prefills (a `both` pod prefilling for itself) are left out as the profile leaves them out:
+    // they are the pod's decode queue (decodeQueueMs), where the kernel adds them between refreshes.
+    if (quantity === "prefill-ttft") {
+      const grown = pods[i].prefillMsInFlight - pods[i].localPrefillMsInFlight - (entry.prefillMsInFlight - (entry.localPrefillMsInFlight ?? 0));
+      out.prefillQueueMs[i] = Math.max(0, grown);
+    }
   }
 }
 
@@ -464,6 +469,8 @@ export interface RemoteValues {
   refresh: number;
   /** The pod's in-flight prefill work (ms) when that refresh started, which the values count through its features. */
   prefillMsInFlight: number;
+  /** The part of it that was local prefills (PodFeatures.localPrefillMsInFlight); absent means none. */
+  localPrefillMsInFlight?: number;
 }
 
 interface QuantityState {
@@ -481,8 +488,9 @@ interface QuantityState {
 /** One prediction call: its pods and their rows, already serialised (JSON.stringify of objects costs more). */
 interface CallBatch {
   addresses: string[];
-  /** Each pod's in-flight prefill work when the refresh started. */
+  /** Each pod's in-flight prefill work when the refresh started, and the local part of it. */
   prefillMsInFlight: number[];
+  localPrefillMsInFlight: number[];
   rows: string[];
 }
 
@@ -612,7 +620,7 @@ export class RemotePredictor implements Predictor {
       // Calls split at pod boundaries, so a failed call never leaves a pod with half a curve.
       const podsPerCall = Math.max(1, Math.floor(MAX_ROWS_PER_CALL / g));
       const batches: CallBatch[] = [];
-      let batch: CallBatch = { addresses: [], prefillMsInFlight: [], rows: [] };
+      let batch: CallBatch = { addresses: [], prefillMsInFlight: [], localPrefillMsInFlight: [], rows: [] };
       let invalid = 0;
       let firstProblem = "";
       for (const pod of pods) {
@@ -625,10 +633,11 @@ export class RemotePredictor implements Predictor {
         }
         if (batch.addresses.length === podsPerCall) {
           batches.push(batch);
-          batch = { addresses: [], prefillMsInFlight: [], rows: [] };
+          batch = { addresses: [], prefillMsInFlight: [], localPrefillMsInFlight: [], rows: [] };
         }
         batch.addresses.push(pod.address);
         batch.prefillMsInFlight.push(pod.prefillMsInFlight);
+        batch.localPrefillMsInFlight.push(pod.localPrefillMsInFlight);
         // Field order does not matter to the service: the grid point goes last, after the pod's features.
         const { input_token_length: _, ...rest } = base;
         const head = `${JSON.stringify(rest).slice(0, -1)},"input_token_length":`;
@@ -704,7 +713,14 @@ export class RemotePredictor implements Predictor {
       const current = state.latest.get(address);
       // A slower, older refresh must not overwrite what a newer one stored.
       if (current !== undefined && current.refresh > refresh) return;
-      state.latest.set(address, { values: outcome.value.subarray(p * g, (p + 1) * g), grid, atMs: startedMs, refresh, prefillMsInFlight: batch.prefillMsInFlight[p] });
+      state.latest.set(address, {
+        values: outcome.value.subarray(p * g, (p + 1) * g),
+        grid,
+        atMs: startedMs,
+        refresh,
+        prefillMsInFlight: batch.prefillMsInFlight[p],
+        localPrefillMsInFlight: batch.localPrefillMsInFlight[p],
+      });
     });
   }
 
