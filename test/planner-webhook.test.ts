@@ -1,6 +1,7 @@
 // The webhook actuator against a loopback server: the decision as JSON, retries with exponential
 // backoff until the hook answers 2xx, bounded attempts, timeouts, redirects not followed, and no more
-// of an answer's body read than a failure quotes.
+// of an answer's body read than a failure quotes; errors name the hook by its origin (no secret shown) and
+// say why a connection failed.
 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,6 +15,8 @@ import { until } from "./fixtures/wait.js";
 
 interface Hook {
   url: string;
+  /** scheme://host:port, as errors name the hook. */
+  origin: string;
   received: { atMs: number; body: unknown; contentType: string | undefined }[];
   close(): Promise<void>;
 }
@@ -21,8 +24,10 @@ interface Hook {
 /** Listens on loopback with the given server. */
 async function serve(server: Server): Promise<Hook> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
+    origin: url,
     received: [],
     close: async () => {
       server.closeAllConnections();
@@ -44,8 +49,10 @@ async function hook(statuses: number[]): Promise<Hook> {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/scale`,
+    url: `${origin}/scale`,
+    origin,
     received,
     close: async () => {
       server.closeAllConnections();
@@ -95,7 +102,7 @@ describe("webhook actuator", () => {
     a.submit(REQUEST);
     await a.settled();
     expect(a.state()).toMatchObject({ status: "applied", attempts: 3, failures: 2 });
-    expect(errors).toEqual([`webhook ${open.url}: HTTP 503 try later`, `webhook ${open.url}: HTTP 503 try later`]);
+    expect(errors).toEqual([`webhook ${open.origin}: HTTP 503 try later`, `webhook ${open.origin}: HTTP 503 try later`]);
     expect(open.received).toHaveLength(3);
     expect(open.received[0]!.contentType).toBe("application/json");
     expect(open.received[0]!.body).toEqual({
@@ -119,7 +126,7 @@ describe("webhook actuator", () => {
     a.submit(REQUEST);
     await a.settled();
     expect(open.received).toHaveLength(3);
-    expect(a.state()).toMatchObject({ status: "failed", attempts: 3, failures: 3, lastError: `webhook ${open.url}: HTTP 500 try later` });
+    expect(a.state()).toMatchObject({ status: "failed", attempts: 3, failures: 3, lastError: `webhook ${open.origin}: HTTP 500 try later` });
     expect(logger.lines.map((l) => `${l.level} ${l.message}`)).toEqual([
       "warn planner decision could not be applied; retrying",
       "error planner decision failed; kept, and tried again at the next interval",
@@ -131,7 +138,7 @@ describe("webhook actuator", () => {
     const { a } = applier(open.url, 1, 50);
     a.submit(REQUEST);
     await a.settled();
-    expect(a.state()).toMatchObject({ status: "failed", lastError: `webhook ${open.url}: timed out` });
+    expect(a.state()).toMatchObject({ status: "failed", lastError: `webhook ${open.origin}: timed out` });
   });
 
   it("does not follow a redirect: the decision counts as failed, naming where it pointed", async () => {
@@ -149,7 +156,7 @@ describe("webhook actuator", () => {
     // Before: fetch followed with a GET without the body, and the 200 from /elsewhere counted as applied.
     expect(a.state()).toMatchObject({
       status: "failed",
-      lastError: `webhook ${open.url}/scale: HTTP 302 redirects to "/elsewhere", not followed: the decision was not delivered`,
+      lastError: `webhook ${open.origin}: HTTP 302 redirects to "/elsewhere", not followed: the decision was not delivered`,
     });
     expect(seen).toEqual(["POST /scale"]);
   });
@@ -182,13 +189,44 @@ describe("webhook actuator", () => {
     a.submit(REQUEST);
     await a.settled();
     // The attempt failed on the answer's quoted start, not on the timeout while the body came in.
-    expect(a.state().lastError).toBe(`webhook ${open.url}/scale: HTTP 503 ${"x".repeat(200)}`);
+    expect(a.state().lastError).toBe(`webhook ${open.origin}: HTTP 503 ${"x".repeat(200)}`);
     // Before, the whole body was downloaded (and held) before the 200 characters were quoted.
     expect(finished).toBe(false);
     // The client cancelled the rest: the server saw the connection close mid-answer, having written
     // little more than what socket buffers hold.
     await until(() => cutOff, "the answer cut off by the client");
     expect(written).toBeLessThan(256);
+  });
+
+  it("names the hook by its origin alone: a secret in the path, query or userinfo is not shown", async () => {
+    open = await hook([500]);
+    const secretUrl = `${open.origin}/services/T0001/B0002/XyZsecret?token=s3cr3t#frag`;
+    const { a, errors, logger } = applier(secretUrl, 1);
+    a.submit(REQUEST);
+    await a.settled();
+    // Before: `webhook <the whole URL>: …`, logged and served by GET /v1/planner without auth.
+    expect(a.state().lastError).toBe(`webhook ${open.origin}: HTTP 500 try later`);
+    const shown = JSON.stringify({ errors, lines: logger.lines, state: a.state() });
+    for (const secret of ["XyZsecret", "s3cr3t", "services", "frag"]) expect(shown).not.toContain(secret);
+    // fetch refuses a URL with credentials, quoting it whole: the quote is shown as the origin too.
+    const withCredentials = applier(`http://hook:p4ssw0rd@127.0.0.1:9/scale?token=s3cr3t`, 1);
+    withCredentials.a.submit(REQUEST);
+    await withCredentials.a.settled();
+    const lastError = withCredentials.a.state().lastError!;
+    expect(lastError).toMatch(/^webhook http:\/\/127\.0\.0\.1:9: Request cannot be constructed from a URL that includes credentials/);
+    expect(JSON.stringify({ e: withCredentials.errors, l: withCredentials.logger.lines, lastError })).not.toMatch(/p4ssw0rd|s3cr3t|hook:/);
+  });
+
+  it("says why a connection failed (refused, DNS, TLS), not just 'fetch failed'", async () => {
+    // A port nothing listens on: listen, note the port, close.
+    const closed = await serve(createServer());
+    const port = new URL(closed.url).port;
+    await closed.close();
+    const { a } = applier(`http://127.0.0.1:${port}/scale?token=s3cr3t`, 1);
+    a.submit(REQUEST);
+    await a.settled();
+    // Before: `webhook http://127.0.0.1:<port>/scale?token=s3cr3t: fetch failed`.
+    expect(a.state().lastError).toBe(`webhook http://127.0.0.1:${port}: fetch failed: connect ECONNREFUSED 127.0.0.1:${port}`);
   });
 
   it("refuses a URL that is not http(s)", () => {

@@ -35,12 +35,15 @@ export interface WebhookBody {
 export class WebhookActuator implements Actuator {
   readonly kind = "webhook";
   private readonly url: string;
+  /** How errors name the hook (see shownUrl). */
+  private readonly shown: string;
 
   constructor(private readonly options: WebhookActuatorOptions) {
     if (!URL.canParse(options.url) || !/^https?:$/.test(new URL(options.url).protocol)) {
       throw new TypeError(`webhook url must be an http(s) URL, got ${JSON.stringify(options.url)}`);
     }
     this.url = options.url;
+    this.shown = shownUrl(options.url);
   }
 
   async apply(request: ScaleRequest): Promise<void> {
@@ -63,16 +66,58 @@ export class WebhookActuator implements Actuator {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? WEBHOOK_DEFAULTS.timeoutMs),
       });
     } catch (err) {
-      const cause = (err as Error).name === "TimeoutError" ? "timed out" : (err as Error).message;
-      throw new Error(`webhook ${this.url}: ${cause}`);
+      const cause = (err as Error).name === "TimeoutError" ? "timed out" : this.redact(describeError(err));
+      throw new Error(`webhook ${this.shown}: ${cause}`);
     }
     const text = await bodyStart(response, WEBHOOK_DEFAULTS.maxBodyBytes);
     if (response.status >= 300 && response.status < 400) {
       const location = response.headers.get("location");
-      throw new Error(`webhook ${this.url}: HTTP ${response.status} redirects to ${location === null ? "nowhere" : JSON.stringify(location)}, not followed: the decision was not delivered`);
+      throw new Error(`webhook ${this.shown}: HTTP ${response.status} redirects to ${location === null ? "nowhere" : JSON.stringify(location)}, not followed: the decision was not delivered`);
     }
-    if (!response.ok) throw new Error(`webhook ${this.url}: HTTP ${response.status} ${text.slice(0, WEBHOOK_DEFAULTS.quotedChars)}`.trim());
+    if (!response.ok) throw new Error(`webhook ${this.shown}: HTTP ${response.status} ${text.slice(0, WEBHOOK_DEFAULTS.quotedChars)}`.trim());
   }
+
+  /** A message with the URL (as given or as parsed, e.g. in fetch's refusal of credentials) shown as the origin. */
+  private redact(message: string): string {
+    let out = message;
+    for (const full of new Set([this.url, new URL(this.url).href])) out = out.split(full).join(this.shown);
+    return out;
+  }
+}
+
+/**
+ * The hook as errors name it: its origin (scheme, host and port) alone. Errors are logged and served
+ * by GET /v1/planner (apply.lastError) without authentication, and a webhook URL often carries its
+ * secret: in the query (?token=), in userinfo, or as path segments (Slack's /services/T…/B…/<secret>,
+ * Discord's /api/webhooks/<id>/<token>, or a token as the first segment). No segment of the path is safe
+ * to show, so none is; the origin says which receiver failed, and the configuration has the rest.
+ */
+export function shownUrl(url: string): string {
+  return new URL(url).origin;
+}
+
+/**
+ * An error's message with its causes: fetch fails with just "fetch failed", the reason (connection
+ * refused, DNS, TLS) being in `cause`, with a `code` such as ECONNREFUSED or ENOTFOUND.
+ */
+function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e !== undefined && e !== null; depth++) {
+    parts.push(oneError(e));
+    e = (e as { cause?: unknown }).cause;
+  }
+  return parts.filter((p) => p !== "").join(": ") || String(err);
+}
+
+function oneError(e: unknown): string {
+  if (typeof e !== "object") return String(e);
+  const { message, code, errors } = e as { message?: unknown; code?: unknown; errors?: unknown };
+  let text = typeof message === "string" ? message : "";
+  // An AggregateError (a connection tried at each address) may have no message of its own.
+  if (text === "" && Array.isArray(errors)) text = [...new Set(errors.map((x) => oneError(x)))].join("; ");
+  if (typeof code === "string" && code !== "" && !text.includes(code)) text = text === "" ? code : `${code}: ${text}`;
+  return text;
 }
 
 /**
