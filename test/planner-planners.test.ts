@@ -76,6 +76,45 @@ describe("metrics and state", () => {
     t.planners.close();
   });
 
+  it("an interval without utilisation or a prediction removes those series, not keeps the last values", async () => {
+    let mode: "known" | "unknown" | "failing" = "known";
+    const t = setup([medium], {
+      utilization: () => {
+        if (mode === "failing") throw new Error("engine gone");
+        return mode === "known" ? { prefillQueueUtil: 0.25, kvUtil: 0.5 } : undefined;
+      },
+    });
+    const series = async () => (await t.registry.metrics()).split("\n").filter((l) => /^headroom_planner_(utilization_ratio|predicted_load)\{/.test(l));
+    feed(t, { m: { ratePerS: 5 } }, 10);
+    expect(await series()).toEqual([
+      'headroom_planner_predicted_load{pool="m",quantity="requests_per_second"} 5',
+      'headroom_planner_predicted_load{pool="m",quantity="isl_tokens"} 2000',
+      'headroom_planner_predicted_load{pool="m",quantity="osl_tokens"} 150',
+      'headroom_planner_utilization_ratio{pool="m",kind="prefill_queue"} 0.25',
+      'headroom_planner_utilization_ratio{pool="m",kind="kv"} 0.5',
+    ]);
+    // The engine knows no pod of the pool: sized from the load, with no utilisation to show.
+    mode = "unknown";
+    feed(t, { m: { ratePerS: 6 } }, 10);
+    expect(t.state("m").lastSkip).toBeNull();
+    // Before: the utilisation of the first interval stayed for good.
+    expect(await series()).toEqual([
+      'headroom_planner_predicted_load{pool="m",quantity="requests_per_second"} 6',
+      'headroom_planner_predicted_load{pool="m",quantity="isl_tokens"} 2000',
+      'headroom_planner_predicted_load{pool="m",quantity="osl_tokens"} 150',
+    ]);
+    // Reading utilisation fails: the interval is skipped before predicting, and shows no prediction
+    // (before: the last interval's 6 req/s).
+    mode = "failing";
+    feed(t, { m: { ratePerS: 7 } }, 10);
+    expect(t.state("m").lastSkip).toMatchObject({ cause: "utilization_error" });
+    expect(await series()).toEqual([]);
+    mode = "known";
+    feed(t, { m: { ratePerS: 8 } }, 10);
+    expect(await series()).toHaveLength(5);
+    t.planners.close();
+  });
+
   it("states the last decisions with their reasons as JSON", () => {
     const t = setup([medium]);
     t.planners.observeCompletion("no-such-pool", { ok: true });

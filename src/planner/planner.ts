@@ -346,6 +346,9 @@ export class PoolPlanner {
   private interval(): void {
     const now = this.o.clock.nowMs();
     this.lastTickMs = now;
+    // The prediction is published when this interval makes one (loadForNext): an interval skipped
+    // before it, or failing, has none and must not show the last interval's.
+    this.removePredicted();
     let utilization: PoolUtilization | undefined;
     let utilizationError: string | undefined;
     if (this.o.utilization !== undefined) {
@@ -536,9 +539,13 @@ export class PoolPlanner {
     const sizedFor = this.pool.planner.proactive ? "predicted" : "observed";
     this.load = { observed, predicted, sizedFor };
     const m = this.o.metrics.predicted;
-    m.set({ pool: this.pool.name, quantity: "requests_per_second" }, predicted.ratePerS);
-    m.set({ pool: this.pool.name, quantity: "isl_tokens" }, predicted.isl);
-    m.set({ pool: this.pool.name, quantity: "osl_tokens" }, predicted.osl);
+    const publish = (quantity: string, value: number) => {
+      if (Number.isFinite(value)) m.set({ pool: this.pool.name, quantity }, value);
+      else m.remove({ pool: this.pool.name, quantity });
+    };
+    publish("requests_per_second", predicted.ratePerS);
+    publish("isl_tokens", predicted.isl);
+    publish("osl_tokens", predicted.osl);
     return sizedFor === "predicted" ? predicted : observed;
   }
 
@@ -761,6 +768,10 @@ export class PoolPlanner {
     this.once.fail(`planner-read:${this.pool.name}`, "read", "planner cannot read what the pool runs; retrying every interval", { pool: this.pool.name, error });
   }
 
+  private removePredicted(): void {
+    for (const quantity of ["requests_per_second", "isl_tokens", "osl_tokens"]) this.o.metrics.predicted.remove({ pool: this.pool.name, quantity });
+  }
+
   private skip(cause: string, message: string): void {
     this.lastSkip = { atMs: this.o.clock.nowMs(), cause, message };
     this.o.metrics.skipped.inc({ pool: this.pool.name, cause });
@@ -823,10 +834,11 @@ export class PoolPlanner {
     setOrRemove(m.observedLatency, { pool, quantity: "tpot" }, obs.tpotMs === undefined ? undefined : obs.tpotMs / 1000);
     setOrRemove(m.violationRatio, { pool }, obs.violationRate);
     setOrRemove(m.attainment, { pool }, obs.violationRate === undefined ? undefined : 1 - obs.violationRate);
-    if (obs.utilization !== undefined) {
-      if (Number.isFinite(obs.utilization.prefillQueueUtil)) m.utilization.set({ pool, kind: "prefill_queue" }, obs.utilization.prefillQueueUtil);
-      if (Number.isFinite(obs.utilization.kvUtil)) m.utilization.set({ pool, kind: "kv" }, obs.utilization.kvUtil);
-    }
+    // Utilisation the engine did not give this interval (no eligible pod on a side), or not a number,
+    // removes the series: before, the last value stayed for good.
+    const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : undefined);
+    setOrRemove(m.utilization, { pool, kind: "prefill_queue" }, finite(obs.utilization?.prefillQueueUtil));
+    setOrRemove(m.utilization, { pool, kind: "kv" }, finite(obs.utilization?.kvUtil));
     const gpus = totalWorkers(this.applied) * this.pool.tp;
     m.tokensPerGpuSecond.set({ pool }, gpus > 0 ? obs.tokensPerS / gpus : 0);
   }
