@@ -23,6 +23,14 @@ export type ErrorCode =
   | "BODY_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE";
 
+/** The user and password of a URL (scheme://user:password@host). */
+const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)[^/?#@\s"]*@/gi;
+
+/** A text with every URL's user and password shown as `***`: messages and logs never carry them. */
+export function withoutUrlCredentials(text: string): string {
+  return text.replace(URL_USERINFO, "$1***@");
+}
+
 /** A value's text as an error message shows it: at most 60 characters, the rest cut to "...". */
 export function shortened(text: string): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;

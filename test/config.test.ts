@@ -34,7 +34,8 @@ function setPath(doc: Record<string, unknown>, path: string, value: unknown): Re
 }
 
 /** How a problem line shows a value: strings quoted, structures as JSON. */
-const shown = (v: unknown) => (typeof v === "string" || typeof v === "object" ? JSON.stringify(v) : String(v));
+/** A value as a problem line shows it: a URL's user and password as `***`. */
+const shown = (v: unknown) => (typeof v === "string" || typeof v === "object" ? JSON.stringify(v) : String(v)).replace(/(:\/\/)[^/@]*@/g, "$1***@");
 
 describe("defaults", () => {
   test("an empty file, a comment-only file and empty sections give the defaults", () => {
@@ -337,10 +338,34 @@ describe("every option is validated", () => {
     expect(new Headers(config.planners.webhook!.headers).get("authorization")).toBe("Bearer s3cr3t\tx");
   });
 
-  test("a URL with credentials is refused for what it is (fetch refuses it: every scrape of the pod failed)", () => {
-    expect(problemsOf("pools: [{ sloLevel: low, pods: [{ address: 'a:1', role: both, metricsUrl: 'http://u:p@a:1/metrics' }] }]")).toEqual([
-      'pools[0].pods[0].metricsUrl: must be an http(s) URL without a user or password (fetch refuses credentials in a URL), got "http://u:p@a:1/metrics"',
+  test("a URL with credentials is refused for what it is (fetch refuses it: every scrape of the pod failed), its password not shown", () => {
+    expect(problemsOf("pools: [{ sloLevel: low, pods: [{ address: 'a:1', role: both, metricsUrl: 'http://u:hunter2pass@a:1/metrics' }] }]")).toEqual([
+      'pools[0].pods[0].metricsUrl: must be an http(s) URL without a user or password (fetch refuses credentials in a URL), got "http://***@a:1/metrics"',
     ]);
+    const webhook = problemsOf("planners: { actuator: webhook, webhook: { url: 'https://admin:s3cretpw@example.com/hook' } }");
+    expect(webhook).toEqual([expect.stringMatching(/^planners\.webhook\.url: .*, got "https:\/\/\*\*\*@example\.com\/hook"$/)]);
+  });
+
+  test("webhook headers written where they do not belong are not shown either", () => {
+    for (const webhook of [
+      "{ url: 'http://127.0.0.1:9/hook', header: { authorization: 'Bearer supersecretvalue123' } }",
+      "{ url: 'http://127.0.0.1:9/hook', authorization: 'Bearer supersecretvalue123' }",
+      "{ url: 'http://127.0.0.1:9/hook', x-api-key: 'sk-live-supersecretvalue123' }",
+    ]) {
+      const problems = problemsOf(`planners: { actuator: webhook, webhook: ${webhook} }`);
+      expect(problems).toEqual([expect.stringMatching(/^planners\.webhook\.[a-z-]+: unknown key, got a secret/)]);
+      expect(problems.join("\n")).not.toContain("supersecretvalue123");
+    }
+    const misspelled = problemsOf("planners: { webhooks: { url: 'http://127.0.0.1:9/hook', headers: { Authorization: 'Bearer supersecretvalue123' } } }");
+    expect(misspelled.join("\n")).not.toContain("supersecretvalue123");
+  });
+
+  test("webhook header names are unique in any letter case, and content-type is headroom's (fetch joined the values)", () => {
+    const webhook = (headers: string) => `planners: { actuator: webhook, webhook: { url: 'http://127.0.0.1:9/hook', headers: ${headers} } }`;
+    expect(problemsOf(webhook("{ Authorization: 'Bearer aaaaaaaa', authorization: 'Bearer bbbbbbbb' }"))).toEqual([
+      "planners.webhook.headers: Authorization and authorization are one header (names are unique in any letter case), got a secret",
+    ]);
+    expect(problemsOf(webhook("{ Content-Type: 'text/plain' }"))).toEqual(["planners.webhook.headers: Content-Type is set by headroom (the body is JSON), got a secret"]);
   });
 
   test("a remote predictor's timeout is below its values' freshness limit (3 refreshes), or no answer could be used", () => {

@@ -732,11 +732,23 @@ describe("environment and configuration", () => {
     });
     expect(problems).toHaveLength(5);
     expect(problems[0]).toMatch(/^PREFILL_TTFT_TRAINING_URL must be set/);
-    expect(problems[1]).toMatch(/^DECODE_TTFT_TRAINING_URL must be an http\(s\) URL, got "ftp:\/\/t:8000"/);
-    expect(problems[2]).toMatch(/^DECODE_TTFT_PREDICTION_URL must hold http\(s\) URLs, got "not a url"/);
+    expect(problems[1]).toMatch(/^DECODE_TTFT_TRAINING_URL must be an http\(s\) URL without a user or password, got "ftp:\/\/t:8000"/);
+    expect(problems[2]).toMatch(/^DECODE_TTFT_PREDICTION_URL must hold http\(s\) URLs without a user or password, got "not a url"/);
     expect(problems[3]).toMatch(/^DECODE_TPOT_TRAINING_URL must be one http\(s\) URL/);
     expect(problems[4]).toMatch(/^DECODE_TPOT_PREDICTION_URL must be set/);
     expect(remoteEndpointsFromEnv({ PREFILL_TTFT_PREDICTION_URL: "http://p:8001" })).toEqual({});
+  });
+
+  test("a URL with a user or password is refused (fetch refuses it at every call), and the password is not shown", () => {
+    const { problems } = checkRemoteConfig(remoteAll, {
+      ...fullEnv,
+      DECODE_TPOT_TRAINING_URL: "http://u:topsecretpw@127.0.0.1:9/",
+      DECODE_TPOT_PREDICTION_URL: "http://127.0.0.1:9,ftp://x:pw2secret@h/",
+    });
+    expect(problems).toEqual([
+      'DECODE_TPOT_TRAINING_URL must be an http(s) URL without a user or password, got "http://***@127.0.0.1:9/"',
+      'DECODE_TPOT_PREDICTION_URL must hold http(s) URLs without a user or password, got "ftp://***@h/"',
+    ]);
   });
 
   test("URLs for a quantity not configured remote are ignored with a warning", () => {

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
-import { ConfigError, shortened } from "../errors.js";
+import { ConfigError, shortened, withoutUrlCredentials } from "../errors.js";
 import { fromEndpointPickerConfig } from "./epp.js";
 import { AdminTokenSchema, ConfigSchema, deepFreeze, type HeadroomConfig } from "./schema.js";
 
@@ -155,19 +155,22 @@ function formatPath(path: readonly PropertyKey[]): string {
  * Keys whose values are secrets, however spelled (a misspelled adminToken is an unknown key, shown)
  * and however deep in a value that is shown.
  */
-const SECRET_KEY = /admin|^token$|secret|password|credential/i;
-/** Webhook headers carry credentials (authorization, API keys) whatever their names. */
-const SECRET_PATH = /^planners\.webhook\.headers(\.|$)/;
-
-/** The value as the user wrote it, short; never a secret. */
+const SECRET_KEY = /admin|^token$|secret|password|credential|authorization|api[-_]?key/i;
+/**
+ * Webhook headers carry credentials (authorization, API keys) whatever their names, and so may any
+ * key under planners.webhook but its URL and timeout (a header written one level too high, a
+ * misspelled `headers`).
+ */
+const SECRET_PATH = /^planners\.webhook(\.headers(\.|$)|\.(?!url$|timeoutMs$)[^.]+$|$)/;
+/** The value as the user wrote it, short; never a secret, nor a URL's password. */
 function show(value: unknown, path: string): string {
   if (value === undefined) return "nothing";
   if (SECRET_KEY.test(path.slice(path.lastIndexOf(".") + 1)) || SECRET_PATH.test(path)) {
     return typeof value === "string" ? `a secret of ${value.length} characters` : "a secret";
   }
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") return withoutUrlCredentials(JSON.stringify(value));
   if (typeof value !== "object" || value === null) return String(value);
-  return shortened(JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v)));
+  return shortened(withoutUrlCredentials(JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? "(a secret)" : v))));
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

@@ -22,7 +22,7 @@ import { Counter, type Registry } from "prom-client";
 import type { Clock, Cancel } from "../clock.js";
 import { every } from "../clock.js";
 import { DEFAULTS, REMOTE_FRESH_REFRESHES, type PredictorsConfig } from "../config/schema.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, withoutUrlCredentials } from "../errors.js";
 import { OncePerCause, type Logger } from "../log.js";
 import { registered } from "../metrics.js";
 import type { PodRole } from "../pods/types.js";
@@ -116,10 +116,11 @@ export function remoteQuantities(config: Pick<PredictorsConfig, "prefillTtft" | 
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** http(s), without a user or password (fetch refuses a URL with them, at every call). */
 function isHttpUrl(s: string): boolean {
   if (!URL.canParse(s)) return false;
-  const protocol = new URL(s).protocol;
-  return protocol === "http:" || protocol === "https:";
+  const url = new URL(s);
+  return (url.protocol === "http:" || url.protocol === "https:") && url.username === "" && url.password === "";
 }
 
 /** Trailing slashes go, so `${url}/predict/bulk/strict` has one. */
@@ -181,13 +182,13 @@ export function checkRemoteConfig(
       );
     }
     if (training.length === 0) problems.push(`${trainingVar} must be set to the training server's http(s) URL (${why})`);
-    else if (training.length > 1) problems.push(`${trainingVar} must be one http(s) URL, got ${JSON.stringify(env[trainingVar])}`);
-    else if (!isHttpUrl(training[0])) problems.push(`${trainingVar} must be an http(s) URL, got ${JSON.stringify(training[0])}`);
+    else if (training.length > 1) problems.push(`${trainingVar} must be one http(s) URL, got ${withoutUrlCredentials(JSON.stringify(env[trainingVar]))}`);
+    else if (!isHttpUrl(training[0])) problems.push(`${trainingVar} must be an http(s) URL without a user or password, got ${withoutUrlCredentials(JSON.stringify(training[0]))}`);
     if (prediction.length === 0) {
       problems.push(`${predictionVar} must be set to the prediction servers' http(s) URLs, comma-separated (${why})`);
     }
     for (const url of prediction) {
-      if (!isHttpUrl(url)) problems.push(`${predictionVar} must hold http(s) URLs, got ${JSON.stringify(url)}`);
+      if (!isHttpUrl(url)) problems.push(`${predictionVar} must hold http(s) URLs without a user or password, got ${withoutUrlCredentials(JSON.stringify(url))}`);
     }
   }
   return { problems, warnings };
