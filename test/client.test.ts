@@ -3,7 +3,7 @@
 // from the pool or given explicitly; bad options refused.
 
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/cli.js";
 import { runClient, type ClientOptions, type ClientResult } from "../src/client/client.js";
@@ -97,15 +97,26 @@ describe("headroom client", () => {
     expect(await runCli(["client", "--gateway", "ftp://x"], bad)).toBe(2);
   });
 
-  /** A gateway on loopback whose completions `answer` writes; returns its URL and a closer. */
+  /**
+   * A gateway on loopback whose completions (POSTs) `answer` writes, anything else a 404; returns its URL,
+   * the requests it saw (with whether each came on a connection that an earlier one had opened) and a closer.
+   */
   async function gateway(answer: (res: ServerResponse) => void) {
+    const sockets = new Set<Socket>();
+    const seen: { method: string; url: string; reusedConnection: boolean }[] = [];
     const server = createServer((req, res) => {
+      seen.push({ method: req.method!, url: req.url!, reusedConnection: sockets.has(req.socket) });
+      sockets.add(req.socket);
       req.resume();
-      req.on("end", () => answer(res));
+      req.on("end", () => {
+        if (req.method === "POST") answer(res);
+        else res.writeHead(404).end();
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     return {
       url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      seen,
       close: () => {
         server.closeAllConnections();
         return new Promise((resolve) => server.close(resolve));
@@ -113,6 +124,26 @@ describe("headroom client", () => {
     };
   }
   const event = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
+
+  it("through a gateway, warms fetch and the connection with an untimed request first, so the first TTFT is not charged for them", async () => {
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });
+      res.write(event({ choices: [{ text: "a" }] }));
+      res.end("data: [DONE]\n\n");
+    });
+    try {
+      const results: ClientResult[] = [];
+      const summary = await runClient(options({ headroomUrl: undefined, gatewayUrl: g.url, count: 2, concurrency: 1 }), (r) => results.push(r));
+      expect(summary).toMatchObject({ requests: 2, succeeded: 2 });
+      // One warm-up, outside /v1/ (a gateway picks for anything there), before any completion…
+      expect(g.seen.map((r) => r.method)).toEqual(["GET", "POST", "POST"]);
+      expect(g.seen[0].url).toBe("/");
+      // …whose connection the first timed request reuses: its clock does not include the connect either.
+      expect(g.seen[1].reusedConnection).toBe(true);
+    } finally {
+      await g.close();
+    }
+  });
 
   it("a stream cut off before [DONE] is a failure, and keeps what it measured before the cut", async () => {
     const g = await gateway((res) => {
