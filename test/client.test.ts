@@ -169,6 +169,27 @@ describe("headroom client", () => {
     }
   });
 
+  it("a stream with an error event is a failure with its message, and the command exits 1", async () => {
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });
+      res.write(event({ choices: [{ text: "a" }] }));
+      res.write(event({ error: { message: "boom", type: "InternalServerError", code: 500 } }));
+      res.end("data: [DONE]\n\n");
+    });
+    try {
+      let stdout = "";
+      const io = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: () => true } };
+      expect(await runCli(["client", "--gateway", g.url, "--count", "1", "--max-tokens", "3"], io)).toBe(1);
+      const [r, { summary }] = stdout.trim().split("\n").map((l) => JSON.parse(l));
+      expect(r).toMatchObject({ status: 200, tokens: 1 });
+      expect(r.error).toMatch(/boom/);
+      expect(r.met).toBeUndefined();
+      expect(summary).toMatchObject({ requests: 1, succeeded: 0, met: 0 });
+    } finally {
+      await g.close();
+    }
+  });
+
   it("counts tokens from the usage chunk when an event carries several, and survives a headroom that cannot give targets", async () => {
     const g = await gateway((res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });

@@ -33,7 +33,7 @@ export interface ClientResult {
   tpotMs?: number;
   targets?: { ttftMs: number; tpotMs: number };
   met?: boolean;
-  /** Why the request failed; a request succeeded when it is absent (its stream ended with [DONE]). */
+  /** Why the request failed; a request succeeded when it is absent (its stream ended with [DONE] and carried no error event). */
   error?: string;
   /** Why the pool's targets could not be had (the request itself may still have succeeded). */
   targetsError?: string;
@@ -165,11 +165,11 @@ interface StreamRead {
   eventTimes: number[];
   /** The usage chunk's completion_tokens, when the server sent one. */
   completionTokens?: number;
-  /** Why the stream did not end with [DONE]. */
+  /** Why the stream did not end with [DONE], or the error event it carried. */
   error?: string;
 }
 
-/** Reads an OpenAI event stream to its [DONE]; what was read before a failure is kept with the error. */
+/** Reads an OpenAI event stream to its [DONE] or an error event; what was read before a failure is kept with the error. */
 async function readStream(body: ReadableStream<Uint8Array>, chat: boolean): Promise<StreamRead> {
   const read: StreamRead = { eventTimes: [] };
   const decoder = new TextDecoder();
@@ -182,7 +182,12 @@ async function readStream(body: ReadableStream<Uint8Array>, chat: boolean): Prom
         buffer = buffer.slice(end + 2);
         if (event === "data: [DONE]") return read;
         if (!event.startsWith("data: ")) continue;
-        const data = JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens?: number } };
+        const data = JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens?: number }; error?: unknown };
+        // How vLLM reports a failure once the stream has begun (a [DONE] may still follow).
+        if (data.error !== undefined && data.error !== null) {
+          read.error = `the stream reported an error: ${errorMessage(data.error)}`;
+          return read;
+        }
         const choice = data.choices?.[0];
         const text = chat ? choice?.delta?.content : choice?.text;
         if (text !== undefined && text !== "") read.eventTimes.push(performance.now());
@@ -195,6 +200,13 @@ async function readStream(body: ReadableStream<Uint8Array>, chat: boolean): Prom
     read.error = (err as Error).message;
   }
   return read;
+}
+
+/** An error event's message: its `message` (OpenAI's and vLLM's error object), else the whole of it. */
+function errorMessage(error: unknown): string {
+  if (typeof error === "string") return error;
+  const message = (error as { message?: unknown }).message;
+  return typeof message === "string" && message !== "" ? message : JSON.stringify(error);
 }
 
 /** Explicit targets win; otherwise the pool's, from headroom's route or, without headroom, the default pools'. */
