@@ -21,6 +21,7 @@ import { goodputOf, markdownReport, svgPlot, type ScenarioSweep } from "../src/s
 import { POLICY_NAMES, simulate, summarize, type RunSummary } from "../src/sim/run.js";
 import { loadScenario, type Scenario } from "../src/sim/scenario.js";
 import { readTrace } from "../src/sim/workload.js";
+import { parseBenchArgs, UsageError, describeOptions, type BenchOption } from "./args.js";
 import { emit, note, round } from "./measure.js";
 
 /** The SPEC's scenarios first, in its order; any other file after them, by name. */
@@ -38,29 +39,32 @@ export interface SweepArgs {
   command: string;
 }
 
+/** bench:sim's options (`headroom sim` passes its own on): anything else is a usage error. */
+export const SWEEP_OPTIONS = {
+  quick: { type: "boolean" },
+  scenarios: { type: "string", value: "LIST" },
+  policies: { type: "string", value: "LIST" },
+  out: { type: "string", value: "DIR" },
+} as const satisfies Record<string, BenchOption>;
+
 /**
- * Reads bench:sim's options. `known` are the scenario files' names; an unknown scenario or policy is a
+ * Reads bench:sim's options (an unknown one, or one without its value, is a UsageError naming the
+ * accepted ones). `known` are the scenario files' names; an unknown scenario or policy is a
  * RangeError listing the known ones. Without --out, the full sweep writes `resultsDir` and any quick or
  * narrowed run a fresh temp dir (`tempDir()`).
  */
 export function sweepArgs(argv: readonly string[], known: readonly string[], resultsDir: string, tempDir: () => string): SweepArgs {
-  const option = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i < 0) return undefined;
-    const value = argv[i + 1];
-    if (value === undefined || value.startsWith("--")) throw new RangeError(`${name} needs a value`);
-    return value;
-  };
-  const list = (name: string) => option(name)?.split(",").filter((x) => x !== "");
-  const quick = argv.includes("--quick");
-  const wanted = list("--scenarios");
+  const { values } = parseBenchArgs(argv, SWEEP_OPTIONS);
+  const list = (value: string | undefined) => value?.split(",").filter((x) => x !== "");
+  const quick = values.quick === true;
+  const wanted = list(values.scenarios);
   for (const name of wanted ?? []) if (!known.includes(name)) throw new RangeError(`unknown scenario ${name} (known: ${known.join(", ")})`);
-  const policies = list("--policies");
+  const policies = list(values.policies);
   for (const p of policies ?? []) if (!POLICY_NAMES.includes(p)) throw new RangeError(`unknown policy ${p} (known: ${POLICY_NAMES.join(", ")})`);
   const scenarios = known.filter((name) => wanted === undefined || wanted.includes(name)).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : 1));
   if (scenarios.length === 0) throw new RangeError(`no scenario to run (known: ${known.join(", ")})`);
   const narrowed = wanted !== undefined || policies !== undefined;
-  const outDir = option("--out") ?? (quick || narrowed ? tempDir() : resultsDir);
+  const outDir = values.out ?? (quick || narrowed ? tempDir() : resultsDir);
   const flags = [...(quick ? ["--quick"] : []), ...(wanted !== undefined ? ["--scenarios", wanted.join(",")] : []), ...(policies !== undefined ? ["--policies", policies.join(",")] : [])];
   const command = flags.length === 0 ? "npm run bench:sim" : `npm run bench:sim -- ${flags.join(" ")}`;
   return { quick, scenarios, policies, outDir, command };
@@ -113,7 +117,8 @@ function main(): void {
   try {
     args = sweepArgs(process.argv.slice(2), known, shippedFile("bench", "results"), () => mkdtempSync(join(tmpdir(), "headroom-sim-")));
   } catch (err) {
-    process.stderr.write(`bench:sim: ${(err as Error).message}\n`);
+    if (!(err instanceof RangeError)) throw err;
+    process.stderr.write(`bench:sim: ${err.message}\n${err instanceof UsageError ? `usage: npm run bench:sim -- [${describeOptions(SWEEP_OPTIONS).replace(/, /g, "] [")}]\n` : ""}`);
     process.exitCode = 2;
     return;
   }
