@@ -325,6 +325,12 @@ describe("reports and pods", () => {
     expect(() => e.upsertPods([{ address: "10.0.2.1:8000", pool: "low", role: "both" }, { address: "bad", pool: "low", role: "both" }])).toThrow(/pods\[1\]\.address/);
     expect(() => e.upsertPods([{ address: "10.0.2.1:8000", pool: "nope", role: "both" }])).toThrow(/unknown pool "nope"/);
     expect(e.ready().reasons).toEqual(["pool low: no candidate pair (0 pods, none eligible for decode)"]);
+    // A decode pod alone prefills locally: the pool can pick, so it is ready.
+    e.upsertPods([{ address: "10.0.2.2:8000", pool: "low", role: "decode" }]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(e.ready()).toEqual({ ready: true, reasons: [] });
+    expect(answer((await e.pick([{ sloLevel: "low", seed: 1 }]))[0]).decode).toBe("10.0.2.2:8000");
+    expect(e.deletePod("10.0.2.2:8000")).toBe(true);
     e.upsertPods([{ address: "10.0.2.1:8000", pool: "low", role: "both" }]);
     // The pool's snapshot is rebuilt right after the current event-loop turn.
     await new Promise((r) => setTimeout(r, 20));

@@ -238,6 +238,21 @@ describe("fail-open", () => {
     expect(by["d:1"].eligible).toBe(false);
   });
 
+  it("revives them too when only unscraped prefill pods are candidates: no pair can be made without a decode pod", () => {
+    const { registry, clock } = setup();
+    // An unscraped prefill pod is always a candidate; the decode pod's scrapes have gone stale.
+    registry.upsert("push", { address: "p:1", pool: "p", role: "prefill" });
+    registry.upsert("push", { address: "d:1", pool: "p", role: "decode", metricsUrl: "http://d:1/metrics" });
+    registry.recordScrape("d:1", { ok: true, metrics: metrics(clock.nowMs()) });
+    clock.advance(1500);
+    const pods = registry.podsOf("p");
+    const revived = failOpen(pods, pods.map((pod) => registry.status(pod)))!;
+    expect(revived.map((s) => [s.eligible, s.failOpen])).toEqual([
+      [true, true],
+      [true, undefined],
+    ]);
+  });
+
   it("changes nothing while one pod of the pool is a candidate, or when no pod has ever been scraped", () => {
     const { registry, clock } = setup();
     scraped(registry, "a:1");
@@ -246,6 +261,17 @@ describe("fail-open", () => {
     registry.recordScrape("a:1", { ok: true, metrics: metrics(clock.nowMs()) });
     fail(registry, "b:1");
     const pods = registry.podsOf("p");
+    expect(failOpen(pods, pods.map((pod) => registry.status(pod)))).toBeNull();
+  });
+
+  it("changes nothing when a prefill pod's scrapes are fresh and the decode pods fail theirs: the scraping works, they are in trouble", () => {
+    const { registry, clock } = setup();
+    registry.upsert("push", { address: "p:1", pool: "p", role: "prefill", metricsUrl: "http://p:1/metrics" });
+    registry.upsert("push", { address: "d:1", pool: "p", role: "decode", metricsUrl: "http://d:1/metrics" });
+    for (const a of ["p:1", "d:1"]) registry.recordScrape(a, { ok: true, metrics: metrics(clock.nowMs()) });
+    fail(registry, "d:1");
+    const pods = registry.podsOf("p");
+    expect(pods.map((pod) => registry.status(pod).eligible)).toEqual([false, true]);
     expect(failOpen(pods, pods.map((pod) => registry.status(pod)))).toBeNull();
   });
 });

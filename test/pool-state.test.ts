@@ -90,7 +90,7 @@ describe("refresh", () => {
       ["stale", true],
     ]);
     pool.refresh();
-    expect(logger.lines.filter((l) => l.message.startsWith("every pod of the pool failed its scrapes"))).toHaveLength(1);
+    expect(logger.lines.filter((l) => l.message.startsWith("every scraped pod of the pool failed its scrapes"))).toHaveLength(1);
     // One pod scraped again: the other is out, as usual.
     registry.recordScrape("10.0.0.2:8000", { ok: true, metrics: { scrapedAtMs: clock.nowMs(), waiting: 0, running: 1, kvUsage: 0.1 } });
     const back = pool.refresh();

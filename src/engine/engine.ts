@@ -300,14 +300,9 @@ export class Engine implements EngineApi {
         continue;
       }
       if (replicaOnly) continue;
-      let prefill = false;
-      let decode = false;
-      for (const role of snap.roles) {
-        if ((role & ROLE_ELIGIBLE) === 0) continue;
-        prefill ||= (role & ROLE_PREFILL) !== 0;
-        decode ||= (role & ROLE_DECODE) !== 0;
-      }
-      if (!decode || !prefill) reasons.push(`pool ${name}: no candidate pair (${snap.pods} pods, none eligible for ${decode ? "prefill" : "decode"})`);
+      // A decode pod with no prefill pod to pair with prefills locally: it alone makes a pair.
+      const decode = snap.roles.some((role) => (role & ROLE_ELIGIBLE) !== 0 && (role & ROLE_DECODE) !== 0);
+      if (!decode) reasons.push(`pool ${name}: no candidate pair (${snap.pods} pods, none eligible for decode)`);
     }
     return { ready: reasons.length === 0, reasons };
   }

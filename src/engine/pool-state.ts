@@ -137,7 +137,7 @@ export class PoolState {
     const revived = failOpen(pods, scraped);
     const statuses = revived ?? scraped;
     if (revived !== null) {
-      this.problems.fail("fail-open", "all_pods_unscraped", "every pod of the pool failed its scrapes or went stale; picks use their last metrics", { pool: this.name });
+      this.problems.fail("fail-open", "all_pods_unscraped", "every scraped pod of the pool failed its scrapes or went stale, and none that can decode is a candidate; picks use their last metrics", { pool: this.name });
     } else {
       this.problems.clear("fail-open", "the pool's pods are scraped again", { pool: this.name });
     }
