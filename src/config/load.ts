@@ -162,6 +162,7 @@ const SECRET_KEY = /admin|^token$|secret|password|credential|authorization|api[-
  * misspelled `headers`).
  */
 const SECRET_PATH = /^planners\.webhook(\.headers(\.|$)|\.(?!url$|timeoutMs$)[^.]+$|$)/;
+
 /** The value as the user wrote it, short; never a secret, nor a URL's password. */
 function show(value: unknown, path: string): string {
   if (value === undefined) return "nothing";
