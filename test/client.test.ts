@@ -190,6 +190,49 @@ describe("headroom client", () => {
     }
   });
 
+  it("through a gateway, always says either the targets and met or why the targets cannot be had", async () => {
+    let pool: string | undefined;
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", ...(pool === undefined ? {} : { "x-headroom-pool": pool }) });
+      res.write(event({ choices: [{ text: "a" }] }));
+      res.end("data: [DONE]\n\n");
+    });
+    const one = async (over: Partial<ClientOptions>) => {
+      const results: ClientResult[] = [];
+      await runClient(options({ headroomUrl: undefined, gatewayUrl: g.url, count: 1, ...over }), (r) => results.push(r));
+      expect(results[0].error).toBeUndefined();
+      return results[0];
+    };
+    try {
+      // A pod straight (no x-headroom-pool), or an empty one: no pool to take targets from.
+      for (const p of [undefined, ""]) {
+        pool = p;
+        for (const over of [{ level: "high" }, { ttftMs: 500 }, { tpotMs: 50 }]) {
+          const r = await one(over);
+          expect(r.pool).toBeUndefined();
+          expect(r.targets).toBeUndefined();
+          expect(r.met).toBeUndefined();
+          expect(r.targetsError).toMatch(/no pool.*--ttft-ms and --tpot-ms/);
+        }
+        const r = await one({ ttftMs: 500, tpotMs: 50 });
+        expect(r.targets).toEqual({ ttftMs: 500, tpotMs: 50 });
+        expect(typeof r.met).toBe("boolean");
+        expect(r.targetsError).toBeUndefined();
+      }
+      // A pool that is not one of the default pools, with only a gateway to ask.
+      pool = "gold";
+      const r = await one({ ttftMs: 500 });
+      expect(r.pool).toBe("gold");
+      expect(r.met).toBeUndefined();
+      expect(r.targetsError).toMatch(/gold/);
+      // A default pool's: an explicit target wins over the pool's.
+      pool = "high";
+      expect(await one({ ttftMs: 500 })).toMatchObject({ targets: { ttftMs: 500, tpotMs: 30 }, met: expect.any(Boolean) });
+    } finally {
+      await g.close();
+    }
+  });
+
   it("counts tokens from the usage chunk when an event carries several, and survives a headroom that cannot give targets", async () => {
     const g = await gateway((res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });

@@ -51,7 +51,7 @@ const CHARS_PER_TOKEN = 4;
 
 export async function runClient(o: ClientOptions, onResult: (r: ClientResult) => void): Promise<ClientSummary> {
   if (o.gatewayUrl === undefined && o.headroomUrl === undefined) throw new RangeError("give --gateway or --headroom");
-  const targets = new Map<string, { ttftMs: number; tpotMs: number }>();
+  const targets = new Map<string, Targets>();
   if (o.gatewayUrl !== undefined && o.count > 0) await warmUp(o.gatewayUrl, o.timeoutMs);
   let next = 0;
   let succeeded = 0;
@@ -93,7 +93,7 @@ function sloHeaders(o: ClientOptions): Record<string, string> {
   return h;
 }
 
-async function oneRequest(o: ClientOptions, index: number, known: Map<string, { ttftMs: number; tpotMs: number }>): Promise<ClientResult> {
+async function oneRequest(o: ClientOptions, index: number, known: Map<string, Targets>): Promise<ClientResult> {
   const result: ClientResult = { index, status: 0, tokens: 0 };
   const prompt = "lorem ipsum ".repeat(Math.ceil((o.promptTokens * CHARS_PER_TOKEN) / 12)).slice(0, o.promptTokens * CHARS_PER_TOKEN);
   // The usage chunk gives the real token count: one event may carry several tokens.
@@ -116,10 +116,14 @@ async function oneRequest(o: ClientOptions, index: number, known: Map<string, { 
         return result;
       }
       await pick.arrayBuffer();
-      result.pool = pick.headers.get("x-headroom-pool") ?? undefined;
-      result.decode = pick.headers.get("x-gateway-destination-endpoint") ?? undefined;
-      result.prefill = pick.headers.get("x-prefiller-host-port") ?? undefined;
-      result.requestId = pick.headers.get("x-headroom-request-id") ?? undefined;
+      result.pool = nonEmpty(pick.headers.get("x-headroom-pool"));
+      result.decode = nonEmpty(pick.headers.get("x-gateway-destination-endpoint"));
+      result.prefill = nonEmpty(pick.headers.get("x-prefiller-host-port"));
+      result.requestId = nonEmpty(pick.headers.get("x-headroom-request-id"));
+      if (result.decode === undefined) {
+        result.error = "the pick named no decode pod (x-gateway-destination-endpoint)";
+        return result;
+      }
       if (result.prefill !== undefined) headers["x-prefiller-host-port"] = result.prefill;
       if (result.requestId !== undefined) headers["x-request-id"] = result.requestId;
       url = `http://${result.decode}${path}`;
@@ -127,7 +131,7 @@ async function oneRequest(o: ClientOptions, index: number, known: Map<string, { 
     const started = performance.now();
     const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal: AbortSignal.timeout(o.timeoutMs) });
     result.status = res.status;
-    result.pool ??= res.headers.get("x-headroom-pool") ?? undefined;
+    result.pool ??= nonEmpty(res.headers.get("x-headroom-pool"));
     result.decode ??= nonEmpty(res.headers.get("x-headroom-decode"));
     result.prefill ??= nonEmpty(res.headers.get("x-headroom-prefill"));
     result.requestId ??= nonEmpty(res.headers.get("x-headroom-request-id"));
@@ -209,26 +213,39 @@ function errorMessage(error: unknown): string {
   return typeof message === "string" && message !== "" ? message : JSON.stringify(error);
 }
 
-/** Explicit targets win; otherwise the pool's, from headroom's route or, without headroom, the default pools'. */
-async function targetsFor(o: ClientOptions, pool: string | undefined, known: Map<string, { ttftMs: number; tpotMs: number }>): Promise<{ ttftMs: number; tpotMs: number } | undefined> {
-  let poolTargets = pool === undefined ? undefined : known.get(pool);
-  if (poolTargets === undefined && pool !== undefined) {
-    if (o.headroomUrl !== undefined) {
-      const res = await fetch(`${o.headroomUrl}/v1/route`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(o.level === undefined ? {} : { sloLevel: o.level }),
-        signal: AbortSignal.timeout(o.timeoutMs),
-      });
-      if (!res.ok) throw new Error(`POST /v1/route: ${res.status} ${(await res.text()).trim()}`);
-      poolTargets = ((await res.json()) as { targets: { ttftMs: number; tpotMs: number } }).targets;
-    } else {
-      poolTargets = DEFAULTS.pools.find((p) => p.name === pool)?.targets;
-    }
-    if (poolTargets !== undefined) known.set(pool, poolTargets);
+type Targets = { ttftMs: number; tpotMs: number };
+
+/**
+ * Explicit targets win; otherwise the pool's, from headroom's route or, without headroom, the default pools'.
+ * Throws why when they cannot be had.
+ */
+async function targetsFor(o: ClientOptions, pool: string | undefined, known: Map<string, Targets>): Promise<Targets> {
+  if (o.ttftMs !== undefined && o.tpotMs !== undefined) return { ttftMs: o.ttftMs, tpotMs: o.tpotMs };
+  const poolTargets = await poolTargetsFor(o, pool, known);
+  return { ttftMs: o.ttftMs ?? poolTargets.ttftMs, tpotMs: o.tpotMs ?? poolTargets.tpotMs };
+}
+
+async function poolTargetsFor(o: ClientOptions, pool: string | undefined, known: Map<string, Targets>): Promise<Targets> {
+  if (pool === undefined) throw new Error("the response named no pool (x-headroom-pool) to take targets from: give both --ttft-ms and --tpot-ms");
+  let poolTargets = known.get(pool);
+  if (poolTargets !== undefined) return poolTargets;
+  if (o.headroomUrl !== undefined) {
+    const res = await fetch(`${o.headroomUrl}/v1/route`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(o.level === undefined ? {} : { sloLevel: o.level }),
+      signal: AbortSignal.timeout(o.timeoutMs),
+    });
+    if (!res.ok) throw new Error(`POST /v1/route: ${res.status} ${(await res.text()).trim()}`);
+    const t = ((await res.json()) as { targets?: Partial<Targets> }).targets;
+    if (typeof t?.ttftMs !== "number" || typeof t.tpotMs !== "number") throw new Error("POST /v1/route: no targets in its answer");
+    poolTargets = { ttftMs: t.ttftMs, tpotMs: t.tpotMs };
+  } else {
+    poolTargets = DEFAULTS.pools.find((p) => p.name === pool)?.targets;
+    if (poolTargets === undefined) throw new Error(`pool ${pool} is not one of the default pools: give --headroom for its targets, or both --ttft-ms and --tpot-ms`);
   }
-  if (poolTargets === undefined && (o.ttftMs === undefined || o.tpotMs === undefined)) return undefined;
-  return { ttftMs: o.ttftMs ?? poolTargets!.ttftMs, tpotMs: o.tpotMs ?? poolTargets!.tpotMs };
+  known.set(pool, poolTargets);
+  return poolTargets;
 }
 
 function nonEmpty(v: string | null): string | undefined {
