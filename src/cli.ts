@@ -264,12 +264,22 @@ async function podSim(args: string[], io: CliIo): Promise<number> {
     });
     checkHost(values.host);
     pods = values.pod === undefined ? [...DEMO_FLEET] : values.pod.map(parsePodSpec);
+    checkFleet(pods);
     if (values["report-url"] !== undefined && !/^https?:\/\/[^/]/.test(values["report-url"])) throw new Error(`--report-url must be an http(s) URL, got ${values["report-url"]}`);
   } catch (err) {
     io.stderr.write(`headroom pod-sim: ${(err as Error).message}\n\n${COMMANDS["pod-sim"]!.help}`);
     return EXIT_USAGE;
   }
-  const fleet = await startPodFleet({ pods, host: values.host, reportUrl: values["report-url"] });
+  let fleet: Awaited<ReturnType<typeof startPodFleet>>;
+  try {
+    fleet = await startPodFleet({ pods, host: values.host, reportUrl: values["report-url"] });
+  } catch (err) {
+    // A port in use or a host that is not this one's: one line, not a stack trace.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code !== "string") throw err;
+    io.stderr.write(`headroom pod-sim: cannot listen: ${(err as Error).message}\n`);
+    return EXIT_FAILED;
+  }
   for (const p of fleet.pods) io.stdout.write(`${JSON.stringify({ name: p.spec.name, role: p.spec.role, address: p.address, metricsUrl: p.metricsUrl })}\n`);
   if (values["print-config"]) io.stdout.write(stringifyYaml({ pools: fleet.poolsConfig() }));
   return new Promise((resolve) => {
@@ -334,16 +344,30 @@ async function client(args: string[], io: CliIo): Promise<number> {
   return summary.succeeded === summary.requests ? EXIT_OK : EXIT_FAILED;
 }
 
+/** Pods given by --pod: each name once, each fixed port once. */
+function checkFleet(pods: readonly FleetPodSpec[]): void {
+  const names = new Set<string>();
+  const ports = new Set<number>();
+  for (const p of pods) {
+    if (names.has(p.name)) throw new Error(`--pod: the name ${p.name} is given twice`);
+    names.add(p.name);
+    if (p.port === undefined || p.port === 0) continue;
+    if (ports.has(p.port)) throw new Error(`--pod: the port ${p.port} is given twice`);
+    ports.add(p.port);
+  }
+}
+
 /** NAME:ROLE[:PORT[:TP]]. */
 export function parsePodSpec(text: string): FleetPodSpec {
   const [name, role, port, tp, ...rest] = text.split(":");
   if (rest.length > 0 || name === undefined || role === undefined) throw new Error(`--pod ${text}: expected NAME:ROLE[:PORT[:TP]]`);
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`--pod ${text}: the name may hold letters, digits, '_', '.' and '-'`);
   if (role !== "prefill" && role !== "decode" && role !== "both") throw new Error(`--pod ${text}: the role must be prefill, decode or both`);
-  const portNumber = port === undefined || port === "" ? 0 : Number(port);
-  if (!(Number.isInteger(portNumber) && portNumber >= 0 && portNumber <= 65535)) throw new Error(`--pod ${text}: the port must be an integer in 0..65535`);
-  const tpNumber = tp === undefined ? 1 : Number(tp);
-  if (!(Number.isInteger(tpNumber) && tpNumber >= 1 && tpNumber <= 64)) throw new Error(`--pod ${text}: TP must be an integer in 1..64`);
+  // Digits only, as serve --port: Number() reads "0x50" as 80, "8e3" as 8000 and " " as 0.
+  const portNumber = port === undefined || port === "" ? 0 : /^\d{1,5}$/.test(port) ? Number(port) : NaN;
+  if (!(portNumber >= 0 && portNumber <= 65535)) throw new Error(`--pod ${text}: the port must be an integer in 0..65535`);
+  const tpNumber = tp === undefined ? 1 : /^\d{1,2}$/.test(tp) ? Number(tp) : NaN;
+  if (!(tpNumber >= 1 && tpNumber <= 64)) throw new Error(`--pod ${text}: TP must be an integer in 1..64`);
   return { name, role, port: portNumber, tp: tpNumber };
 }
 
