@@ -106,7 +106,7 @@ export async function startServing(options: ServeOptions): Promise<Serving> {
     logger.log("warn", `listening on ${host} without an admin token: anyone who reaches port ${port} can PUT /v1/pods and DELETE /v1/pods/{address}, and so choose where picks go; set ${ADMIN_TOKEN_ENV} or server.adminToken`, { config: file });
   }
   fleet?.reportTo(`${base}/v1/report`);
-  options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads));
+  options.out.write(banner(base, fleet === null ? file : null, fleet, config.workers.threads, config.pools.map((p) => p.sloLevel)));
   const reload = (): string[] => {
     if (options.configFile !== undefined) seenText = readText(file);
     try {
@@ -169,26 +169,44 @@ function demoConfig(fleet: PodFleet): string {
   return stringifyYaml({ ...base, pools: fleet.poolsConfig() });
 }
 
-function banner(base: string, file: string | null, fleet: PodFleet | null, workerThreads: number): string {
+/**
+ * What serving prints: where things are, and example commands on the configured pools' levels (the
+ * first for the pick, the second, else the first, for the gateway; a level not configured is refused
+ * UNKNOWN_LEVEL), and for the demo a completion on one of its pools' pods, as a gateway sends it.
+ */
+function banner(base: string, file: string | null, fleet: PodFleet | null, workerThreads: number, levels: readonly string[]): string {
   const cpus = usableCpus();
+  const pickLevel = levels[0];
+  const gatewayLevel = levels[1] ?? levels[0];
   const lines = [
     `headroom serving ${file ?? "the embedded demo: a simulated cluster on loopback"} on ${base}`,
     `  kernel:   ${workerThreads} worker thread${workerThreads === 1 ? "" : "s"} beside the main thread (${cpus} CPU${cpus === 1 ? "" : "s"} usable; workers.threads)`,
-    `  pick:     curl -s ${base}/v1/pick -H 'content-type: application/json' -d '{"sloLevel":"high","inputTokens":1500,"maxTokens":200}'`,
-    `  gateway:  curl -si ${base}/v1/gateway/pick -H 'x-slo-level: medium' -H 'x-prompt-tokens: 800'`,
+    ...(pickLevel === undefined
+      ? []
+      : [
+          `  pick:     curl -s ${base}/v1/pick -H 'content-type: application/json' -d '{"sloLevel":"${pickLevel}","inputTokens":1500,"maxTokens":200}'`,
+          `  gateway:  curl -si ${base}/v1/gateway/pick -H 'x-slo-level: ${gatewayLevel}' -H 'x-prompt-tokens: 800'`,
+        ]),
     `  metrics:  ${base}/metrics`,
     `  state:    ${base}/v1/state`,
     `  ready:    ${base}/readyz`,
   ];
   if (fleet !== null) {
-    const [prefill] = fleet.byPool("medium").filter((p) => p.spec.role === "prefill");
-    const [decode] = fleet.byPool("medium").filter((p) => p.spec.role === "decode");
     lines.push(
       "  simulated pods (vLLM-compatible; /v1/completions, /v1/chat/completions, /metrics):",
       ...fleet.pods.map((p) => `    ${p.spec.name.padEnd(10)} ${p.spec.role.padEnd(7)} http://${p.address}`),
-      `  a completion with its prefill on ${prefill.spec.name}, as a gateway sends it after a pick (the pod reports back to headroom):`,
-      `    curl -s http://${decode.address}/v1/completions -H 'content-type: application/json' -H 'x-prefiller-host-port: ${prefill.address}' -d '{"prompt":"Hello","max_tokens":16}'`,
     );
+    // A pool of the gateway example's level first, else any configured one, with a prefill and a decode pod.
+    const pools = [...new Set([gatewayLevel, ...levels])].flatMap((level) => (level === undefined ? [] : [fleet.byPool(level)]));
+    const pair = pools
+      .map((pods) => ({ prefill: pods.find((p) => p.spec.role === "prefill"), decode: pods.find((p) => p.spec.role === "decode") }))
+      .find((p) => p.prefill !== undefined && p.decode !== undefined);
+    if (pair !== undefined) {
+      lines.push(
+        `  a completion with its prefill on ${pair.prefill!.spec.name}, as a gateway sends it after a pick (REQUEST_ID: the pick's request id, under which the pod reports back to headroom):`,
+        `    curl -s http://${pair.decode!.address}/v1/completions -H 'x-prefiller-host-port: ${pair.prefill!.address}' -H 'x-request-id: REQUEST_ID' -H 'content-type: application/json' -d '{"prompt":"Hello","max_tokens":16}'`,
+      );
+    }
   }
   return `${lines.join("\n")}\n`;
 }

@@ -81,3 +81,29 @@ describe("serve: configuration reload", () => {
     expect(s.engine.route("high").targets.ttftMs).toBe(456);
   });
 });
+
+describe("serve: the startup banner", () => {
+  const started = async (configText: string | undefined) => {
+    let out = "";
+    const file = configText === undefined ? undefined : configFile.write(configText);
+    serving = await startServing({ configFile: file, host: "127.0.0.1", port: 0, out: { write: (s: string) => (out += s) }, logger: new MemoryLogger(), watchMs: 0 });
+    return out;
+  };
+
+  it("builds its pick and gateway examples from the configured levels: with only `high`, the printed gateway pick is not UNKNOWN_LEVEL", async () => {
+    const out = await started(`pools:\n  - sloLevel: high\n    pods:\n      - { address: "10.0.0.1:8000", role: both }\nworkers: { threads: 0 }\n`);
+    expect(out).toContain(`'{"sloLevel":"high","inputTokens":1500,"maxTokens":200}'`);
+    expect(out).toContain("-H 'x-slo-level: high' -H 'x-prompt-tokens: 800'");
+    expect(out).not.toContain("medium");
+    const [, url, level] = /gateway: +curl -si (\S+) -H 'x-slo-level: (\S+)'/.exec(out)!;
+    const r = await fetch(url, { headers: { "x-slo-level": level, "x-prompt-tokens": "800" } });
+    expect(r.headers.get("x-headroom-error-code")).not.toBe("UNKNOWN_LEVEL");
+    expect(r.status).not.toBe(400);
+  });
+
+  it("the demo's completion carries x-request-id, as the README's quick start sends it", async () => {
+    const out = await started(undefined);
+    expect(out).toContain("-H 'x-slo-level: medium'");
+    expect(out).toMatch(/^ {4}curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/completions -H 'x-prefiller-host-port: 127\.0\.0\.1:\d+' -H 'x-request-id: REQUEST_ID' -H 'content-type: application\/json' -d '\{"prompt":"Hello","max_tokens":16\}'$/m);
+  });
+});
