@@ -233,6 +233,43 @@ describe("headroom client", () => {
     }
   });
 
+  it("reads event streams framed as the SSE format allows: CRLF, CR or LF line ends, data: with or without its space", async () => {
+    const a = JSON.stringify({ choices: [{ text: "a" }] });
+    const b = JSON.stringify({ choices: [{ text: "b" }] });
+    const streams: Record<string, string[]> = {
+      crlf: [`data: ${a}\r\n\r\n`, `data: ${b}\r\n\r\n`, "data: [DONE]\r\n\r\n"],
+      cr: [`data: ${a}\r\r`, `data: ${b}\r\r`, "data: [DONE]\r\r"],
+      "no space": [`data:${a}\n\n`, `data:${b}\n\n`, "data:[DONE]\n\n"],
+      // A CRLF cut between its CR and its LF, comments, other fields and an event's data over two lines.
+      "cut crlf": [`: hello\r\nevent: completion\r\ndata: ${a}\r\n\r\n`, 'data: {"choices":\r', '\ndata: [{"text":"b"}]}\r\n\r', "\ndata: [DONE]\r\n\r\n"],
+    };
+    let frames: string[] = [];
+    const g = await gateway((res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });
+      const rest = [...frames];
+      const write = () => {
+        const frame = rest.shift();
+        if (frame === undefined) res.end();
+        else {
+          res.write(frame);
+          setTimeout(write, 10);
+        }
+      };
+      write();
+    });
+    try {
+      for (const [name, stream] of Object.entries(streams)) {
+        frames = stream;
+        const results: ClientResult[] = [];
+        await runClient(options({ headroomUrl: undefined, gatewayUrl: g.url, count: 1 }), (r) => results.push(r));
+        expect({ name, error: results[0].error, tokens: results[0].tokens }).toEqual({ name, error: undefined, tokens: 2 });
+        expect(results[0].ttftMs).toBeGreaterThan(0);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
   it("counts tokens from the usage chunk when an event carries several, and survives a headroom that cannot give targets", async () => {
     const g = await gateway((res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "x-headroom-pool": "high" });

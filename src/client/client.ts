@@ -173,31 +173,63 @@ interface StreamRead {
   error?: string;
 }
 
-/** Reads an OpenAI event stream to its [DONE] or an error event; what was read before a failure is kept with the error. */
+/**
+ * Reads an OpenAI event stream to its [DONE] or an error event; what was read before a failure is kept with
+ * the error. Parsed as the SSE format says (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+ * lines end with CRLF, LF or CR, a blank line ends an event, an event's data is its `data:` lines (one space
+ * after the colon dropped) joined with LF, and other fields and comments are ignored.
+ */
 async function readStream(body: ReadableStream<Uint8Array>, chat: boolean): Promise<StreamRead> {
   const read: StreamRead = { eventTimes: [] };
   const decoder = new TextDecoder();
   let buffer = "";
+  let dataLines: string[] = [];
+  /** The last chunk ended with a CR: an LF first in the next is that CRLF's, not a line of its own. */
+  let crLast = false;
+  /** Takes one event's data; true when the stream is done with (its [DONE] or an error event). */
+  const dispatch = (payload: string): boolean => {
+    if (payload === "[DONE]") return true;
+    const data = JSON.parse(payload) as { choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens?: number }; error?: unknown };
+    // How vLLM reports a failure once the stream has begun (a [DONE] may still follow).
+    if (data.error !== undefined && data.error !== null) {
+      read.error = `the stream reported an error: ${errorMessage(data.error)}`;
+      return true;
+    }
+    const choice = data.choices?.[0];
+    const text = chat ? choice?.delta?.content : choice?.text;
+    if (text !== undefined && text !== "") read.eventTimes.push(performance.now());
+    const tokens = data.usage?.completion_tokens;
+    if (typeof tokens === "number" && Number.isInteger(tokens) && tokens >= 0) read.completionTokens = tokens;
+    return false;
+  };
   try {
     for await (const chunk of body) {
       buffer += decoder.decode(chunk, { stream: true });
-      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (event === "data: [DONE]") return read;
-        if (!event.startsWith("data: ")) continue;
-        const data = JSON.parse(event.slice(6)) as { choices?: { text?: string; delta?: { content?: string } }[]; usage?: { completion_tokens?: number }; error?: unknown };
-        // How vLLM reports a failure once the stream has begun (a [DONE] may still follow).
-        if (data.error !== undefined && data.error !== null) {
-          read.error = `the stream reported an error: ${errorMessage(data.error)}`;
-          return read;
-        }
-        const choice = data.choices?.[0];
-        const text = chat ? choice?.delta?.content : choice?.text;
-        if (text !== undefined && text !== "") read.eventTimes.push(performance.now());
-        const tokens = data.usage?.completion_tokens;
-        if (typeof tokens === "number" && Number.isInteger(tokens) && tokens >= 0) read.completionTokens = tokens;
+      if (crLast && buffer !== "") {
+        if (buffer.startsWith("\n")) buffer = buffer.slice(1);
+        crLast = false;
       }
+      const lineEnd = /\r\n|\r|\n/g;
+      let start = 0;
+      for (let m = lineEnd.exec(buffer); m !== null; m = lineEnd.exec(buffer)) {
+        const line = buffer.slice(start, m.index);
+        start = m.index + m[0].length;
+        crLast = m[0] === "\r" && start === buffer.length;
+        if (line === "") {
+          if (dataLines.length === 0) continue;
+          const payload = dataLines.join("\n");
+          dataLines = [];
+          if (dispatch(payload)) return read;
+          continue;
+        }
+        const colon = line.indexOf(":");
+        if (colon === 0) continue; // a comment
+        const field = colon < 0 ? line : line.slice(0, colon);
+        if (field !== "data") continue;
+        const value = colon < 0 ? "" : line.slice(colon + 1);
+        dataLines.push(value.startsWith(" ") ? value.slice(1) : value);
+      }
+      buffer = buffer.slice(start);
     }
     read.error = "the stream ended before data: [DONE]";
   } catch (err) {
