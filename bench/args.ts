@@ -9,8 +9,8 @@ export interface BenchOption {
   short?: string;
   /** A string option's value as the usage line names it (default VALUE). */
   value?: string;
-  /** The value may start with '-' (flags passed on to another process); otherwise that is a missing value. */
-  dashValue?: boolean;
+  /** Flags passed on to another process: the value may start with '-' or be empty (otherwise a missing value). */
+  passOn?: boolean;
 }
 
 export type BenchValues<O extends Record<string, BenchOption>> = { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
@@ -53,7 +53,7 @@ export function parseBenchArgs<O extends Record<string, BenchOption>>(
       if (token.value !== undefined) throw new UsageError(`${shown} takes no value, got ${JSON.stringify(token.value)}`);
       values[token.name] = true;
     } else {
-      if (token.value === undefined || token.value === "" || (!token.inlineValue && !option.dashValue && token.value.startsWith("-"))) throw new UsageError(`${shown} needs a value`);
+      if (token.value === undefined || (!option.passOn && (token.value === "" || (!token.inlineValue && token.value.startsWith("-"))))) throw new UsageError(`${shown} needs a value`);
       values[token.name] = token.value;
     }
   }

@@ -17,17 +17,25 @@ import type { PickAnswer, PickAnswers, PickInput } from "../src/engine/types.js"
 import { silentLogger } from "../src/log.js";
 import { emit, median, note, processCpuUs, procCpuUs, round } from "./measure.js";
 import { rpcPoolsYaml } from "./rpc-workload.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const { values: args } = benchArgs("bench:crossover", {
+  quick: { type: "boolean" },
+  sizes: { type: "string", value: "LIST" },
+  batches: { type: "string", value: "LIST" },
+  "worker-queue": { type: "string", value: "N" },
+  "worker-only": { type: "boolean" },
+});
+const quick = args.quick === true;
 /** `--name 1,2,3` from the command line, else `otherwise`. */
-function listArg(name: string, otherwise: number[]): number[] {
-  const at = process.argv.indexOf(name);
-  return at < 0 ? otherwise : process.argv[at + 1].split(",").map(Number);
+function listArg(name: "--sizes" | "--batches" | "--worker-queue", otherwise: number[]): number[] {
+  const value = args[name.slice(2) as "sizes" | "batches" | "worker-queue"];
+  return value === undefined ? otherwise : value.split(",").map(Number);
 }
 const SIZES = listArg("--sizes", quick ? [16, 64] : [8, 32, 64, 128, 256]);
 const BATCHES = listArg("--batches", quick ? [1, 64] : [1, 16, 64]);
 const [WORKER_QUEUE] = listArg("--worker-queue", []);
-const WORKER_ONLY = process.argv.includes("--worker-only");
+const WORKER_ONLY = args["worker-only"] === true;
 const ROUND_MS = quick ? 300 : 1000;
 const IN_FLIGHT = 4;
 const LATENCY_BATCHES = quick ? 50 : 200;

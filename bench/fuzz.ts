@@ -4,11 +4,10 @@
 
 import { FUZZ_TARGETS, fuzz } from "./fuzz-targets.js";
 import { emit, note } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-function option(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
+const { values: args } = benchArgs("fuzz", { runs: { type: "string", value: "N" }, seed: { type: "string", value: "S" }, targets: { type: "string", value: "LIST" } });
+const option = (name: "--runs" | "--seed" | "--targets"): string | undefined => args[name.slice(2) as "runs" | "seed" | "targets"];
 
 const runs = Number(option("--runs") ?? 100_000);
 const seed = Number(option("--seed") ?? Date.now() % 2 ** 31);

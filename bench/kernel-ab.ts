@@ -23,6 +23,7 @@ import { decodeFrame, decodePick, NO_SLO_HEADERS } from "../src/server/codec.js"
 import { shippedFile } from "../src/paths.js";
 import { emit, median, note, round } from "./measure.js";
 import { pickFrames, rpcPoolsYaml } from "./rpc-workload.js";
+import { benchArgs } from "./args.js";
 
 type Call =
   | { op: "params"; params: OptimizerParams; topology: TopologyParams }
@@ -30,11 +31,9 @@ type Call =
   | { op: "loads"; snap: PoolSnapshot }
   | { op: "pick"; requests: PickRequest[] };
 
-const args = process.argv.slice(2);
-const quick = args.includes("--quick");
-const roundsAt = args.indexOf("--rounds");
-const ROUNDS = roundsAt >= 0 ? Number(args[roundsAt + 1]) : quick ? 2 : 10;
-const builds = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--rounds");
+const { values: args, positionals: builds } = benchArgs("bench:kernel-ab", { quick: { type: "boolean" }, rounds: { type: "string", value: "N" } }, { min: 1, max: 2, usage: "A.wasm [B.wasm]" });
+const quick = args.quick === true;
+const ROUNDS = args.rounds !== undefined ? Number(args.rounds) : quick ? 2 : 10;
 if (builds.length < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1) {
   process.stderr.write("usage: bench:kernel-ab -- A.wasm [B.wasm] [--rounds N] [--quick]\n");
   process.exit(2);

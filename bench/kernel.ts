@@ -7,8 +7,9 @@ import { DEFAULTS } from "../src/config/schema.js";
 import { TwinKernel } from "../src/kernel/twin.js";
 import type { OptimizerParams, PickRequest, PoolSnapshot, TopologyParams } from "../src/kernel/types.js";
 import { WasmKernel } from "../src/kernel/wasm.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:kernel", { quick: { type: "boolean" } }).values.quick === true;
 const MAX_TIME_S = quick ? 0.25 : 2;
 const SIZES = [8, 64, 256, 1024];
 const GRID = [16, 128, 1024, 4096, 16384];

@@ -12,13 +12,11 @@ import { Registry } from "prom-client";
 import type { Engine } from "../src/engine/engine.js";
 import { cpuUsPerItem, emit, median, note, round } from "./measure.js";
 import { httpAtOnceRound, httpQueuedRound, rpcPoolsYaml, streamRound, type PickCodec, type StreamCodec } from "./rpc-workload.js";
+import { benchArgs } from "./args.js";
 
-const [rootA, rootB] = process.argv.slice(2, 4).map((root) => resolve(root));
-if (rootA === undefined || rootB === undefined) {
-  note("usage: node dist/bench/pick-path-ab.js <root A> <root B> [rounds]");
-  process.exit(2);
-}
-const ROUNDS = Number(process.argv[4] ?? 60);
+const { positionals } = benchArgs("bench:pick-path-ab", {}, { min: 2, max: 3, usage: "<root A> <root B> [rounds]" });
+const [rootA, rootB] = positionals.slice(0, 2).map((root) => resolve(root));
+const ROUNDS = Number(positionals[2] ?? 60);
 const ROUND_MS = 150;
 const WARM_ROUNDS = 4;
 

@@ -39,8 +39,9 @@ import {
 } from "../src/server/codec.js";
 import { cpuUsPerItem, emit, median, note, processCpuUs, round } from "./measure.js";
 import { httpAtOnceRound, httpQueuedRound, PICK_BODY, rpcPoolsYaml, streamRound } from "./rpc-workload.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:pick-path", { quick: { type: "boolean" } }).values.quick === true;
 const ROUNDS = quick ? 3 : 9;
 const ROUND_S = quick ? 0.2 : 0.5;
 

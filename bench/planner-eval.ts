@@ -13,10 +13,11 @@ import { ArimaSearchThread } from "../src/planner/arima-search.js";
 import type { Layout } from "../src/planner/types.js";
 import { ALLOCATIONS, evaluateAllocation, PLANNER_EVAL_DEFAULTS, PLANNER_EVAL_QUICK, staticLayouts, type PlannerEvalResult } from "../src/sim/planner-eval.js";
 import { emit, note, round } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
-const outAt = process.argv.indexOf("--out");
-const outDir = outAt >= 0 ? process.argv[outAt + 1] : quick ? mkdtempSync(join(tmpdir(), "headroom-planner-eval-")) : shippedFile("bench", "results");
+const { values: args } = benchArgs("bench:planner-eval", { quick: { type: "boolean" }, out: { type: "string", value: "DIR" } });
+const quick = args.quick === true;
+const outDir = args.out !== undefined ? args.out : quick ? mkdtempSync(join(tmpdir(), "headroom-planner-eval-")) : shippedFile("bench", "results");
 const options = quick ? PLANNER_EVAL_QUICK : PLANNER_EVAL_DEFAULTS;
 const thread = new ArimaSearchThread();
 const results: PlannerEvalResult[] = [];

@@ -11,8 +11,9 @@ import { ArimaSearchThread } from "../src/planner/arima-search.js";
 import { replay, sineLoad, stepLoad } from "../src/planner/replay.js";
 import { LatencyProfile } from "../src/predictors/latency-profile.js";
 import { emit, note, round } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:planner", { quick: { type: "boolean" } }).values.quick === true;
 const DURATION_MS = (quick ? 10 : 20) * 60_000;
 const profile = LatencyProfile.shipped(BUILTIN_PROFILE);
 const loads = { sine: sineLoad(2, 30, 150_000), step: stepLoad(5, 25, 300_000) };

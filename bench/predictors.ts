@@ -17,8 +17,9 @@ import { ProfilePredictor } from "../src/predictors/profile.js";
 import { ThreadedRemotePredictor } from "../src/predictors/remote-threaded.js";
 import { logGrid, type PodFeatures, type Predictor, type Quantity } from "../src/predictors/types.js";
 import { emit, median, medianSeconds, note, round } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:predictors", { quick: { type: "boolean" } }).values.quick === true;
 const MAX_TIME_S = quick ? 0.5 : 3;
 const PODS = 1024;
 

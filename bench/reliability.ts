@@ -22,8 +22,9 @@ import { startPodFleet, type FleetPodSpec, type PodFleet } from "../src/podsim/f
 import { createServer } from "../src/server/app.js";
 import { LatencyPredictorStandIn } from "./latency-predictor-service.js";
 import { emit, note } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:reliability", { quick: { type: "boolean" } }).values.quick === true;
 const PHASE_MS = quick ? 600 : 2000;
 const RATE = quick ? 100 : 200;
 

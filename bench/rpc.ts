@@ -20,8 +20,9 @@ import { join } from "node:path";
 import { emit, median, note, round, withSteal } from "./measure.js";
 import { hasNginx, measured, startNginx, startServer, stopServer, wsLoad, type Server, type WsResult } from "./rpc-procs.js";
 import { PICK_BODY } from "./rpc-workload.js";
+import { benchArgs } from "./args.js";
 
-const quick = process.argv.includes("--quick");
+const quick = benchArgs("bench:rpc", { quick: { type: "boolean" } }).values.quick === true;
 const DURATION_S = quick ? 3 : 10;
 /** wrk runs of each handler in (a), alternating. */
 const TURNS = quick ? 1 : 3;

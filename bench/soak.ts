@@ -10,9 +10,10 @@ import { pack, unpack } from "msgpackr";
 import { silentLogger } from "../src/log.js";
 import { startServing } from "../src/serve.js";
 import { emit, note, round } from "./measure.js";
+import { benchArgs } from "./args.js";
 
-const minutesAt = process.argv.indexOf("--minutes");
-const minutes = minutesAt >= 0 ? Number(process.argv[minutesAt + 1]) : 10;
+const { values: args } = benchArgs("soak", { minutes: { type: "string", value: "N" } });
+const minutes = args.minutes !== undefined ? Number(args.minutes) : 10;
 /** RSS may grow this much from the second minute to the last (allocator noise, JIT code, histograms). */
 const RSS_GROWTH_BOUND_MB = 64;
 const PICKS_PER_S = 100;

@@ -13,10 +13,19 @@
 import { availableParallelism } from "node:os";
 import { emit, median, note, round } from "./measure.js";
 import { startServer, stopServer, threadTimes, wsLoad, type ThreadTimes } from "./rpc-procs.js";
+import { benchArgs } from "./args.js";
 
-function arg(name: string, fallback?: string): string {
-  const at = process.argv.indexOf(name);
-  const value = at < 0 ? fallback : process.argv[at + 1];
+const { values: args } = benchArgs("bench:ws-ab", {
+  a: { type: "string", value: '"<server flags>"', passOn: true },
+  b: { type: "string", value: '"<server flags>"', passOn: true },
+  pairs: { type: "string", value: "N" },
+  seconds: { type: "string", value: "S" },
+  "in-flight": { type: "string", value: "F" },
+  "all-pools": { type: "boolean" },
+});
+
+function arg(name: "--a" | "--b" | "--pairs" | "--seconds" | "--in-flight", fallback?: string): string {
+  const value = args[name.slice(2) as "a" | "b" | "pairs" | "seconds" | "in-flight"] ?? fallback;
   if (value === undefined) {
     process.stderr.write(`bench:ws-ab needs ${name} "<bench/rpc-server.js flags>" (see bench/ws-ab.ts)\n`);
     process.exit(2);
@@ -24,7 +33,7 @@ function arg(name: string, fallback?: string): string {
   return value;
 }
 
-function count(name: string, fallback: number): number {
+function count(name: "--pairs" | "--seconds" | "--in-flight", fallback: number): number {
   const value = Number(arg(name, String(fallback)));
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name}: a whole number >= 1, got ${arg(name)}`);
   return value;
@@ -34,7 +43,7 @@ const sides = { a: arg("--a").split(/\s+/).filter(Boolean), b: arg("--b").split(
 const pairs = count("--pairs", 6);
 const seconds = count("--seconds", 8);
 const inFlight = count("--in-flight", 8);
-const loadFlags = ["--in-flight", String(inFlight), ...(process.argv.includes("--all-pools") ? [] : ["--one-pool"])];
+const loadFlags = ["--in-flight", String(inFlight), ...(args["all-pools"] === true ? [] : ["--one-pool"])];
 const ALL_CORES = `0-${availableParallelism() - 1}`;
 
 /** One run of a side: a fresh server, the load, each thread's share of a core while it ran. */
