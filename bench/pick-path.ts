@@ -52,10 +52,11 @@ async function engineFor(n: number): Promise<Engine> {
 }
 
 /** Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made). */
-async function cpuUsPerPick(step: () => Promise<number>): Promise<number> {
+async function cpuUsPerPick(step: () => Promise<number>, warmedUp: () => void = () => undefined): Promise<number> {
   const perPick: number[] = [];
   // The first round warms the code up (JIT tiers, WASM) and is not counted.
   await cpuUsPerItem(step, ROUND_S * 1000);
+  warmedUp();
   for (let r = 0; r < ROUNDS; r++) perPick.push(await cpuUsPerItem(step, ROUND_S * 1000));
   return median(perPick);
 }
@@ -74,12 +75,15 @@ const streamStep = (engine: Engine) => streamRound(engine, { decodeFrame, decode
  * held the thread. What a scavenge copies is what is still referenced from what it collects, so its
  * pause follows what the pick path keeps alive for a while, not what it allocates.
  */
+/** Young-generation collections and picks, from start() on (the warm-up round is left out, as from the CPU figure). */
 class Scavenges {
   picks = 0;
+  private started = false;
   private readonly pausesMs: number[] = [];
   private readonly observer = new PerformanceObserver((list) => this.take(list.getEntries()));
 
-  constructor() {
+  start(): void {
+    this.started = true;
     this.observer.observe({ entryTypes: ["gc"] });
   }
 
@@ -93,7 +97,7 @@ class Scavenges {
   /** Counts a step's picks. */
   async counting(step: Promise<number>): Promise<number> {
     const picks = await step;
-    this.picks += picks;
+    if (this.started) this.picks += picks;
     return picks;
   }
 
@@ -163,7 +167,10 @@ for (const [name, n, step] of [
 ] as const) {
   const engine = await engineFor(n);
   const scavenges = new Scavenges();
-  const us = await cpuUsPerPick(() => scavenges.counting(step(engine)));
+  const us = await cpuUsPerPick(
+    () => scavenges.counting(step(engine)),
+    () => scavenges.start(),
+  );
   const pauses = scavenges.stop();
   note(`pick path, ${name} on ${n}x${n}: ${us.toFixed(2)} CPU µs per pick; ${pauses.count} scavenges, median ${pauses.medianMs.toFixed(2)} ms`);
   emit({
