@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { parseBenchArgs } from "../bench/args.js";
 import { sweepArgs } from "../bench/sim.js";
-import { runCli } from "../src/cli.js";
+import { runCaptured as run } from "./fixtures/cli-run.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** A built bench script's exit code and stderr (the refusals come before anything runs). */
@@ -21,16 +21,6 @@ const script = (name: string, ...argv: string[]) => {
 const KNOWN = ["burst", "default", "mismatch", "two-racks"];
 const RESULTS = "/repo/bench/results";
 const sweep = (...argv: string[]) => sweepArgs(argv, KNOWN, RESULTS, () => "/tmp/headroom-sim-x");
-
-async function run(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(argv, {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  });
-  return { code, stdout, stderr };
-}
 
 describe("bench:sim options", () => {
   test.each([[["--quik"]], [["-q"]], [["--quick", "extra"]], [["--quick", "--quick"]], [["--quick=yes"]], [["--out="]], [["--out", "--quick"]]])("%j is refused", (argv) => {

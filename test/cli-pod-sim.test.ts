@@ -4,17 +4,8 @@
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { describe, expect, test } from "vitest";
-import { parsePodSpec, runCli } from "../src/cli.js";
-
-async function run(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(argv, {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  });
-  return { code, stdout, stderr };
-}
+import { parsePodSpec } from "../src/cli.js";
+import { runCaptured as run } from "./fixtures/cli-run.js";
 
 describe("pod-sim --pod", () => {
   test.each(["a:both:0x50", "a:both:8e3", "a:both: ", "a:both:+80", "a:both:80.0", "a:both:80:0x2", "a:both:80:2.0", "a:both:80:1e1", "a:both:80: 2"])("%s is refused", (spec) => {

@@ -7,23 +7,13 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { runCli } from "../src/cli.js";
+import { runCaptured as run } from "./fixtures/cli-run.js";
 import { POOLS } from "./fixtures/server-harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const example = join(root, "deploy/config/headroom.yaml");
 const eppExample = join(root, "deploy/config/pd-slo-epp-config.yaml");
 const invalid = join(root, "test/fixtures/config/invalid.yaml");
-
-async function run(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(argv, {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  });
-  return { code, stdout, stderr };
-}
 
 const COMMANDS = ["serve", "validate", "sim", "bench", "pod-sim", "client"];
 
