@@ -262,9 +262,9 @@ export class Engine implements EngineApi {
     return { known, unknown: reports.length - known };
   }
 
-  withdraw(requestIds: readonly string[]): number {
+  withdraw(answers: PickAnswers): number {
     let withdrawn = 0;
-    for (const id of requestIds) if (this.cluster.inflight.withdraw(id)) withdrawn++;
+    for (const a of answers) if (!(a instanceof HeadroomError) && this.cluster.inflight.withdraw(a.requestId)) withdrawn++;
     return withdrawn;
   }
 

@@ -110,10 +110,11 @@ export interface EngineApi {
   /** Releases in-flight load and learns; returns how many request ids were known. Throws REQUEST_INVALID for a bad item (none applied). */
   report(reports: readonly CompletionReport[]): { known: number; unknown: number };
   /**
-   * Releases the load of picks whose answers could not be delivered (the client went away first), so
-   * no request follows them; nothing is learned. Returns how many were still in flight.
+   * Releases the load of the picks among `answers` that could not be delivered (the client went away
+   * first), so no request follows them; nothing is learned, errors are skipped. Returns how many were
+   * still in flight.
    */
-  withdraw(requestIds: readonly string[]): number;
+  withdraw(answers: PickAnswers): number;
   /** Upserts pushed pods (all or none: UNKNOWN_POOL / REQUEST_INVALID). */
   upsertPods(pods: readonly PodPush[]): void;
   /** Deletes a pod by address; false when unknown. */

@@ -143,7 +143,7 @@ export function createServer(options: ServerOptions): HeadroomServer {
   /** True when the client went away before its pick was made: the pick's load is released, as no request will follow it. */
   function undeliverable(ex: Exchange, result: PickAnswer | HeadroomError): boolean {
     if (ex.open) return false;
-    if (!(result instanceof HeadroomError)) engine.withdraw([result.requestId]);
+    engine.withdraw([result]);
     return true;
   }
 

@@ -64,13 +64,6 @@ export interface Stream {
 
 export function createStream(options: StreamOptions): Stream {
   const { engine, ctx, maxInflightPerConnection } = options;
-
-  /** Releases the picks of an answer that will never be sent: no request follows them. */
-  function withdraw(results: PickAnswers): void {
-    const ids: string[] = [];
-    for (const r of results) if (!(r instanceof HeadroomError)) ids.push(r.requestId);
-    engine.withdraw(ids);
-  }
   const sockets = new Set<WebSocket<Connection>>();
 
   /** Set while drained() waits: re-checked after drains and closes. */
@@ -140,7 +133,7 @@ export function createStream(options: StreamOptions): Stream {
       }
       try {
         const input = decodePick(items[i], NO_SLO_HEADERS, `items[${i}].`);
-        // The oracle's pairs would cost the main thread up to 10^6 pairs an item for an answer that cannot hold them.
+        // The oracle would run on the main thread (up to EXPLAIN_MAX_PAIRS pairs an item) for an answer that cannot hold it.
         if (input.explain) throw new HeadroomError("REQUEST_INVALID", `items[${i}].explain: a compact stream answer carries no explanation (POST /v1/pick does)`);
         inputs.push(input);
         positions.push(i);
@@ -156,8 +149,9 @@ export function createStream(options: StreamOptions): Stream {
     // Called from a worker's batch too, where a throw would be nobody's to catch.
     const answered = (results: PickAnswers) => {
       try {
+        // An answer that will never be sent: no request follows its picks.
         if (conn.closed) {
-          withdraw(results);
+          engine.withdraw(results);
           return;
         }
         slot.results = results;
@@ -231,7 +225,7 @@ export function createStream(options: StreamOptions): Stream {
       conn.closed = true;
       sockets.delete(ws);
       // Answers never sent: no request follows their picks.
-      for (const slot of conn.queue) if (slot.results !== null) withdraw(slot.results);
+      for (const slot of conn.queue) if (slot.results !== null) engine.withdraw(slot.results);
       for (let i = 0; i < conn.queue.length; i++) ctx.work.end();
       conn.queue.length = 0;
       if (onDrained !== null) setImmediate(checkDrained);
