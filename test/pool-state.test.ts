@@ -233,7 +233,7 @@ describe("pick accounting", () => {
   it("a pick on a pod with a remote TTFT adds the pod's prefill compute to its queue, not the TTFT, which holds the queue", () => {
     const grid = logGrid(12, 16, 32768);
     // The service says 900 ms at every size: a long queue ahead of a short prefill.
-    const latest = new Map([["10.0.0.1:8000", { values: new Float64Array(grid.length).fill(900), grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0 }]]);
+    const latest = new Map([["10.0.0.1:8000", { values: new Float64Array(grid.length).fill(900), grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0, localPrefillMsInFlight: 0 }]]);
     const { registry, pool, inflight } = setup((base) => ({
       kind: "remote",
       fill(quantity, pods, out) {
@@ -370,7 +370,7 @@ describe("KV capacity on the grid", () => {
   it("a remote service is asked on the configured grid, and its curve reads the same on the grid with knots", () => {
     const grid = logGrid(12, 16, 32768);
     const values = Float64Array.from(grid, (x) => 5 + Math.sqrt(x));
-    const latest = new Map([["10.0.0.2:8000", { values, grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0 }]]);
+    const latest = new Map([["10.0.0.2:8000", { values, grid, atMs: 5_000, refresh: 1, prefillMsInFlight: 0, localPrefillMsInFlight: 0 }]]);
     const asked: Float64Array[] = [];
     const { registry, pool, clock } = setup((base) => ({
       kind: "remote",

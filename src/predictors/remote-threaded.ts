@@ -55,7 +55,7 @@ export class ThreadedRemotePredictor implements Predictor {
   /** Null while the thread is down (between its exit and its restart, or for good). */
   private worker: Worker | null;
   private readonly latest = new Map<Quantity, Map<string, RemoteValues>>();
-  private readonly waiting = new Map<number, { startedMs: number; grid: Float64Array; prefillMsInFlight: Map<string, { all: number; local: number }>; done: () => void }>();
+  private readonly waiting = new Map<number, { startedMs: number; grid: Float64Array; inFlight: Map<string, { prefill: number; local: number }>; done: () => void }>();
   private readonly mirrors = new Map<string, Mirror>();
   private readonly served: Quantity[];
   private readonly once: OncePerCause;
@@ -105,8 +105,8 @@ export class ThreadedRemotePredictor implements Predictor {
     const grid = Float64Array.from(gridTokens);
     return new Promise((resolve) => {
       const cancel = this.init.clock.schedule(this.maxAgeMs, () => this.giveUp(id));
-      const prefillMsInFlight = new Map(pods.map((pod) => [pod.address, { all: pod.prefillMsInFlight, local: pod.localPrefillMsInFlight }]));
-      this.waiting.set(id, { startedMs, grid, prefillMsInFlight, done: () => (cancel(), resolve()) });
+      const inFlight = new Map(pods.map((pod) => [pod.address, { prefill: pod.prefillMsInFlight, local: pod.localPrefillMsInFlight }]));
+      this.waiting.set(id, { startedMs, grid, inFlight, done: () => (cancel(), resolve()) });
       worker.postMessage({ t: "refresh", id, pods: [...pods], grid } satisfies ToRemoteThread);
     });
   }
@@ -248,8 +248,8 @@ export class ThreadedRemotePredictor implements Predictor {
           grid: pending.grid,
           atMs: pending.startedMs,
           refresh: msg.id,
-          prefillMsInFlight: pending.prefillMsInFlight.get(address)?.all ?? 0,
-          localPrefillMsInFlight: pending.prefillMsInFlight.get(address)?.local ?? 0,
+          prefillMsInFlight: pending.inFlight.get(address)?.prefill ?? 0,
+          localPrefillMsInFlight: pending.inFlight.get(address)?.local ?? 0,
         });
       });
     }

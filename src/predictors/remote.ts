@@ -392,7 +392,7 @@ export function overlayRemote(
     // Local prefills (a `both` pod prefilling for itself) are left out as the profile leaves them out:
     // they are the pod's decode queue (decodeQueueMs), where the kernel adds them between refreshes.
     if (quantity === "prefill-ttft") {
-      const grown = pods[i].prefillMsInFlight - pods[i].localPrefillMsInFlight - (entry.prefillMsInFlight - (entry.localPrefillMsInFlight ?? 0));
+      const grown = pods[i].prefillMsInFlight - pods[i].localPrefillMsInFlight - (entry.prefillMsInFlight - entry.localPrefillMsInFlight);
       out.prefillQueueMs[i] = Math.max(0, grown);
     }
   }
@@ -470,8 +470,8 @@ export interface RemoteValues {
   refresh: number;
   /** The pod's in-flight prefill work (ms) when that refresh started, which the values count through its features. */
   prefillMsInFlight: number;
-  /** The part of it that was local prefills (PodFeatures.localPrefillMsInFlight); absent means none. */
-  localPrefillMsInFlight?: number;
+  /** The part of it that was local prefills (PodFeatures.localPrefillMsInFlight). */
+  localPrefillMsInFlight: number;
 }
 
 interface QuantityState {
