@@ -539,13 +539,10 @@ export class PoolPlanner {
     const sizedFor = this.pool.planner.proactive ? "predicted" : "observed";
     this.load = { observed, predicted, sizedFor };
     const m = this.o.metrics.predicted;
-    const publish = (quantity: string, value: number) => {
-      if (Number.isFinite(value)) m.set({ pool: this.pool.name, quantity }, value);
-      else m.remove({ pool: this.pool.name, quantity });
-    };
-    publish("requests_per_second", predicted.ratePerS);
-    publish("isl_tokens", predicted.isl);
-    publish("osl_tokens", predicted.osl);
+    const pool = this.pool.name;
+    setOrRemove(m, { pool, quantity: "requests_per_second" }, finite(predicted.ratePerS));
+    setOrRemove(m, { pool, quantity: "isl_tokens" }, finite(predicted.isl));
+    setOrRemove(m, { pool, quantity: "osl_tokens" }, finite(predicted.osl));
     return sizedFor === "predicted" ? predicted : observed;
   }
 
@@ -826,17 +823,12 @@ export class PoolPlanner {
     const m = this.o.metrics;
     const pool = this.pool.name;
     // "Over the last interval": an interval without samples has no value, not the previous one's.
-    const setOrRemove = (gauge: Gauge<string>, labels: Record<string, string>, value: number | undefined) => {
-      if (value === undefined) gauge.remove(labels);
-      else gauge.set(labels, value);
-    };
     setOrRemove(m.observedLatency, { pool, quantity: "ttft" }, obs.ttftMs === undefined ? undefined : obs.ttftMs / 1000);
     setOrRemove(m.observedLatency, { pool, quantity: "tpot" }, obs.tpotMs === undefined ? undefined : obs.tpotMs / 1000);
     setOrRemove(m.violationRatio, { pool }, obs.violationRate);
     setOrRemove(m.attainment, { pool }, obs.violationRate === undefined ? undefined : 1 - obs.violationRate);
     // Utilisation the engine did not give this interval (no eligible pod on a side), or not a number,
     // removes the series: before, the last value stayed for good.
-    const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : undefined);
     setOrRemove(m.utilization, { pool, kind: "prefill_queue" }, finite(obs.utilization?.prefillQueueUtil));
     setOrRemove(m.utilization, { pool, kind: "kv" }, finite(obs.utilization?.kvUtil));
     const gpus = totalWorkers(this.applied) * this.pool.tp;
@@ -854,4 +846,14 @@ function isUnit(v: number): boolean {
 
 function maxLayout(a: Layout, b: Layout): Layout {
   return { prefill: Math.max(a.prefill, b.prefill), decode: Math.max(a.decode, b.decode), both: Math.max(a.both, b.both) };
+}
+
+/** A gauge series set to `value`, or removed when there is none: no series keeps a value it no longer has. */
+function setOrRemove(gauge: Gauge<string>, labels: Record<string, string>, value: number | undefined): void {
+  if (value === undefined) gauge.remove(labels);
+  else gauge.set(labels, value);
+}
+
+function finite(v: number | undefined): number | undefined {
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
 }
