@@ -636,11 +636,11 @@ export const ConfigSchema = RootSchema.superRefine((c, ctx) => {
 
   // fetch joins header names that differ only in case into one value ("Bearer a, Bearer b"), and the
   // body is JSON whatever a content-type header says.
+  const headers = c.planners.webhook?.headers ?? {};
   const headerNames = new Map<string, string>();
-  for (const name of Object.keys(c.planners.webhook?.headers ?? {})) {
+  for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase();
     const other = headerNames.get(lower);
-    const headers = c.planners.webhook!.headers;
     if (other !== undefined) at(["planners", "webhook", "headers"], `${other} and ${name} are one header (names are unique in any letter case)`, headers);
     else if (lower === "content-type") at(["planners", "webhook", "headers"], `${name} is set by headroom (the body is JSON)`, headers);
     headerNames.set(lower, name);

@@ -209,8 +209,7 @@ class PoolWatch {
             this.cancelWatchStart?.();
             this.cancelWatchStart = undefined;
             this.abortRequest = controller;
-          }
-          else controller.abort();
+          } else controller.abort();
         },
         (error: unknown) => {
           if (attempt === this.attempt) this.fail(causeOf(error), describe(error));

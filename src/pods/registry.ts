@@ -35,10 +35,11 @@ export interface PodStatus {
  * When no pod of a pool that can decode is a candidate (so no pair can be made: a prefill pod alone
  * serves nothing, and an unscraped one is always a candidate), no scrape of the pool is fresh, and some
  * pods are out only for their scrapes (failing or stale, with metrics from an earlier good scrape, not
- * draining), those become candidates again on their last metrics. All of a pool's scrapes failing at once is more often headroom's own trouble (an event loop
- * too busy to read answers within scrapeTimeoutMs, a network partition from the pods) than every pod
- * dying together, and refusing every pick would make headroom the cause of the failure; the pods that
- * are really gone fail at the gateway, which retries elsewhere. Envoy's panic threshold does the same.
+ * draining), those become candidates again on their last metrics. All of a pool's scrapes failing at
+ * once is more often headroom's own trouble (an event loop too busy to read answers within
+ * scrapeTimeoutMs, a network partition from the pods) than every pod dying together, and refusing
+ * every pick would make headroom the cause of the failure; the pods that are really gone fail at the
+ * gateway, which retries elsewhere. Envoy's panic threshold does the same.
  */
 export function failOpen(pods: readonly PodState[], statuses: readonly PodStatus[]): PodStatus[] | null {
   if (statuses.some((s, i) => s.eligible && pods[i].spec.role !== "prefill")) return null;
