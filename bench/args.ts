@@ -18,11 +18,22 @@ export type BenchValues<O extends Record<string, BenchOption>> = { [K in keyof O
 /** A command line a script does not accept: the caller prints it with the usage and exits 2. */
 export class UsageError extends RangeError {}
 
-/** `--quick`, `-q, --quick`, `--out DIR`: how the options appear in usage lines and errors. */
+/** `--quick`, `-q, --quick`, `--out DIR`: how an option appears in usage lines and errors. */
+function formatOption(name: string, o: BenchOption): string {
+  return `${o.short === undefined ? "" : `-${o.short}, `}--${name}${o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""}`;
+}
+
+/** The options as an error lists them: `--quick, --out DIR`. */
 export function describeOptions(options: Record<string, BenchOption>): string {
   return Object.entries(options)
-    .map(([name, o]) => `${o.short === undefined ? "" : `-${o.short}, `}--${name}${o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""}`)
+    .map(([name, o]) => formatOption(name, o))
     .join(", ");
+}
+
+/** A script's usage line: `usage: npm run NAME -- [POSITIONALS] [--quick] [--out DIR]`. */
+export function usageLine(name: string, options: Record<string, BenchOption>, positionalUsage?: string): string {
+  const optional = Object.entries(options).map(([option, o]) => ` [${formatOption(option, o)}]`);
+  return `usage: npm run ${name} --${positionalUsage === undefined ? "" : ` ${positionalUsage}`}${optional.join("")}\n`;
 }
 
 /**
@@ -72,9 +83,7 @@ export function benchArgs<O extends Record<string, BenchOption>>(
   positionals: { min: number; max: number; usage?: string } = { min: 0, max: 0 },
   argv: readonly string[] = process.argv.slice(2),
 ): { values: BenchValues<O>; positionals: string[] } {
-  const usage = `usage: npm run ${name} --${positionals.usage === undefined ? "" : ` ${positionals.usage}`}${Object.entries(options)
-    .map(([option, o]) => ` [--${option}${o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""}]`)
-    .join("")}\n`;
+  const usage = usageLine(name, options, positionals.usage);
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(usage);
     process.exit(0);

@@ -7,16 +7,14 @@ import { emit, note } from "./measure.js";
 import { benchArgs } from "./args.js";
 
 const { values: args } = benchArgs("fuzz", { runs: { type: "string", value: "N" }, seed: { type: "string", value: "S" }, targets: { type: "string", value: "LIST" } });
-const option = (name: "--runs" | "--seed" | "--targets"): string | undefined => args[name.slice(2) as "runs" | "seed" | "targets"];
-
-const runs = Number(option("--runs") ?? 100_000);
-const seed = Number(option("--seed") ?? Date.now() % 2 ** 31);
+const runs = Number(args.runs ?? 100_000);
+const seed = Number(args.seed ?? Date.now() % 2 ** 31);
 if (!(Number.isInteger(runs) && runs > 0) || !Number.isInteger(seed)) {
-  note("usage: npm run fuzz -- [--runs N] [--seed S]");
+  note("fuzz: --runs must be a whole number > 0 and --seed a whole number");
   process.exit(2);
 }
 note(`fuzz: ${runs} inputs per target, seed ${seed}`);
-const wanted = option("--targets")?.split(",");
+const wanted = args.targets?.split(",");
 let crashes = 0;
 for (const target of FUZZ_TARGETS.filter((t) => wanted === undefined || wanted.includes(t.name))) {
   const report = fuzz(target, runs, seed);

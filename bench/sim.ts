@@ -21,7 +21,7 @@ import { goodputOf, markdownReport, svgPlot, type ScenarioSweep } from "../src/s
 import { POLICY_NAMES, simulate, summarize, type RunSummary } from "../src/sim/run.js";
 import { loadScenario, type Scenario } from "../src/sim/scenario.js";
 import { readTrace } from "../src/sim/workload.js";
-import { parseBenchArgs, UsageError, describeOptions, type BenchOption } from "./args.js";
+import { parseBenchArgs, UsageError, usageLine, type BenchOption } from "./args.js";
 import { emit, note, round } from "./measure.js";
 
 /** The SPEC's scenarios first, in its order; any other file after them, by name. */
@@ -118,7 +118,7 @@ function main(): void {
     args = sweepArgs(process.argv.slice(2), known, shippedFile("bench", "results"), () => mkdtempSync(join(tmpdir(), "headroom-sim-")));
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
-    process.stderr.write(`bench:sim: ${err.message}\n${err instanceof UsageError ? `usage: npm run bench:sim -- [${describeOptions(SWEEP_OPTIONS).replace(/, /g, "] [")}]\n` : ""}`);
+    process.stderr.write(`bench:sim: ${err.message}\n${err instanceof UsageError ? usageLine("bench:sim", SWEEP_OPTIONS) : ""}`);
     process.exitCode = 2;
     return;
   }
