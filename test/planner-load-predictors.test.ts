@@ -159,37 +159,51 @@ describe("arima (order search in a thread)", () => {
 });
 
 describe("the ARIMA search thread", () => {
-  // Searches of 20 points run in about 50 ms, of 200 points on a cycle about 400 ms, of 1,000 about 1.2 s
-  // (the first on a new thread about 100 ms more).
   const series = (n: number, k = 0) => Array.from({ length: n }, (_, t) => 10 + k + 5 * Math.sin(t / 3) + ((t * 7) % 5));
-
-  it("times a search from when the thread runs it, not from when it was asked", async () => {
-    // Pools' predictors ask at once; the thread runs them one after another, ~1.6 s in all.
-    const searcher = new ArimaSearchThread({ timeoutMs: 1000, lowPriority: false });
+  // The timeouts are the main thread's setTimeout, faked here so that nothing depends on how fast the
+  // host runs a search; the thread's answers are messages, not timers, and arrive as they do.
+  const withFakeTimeouts = async (body: () => Promise<void>) => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     try {
-      const answers = await Promise.all([0, 1, 2, 3].map((k) => searcher.search(series(200, k), 10)));
-      // Before: the timer started when a search was asked, so the third timed out while queued and
-      // the restart failed the fourth with it.
-      expect(answers.map((a) => a === null)).toEqual([false, false, false, false]);
-      expect(searcher.answered).toBe(4);
+      await body();
     } finally {
-      searcher.close();
+      vi.useRealTimers();
     }
-  });
+  };
 
-  it("fails only the search that overran its timeout; those queued behind it run on a new thread", async () => {
-    const searcher = new ArimaSearchThread({ timeoutMs: 500, lowPriority: false });
-    try {
-      const slow = searcher.search(series(1000), 10);
-      const after = [0, 1, 2].map((k) => searcher.search(series(20, k), 10));
-      expect(await slow).toBeNull();
-      const answers = await Promise.all(after);
-      expect(answers.map((a) => a?.id)).toEqual([2, 3, 4]);
-      expect(searcher.inFlight).toBe(0);
-    } finally {
-      searcher.close();
-    }
-  });
+  it("times a search from when the thread runs it, not from when it was asked", () =>
+    withFakeTimeouts(async () => {
+      const searcher = new ArimaSearchThread({ timeoutMs: 1000, lowPriority: false });
+      try {
+        // Pools' predictors ask at once; the thread runs them one after another.
+        const asked = [0, 1, 2, 3].map((k) => searcher.search(series(20, k), 10));
+        // Before: a timer per search from when it was asked, so the third timed out while queued and
+        // the restart failed the fourth with it.
+        expect(vi.getTimerCount()).toBe(1);
+        const answers = await Promise.all(asked);
+        expect(answers.map((a) => a === null)).toEqual([false, false, false, false]);
+        expect(searcher.answered).toBe(4);
+      } finally {
+        searcher.close();
+      }
+    }));
+
+  it("fails only the search that overran its timeout; those queued behind it run on a new thread", () =>
+    withFakeTimeouts(async () => {
+      const searcher = new ArimaSearchThread({ timeoutMs: 500, lowPriority: false });
+      try {
+        const first = searcher.search(series(20), 10);
+        const after = [0, 1, 2].map((k) => searcher.search(series(20, k + 1), 10));
+        // The first has not been answered (its answer needs a turn of the event loop): it overruns.
+        vi.advanceTimersByTime(500);
+        expect(await first).toBeNull();
+        const answers = await Promise.all(after);
+        expect(answers.map((a) => a?.id)).toEqual([2, 3, 4]);
+        expect(searcher.inFlight).toBe(0);
+      } finally {
+        searcher.close();
+      }
+    }));
 
   /** Ids of this process's threads at the lowest priority (nice 19). */
   const lowestPriorityThreads = () => new Set([...threadNices()].filter(([, nice]) => nice === 19).map(([tid]) => tid));
