@@ -33,8 +33,7 @@ function setPath(doc: Record<string, unknown>, path: string, value: unknown): Re
   return doc;
 }
 
-/** How a problem line shows a value: strings quoted, structures as JSON. */
-/** A value as a problem line shows it: a URL's user and password as `***`. */
+/** How a problem line shows a value: strings quoted, structures as JSON, a URL's user and password as `***`. */
 const shown = (v: unknown) => (typeof v === "string" || typeof v === "object" ? JSON.stringify(v) : String(v)).replace(/(:\/\/)[^/@]*@/g, "$1***@");
 
 describe("defaults", () => {

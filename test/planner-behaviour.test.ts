@@ -6,7 +6,7 @@
 
 import { describe, expect, it } from "vitest";
 import type { PoolUtilization } from "../src/planner/types.js";
-import { feed, pool, setup, type PoolOverrides } from "./fixtures/planner-pools.js";
+import { AS_PROFILED_TPOT_MS, feed, pool, setup, type PoolOverrides } from "./fixtures/planner-pools.js";
 
 const layout = (prefill: number, decode: number, both: number) => ({ prefill, decode, both });
 const desiredOf = (s: { desired: { prefill: number; decode: number; both: number } }) => layout(s.desired.prefill, s.desired.decode, s.desired.both);
@@ -14,12 +14,6 @@ const desiredOf = (s: { desired: { prefill: number; decode: number; both: number
 // A medium pool with room to grow, no burst protection, sized every 10 s.
 const medium = (name: string, planner: PoolOverrides["planner"] = {}, over: PoolOverrides = {}) =>
   pool("medium", { name, maxGpus: 8, ...over, planner: { loadPredictor: "constant", burstProtection: false, ...planner } });
-
-// TPOTs near what the profile predicts at these loads (a step of 8-13 ms at the batches they make), so
-// the decode correction stays near 1 and decode fits the both worker. The feed's default 20 ms is about
-// twice the profile's step at low load: pods that slow run each step twice as long and need more decode
-// workers.
-const AS_PROFILED_TPOT_MS = 10;
 
 describe("proactive and reactive", () => {
   it("a proactive pool sizes for the predicted load, a reactive one for the observed", () => {

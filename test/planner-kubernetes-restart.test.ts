@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { KubernetesActuator } from "../src/planner/kubernetes-actuator.js";
 import { FakeScaleApi } from "./fixtures/planner-kube-scale.js";
-import { feed, flush, pool, setup } from "./fixtures/planner-pools.js";
+import { AS_PROFILED_TPOT_MS, feed, flush, pool, setup } from "./fixtures/planner-pools.js";
 import { until } from "./fixtures/wait.js";
 
 const NS = "llm";
@@ -40,10 +40,6 @@ afterEach(async () => {
 });
 
 const medium = pool("medium", { name: "m", maxGpus: 8, planner: { loadPredictor: "constant", burstProtection: false } });
-// TPOTs near the profile's step at these loads, so the decode correction stays near 1 (the feed's
-// default 20 ms is about twice the profile's step with several decode-capable workers, and pods that
-// slow need more decode workers).
-const AS_PROFILED_TPOT_MS = 10;
 const replicas = () => [api.replicas("deployments", NS, "m-prefill"), api.replicas("deployments", NS, "m-decode"), api.replicas("deployments", NS, "m-both")];
 
 describe("a planner that starts on a running pool", () => {
