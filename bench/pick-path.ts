@@ -51,8 +51,11 @@ async function engineFor(n: number): Promise<Engine> {
   return engine;
 }
 
-/** Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made). */
-async function cpuUsPerPick(step: () => Promise<number>, warmedUp: () => void = () => undefined): Promise<number> {
+/**
+ * Median CPU microseconds per pick over ROUNDS rounds of `step` (which returns how many picks it made),
+ * after an uncounted first round; `warmedUp` is called between them.
+ */
+async function cpuUsPerPick(step: () => Promise<number>, warmedUp: () => void): Promise<number> {
   const perPick: number[] = [];
   // The first round warms the code up (JIT tiers, WASM) and is not counted.
   await cpuUsPerItem(step, ROUND_S * 1000);
@@ -71,11 +74,11 @@ const httpAtOnceStep = (engine: Engine) => httpAtOnceRound(engine, { decodeBody,
 const streamStep = (engine: Engine) => streamRound(engine, { decodeFrame, decodePick, decodeReportItems, compactPick, encodeMsgpack });
 
 /**
- * The young generation's collections (scavenges) while picks run: how often per pick and how long each
- * held the thread. What a scavenge copies is what is still referenced from what it collects, so its
- * pause follows what the pick path keeps alive for a while, not what it allocates.
+ * The young generation's collections (scavenges) while picks run, from start() on (the warm-up round
+ * left out, as from the CPU figure): how often per pick and how long each held the thread. What a
+ * scavenge copies is what is still referenced from what it collects, so its pause follows what the
+ * pick path keeps alive for a while, not what it allocates.
  */
-/** Young-generation collections and picks, from start() on (the warm-up round is left out, as from the CPU figure). */
 class Scavenges {
   picks = 0;
   private started = false;
